@@ -1,0 +1,1 @@
+"""flink_jobs package."""

@@ -1,0 +1,215 @@
+"""The one definition of every model feature, imported by the trainer, the stream job, the naive
+baseline and the backtest. There is no second copy: train/serve skew is designed out here.
+
+Velocity semantics (what makes replays reproduce live results): for an event at event time ``t``,
+a window of ``W`` covers the user's events *already seen in arrival order* whose event time lies
+in ``(t - W, t]``, the event itself included. The result therefore depends only on the order of
+events within the user's Kafka partition, never on wall-clock time or on when a window closes.
+History older than the longest window plus the allowed lateness (relative to the newest event
+time seen) is pruned, so state per user is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fraud_core.reference import CHANNELS, mcc_risk, to_eur
+from fraud_core.transaction import Transaction
+
+MINUTE_MS = 60_000
+WINDOWS_MS: dict[str, int] = {"1m": MINUTE_MS, "10m": 10 * MINUTE_MS, "1h": 60 * MINUTE_MS}
+HORIZON_MS = max(WINDOWS_MS.values())
+ALLOWED_LATENESS_MS = 5 * MINUTE_MS
+SECONDS_SINCE_PREV_CAP = HORIZON_MS / 1000  # also the value when there is no previous event
+DAY_MS = 24 * 3600 * 1000
+
+VELOCITY_FEATURES: tuple[str, ...] = (
+    "txn_count_1m",
+    "amount_sum_1m",
+    "txn_count_10m",
+    "amount_sum_10m",
+    "txn_count_1h",
+    "amount_sum_1h",
+    "distinct_merchants_1h",
+    "distinct_countries_1h",
+    "seconds_since_prev",
+)
+TRANSACTION_FEATURES: tuple[str, ...] = ("amount_eur", "mcc_risk", "channel_code", "hour_of_day", "is_foreign")
+PROFILE_FEATURES: tuple[str, ...] = (
+    "profile_avg_amount",
+    "amount_to_avg_ratio",
+    "account_age_days",
+    "risk_tier",
+    "known_device",
+    "profile_missing",
+)
+FEATURE_NAMES: tuple[str, ...] = VELOCITY_FEATURES + TRANSACTION_FEATURES + PROFILE_FEATURES
+
+# Reason codes: how each feature reads to a fraud analyst when it pushes the score up.
+REASON_TEXT: dict[str, str] = {
+    "txn_count_1m": "many payments within one minute",
+    "amount_sum_1m": "high amount spent within one minute",
+    "txn_count_10m": "many payments within ten minutes",
+    "amount_sum_10m": "high amount spent within ten minutes",
+    "txn_count_1h": "many payments within one hour",
+    "amount_sum_1h": "high amount spent within one hour",
+    "distinct_merchants_1h": "many different merchants within one hour",
+    "distinct_countries_1h": "payments from several countries within one hour",
+    "seconds_since_prev": "unusual time since the previous payment",
+    "amount_eur": "unusually large amount",
+    "mcc_risk": "high-risk merchant category",
+    "channel_code": "risky payment channel",
+    "hour_of_day": "unusual hour of day",
+    "is_foreign": "payment outside the home country",
+    "profile_avg_amount": "spending profile of the customer",
+    "amount_to_avg_ratio": "amount far above the customer's average",
+    "account_age_days": "young account",
+    "risk_tier": "customer already in an elevated risk tier",
+    "known_device": "new, unknown device",
+    "profile_missing": "no customer profile on file",
+}
+BLOCKLIST_REASON = "card is on the blocklist"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What Redis knows about a user (key ``profile:<user_id>``, JSON), maintained by the consumers."""
+
+    avg_amount: float = 0.0
+    home_country: str = ""
+    account_created_ms: int = 0
+    risk_tier: int = 0
+    devices: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    txn_count: int = 0
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Profile:
+        """Build a profile from its JSON form, tolerating missing fields (older writers)."""
+        return cls(
+            avg_amount=float(data.get("avg_amount", 0.0)),
+            home_country=str(data.get("home_country", "")),
+            account_created_ms=int(data.get("account_created_ms", 0)),
+            risk_tier=int(data.get("risk_tier", 0)),
+            devices=tuple(data.get("devices", ())),
+            countries=tuple(data.get("countries", ())),
+            txn_count=int(data.get("txn_count", 0)),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The JSON form stored in Redis."""
+        return {
+            "avg_amount": self.avg_amount,
+            "home_country": self.home_country,
+            "account_created_ms": self.account_created_ms,
+            "risk_tier": self.risk_tier,
+            "devices": list(self.devices),
+            "countries": list(self.countries),
+            "txn_count": self.txn_count,
+        }
+
+
+# One remembered past event: (event_time_ms, amount_eur, merchant_id, country).
+HistoryEntry = tuple[int, float, str, str]
+
+
+@dataclass(slots=True)
+class VelocityState:
+    """A user's recent history; the only per-user state of the stream job (Flink keyed state)."""
+
+    entries: list[HistoryEntry] = field(default_factory=list)
+    max_event_time: int = 0
+
+    def observe(self, txn: Transaction) -> dict[str, float]:
+        """Return the velocity features of ``txn`` and remember it. Deterministic in arrival order."""
+        t = txn.event_time
+        amount = to_eur(txn.amount_minor, txn.currency)
+        self.entries.append((t, amount, txn.merchant_id, txn.country))
+        self.max_event_time = max(self.max_event_time, t)
+        features = velocity_features(self.entries, t)
+        cutoff = self.max_event_time - HORIZON_MS - ALLOWED_LATENESS_MS
+        if self.entries[0][0] <= cutoff:
+            self.entries = [e for e in self.entries if e[0] > cutoff]
+        return features
+
+    def to_state(self) -> tuple[int, list[HistoryEntry]]:
+        """Compact, picklable form for Flink keyed state."""
+        return self.max_event_time, self.entries
+
+    @classmethod
+    def from_state(cls, state: tuple[int, list[HistoryEntry]] | None) -> VelocityState:
+        if state is None:
+            return cls()
+        max_event_time, entries = state
+        return cls(entries=list(entries), max_event_time=max_event_time)
+
+
+def velocity_features(entries: Sequence[HistoryEntry], t: int) -> dict[str, float]:
+    """Velocity features at event time ``t`` over ``entries`` (which include the event itself last)."""
+    out: dict[str, float] = {}
+    for label, width in WINDOWS_MS.items():
+        lo = t - width
+        count = 0
+        total = 0.0
+        for et, amount, _m, _c in entries:
+            if lo < et <= t:
+                count += 1
+                total += amount
+        out[f"txn_count_{label}"] = float(count)
+        out[f"amount_sum_{label}"] = round(total, 2)
+    lo = t - HORIZON_MS
+    in_hour = [e for e in entries if lo < e[0] <= t]
+    out["distinct_merchants_1h"] = float(len({e[2] for e in in_hour}))
+    out["distinct_countries_1h"] = float(len({e[3] for e in in_hour}))
+    previous = [e[0] for e in entries[:-1] if e[0] <= t]
+    gap = (t - max(previous)) / 1000 if previous else SECONDS_SINCE_PREV_CAP
+    out["seconds_since_prev"] = min(gap, SECONDS_SINCE_PREV_CAP)
+    return out
+
+
+def transaction_features(txn: Transaction, profile: Profile | None) -> dict[str, float]:
+    """Features of the payment itself (``is_foreign`` needs the profile's home country)."""
+    home = profile.home_country if profile else ""
+    return {
+        "amount_eur": to_eur(txn.amount_minor, txn.currency),
+        "mcc_risk": float(mcc_risk(txn.merchant_category)),
+        "channel_code": float(CHANNELS.index(txn.channel)),
+        "hour_of_day": float((txn.event_time // 3_600_000) % 24),
+        "is_foreign": float(bool(home) and txn.country != home),
+    }
+
+
+def profile_features(txn: Transaction, profile: Profile | None) -> dict[str, float]:
+    """Features from the user's profile (enrichment); neutral defaults when there is none."""
+    amount = to_eur(txn.amount_minor, txn.currency)
+    if profile is None:
+        return {
+            "profile_avg_amount": 0.0,
+            "amount_to_avg_ratio": 1.0,
+            "account_age_days": 0.0,
+            "risk_tier": 0.0,
+            "known_device": 1.0,
+            "profile_missing": 1.0,
+        }
+    age_ms = max(0, txn.event_time - profile.account_created_ms) if profile.account_created_ms else 0
+    return {
+        "profile_avg_amount": round(profile.avg_amount, 2),
+        "amount_to_avg_ratio": round(amount / max(profile.avg_amount, 1.0), 4),
+        "account_age_days": float(age_ms // DAY_MS),
+        "risk_tier": float(profile.risk_tier),
+        "known_device": float(txn.device_id is None or txn.device_id in profile.devices),
+        "profile_missing": 0.0,
+    }
+
+
+def build_features(txn: Transaction, velocity: Mapping[str, float], profile: Profile | None) -> dict[str, float]:
+    """Every model feature of one event, keyed by name, in :data:`FEATURE_NAMES` order."""
+    merged = {**velocity, **transaction_features(txn, profile), **profile_features(txn, profile)}
+    return {name: merged[name] for name in FEATURE_NAMES}
+
+
+def to_row(features: Mapping[str, float], names: Iterable[str] = FEATURE_NAMES) -> list[float]:
+    """The model's input row: feature values in the order the model was trained on."""
+    return [float(features[n]) for n in names]

@@ -1,0 +1,49 @@
+"""Settings shared by every deployable. Each entrypoint builds its own settings class on top of
+:class:`ConnectionSettings`; library code receives values as arguments and never reads the
+environment itself. Field names are the environment variable names (see CONTRACT.md).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only valid when APP_ENV=local; refused anywhere else.
+DEV_API_KEY = "dev-local-key-not-secret"
+
+
+class ConnectionSettings(BaseSettings):
+    """Where the shared services are. Defaults point at the local stack of ``make up``."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    APP_ENV: Literal["local", "test", "staging", "production"] = "local"
+    KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
+    SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
+    REDIS_URL: str = "redis://localhost:6379/0"
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ScoringClientSettings(ConnectionSettings):
+    """Connection settings plus the scoring service, for the parts that call it."""
+
+    SCORING_URL: str = "http://localhost:8000"
+    SCORING_API_KEY: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _api_key_required_outside_local(self) -> ScoringClientSettings:
+        key = self.SCORING_API_KEY.get_secret_value() if self.SCORING_API_KEY else None
+        if self.APP_ENV in ("local", "test"):
+            if key is None:
+                object.__setattr__(self, "SCORING_API_KEY", SecretStr(DEV_API_KEY))
+        elif key is None or key == DEV_API_KEY:
+            raise ValueError(f"SCORING_API_KEY must be set (and not the development key) when APP_ENV={self.APP_ENV}")
+        return self
+
+    @property
+    def api_key(self) -> str:
+        """The API key value (never log it)."""
+        assert self.SCORING_API_KEY is not None
+        return self.SCORING_API_KEY.get_secret_value()

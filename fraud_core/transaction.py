@@ -1,0 +1,113 @@
+"""The typed payment event and its validation: the only gate between raw records and features."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fraud_core.exceptions import ValidationError
+from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_MCC = re.compile(r"^[0-9]{4}$")
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_PAN = re.compile(r"^[0-9]{13,19}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A validated ``payments.initiated`` event. ``event_time`` is epoch milliseconds, UTC."""
+
+    event_id: str
+    user_id: str
+    card_id: str
+    amount_minor: int
+    currency: str
+    merchant_id: str
+    merchant_category: str
+    country: str
+    channel: str
+    event_time: int
+    device_id: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record for this transaction (``payments.initiated`` schema)."""
+        return asdict(self)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _require_id(field: str, value: object) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValidationError(field, value, "must be 1-64 characters of letters, digits, _ . : -")
+    return value
+
+
+def validate(record: dict[str, Any]) -> Transaction:
+    """Check a decoded ``payments.initiated`` record against the business rules.
+
+    Raises:
+        ValidationError: naming the first offending field and its value.
+    """
+    event_id = record.get("event_id")
+    try:
+        uuid.UUID(str(event_id))
+    except ValueError as exc:
+        raise ValidationError("event_id", event_id, "must be a UUID") from exc
+    user_id = _require_id("user_id", record.get("user_id"))
+    card_id = _require_id("card_id", record.get("card_id"))
+    if _PAN.match(card_id) and _luhn_ok(card_id):
+        # Never echo what looks like a real card number, not even in the error.
+        raise ValidationError("card_id", "<redacted>", "looks like a card number (PAN); only tokens allowed")
+    amount = record.get("amount_minor")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise ValidationError("amount_minor", amount, "must be a non-negative integer of minor units")
+    if amount > MAX_AMOUNT_MINOR:
+        raise ValidationError("amount_minor", amount, f"exceeds the cap of {MAX_AMOUNT_MINOR}")
+    currency = record.get("currency")
+    if currency not in CURRENCIES:
+        raise ValidationError("currency", currency, "unknown ISO 4217 currency")
+    merchant_id = _require_id("merchant_id", record.get("merchant_id"))
+    mcc = record.get("merchant_category")
+    if not isinstance(mcc, str) or not _MCC.match(mcc):
+        raise ValidationError("merchant_category", mcc, "must be a 4-digit MCC")
+    country = record.get("country")
+    if not isinstance(country, str) or not _COUNTRY.match(country):
+        raise ValidationError("country", country, "must be an ISO 3166-1 alpha-2 code in upper case")
+    channel = record.get("channel")
+    if channel not in CHANNELS:
+        raise ValidationError("channel", channel, f"must be one of {', '.join(CHANNELS)}")
+    event_time = record.get("event_time")
+    if isinstance(event_time, datetime):  # fastavro returns aware datetimes for timestamp-millis
+        event_time = (event_time - _EPOCH) // _MS
+    if not isinstance(event_time, int) or event_time <= 0:
+        raise ValidationError("event_time", event_time, "must be a positive epoch-millisecond timestamp")
+    device_id = record.get("device_id")
+    if device_id is not None:
+        device_id = _require_id("device_id", device_id)
+    return Transaction(
+        event_id=str(event_id),
+        user_id=user_id,
+        card_id=card_id,
+        amount_minor=amount,
+        currency=str(currency),
+        merchant_id=merchant_id,
+        merchant_category=mcc,
+        country=country,
+        channel=str(channel),
+        event_time=event_time,
+        device_id=device_id,
+    )
