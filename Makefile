@@ -1,0 +1,76 @@
+# Every target sets up what it needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+FETCHED := .stack/lib/.fetched
+ARGS ?=
+
+.PHONY: help install fetch up down status serve job consumers produce model bench backtest demo test lint clean
+
+help: ## One line per target
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 needed)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip==25.3
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## Create .venv and install the pinned Python dependencies
+
+$(FETCHED): $(INSTALLED) deploy/maven/pom.xml deploy/local/fetch.py
+	$(PY) -m deploy.local.fetch
+	@touch $@
+
+fetch: $(FETCHED) ## Fetch Kafka, the Flink Kafka connector and Apicurio Registry into .stack/lib (once)
+
+up: $(FETCHED) ## Start the local stack (Kafka KRaft, Apicurio Registry, Redis), create topics, register schemas
+	$(PY) -m deploy.local.stack up
+
+down: $(INSTALLED) ## Stop what `make up` started (by PID)
+	$(PY) -m deploy.local.stack down
+
+status: $(INSTALLED) ## Show the local stack's services, ports, PIDs and logs
+	$(PY) -m deploy.local.stack status
+
+model: $(INSTALLED) ## Train the model on simulated data and make it live (models/)
+	$(PY) -m inference_service.training.train --seed 7 --model-dir models $(ARGS)
+
+serve: $(INSTALLED) ## Run the scoring service in the foreground (trains a model first if none)
+	@test -f models/LIVE || $(MAKE) model
+	$(PY) -m inference_service $(ARGS)
+
+job: $(FETCHED) ## Run the streaming job in the foreground (PyFlink mini-cluster, local stack)
+	$(PY) -m flink_jobs.scoring_job $(ARGS)
+
+consumers: $(INSTALLED) ## Run the action consumers in the foreground
+	$(PY) -m actions $(ARGS)
+
+produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--help")
+	$(PY) -m producers.produce $(ARGS)
+
+bench: $(FETCHED) ## End-to-end benchmark vs the naive baseline -> bench/results/latest.json + plot
+	@test -f models/LIVE || $(MAKE) model
+	$(PY) -m bench.e2e $(ARGS)
+
+backtest: $(FETCHED) ## Replay a topic range through the scoring logic and write a report (ARGS="--help")
+	$(PY) -m backtest $(ARGS)
+
+demo: $(FETCHED) ## The whole pipeline on a generated stream, live view, summary; KEEP_RUNNING=1 keeps it up
+	@test -f models/LIVE || $(MAKE) model
+	$(PY) -m bench.demo $(ARGS)
+
+test: $(FETCHED) ## Run the whole test suite against real services (starts and stops them itself)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(INSTALLED) ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy inference_service fraud_core
+
+clean: ## Remove the virtualenv, fetched artifacts and local state (stop the stack first)
+	rm -rf $(VENV) .stack models

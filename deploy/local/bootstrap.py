@@ -1,0 +1,96 @@
+"""Create the topics and register the schemas (``python -m deploy.local.bootstrap``).
+
+Idempotent: existing topics are kept (their partition count is checked), registering an unchanged
+schema returns its existing id. The registry's compatibility is set to BACKWARD_TRANSITIVE globally
+and per subject, because Apicurio enforces nothing until a rule exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import schemas
+from fraud_core.exceptions import FraudPipelineError, StackError
+from fraud_core.registry import RegistryClient
+from fraud_core.topics import COMPATIBILITY, TOPICS, TopicSpec
+
+log = logging.getLogger("bootstrap")
+
+
+def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
+    """Create ``specs`` that do not exist yet; refuse an existing topic with the wrong partition count."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    specs = list(specs)
+    existing = admin.list_topics(timeout=10).topics
+    missing = [s for s in specs if s.name not in existing]
+    for spec in specs:
+        if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
+            raise StackError(
+                f"topic {spec.name} has {len(existing[spec.name].partitions)} partitions, expected {spec.partitions}"
+            )
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [
+            NewTopic(s.name, s.partitions, 1, config={"retention.ms": str(s.retention_ms), "min.insync.replicas": "1"})
+            for s in missing
+        ],
+        operation_timeout=15,
+    )
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            log.info("topic %s created", name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise StackError(f"creating topic {name} failed: {exc}") from exc
+
+
+def register_schemas(registry_url: str, specs: Iterable[TopicSpec]) -> dict[str, int]:
+    """Register each topic's value schema with BACKWARD_TRANSITIVE; returns subject -> schema id."""
+    client = RegistryClient(registry_url)
+    client.set_compatibility(COMPATIBILITY)
+    ids = {}
+    for spec in specs:
+        ids[spec.subject] = client.register(spec.subject, schemas.load_text(spec.schema))
+        client.set_compatibility(COMPATIBILITY, spec.subject)
+    return ids
+
+
+def bootstrap(bootstrap_servers: str, registry_url: str, specs: Iterable[TopicSpec] = TOPICS) -> None:
+    specs = list(specs)
+    create_topics(bootstrap_servers, specs)
+    ids = register_schemas(registry_url, specs)
+    log.info("topics ready: %s", ", ".join(s.name for s in specs))
+    log.info("schemas registered (%s): %s", COMPATIBILITY, ", ".join(f"{k}={v}" for k, v in ids.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create the pipeline's topics and register its schemas.")
+    parser.add_argument(
+        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument(
+        "--registry-url", default=os.environ.get("SCHEMA_REGISTRY_URL", "http://localhost:8081/apis/ccompat/v7"),
+        help="Confluent-compatible registry base URL (env SCHEMA_REGISTRY_URL)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        bootstrap(args.bootstrap_servers, args.registry_url)
+    except FraudPipelineError as exc:
+        log.error("error: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

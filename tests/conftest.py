@@ -1,0 +1,64 @@
+"""Session fixtures: one real local stack (Kafka, Apicurio Registry, Redis) on free ports for the
+whole test session, and a unique topic per test. See tests/README.md for the tiers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import schemas
+from deploy.local.bootstrap import create_topics
+from deploy.local.stack import Stack, StackConfig, free_port
+from fraud_core.registry import RegistryClient
+from fraud_core.topics import COMPATIBILITY, TopicSpec
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    bootstrap: str
+    registry_url: str
+    redis_url: str
+    config: StackConfig
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The real services, started once per session in a private state folder on free ports."""
+    state: Path = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        state_dir=state,
+        kafka_port=free_port(),
+        controller_port=free_port(),
+        registry_port=free_port(),
+        redis_port=free_port(),
+    )
+    running = Stack(config)
+    try:
+        for svc in running.services:
+            running.start(svc)
+        RegistryClient(config.registry_url).set_compatibility(COMPATIBILITY)
+        yield RunningStack(config.bootstrap, config.registry_url, config.redis_url, config)
+    finally:
+        running.down()
+
+
+@pytest.fixture
+def make_topic(stack: RunningStack) -> Callable[..., str]:
+    """Create a uniquely named topic and register ``schema`` under ``<topic>-value``; returns the name."""
+
+    def make(prefix: str = "t", partitions: int = 4, schema: str | None = schemas.TRANSACTION) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        spec = TopicSpec(name, partitions, 24 * 3600 * 1000, schema or schemas.TRANSACTION)
+        create_topics(stack.bootstrap, [spec])
+        if schema is not None:
+            client = RegistryClient(stack.registry_url)
+            client.register(spec.subject, schemas.load_text(schema))
+            client.set_compatibility(COMPATIBILITY, spec.subject)
+        return name
+
+    return make
