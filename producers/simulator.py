@@ -1,0 +1,575 @@
+"""A deterministic synthetic population of card holders and merchants, and its payment stream.
+
+Everything is drawn from :class:`random.Random` streams seeded from :attr:`SimConfig.seed`, and time
+is event time starting at :attr:`SimConfig.start_ms`: the same config yields the same population
+and the same events, byte for byte, on every run. Fraud is injected as *episodes* whose exact
+signatures are documented in ``producers/SCENARIOS.md``; every event carries its ground truth.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import uuid
+from bisect import bisect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import accumulate
+from random import Random
+from typing import Any
+
+from fraud_core.features import DAY_MS, Profile
+from fraud_core.reference import CURRENCIES, MERCHANT_CATEGORIES
+from fraud_core.transaction import Transaction
+
+FRAUD_TYPES: tuple[str, ...] = ("card_testing", "account_takeover", "merchant_burst", "impossible_travel")
+
+SECOND_MS = 1000
+MINUTE_MS = 60 * SECOND_MS
+HOUR_MS = 60 * MINUTE_MS
+
+# Country -> (currency, region, UTC offset in hours, weight as a home country).
+COUNTRIES: dict[str, tuple[str, str, int, float]] = {
+    "DE": ("EUR", "europe", 1, 18),
+    "FR": ("EUR", "europe", 1, 14),
+    "NL": ("EUR", "europe", 1, 6),
+    "ES": ("EUR", "europe", 1, 9),
+    "IT": ("EUR", "europe", 1, 9),
+    "BE": ("EUR", "europe", 1, 3),
+    "AT": ("EUR", "europe", 1, 3),
+    "IE": ("EUR", "europe", 0, 2),
+    "FI": ("EUR", "europe", 2, 1),
+    "PT": ("EUR", "europe", 0, 2),
+    "GB": ("GBP", "europe", 0, 10),
+    "CH": ("CHF", "europe", 1, 2),
+    "SE": ("SEK", "europe", 1, 2),
+    "NO": ("NOK", "europe", 1, 1),
+    "DK": ("DKK", "europe", 1, 1),
+    "PL": ("PLN", "europe", 1, 4),
+    "CZ": ("CZK", "europe", 1, 2),
+    "US": ("USD", "north_america", -5, 6),
+    "CA": ("CAD", "north_america", -5, 2),
+    "BR": ("BRL", "south_america", -3, 1),
+    "JP": ("JPY", "asia", 9, 1),
+    "IN": ("INR", "asia", 5, 1),
+    "AU": ("AUD", "oceania", 10, 1),
+}
+_COUNTRY_CODES = tuple(COUNTRIES)
+
+# MCC -> (weight among merchants, typical amount in EUR, channel weights POS/ECOM/MOBILE).
+_MCC_PROFILE: dict[str, tuple[float, float, tuple[float, float, float]]] = {
+    "5411": (14, 45, (0.8, 0.05, 0.15)),
+    "5812": (12, 40, (0.85, 0.0, 0.15)),
+    "5814": (10, 12, (0.8, 0.05, 0.15)),
+    "5541": (7, 60, (0.9, 0.0, 0.1)),
+    "4111": (5, 4, (0.5, 0.1, 0.4)),
+    "5912": (6, 18, (0.85, 0.05, 0.1)),
+    "4121": (4, 22, (0.2, 0.2, 0.6)),
+    "5311": (5, 70, (0.7, 0.2, 0.1)),
+    "5651": (6, 65, (0.5, 0.4, 0.1)),
+    "5942": (3, 22, (0.4, 0.5, 0.1)),
+    "4899": (3, 14, (0.0, 0.8, 0.2)),
+    "5999": (6, 30, (0.4, 0.5, 0.1)),
+    "4511": (2, 280, (0.05, 0.75, 0.2)),
+    "7011": (3, 180, (0.3, 0.6, 0.1)),
+    "5732": (4, 250, (0.5, 0.4, 0.1)),
+    "5944": (2, 300, (0.7, 0.3, 0.0)),
+    "5967": (2, 45, (0.0, 0.9, 0.1)),
+    "6051": (2, 200, (0.0, 0.7, 0.3)),
+    "4829": (2, 200, (0.1, 0.5, 0.4)),
+    "7995": (2, 50, (0.1, 0.6, 0.3)),
+    "5816": (3, 15, (0.0, 0.6, 0.4)),
+}
+assert set(_MCC_PROFILE) == set(MERCHANT_CATEGORIES), "every reference MCC needs a simulator profile"
+_LEGIT_CHANNELS = ("POS", "ECOM", "MOBILE")
+_CARD_TESTING_MCCS = frozenset({"5816", "4899", "5999", "5967", "5942"})
+_TAKEOVER_MCCS = frozenset({"5732", "5944", "6051", "4829", "4511", "7011"})
+
+# Legit behaviour.
+FAVOURITE_SHARE = 0.85  # share of a user's payments at one of their favourite merchants
+AMOUNT_SIGMA = 0.5  # lognormal sigma of one payment around the user's typical amount
+TRAVELLER_SHARE = 0.03  # users abroad (in a country of their profile) for the whole stream
+OFF_HOURS_WEIGHT = 0.05  # relative activity outside a user's active hours
+
+# Scenario signatures (see SCENARIOS.md; the tests check these bounds).
+CARD_TESTING_COUNT = (8, 15)
+CARD_TESTING_SPAN_MS = 55 * SECOND_MS
+CARD_TESTING_MAX_EUR = 1.99
+TAKEOVER_COUNT = (3, 5)
+TAKEOVER_GAP_MS = (1 * MINUTE_MS, 7 * MINUTE_MS)
+TAKEOVER_MIN_RATIO = 6.0
+TAKEOVER_MIN_EUR = 150.0
+BURST_COUNT = (4, 7)
+BURST_SPAN_MS = 5 * MINUTE_MS
+TRAVEL_COUNT = (2, 3)
+TRAVEL_FIRST_GAP_MS = (1 * MINUTE_MS, 10 * MINUTE_MS)
+TRAVEL_NEXT_GAP_MS = (30 * SECOND_MS, 5 * MINUTE_MS)
+EPISODE_COOLDOWN_MS = 2 * HOUR_MS  # a victim is in at most one episode at a time, plus this margin
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Size, seed, pace and fraud rates of a simulation.
+
+    ``rate_eps`` is the mean number of legitimate payments per second of *event* time; the
+    ``*_rate`` fields are the probability, per legitimate payment, that an episode of that fraud
+    scenario starts. The defaults give about 2% fraudulent events.
+    """
+
+    seed: int = 7
+    n_users: int = 2000
+    n_merchants: int = 400
+    start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    rate_eps: float = 100.0
+    card_testing_rate: float = 0.0008
+    account_takeover_rate: float = 0.0012
+    merchant_burst_rate: float = 0.0008
+    impossible_travel_rate: float = 0.0012
+
+    def __post_init__(self) -> None:
+        if self.n_users < 1:
+            raise ValueError(f"n_users must be >= 1, got {self.n_users}")
+        if self.n_merchants < len(MERCHANT_CATEGORIES):
+            raise ValueError(f"n_merchants must be >= {len(MERCHANT_CATEGORIES)}, got {self.n_merchants}")
+        if not self.rate_eps > 0:
+            raise ValueError(f"rate_eps must be > 0, got {self.rate_eps}")
+        rates = self.fraud_rates()
+        for name, rate in rates.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{name}_rate must be within [0, 1], got {rate}")
+        if sum(rates.values()) > 1:
+            raise ValueError(f"fraud rates must sum to <= 1, got {sum(rates.values())}")
+
+    def fraud_rates(self) -> dict[str, float]:
+        """Episode start probability per legitimate payment, by fraud type."""
+        return {
+            "card_testing": self.card_testing_rate,
+            "account_takeover": self.account_takeover_rate,
+            "merchant_burst": self.merchant_burst_rate,
+            "impossible_travel": self.impossible_travel_rate,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """One simulated payment with its ground truth."""
+
+    txn: Transaction
+    is_fraud: bool
+    fraud_type: str | None
+
+    def label_record(self, delay_ms: int = 0) -> dict[str, Any]:
+        """The ``payments.labels`` record of this event, known ``delay_ms`` after its event time."""
+        return {
+            "event_id": self.txn.event_id,
+            "is_fraud": self.is_fraud,
+            "fraud_type": self.fraud_type,
+            "labelled_at": self.txn.event_time + delay_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    merchant_id: str
+    mcc: str
+    risk: int
+    typical_eur: float
+    channels: tuple[float, float, float]
+
+    @property
+    def ecom(self) -> bool:
+        return self.channels[1] > 0
+
+    @property
+    def pos(self) -> bool:
+        return self.channels[0] > 0
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    home_country: str
+    location: str  # where the user pays during the stream (home, or a trip country)
+    cards: tuple[str, ...]
+    devices: tuple[str, ...]
+    visited: tuple[str, ...]
+    spend_level: float
+    favourites: tuple[int, ...]  # merchant indexes
+    favourite_cum_weights: tuple[float, ...]
+    active_hours: tuple[int, int]  # local [start, end)
+    account_created_ms: int
+    risk_tier: int
+    past_txn_count: int
+    avg_amount: float = field(default=0.0)
+
+
+def _currency(country: str) -> str:
+    return COUNTRIES[country][0]
+
+
+def _region(country: str) -> str:
+    return COUNTRIES[country][1]
+
+
+def _minor(amount_eur: float, currency: str, *, round_up: bool = False) -> int:
+    """EUR amount -> minor units of ``currency``; ``round_up`` keeps a lower bound in EUR."""
+    exponent, rate = CURRENCIES[currency]
+    raw = amount_eur / rate * 10**exponent
+    return max(1, math.ceil(raw) if round_up else math.floor(raw))
+
+
+def _hex(rng: Random, bits: int) -> str:
+    return f"{rng.getrandbits(bits):0{bits // 4}x}"
+
+
+class Simulator:
+    """The population of a :class:`SimConfig` and its payment stream."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        rng = Random(f"fraud-sim:{config.seed}:population")
+        self.merchants = self._make_merchants(rng)
+        self._merchant_cum = tuple(accumulate(rng.lognormvariate(0, 1) for _ in self.merchants))
+        self.users = self._make_users(rng)
+        self._hour_cum = self._hourly_weights()
+        high_risk = [i for i, m in enumerate(self.merchants) if m.risk == 2]
+        ecom = [i for i, m in enumerate(self.merchants) if m.ecom]
+        testing = [i for i in ecom if self.merchants[i].mcc in _CARD_TESTING_MCCS]
+        self._testing_pool = testing if len(testing) >= CARD_TESTING_COUNT[1] else ecom
+        self._burst_pool = high_risk if len(high_risk) >= BURST_COUNT[1] else ecom
+        self._takeover_pool = [i for i in ecom if self.merchants[i].mcc in _TAKEOVER_MCCS] or ecom
+        self._pos_pool = [i for i, m in enumerate(self.merchants) if m.pos]
+
+    # Population -------------------------------------------------------------------------------
+
+    def _make_merchants(self, rng: Random) -> list[Merchant]:
+        mccs = list(_MCC_PROFILE)
+        weights = [_MCC_PROFILE[m][0] for m in mccs]
+        # Every category exists at least once, so every scenario finds its merchants.
+        chosen = mccs + rng.choices(mccs, weights=weights, k=self.config.n_merchants - len(mccs))
+        rng.shuffle(chosen)
+        width = max(4, len(str(self.config.n_merchants)))
+        return [
+            Merchant(
+                merchant_id=f"merch_{i:0{width}d}",
+                mcc=mcc,
+                risk=MERCHANT_CATEGORIES[mcc][1],
+                typical_eur=_MCC_PROFILE[mcc][1] * rng.lognormvariate(0, 0.25),
+                channels=_MCC_PROFILE[mcc][2],
+            )
+            for i, mcc in enumerate(chosen)
+        ]
+
+    def _make_users(self, rng: Random) -> list[User]:
+        start = self.config.start_ms
+        home_cum = list(accumulate(COUNTRIES[c][3] for c in _COUNTRY_CODES))
+        width = max(5, len(str(self.config.n_users)))
+        users: list[User] = []
+        for i in range(self.config.n_users):
+            home = rng.choices(_COUNTRY_CODES, cum_weights=home_cum)[0]
+            visited: list[str] = []
+            for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+                same_region = [c for c in _COUNTRY_CODES if _region(c) == _region(home)]
+                pool = same_region if rng.random() < 0.7 else list(_COUNTRY_CODES)
+                country = rng.choice(pool)
+                if country != home and country not in visited:
+                    visited.append(country)
+            if rng.random() < TRAVELLER_SHARE:
+                if not visited:
+                    visited.append(rng.choice([c for c in _COUNTRY_CODES if c != home]))
+                location = visited[0]
+            else:
+                location = home
+            n_fav = rng.randint(4, 10)
+            drawn = rng.choices(range(len(self.merchants)), cum_weights=self._merchant_cum, k=n_fav)
+            favourites = tuple(dict.fromkeys(drawn))
+            fav_cum = tuple(accumulate(rng.lognormvariate(0, 0.8) for _ in favourites))
+            age_days = min(5000, max(1, int(rng.lognormvariate(6.0, 1.0))))
+            user = User(
+                user_id=f"user_{i:0{width}d}",
+                home_country=home,
+                location=location,
+                cards=tuple(f"card_{_hex(rng, 64)}" for _ in range(rng.choice((1, 1, 1, 2)))),
+                devices=tuple(f"dev_{_hex(rng, 48)}" for _ in range(rng.choice((1, 1, 2, 2, 3)))),
+                visited=tuple(visited),
+                spend_level=rng.lognormvariate(0, 0.45),
+                favourites=favourites,
+                favourite_cum_weights=fav_cum,
+                active_hours=(rng.randint(6, 10), rng.randint(20, 24)),
+                account_created_ms=start - age_days * DAY_MS - rng.randrange(DAY_MS),
+                risk_tier=rng.choices((0, 1, 2), weights=(85, 12, 3))[0],
+                past_txn_count=int(age_days * rng.uniform(0.3, 3.0)),
+            )
+            users.append(_with_avg_amount(user, self.merchants, self._merchant_cum))
+        return users
+
+    def _hourly_weights(self) -> list[list[float]]:
+        """Cumulative user weights for each UTC hour of the day (active hours in local time)."""
+        tables = []
+        for hour in range(24):
+            weights = []
+            for u in self.users:
+                local = (hour + COUNTRIES[u.location][2]) % 24
+                lo, hi = u.active_hours
+                weights.append(1.0 if lo <= local < hi else OFF_HOURS_WEIGHT)
+            tables.append(list(accumulate(weights)))
+        return tables
+
+    def profiles(self) -> dict[str, Profile]:
+        """The profile of every user at the start of the stream, as seeded into Redis."""
+        return {
+            u.user_id: Profile(
+                avg_amount=u.avg_amount,
+                home_country=u.home_country,
+                account_created_ms=u.account_created_ms,
+                risk_tier=u.risk_tier,
+                devices=u.devices,
+                countries=(u.home_country, *u.visited),
+                txn_count=u.past_txn_count,
+            )
+            for u in self.users
+        }
+
+    # Stream -----------------------------------------------------------------------------------
+
+    def events(self, count: int | None = None, duration_s: float | None = None) -> Iterator[SimEvent]:
+        """Yield payments in non-decreasing event-time order, legitimate and fraudulent interleaved.
+
+        Stops after ``count`` events or at ``start_ms + duration_s`` of event time, whichever
+        comes first; endless when both are None. Episodes still running at the end are cut
+        short. Each call starts the same stream afresh.
+        """
+        if count is not None and count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        if duration_s is not None and duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        cfg = self.config
+        rng = Random(f"fraud-sim:{cfg.seed}:events")
+        end_ms = cfg.start_ms + duration_s * 1000 if duration_s is not None else math.inf
+        rate_per_ms = cfg.rate_eps / 1000
+        thresholds = list(accumulate(cfg.fraud_rates().values()))
+        busy_until: dict[int, int] = {}
+        pending: list[tuple[int, int, SimEvent]] = []  # heap of (event_time, seq, event)
+        seq = 0
+        emitted = 0
+        clock = float(cfg.start_ms)
+        while count is None or emitted < count:
+            clock += rng.expovariate(rate_per_ms)
+            now = int(clock)
+            while pending and pending[0][0] <= now and (count is None or emitted < count):
+                if pending[0][0] >= end_ms:
+                    return
+                yield heapq.heappop(pending)[2]
+                emitted += 1
+            if now >= end_ms or (count is not None and emitted >= count):
+                return
+            user_index = self._pick_user(rng, now)
+            yield SimEvent(self._legit_txn(rng, self.users[user_index], now), False, None)
+            emitted += 1
+            draw = rng.random()
+            kind = bisect(thresholds, draw)
+            if kind < len(FRAUD_TYPES):
+                episode = self._episode(rng, FRAUD_TYPES[kind], now, busy_until)
+                for event in episode:
+                    heapq.heappush(pending, (event.txn.event_time, seq, event))
+                    seq += 1
+
+    def _pick_user(self, rng: Random, now: int, exclude: dict[int, int] | None = None) -> int:
+        cum = self._hour_cum[(now // HOUR_MS) % 24]
+        for _ in range(20):
+            index = bisect(cum, rng.random() * cum[-1])
+            index = min(index, len(cum) - 1)
+            if exclude is None or exclude.get(index, 0) <= now:
+                return index
+        return index
+
+    def _txn(
+        self,
+        rng: Random,
+        user: User,
+        *,
+        t: int,
+        merchant: Merchant,
+        amount_minor: int,
+        country: str,
+        channel: str,
+        card: str | None = None,
+        device: str | None = None,
+    ) -> Transaction:
+        return Transaction(
+            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            user_id=user.user_id,
+            card_id=card or user.cards[0],
+            amount_minor=amount_minor,
+            currency=_currency(country),
+            merchant_id=merchant.merchant_id,
+            merchant_category=merchant.mcc,
+            country=country,
+            channel=channel,
+            event_time=t,
+            device_id=device if channel in ("ECOM", "MOBILE") else None,
+        )
+
+    def _legit_txn(self, rng: Random, user: User, t: int) -> Transaction:
+        if rng.random() < FAVOURITE_SHARE:
+            cum = user.favourite_cum_weights
+            index = user.favourites[bisect(cum, rng.random() * cum[-1])]
+        else:
+            index = bisect(self._merchant_cum, rng.random() * self._merchant_cum[-1])
+        merchant = self.merchants[min(index, len(self.merchants) - 1)]
+        channel = rng.choices(_LEGIT_CHANNELS, weights=merchant.channels)[0]
+        amount_eur = merchant.typical_eur * user.spend_level * rng.lognormvariate(0, AMOUNT_SIGMA)
+        card = user.cards[0] if len(user.cards) == 1 or rng.random() < 0.9 else user.cards[1]
+        return self._txn(
+            rng,
+            user,
+            t=t,
+            merchant=merchant,
+            amount_minor=_minor(amount_eur, _currency(user.location)),
+            country=user.location,
+            channel=channel,
+            card=card,
+            device=user.devices[0] if rng.random() < 0.8 else rng.choice(user.devices),
+        )
+
+    # Fraud episodes ---------------------------------------------------------------------------
+
+    def _episode(self, rng: Random, kind: str, now: int, busy_until: dict[int, int]) -> list[SimEvent]:
+        index = self._pick_user(rng, now, exclude=busy_until)
+        if busy_until.get(index, 0) > now:
+            return []  # everyone we drew is already a victim; skip rather than overlap episodes
+        user = self.users[index]
+        build = {
+            "card_testing": self._card_testing,
+            "account_takeover": self._account_takeover,
+            "merchant_burst": self._merchant_burst,
+            "impossible_travel": self._impossible_travel,
+        }[kind]
+        events = build(rng, user, now)
+        busy_until[index] = events[-1].txn.event_time + EPISODE_COOLDOWN_MS
+        return events
+
+    def _card_testing(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+        n = rng.randint(*CARD_TESTING_COUNT)
+        first = now + rng.randrange(5 * SECOND_MS)
+        offsets = [0, *sorted(rng.randrange(500, CARD_TESTING_SPAN_MS + 1) for _ in range(n - 1))]
+        merchants = rng.sample(self._testing_pool, n)
+        device = f"dev_{_hex(rng, 48)}"
+        currency = _currency(user.home_country)
+        return [
+            SimEvent(
+                self._txn(
+                    rng,
+                    user,
+                    t=first + off,
+                    merchant=self.merchants[m],
+                    amount_minor=_minor(rng.uniform(0.10, CARD_TESTING_MAX_EUR), currency),
+                    country=user.home_country,
+                    channel="ECOM",
+                    device=device,
+                ),
+                True,
+                "card_testing",
+            )
+            for off, m in zip(offsets, merchants, strict=True)
+        ]
+
+    def _account_takeover(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+        n = rng.randint(*TAKEOVER_COUNT)
+        known = {user.home_country, user.location, *user.visited}
+        country = rng.choice([c for c in _COUNTRY_CODES if c not in known])
+        device = f"dev_{_hex(rng, 48)}"
+        t = now + rng.randrange(MINUTE_MS)
+        events = []
+        for _ in range(n):
+            ratio = rng.uniform(TAKEOVER_MIN_RATIO, 15)
+            amount_eur = min(20_000.0, max(TAKEOVER_MIN_EUR, user.avg_amount * ratio))
+            txn = self._txn(
+                rng,
+                user,
+                t=t,
+                merchant=self.merchants[rng.choice(self._takeover_pool)],
+                amount_minor=_minor(amount_eur, _currency(country), round_up=True),
+                country=country,
+                channel="ECOM" if rng.random() < 0.7 else "MOBILE",
+                device=device,
+            )
+            events.append(SimEvent(txn, True, "account_takeover"))
+            t += rng.randrange(*TAKEOVER_GAP_MS)
+        return events
+
+    def _merchant_burst(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+        n = rng.randint(*BURST_COUNT)
+        first = now + rng.randrange(30 * SECOND_MS)
+        offsets = [0, *sorted(rng.randrange(10 * SECOND_MS, BURST_SPAN_MS + 1) for _ in range(n - 1))]
+        merchants = rng.sample(self._burst_pool, n)
+        device = f"dev_{_hex(rng, 48)}"
+        currency = _currency(user.location)
+        return [
+            SimEvent(
+                self._txn(
+                    rng,
+                    user,
+                    t=first + off,
+                    merchant=self.merchants[m],
+                    amount_minor=_minor(math.exp(rng.uniform(math.log(30), math.log(500))), currency),
+                    country=user.location,
+                    channel="ECOM",
+                    device=device,
+                ),
+                True,
+                "merchant_burst",
+            )
+            for off, m in zip(offsets, merchants, strict=True)
+        ]
+
+    def _impossible_travel(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+        anchor_merchant = self.merchants[rng.choice(self._pos_pool)]
+        t = now + rng.randrange(30 * SECOND_MS)
+        anchor_eur = anchor_merchant.typical_eur * user.spend_level * rng.lognormvariate(0, AMOUNT_SIGMA)
+        anchor = self._txn(
+            rng,
+            user,
+            t=t,
+            merchant=anchor_merchant,
+            amount_minor=_minor(anchor_eur, _currency(user.location)),
+            country=user.location,
+            channel="POS",
+        )
+        events = [SimEvent(anchor, False, None)]  # the genuine card holder, at home
+        far = rng.choice([c for c in _COUNTRY_CODES if _region(c) != _region(user.location)])
+        t += rng.randrange(*TRAVEL_FIRST_GAP_MS)
+        card = anchor.card_id  # the cloned card
+        for _ in range(rng.randint(*TRAVEL_COUNT)):
+            amount_eur = rng.uniform(40, 500)
+            txn = self._txn(
+                rng,
+                user,
+                t=t,
+                merchant=self.merchants[rng.choice(self._pos_pool)],
+                amount_minor=_minor(amount_eur, _currency(far)),
+                country=far,
+                channel="POS",
+                card=card,
+            )
+            events.append(SimEvent(txn, True, "impossible_travel"))
+            t += rng.randrange(*TRAVEL_NEXT_GAP_MS)
+        return events
+
+
+def _with_avg_amount(user: User, merchants: Sequence[Merchant], merchant_cum: Sequence[float]) -> User:
+    """Attach the expected EUR amount of the user's legitimate payments (the profile average)."""
+    fav_total = user.favourite_cum_weights[-1]
+    previous = 0.0
+    favourite_mean = 0.0
+    for index, cum in zip(user.favourites, user.favourite_cum_weights, strict=True):
+        favourite_mean += (cum - previous) / fav_total * merchants[index].typical_eur
+        previous = cum
+    previous = 0.0
+    overall_mean = 0.0
+    for merchant, cum in zip(merchants, merchant_cum, strict=True):
+        overall_mean += (cum - previous) / merchant_cum[-1] * merchant.typical_eur
+        previous = cum
+    mix = FAVOURITE_SHARE * favourite_mean + (1 - FAVOURITE_SHARE) * overall_mean
+    avg = mix * user.spend_level * math.exp(AMOUNT_SIGMA**2 / 2)
+    return replace(user, avg_amount=round(avg, 2))
