@@ -1,0 +1,58 @@
+"""Dependencies of the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+
+from inference_service.core.config import Settings
+from inference_service.metrics import Metrics
+from inference_service.model_registry import ActiveModels, ModelRegistry
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """Everything a route may need; built once by the app factory."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: ModelRegistry
+    api_key: bytes
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the scoring API key")
+
+
+def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+    """401 unless ``X-API-Key`` equals the configured key (constant-time comparison)."""
+    if key is None or not hmac.compare_digest(key.encode("utf-8", "surrogateescape"), state.api_key):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid X-API-Key",
+            headers={"WWW-Authenticate": "X-API-Key"},
+        )
+
+
+def get_models(state: StateDep) -> ActiveModels:
+    """The models serving right now, read once per request; 503 until a live model is loaded."""
+    active = state.registry.active
+    if active is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet; train one (make model)"
+        )
+    return active
+
+
+ModelsDep = Annotated[ActiveModels, Depends(get_models)]
+Authorized = Depends(require_api_key)

@@ -1,0 +1,132 @@
+"""Request and response bodies of the scoring routes, with explicit bounds on every field.
+
+The feature block is generated from :data:`fraud_core.features.FEATURE_NAMES`, so the service can
+never accept a feature set other than the one training and the stream job compute: a missing or
+unknown name, a non-finite value or one outside :data:`FEATURE_BOUNDS` is a 422 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from fraud_core.features import FEATURE_NAMES, REASON_TEXT, SECONDS_SINCE_PREV_CAP
+from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
+from inference_service.core.config import BATCH_SIZE_CEILING
+
+_BIG = 1e12  # sums and ratios of amounts: generous, but finite and far from float overflow
+_COUNT = 1e6
+
+# Inclusive (low, high) of each feature value. Anything outside is a broken upstream computation.
+FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
+    "txn_count_1m": (0, _COUNT),
+    "amount_sum_1m": (0, _BIG),
+    "txn_count_10m": (0, _COUNT),
+    "amount_sum_10m": (0, _BIG),
+    "txn_count_1h": (0, _COUNT),
+    "amount_sum_1h": (0, _BIG),
+    "distinct_merchants_1h": (0, _COUNT),
+    "distinct_countries_1h": (0, _COUNT),
+    "seconds_since_prev": (0, SECONDS_SINCE_PREV_CAP),
+    "amount_eur": (0, _BIG),
+    "mcc_risk": (0, 2),
+    "channel_code": (0, len(CHANNELS) - 1),
+    "hour_of_day": (0, 23),
+    "is_foreign": (0, 1),
+    "profile_avg_amount": (0, _BIG),
+    "amount_to_avg_ratio": (0, _BIG),
+    "account_age_days": (0, _COUNT),
+    "risk_tier": (0, 100),
+    "known_device": (0, 1),
+    "profile_missing": (0, 1),
+}
+
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class FeatureVector(BaseModel):
+    """Base of the generated :data:`Features` model: closed, finite floats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _feature_model() -> type[FeatureVector]:
+    fields: dict[str, Any] = {
+        name: (float, Field(ge=FEATURE_BOUNDS[name][0], le=FEATURE_BOUNDS[name][1], description=text))
+        for name, text in ((n, REASON_TEXT[n]) for n in FEATURE_NAMES)
+    }
+    return create_model("Features", __base__=FeatureVector, **fields)
+
+
+# Field order is FEATURE_NAMES order, which the scoring code relies on to build rows quickly.
+if TYPE_CHECKING:
+    Features = FeatureVector
+else:
+    Features = _feature_model()
+
+
+class ScoreItem(BaseModel):
+    """One payment with its features, exactly as the stream job sends it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str = Field(pattern=_UUID, description="UUID of the payments.initiated event")
+    user_id: str = Field(pattern=_ID)
+    amount_minor: int = Field(strict=True, ge=0, le=MAX_AMOUNT_MINOR)
+    currency: str = Field(json_schema_extra={"enum": list(CURRENCIES)})
+    merchant_category: str = Field(pattern=r"^[0-9]{4}$")
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    channel: str = Field(json_schema_extra={"enum": list(CHANNELS)})
+    event_time: int = Field(strict=True, gt=0, le=253_402_300_799_999, description="epoch millis, UTC")
+    features: Features
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in CURRENCIES:
+            raise ValueError(f"unknown ISO 4217 currency; expected one of {', '.join(CURRENCIES)}")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel; expected one of {', '.join(CHANNELS)}")
+        return value
+
+
+class BatchRequest(BaseModel):
+    """Up to ``MAX_BATCH_SIZE`` payments, scored together and answered in the same order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: list[ScoreItem] = Field(min_length=1, max_length=BATCH_SIZE_CEILING)
+
+
+class ShadowScore(BaseModel):
+    score: float
+    model_version: str
+
+
+class ScoreResponse(BaseModel):
+    event_id: str
+    score: float = Field(ge=0, le=1)
+    decision: Literal["FLAGGED", "APPROVED"]
+    threshold: float
+    model_version: str
+    reasons: list[str]
+    shadow: ShadowScore | None
+
+
+class BatchResponse(BaseModel):
+    model_version: str
+    threshold: float
+    results: list[ScoreResponse]
+
+
+class ReloadResponse(BaseModel):
+    live: str | None
+    shadow: str | None
+    changed: bool
