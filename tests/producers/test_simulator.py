@@ -1,0 +1,275 @@
+"""Unit tests of the simulator: determinism, validity, and each fraud scenario's documented signature
+(producers/SCENARIOS.md). No processes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from fraud_core.features import Profile, VelocityState
+from fraud_core.reference import mcc_risk, to_eur
+from fraud_core.transaction import validate
+from producers import simulator as sim
+from producers.avro_file import read_config, read_stream, write_stream
+from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator
+
+# Sparse legit traffic and frequent episodes: many complete episodes in a small stream.
+DENSE_FRAUD = SimConfig(
+    seed=3,
+    n_users=400,
+    n_merchants=200,
+    rate_eps=3.0,
+    card_testing_rate=0.004,
+    account_takeover_rate=0.006,
+    merchant_burst_rate=0.004,
+    impossible_travel_rate=0.006,
+)
+TAIL_MS = 40 * 60_000  # longer than any episode: episodes starting closer to the end may be cut short
+
+
+@pytest.fixture(scope="module")
+def dense() -> tuple[Simulator, list[SimEvent]]:
+    s = Simulator(DENSE_FRAUD)
+    return s, list(s.events(count=40_000))
+
+
+@pytest.fixture(scope="module")
+def profiles(dense: tuple[Simulator, list[SimEvent]]) -> dict[str, Profile]:
+    return dense[0].profiles()
+
+
+def episodes(events: Iterable[SimEvent], fraud_type: str) -> list[list[SimEvent]]:
+    """Fraud events of one type grouped per victim; a victim has one episode at a time, and
+    consecutive episodes of one victim are at least the cool-down apart."""
+    by_user: dict[str, list[list[SimEvent]]] = defaultdict(list)
+    for e in events:
+        if e.fraud_type != fraud_type:
+            continue
+        groups = by_user[e.txn.user_id]
+        if groups and e.txn.event_time - groups[-1][-1].txn.event_time < sim.EPISODE_COOLDOWN_MS:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return [g for groups in by_user.values() for g in groups]
+
+
+def complete(groups: list[list[SimEvent]], events: list[SimEvent]) -> list[list[SimEvent]]:
+    end = events[-1].txn.event_time
+    done = [g for g in groups if g[0].txn.event_time < end - TAIL_MS]
+    assert len(done) >= 10, f"too few complete episodes to check ({len(done)})"
+    return done
+
+
+def span_ms(group: list[SimEvent]) -> int:
+    return group[-1].txn.event_time - group[0].txn.event_time
+
+
+# Determinism and validity ---------------------------------------------------------------------
+
+
+def test_same_seed_same_population_and_stream() -> None:
+    a, b = Simulator(SimConfig(seed=11, n_users=300)), Simulator(SimConfig(seed=11, n_users=300))
+    assert a.profiles() == b.profiles()
+    assert list(a.events(count=5000)) == list(b.events(count=5000))
+
+
+def test_events_restart_on_each_call() -> None:
+    s = Simulator(SimConfig(seed=11, n_users=300))
+    assert list(s.events(count=1000)) == list(s.events(count=1000))
+
+
+def test_different_seed_differs() -> None:
+    a, b = Simulator(SimConfig(seed=11, n_users=300)), Simulator(SimConfig(seed=12, n_users=300))
+    assert a.profiles() != b.profiles()
+    ids_a = {e.txn.event_id for e in a.events(count=1000)}
+    assert ids_a.isdisjoint(e.txn.event_id for e in b.events(count=1000))
+
+
+def test_every_event_is_a_valid_transaction(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    for e in events:
+        assert validate(e.txn.to_record()) == e.txn
+
+
+def test_ids_are_tokens_and_uuid4(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    assert len({e.txn.event_id for e in events}) == len(events)
+    for e in events[:5000]:
+        assert uuid.UUID(e.txn.event_id).version == 4
+        assert re.fullmatch(r"card_[0-9a-f]{16}", e.txn.card_id)
+        assert e.txn.device_id is None or re.fullmatch(r"dev_[0-9a-f]{12}", e.txn.device_id)
+
+
+def test_event_time_is_non_decreasing_and_starts_at_start_ms(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    times = [e.txn.event_time for e in events]
+    assert times == sorted(times)
+    assert times[0] >= DENSE_FRAUD.start_ms
+
+
+def test_count_and_duration_bound_the_stream() -> None:
+    s = Simulator(SimConfig(seed=5, n_users=200, rate_eps=50))
+    assert len(list(s.events(count=777))) == 777
+    timed = list(s.events(duration_s=30))
+    assert timed and all(e.txn.event_time < s.config.start_ms + 30_000 for e in timed)
+    assert 50 * 30 * 0.8 < len(timed) < 50 * 30 * 1.3  # legit rate ~50 eps plus a little fraud
+    assert list(s.events(count=0)) == []
+
+
+def test_invalid_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="n_users"):
+        SimConfig(n_users=0)
+    with pytest.raises(ValueError, match="card_testing_rate"):
+        SimConfig(card_testing_rate=1.5)
+
+
+def test_labels_match_ground_truth(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    for e in events:
+        assert e.is_fraud == (e.fraud_type is not None)
+        assert e.fraud_type is None or e.fraud_type in FRAUD_TYPES
+        label = e.label_record(delay_ms=5000)
+        assert label == {
+            "event_id": e.txn.event_id,
+            "is_fraud": e.is_fraud,
+            "fraud_type": e.fraud_type,
+            "labelled_at": e.txn.event_time + 5000,
+        }
+
+
+def test_default_config_fraud_share_is_one_to_three_percent() -> None:
+    events = list(Simulator(SimConfig()).events(count=100_000))
+    share = sum(e.is_fraud for e in events) / len(events)
+    assert 0.01 <= share <= 0.03
+    assert set(Counter(e.fraud_type for e in events if e.is_fraud)) == set(FRAUD_TYPES)
+
+
+def test_profiles_describe_every_user(
+    dense: tuple[Simulator, list[SimEvent]], profiles: dict[str, Profile]
+) -> None:
+    _, events = dense
+    assert len(profiles) == DENSE_FRAUD.n_users
+    assert {e.txn.user_id for e in events} <= set(profiles)
+    for p in profiles.values():
+        assert p.avg_amount > 0 and p.devices and p.countries[0] == p.home_country
+        assert p.account_created_ms < DENSE_FRAUD.start_ms
+        assert Profile.from_mapping(p.to_mapping()) == p
+
+
+def test_legit_events_match_the_profile(
+    dense: tuple[Simulator, list[SimEvent]], profiles: dict[str, Profile]
+) -> None:
+    _, events = dense
+    legit = [e.txn for e in events if not e.is_fraud]
+    for t in legit:
+        p = profiles[t.user_id]
+        assert t.device_id is None or t.device_id in p.devices
+        assert t.country in p.countries
+    mean_ratio = sum(
+        to_eur(t.amount_minor, t.currency) / profiles[t.user_id].avg_amount for t in legit
+    ) / len(legit)
+    assert 0.7 < mean_ratio < 1.4  # avg_amount is the expected amount of the user's payments
+
+
+# Scenario signatures (numbers from SCENARIOS.md) ------------------------------------------------
+
+
+def test_card_testing_signature(
+    dense: tuple[Simulator, list[SimEvent]], profiles: dict[str, Profile]
+) -> None:
+    _, events = dense
+    for group in complete(episodes(events, "card_testing"), events):
+        txns = [e.txn for e in group]
+        assert 8 <= len(txns) <= 15
+        assert span_ms(group) <= 55_000
+        assert all(to_eur(t.amount_minor, t.currency) < 2.00 for t in txns)
+        assert len({t.merchant_id for t in txns}) == len(txns)  # every payment at a different merchant
+        assert {t.channel for t in txns} == {"ECOM"}
+        assert len({t.card_id for t in txns}) == 1
+        assert len({t.device_id for t in txns}) == 1
+        assert txns[0].device_id not in profiles[txns[0].user_id].devices
+
+
+def test_account_takeover_signature(
+    dense: tuple[Simulator, list[SimEvent]], profiles: dict[str, Profile]
+) -> None:
+    _, events = dense
+    for group in complete(episodes(events, "account_takeover"), events):
+        txns = [e.txn for e in group]
+        p = profiles[txns[0].user_id]
+        assert 3 <= len(txns) <= 5
+        assert span_ms(group) <= 30 * 60_000
+        assert len({t.device_id for t in txns}) == 1 and txns[0].device_id not in p.devices
+        assert len({t.country for t in txns}) == 1
+        assert txns[0].country != p.home_country and txns[0].country not in p.countries
+        for t in txns:
+            eur = to_eur(t.amount_minor, t.currency)
+            assert eur >= 150 and eur >= 6 * p.avg_amount - 0.01
+            assert t.channel in ("ECOM", "MOBILE")
+
+
+def test_merchant_burst_signature(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    for group in complete(episodes(events, "merchant_burst"), events):
+        txns = [e.txn for e in group]
+        assert 4 <= len(txns) <= 7
+        assert span_ms(group) <= 5 * 60_000
+        assert all(mcc_risk(t.merchant_category) == 2 for t in txns)
+        assert len({t.merchant_id for t in txns}) == len(txns)
+        assert all(30 <= to_eur(t.amount_minor, t.currency) <= 500.01 for t in txns)
+
+
+def test_impossible_travel_signature(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    by_user: dict[str, list[SimEvent]] = defaultdict(list)
+    for e in events:
+        by_user[e.txn.user_id].append(e)
+    for group in complete(episodes(events, "impossible_travel"), events):
+        txns = [e.txn for e in group]
+        assert 2 <= len(txns) <= 3
+        assert len({t.country for t in txns}) == 1 and {t.channel for t in txns} == {"POS"}
+        far = txns[0].country
+        # The genuine card holder paid at home, on the same card, 1-10 minutes before.
+        before = [
+            e.txn
+            for e in by_user[txns[0].user_id]
+            if not e.is_fraud and 0 < txns[0].event_time - e.txn.event_time <= 10 * 60_000
+        ]
+        anchors = [t for t in before if t.card_id == txns[0].card_id and t.channel == "POS"]
+        assert anchors, "no legit payment of the card holder shortly before"
+        assert all(sim.COUNTRIES[a.country][1] != sim.COUNTRIES[far][1] for a in anchors)
+        assert span_ms(group) + (txns[0].event_time - anchors[-1].event_time) <= 20 * 60_000
+
+
+def test_velocity_features_see_the_scenarios(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    """The shared feature code (fraud_core.features) picks the signatures up in the mixed stream."""
+    _, events = dense
+    states: dict[str, VelocityState] = defaultdict(VelocityState)
+    at_last: dict[str, list[dict[str, float]]] = defaultdict(list)
+    last_of = {id(g[-1]): t for t in FRAUD_TYPES for g in episodes(events, t)}
+    for e in events:
+        features = states[e.txn.user_id].observe(e.txn)
+        if id(e) in last_of:
+            at_last[last_of[id(e)]].append(features)
+    assert all(f["txn_count_1m"] >= 8 and f["distinct_merchants_1h"] >= 8 for f in at_last["card_testing"])
+    assert all(f["txn_count_10m"] >= 4 for f in at_last["merchant_burst"])
+    assert all(f["distinct_countries_1h"] >= 2 for f in at_last["impossible_travel"])
+    assert all(f["distinct_countries_1h"] >= 2 for f in at_last["account_takeover"])
+
+
+# Avro stream files --------------------------------------------------------------------------------
+
+
+def test_avro_stream_file_round_trip(tmp_path: Path) -> None:
+    config = SimConfig(seed=9, n_users=100)
+    events = list(Simulator(config).events(count=2000))
+    path = tmp_path / "stream.avro"
+    assert write_stream(path, events, config) == 2000
+    assert (tmp_path / "stream.labels.avro").exists()
+    assert list(read_stream(path)) == events
+    assert read_config(path) == config
