@@ -1,0 +1,260 @@
+"""The fraud-scoring streaming job: ``payments.initiated`` -> decisions on ``payments.flagged`` /
+``payments.approved``, bad records on ``payments.dlq``.
+
+Locally (``make job``) it runs in PyFlink's embedded mini-cluster; on a cluster the same file runs
+with ``flink run -py flink_jobs/scoring_job.py`` or the Kubernetes operator. The Kafka source and
+sinks are Flink SQL tables in ``raw`` format (so partition, offset, timestamp and headers are
+available, and the exactly-once sink is Flink's own); everything between is Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Configuration, Time
+from pyflink.datastream import AsyncDataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+from flink_jobs.operators import DLQ_TAG, KAFKA_ROW, DecodeFunction, ScoreFunction, VelocityFunction
+from flink_jobs.settings import REPO_ROOT, JobSettings
+from fraud_core.exceptions import ConfigError
+
+log = logging.getLogger("scoring_job")
+
+
+def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
+    return {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+
+
+def _with(options: dict[str, str]) -> str:
+    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+
+
+def source_ddl(settings: JobSettings) -> str:
+    """The input table: raw key and value plus the record's partition, offset, timestamp and headers."""
+    options = _kafka_options(settings, settings.INPUT_TOPIC)
+    options["properties.group.id"] = settings.GROUP_ID
+    options["properties.isolation.level"] = "read_committed"
+    options["properties.auto.offset.reset"] = "earliest"
+    start = settings.START_FROM
+    if start == "group-offsets":
+        options["scan.startup.mode"] = "group-offsets"
+    elif start in ("earliest", "latest"):
+        options["scan.startup.mode"] = f"{start}-offset"
+    elif start.startswith("timestamp:"):
+        options["scan.startup.mode"] = "timestamp"
+        options["scan.startup.timestamp-millis"] = start.split(":", 1)[1]
+    elif start.startswith("specific:"):
+        options["scan.startup.mode"] = "specific-offsets"
+        options["scan.startup.specific-offsets"] = start.split(":", 1)[1]
+    else:
+        raise ConfigError(f"START_FROM={start!r}: use group-offsets, earliest, latest, timestamp:<ms> or specific:<p>")
+    stop = settings.STOP_AT
+    if stop == "latest":
+        options["scan.bounded.mode"] = "latest-offset"
+    elif stop.startswith("timestamp:"):
+        options["scan.bounded.mode"] = "timestamp"
+        options["scan.bounded.timestamp-millis"] = stop.split(":", 1)[1]
+    elif stop.startswith("specific:"):
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = stop.split(":", 1)[1]
+    elif stop != "none":
+        raise ConfigError(f"STOP_AT={stop!r}: use none, latest, timestamp:<ms> or specific:<offsets>")
+    return (
+        "CREATE TABLE source_events (k BYTES, v BYTES, `partition` INT METADATA VIRTUAL, "
+        "`offset` BIGINT METADATA VIRTUAL, headers MAP<STRING, BYTES> METADATA VIRTUAL, "
+        f"`topic` STRING METADATA VIRTUAL) WITH ({_with(options)})"
+    )
+
+
+def sink_ddl(settings: JobSettings, table: str, topic: str) -> str:
+    """An output table; exactly-once uses Kafka transactions committed at checkpoints."""
+    options = _kafka_options(settings, topic)
+    if settings.DELIVERY == "exactly-once":
+        options["sink.delivery-guarantee"] = "exactly-once"
+        # Stable across restarts, distinct per sink, so lingering transactions are aborted on recovery.
+        options["sink.transactional-id-prefix"] = f"{settings.TRANSACTIONAL_ID_PREFIX}-{table}"
+        # Must stay below the broker's transaction.max.timeout.ms (15 min locally).
+        options["properties.transaction.timeout.ms"] = "600000"
+    else:
+        options["sink.delivery-guarantee"] = "at-least-once"
+        options["properties.linger.ms"] = "1"
+    options["properties.enable.idempotence"] = "true"
+    options["properties.acks"] = "all"
+    return f"CREATE TABLE {table} (k BYTES, v BYTES, headers MAP<STRING, BYTES> METADATA) WITH ({_with(options)})"
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest completed checkpoint (a ``chk-N`` folder with ``_metadata``) under ``checkpoint_dir``."""
+    done = [p.parent for p in checkpoint_dir.glob("*/chk-*/_metadata")]
+    return max(done, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
+    """The Flink settings, with the latency knobs documented in flink_jobs/README.md."""
+    conf = Configuration()
+    jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
+    if jars:  # on a cluster the connector sits in Flink's lib/ instead
+        conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in jars))
+    conf.set_string("python.fn-execution.bundle.size", str(settings.BUNDLE_SIZE))
+    conf.set_string("python.fn-execution.bundle.time", str(settings.BUNDLE_TIME_MS))
+    conf.set_string("execution.buffer-timeout.interval", f"{settings.BUFFER_TIMEOUT_MS}ms")
+    conf.set_string("python.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
+    conf.set_string("python.client.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
+    conf.set_string("execution.checkpointing.interval", f"{settings.CHECKPOINT_INTERVAL_MS}ms")
+    conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    conf.set_string("execution.checkpointing.num-retained", "2")
+    checkpoint_dir = Path(settings.CHECKPOINT_DIR or REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    conf.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
+    if restore == "latest":
+        found = latest_checkpoint(checkpoint_dir)
+        if found is not None:
+            log.info("restoring from checkpoint %s", found)
+            conf.set_string("execution.state-recovery.path", found.resolve().as_uri())
+    elif restore != "none":
+        conf.set_string("execution.state-recovery.path", Path(restore).resolve().as_uri())
+    conf.set_string("restart-strategy.type", "exponential-delay")
+    conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1s")
+    conf.set_string("restart-strategy.exponential-delay.max-backoff", "30s")
+    if settings.METRICS_PORT:
+        conf.set_string(
+            "metrics.reporter.prom.factory.class", "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+        )
+        conf.set_string("metrics.reporter.prom.port", str(settings.METRICS_PORT))
+    conf.set_string("parallelism.default", str(settings.JOB_PARALLELISM))
+    return conf
+
+
+def score_config(settings: JobSettings) -> dict[str, Any]:
+    """The plain values the async scoring operator needs (pickled into the job graph)."""
+    return {
+        "registry_url": settings.SCHEMA_REGISTRY_URL,
+        "redis_url": settings.REDIS_URL,
+        "scoring_url": settings.SCORING_URL,
+        "api_key": settings.api_key,
+        "flagged_topic": settings.FLAGGED_TOPIC,
+        "approved_topic": settings.APPROVED_TOPIC,
+        "batch_max": settings.SCORING_BATCH_MAX,
+        "linger_ms": settings.SCORING_LINGER_MS,
+        "scoring_timeout_ms": settings.SCORING_TIMEOUT_MS,
+        "scoring_retries": settings.SCORING_RETRIES,
+        "redis_timeout_ms": settings.REDIS_TIMEOUT_MS,
+    }
+
+
+def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvironment:
+    """Build the job graph; the caller runs ``env.execute``."""
+    if "FLINK_PLUGINS_DIR" not in os.environ:  # the Prometheus reporter ships as a plugin in the wheel
+        import pyflink
+
+        os.environ["FLINK_PLUGINS_DIR"] = str(Path(pyflink.__file__).parent / "plugins")
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, restore))
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(source_ddl(settings))
+    outputs = {"flagged_sink": settings.FLAGGED_TOPIC, "approved_sink": settings.APPROVED_TOPIC}
+    outputs["dlq_sink"] = settings.DLQ_TOPIC
+    for table, topic in outputs.items():
+        t_env.execute_sql(sink_ddl(settings, table, topic))
+
+    raw = t_env.to_data_stream(t_env.from_path("source_events"))
+    decoded = raw.process(DecodeFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC)).name("decode")
+    with_velocity = (
+        decoded.key_by(lambda e: e.txn.user_id).process(VelocityFunction()).name("velocity-features")
+    )
+    decisions = AsyncDataStream.unordered_wait(
+        with_velocity,
+        ScoreFunction(score_config(settings)),
+        Time.milliseconds(0),  # no per-record timer thread: the scorer bounds its own time
+        capacity=settings.ASYNC_CAPACITY,
+        output_type=KAFKA_ROW,
+    ).name("enrich-and-score")
+    records = decisions.union(decoded.get_side_output(DLQ_TAG))
+    t_env.create_temporary_view("out_records", records)
+    statements = t_env.create_statement_set()
+    for table, topic in outputs.items():
+        statements.add_insert_sql(f"INSERT INTO {table} SELECT k, v, headers FROM out_records WHERE topic = '{topic}'")
+    statements.attach_as_datastream()
+    return env
+
+
+def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m flink_jobs.scoring_job",
+        description="Score payments.initiated into payments.flagged / payments.approved (bad records to "
+        "payments.dlq). Every flag falls back to the environment variable of the same name in upper case "
+        "(see flink_jobs/settings.py).",
+    )
+    parser.add_argument("--delivery", choices=["at-least-once", "exactly-once"], help="DELIVERY")
+    parser.add_argument("--parallelism", type=int, help="JOB_PARALLELISM")
+    parser.add_argument("--checkpoint-interval-ms", type=int, help="CHECKPOINT_INTERVAL_MS")
+    parser.add_argument("--checkpoint-dir", help="CHECKPOINT_DIR")
+    parser.add_argument("--group-id", help="GROUP_ID: consumer group of the source")
+    parser.add_argument(
+        "--start-from", help="START_FROM: group-offsets | earliest | latest | timestamp:<ms> | specific:<offsets>"
+    )
+    parser.add_argument("--stop-at", help="STOP_AT: none | latest | timestamp:<ms> | specific:<offsets> (bounded)")
+    parser.add_argument("--input-topic", help="INPUT_TOPIC")
+    parser.add_argument("--flagged-topic", help="FLAGGED_TOPIC")
+    parser.add_argument("--approved-topic", help="APPROVED_TOPIC")
+    parser.add_argument("--dlq-topic", help="DLQ_TOPIC")
+    parser.add_argument("--metrics-port", type=int, help="METRICS_PORT (Prometheus reporter; 0 = off)")
+    parser.add_argument(
+        "--restore", default="latest", help="latest (newest retained checkpoint, if any) | none | <checkpoint path>"
+    )
+    args = parser.parse_args(argv)
+    overrides = {
+        name.upper(): value
+        for name, value in vars(args).items()
+        if value is not None and name not in ("restore", "parallelism")
+    }
+    if args.parallelism is not None:
+        overrides["JOB_PARALLELISM"] = args.parallelism
+    try:
+        settings = JobSettings(**overrides)
+    except ValueError as exc:
+        parser.exit(2, f"error: invalid setting: {exc}\n")
+    return settings, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, args = parse_args(argv)
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.info(
+        "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
+        settings.JOB_NAME,
+        settings.INPUT_TOPIC,
+        settings.FLAGGED_TOPIC,
+        settings.APPROVED_TOPIC,
+        settings.DLQ_TOPIC,
+        settings.DELIVERY,
+        settings.CHECKPOINT_INTERVAL_MS,
+        settings.JOB_PARALLELISM,
+    )
+    env = build(settings, args.restore)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        env.execute(settings.JOB_NAME)
+    except KeyboardInterrupt:
+        log.info("interrupted; the last checkpoint is retained for the next start")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Settings of the scoring job. Field names are the environment variables; CLI flags override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from fraud_core.settings import ScoringClientSettings
+from fraud_core.topics import APPROVED, DLQ, FLAGGED, INITIATED
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class JobSettings(ScoringClientSettings):
+    """Everything the job needs; defaults run it on the local stack of ``make up``."""
+
+    INPUT_TOPIC: str = INITIATED
+    FLAGGED_TOPIC: str = FLAGGED
+    APPROVED_TOPIC: str = APPROVED
+    DLQ_TOPIC: str = DLQ
+    GROUP_ID: str = "fraud-scoring-job"
+    # group-offsets (committed, else earliest) | earliest | latest | timestamp:<epoch ms>
+    START_FROM: str = "group-offsets"
+    # For bounded runs (backtests): stop at the latest offsets at start, or at a timestamp.
+    STOP_AT: Literal["none", "latest"] | str = "none"
+    DELIVERY: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    TRANSACTIONAL_ID_PREFIX: str = "fraud-scoring"
+    CHECKPOINT_INTERVAL_MS: int = Field(default=2000, ge=100)
+    CHECKPOINT_DIR: str = ""
+    JOB_PARALLELISM: int = Field(default=1, ge=1, le=64)
+    # Flink jars (the Kafka SQL connector). Defaults to what `make fetch` resolved.
+    FLINK_CONNECTOR_DIR: str = str(REPO_ROOT / ".stack" / "lib" / "flink")
+    # Latency knobs (see flink_jobs/README.md): Python bundle size/time and network buffer timeout.
+    BUNDLE_SIZE: int = Field(default=500, ge=1)
+    BUNDLE_TIME_MS: int = Field(default=5, ge=1)
+    BUFFER_TIMEOUT_MS: int = Field(default=5, ge=0)
+    # Coalescing of events into scoring batches.
+    SCORING_BATCH_MAX: int = Field(default=256, ge=1, le=1000)
+    SCORING_LINGER_MS: float = Field(default=3.0, ge=0)
+    SCORING_TIMEOUT_MS: int = Field(default=500, ge=10)
+    SCORING_RETRIES: int = Field(default=2, ge=0)
+    ASYNC_CAPACITY: int = Field(default=2000, ge=1)
+    REDIS_TIMEOUT_MS: int = Field(default=200, ge=1)
+    METRICS_PORT: int = Field(default=9249, ge=0)
+    JOB_NAME: str = "fraud-scoring"
