@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from conftest import DEPLOY, ROOT
 
-from fraud_core.settings import ConnectionSettings, ScoringClientSettings
+from fraud_core.settings import ScoringClientSettings
 
 CONTAINER_VARS = {  # variables read by a third-party image, not by our settings classes
     "fraud-flink": {"FLINK_PROPERTIES", "ENABLE_BUILT_IN_PLUGINS"},
@@ -63,7 +63,9 @@ def test_every_service_is_built_or_uses_a_pinned_image(compose: dict[str, Any]) 
         assert image or "build" in svc, f"{name}: neither build nor image"
         if image:
             repo, _, tag = image.rpartition(":")
-            assert repo and tag and tag != "latest" and "/" not in tag, f"{name}: image {image!r} is not pinned"
+            assert repo and tag and tag != "latest" and "/" not in tag, (
+                f"{name}: image {image!r} is not pinned"
+            )
             if "build" not in svc and repo.startswith("fraud-"):
                 assert image in built_images, f"{name}: {image} is not built by any service"
         if "build" in svc:
@@ -80,7 +82,9 @@ def test_dockerfiles_pin_bases_and_drop_root() -> None:
             if ":" in base:
                 assert not base.endswith(":latest"), f"{path.name}: {base}"
             else:  # a stage name defined earlier
-                assert re.search(rf"^FROM \S+ AS {re.escape(base)}$", text, re.M), f"{path.name}: unpinned {base}"
+                assert re.search(rf"^FROM \S+ AS {re.escape(base)}$", text, re.M), (
+                    f"{path.name}: unpinned {base}"
+                )
         users = re.findall(r"^USER (\S+)", text, re.M)
         assert users and users[-1] not in ("root", "0", "0:0"), f"{path.name}: last USER is root"
         assert "HEALTHCHECK" in text, f"{path.name}: no HEALTHCHECK"
@@ -121,7 +125,9 @@ def test_host_ports_are_the_contract_defaults(compose: dict[str, Any]) -> None:
 def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
     kafka_env = services["kafka"]["environment"]
-    internal = next(a for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if a.startswith("INTERNAL://"))
+    internal = next(
+        a for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if a.startswith("INTERNAL://")
+    )
     kafka_internal = internal.removeprefix("INTERNAL://")
     registry_port = int(services["schema-registry"]["ports"][0].split(":")[1])
     scoring_port = int(services["scoring"]["environment"]["SCORING_PORT"])
@@ -133,7 +139,9 @@ def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> Non
         if "KAFKA_BOOTSTRAP_SERVERS" in env:
             assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal, name
         if "SCHEMA_REGISTRY_URL" in env:
-            assert env["SCHEMA_REGISTRY_URL"] == f"http://schema-registry:{registry_port}/apis/ccompat/v7", name
+            assert env["SCHEMA_REGISTRY_URL"] == f"http://schema-registry:{registry_port}/apis/ccompat/v7", (
+                name
+            )
         if "REDIS_URL" in env:
             assert urlparse(env["REDIS_URL"]).hostname == "redis" and urlparse(env["REDIS_URL"]).port == 6379
         if "SCORING_URL" in env:
@@ -154,7 +162,9 @@ def test_no_secret_values_in_compose(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         for key, value in env_of(svc).items():
             if re.search(r"KEY|PASSWORD|SECRET|TOKEN", key):
-                assert value is None or INTERPOLATION.fullmatch(str(value)), f"{name}: {key} has a literal value"
+                assert value is None or INTERPOLATION.fullmatch(str(value)), (
+                    f"{name}: {key} has a literal value"
+                )
 
 
 def test_env_example_covers_every_interpolated_variable() -> None:

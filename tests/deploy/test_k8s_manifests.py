@@ -56,7 +56,9 @@ def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[s
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_builtin_kinds_validate_against_the_kubernetes_api(built: dict[str, list], crds: dict, overlay: str) -> None:
+def test_builtin_kinds_validate_against_the_kubernetes_api(
+    built: dict[str, list], crds: dict, overlay: str
+) -> None:
     problems = []
     for doc in built[overlay]:
         if (doc["apiVersion"], doc["kind"]) in crds:
@@ -69,18 +71,41 @@ def test_builtin_kinds_validate_against_the_kubernetes_api(built: dict[str, list
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_custom_resources_validate_against_the_vendored_crds(built: dict[str, list], crds: dict, overlay: str) -> None:
+def test_custom_resources_validate_against_the_vendored_crds(
+    built: dict[str, list], crds: dict, overlay: str
+) -> None:
     problems = []
-    custom = [d for d in built[overlay] if "." in d["apiVersion"].split("/")[0] and d["kind"] not in (
-        "Role", "RoleBinding", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Job")]
-    assert {d["kind"] for d in custom} >= {"Kafka", "KafkaNodePool", "KafkaTopic", "FlinkDeployment", "PodMonitor"}
+    custom = [
+        d
+        for d in built[overlay]
+        if "." in d["apiVersion"].split("/")[0]
+        and d["kind"]
+        not in (
+            "Role",
+            "RoleBinding",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+            "Job",
+        )
+    ]
+    assert {d["kind"] for d in custom} >= {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "FlinkDeployment",
+        "PodMonitor",
+    }
     for doc in custom:
         key = (doc["apiVersion"], doc["kind"])
         assert key in crds, f"no CRD schema in deploy/crds/ for {key}"
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         for err in jsonschema.Draft7Validator(crds[key]).iter_errors(doc):
             problems.append(f"{where}: {err.message} at {list(err.path)}")
-        problems += [f"{where}: unknown field {f}" for f in unknown_fields(doc["spec"], crds[key]["properties"]["spec"])]
+        problems += [
+            f"{where}: unknown field {f}"
+            for f in unknown_fields(doc["spec"], crds[key]["properties"]["spec"])
+        ]
     assert not problems, "\n".join(problems)
 
 
@@ -98,7 +123,10 @@ def test_topics_match_fraud_core(built: dict[str, list], overlay: str) -> None:
 
 def test_prod_replicates_three_ways_with_two_in_sync(built: dict[str, list]) -> None:
     prod = built["prod"]
-    assert sum(p["spec"]["replicas"] for p in by_kind(prod, "KafkaNodePool") if "broker" in p["spec"]["roles"]) == 3
+    assert (
+        sum(p["spec"]["replicas"] for p in by_kind(prod, "KafkaNodePool") if "broker" in p["spec"]["roles"])
+        == 3
+    )
     config = by_kind(prod, "Kafka")[0]["spec"]["kafka"]["config"]
     assert config["min.insync.replicas"] == 2 and config["transaction.state.log.min.isr"] == 2
     assert config["default.replication.factor"] == 3 and config["offsets.topic.replication.factor"] == 3
@@ -106,7 +134,9 @@ def test_prod_replicates_three_ways_with_two_in_sync(built: dict[str, list]) -> 
         assert topic["spec"]["replicas"] == 3
         assert int(topic["spec"]["config"]["min.insync.replicas"]) == 2
     kafka = by_kind(built["dev"], "Kafka")[0]["spec"]["kafka"]["config"]
-    assert kafka["auto.create.topics.enable"] is False and kafka["transaction.state.log.replication.factor"] == 1
+    assert (
+        kafka["auto.create.topics.enable"] is False and kafka["transaction.state.log.replication.factor"] == 1
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -118,11 +148,15 @@ def test_flink_job_settings_agree_with_the_deployment(built: dict[str, list], ov
     assert spec["flinkConfiguration"]["high-availability.type"] == "kubernetes"
     assert int(env["JOB_PARALLELISM"]) == spec["job"]["parallelism"]
     assert env["CHECKPOINT_DIR"] == spec["flinkConfiguration"]["execution.checkpointing.dir"]
-    assert spec["flinkConfiguration"]["execution.checkpointing.dir"].startswith(("s3://", "file:///flink-data"))
+    assert spec["flinkConfiguration"]["execution.checkpointing.dir"].startswith(
+        ("s3://", "file:///flink-data")
+    )
     if spec["flinkConfiguration"]["execution.checkpointing.dir"].startswith("file://"):
         claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["podTemplate"]["spec"]["volumes"]]
-        assert claims and all(any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == c
-                                  for d in built[overlay]) for c in claims)
+        assert claims and all(
+            any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == c for d in built[overlay])
+            for c in claims
+        )
     args = spec["job"]["args"]
     assert args[args.index("-py") + 1] == "/opt/flink/usrlib/flink_jobs/scoring_job.py"
     assert args[args.index("--delivery") + 1] in ("at-least-once", "exactly-once")
@@ -133,10 +167,16 @@ def test_flink_job_settings_agree_with_the_deployment(built: dict[str, list], ov
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("target", sorted(SETTINGS), ids=lambda t: f"{t[0]}-{t[1]}")
-def test_every_variable_is_a_settings_field(built: dict[str, list], overlay: str, target: tuple[str, str]) -> None:
+def test_every_variable_is_a_settings_field(
+    built: dict[str, list], overlay: str, target: tuple[str, str]
+) -> None:
     docs = built[overlay]
     doc = one(docs, *target)
-    pod = doc["spec"]["podTemplate"]["spec"] if target[0] == "FlinkDeployment" else doc["spec"]["template"]["spec"]
+    pod = (
+        doc["spec"]["podTemplate"]["spec"]
+        if target[0] == "FlinkDeployment"
+        else doc["spec"]["template"]["spec"]
+    )
     names = set()
     for container in pod["containers"]:
         names |= {e["name"] for e in container.get("env", [])}
@@ -144,7 +184,9 @@ def test_every_variable_is_a_settings_field(built: dict[str, list], overlay: str
             names |= set(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
     module, _, cls = SETTINGS[target].partition(":")
     fields = set(getattr(importlib.import_module(module), cls).model_fields)
-    assert not names - fields - IMAGE_VARS, f"{target}: {sorted(names - fields - IMAGE_VARS)} are not fields of {cls}"
+    assert not names - fields - IMAGE_VARS, (
+        f"{target}: {sorted(names - fields - IMAGE_VARS)} are not fields of {cls}"
+    )
 
 
 def test_grafana_dashboard_configmap_is_the_compose_dashboard() -> None:
@@ -160,6 +202,9 @@ def test_dashboard_metrics_are_documented() -> None:
     readme = (DEPLOY / "README.md").read_text()
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "pipeline.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    names = {re.sub(r"_(bucket|count|sum)$", "", n) for n in re.findall(r"\b((?:flink|pipeline|scoring)_\w+)", exprs)}
+    names = {
+        re.sub(r"_(bucket|count|sum)$", "", n)
+        for n in re.findall(r"\b((?:flink|pipeline|scoring)_\w+)", exprs)
+    }
     missing = [n for n in sorted(names) if f"`{n}`" not in readme]
     assert not missing, f"deploy/README.md does not list {missing}"
