@@ -11,7 +11,9 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
+from itertools import takewhile
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -177,19 +179,27 @@ def _events(
     return Simulator(config).events(count=count), config
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = build_settings(args)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2"):  # one line per registry request otherwise
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.replay_file and not args.replay_file.is_file():
         _fail(f"--replay-file {args.replay_file} does not exist")
     if args.no_kafka and not args.avro_file:
         _fail("--no-kafka needs --avro-file (there is nowhere else to write)")
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a supervisor's stop: flush like Ctrl-C
+    if args.no_kafka and settings.PRODUCER_DURATION_S is not None:
+        _fail("--no-kafka writes as fast as it can: give --count instead of --duration")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.warning("stopping after a flush (signal %d); repeat it to stop at once", signum)
+        signal.signal(signum, signal.SIG_DFL)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a supervisor's stop: flush and summarise
+        signal.signal(sig, request_stop)
     events, config = _events(settings, args)
     try:
         if args.seed_profiles:
@@ -198,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             n = seed_profiles(settings.REDIS_URL, Simulator(config).profiles())
             log.info("seeded %d profiles into Redis at %s", n, settings.REDIS_URL)
         if args.no_kafka:
-            n = write_stream(args.avro_file, events, config)
+            n = write_stream(args.avro_file, takewhile(lambda _: not stop.is_set(), events), config)
             print(f"wrote {n} events to {args.avro_file} (+ labels)")  # noqa: T201 - CLI output
-            return 0
+            return 130 if stop.is_set() else 0
         summary = produce_events(
             settings,
             events,
@@ -211,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             avro_file=args.avro_file,
             sim_config=config,
             progress=not args.no_progress,
+            stop=stop,
             total=None
             if args.replay_file or settings.PRODUCER_DURATION_S
             else settings.PRODUCER_COUNT or DEFAULT_COUNT,

@@ -7,6 +7,7 @@ demo, the benchmark and the tests. It takes settings as an argument and never re
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -243,9 +244,9 @@ class _Publisher:
         value = self._serialize(self._label_serializer, self._label_schema, self._label_ctx, record)
         self._send(self.labels_topic, event.txn.user_id.encode(), value, headers)
 
-    def wait(self, until: float) -> None:
-        """Serve delivery callbacks until the monotonic time ``until``."""
-        while (left := until - time.monotonic()) > 0:
+    def wait(self, until: float, stop: threading.Event) -> None:
+        """Serve delivery callbacks until the monotonic time ``until`` or until ``stop`` is set."""
+        while (left := until - time.monotonic()) > 0 and not stop.is_set():
             self.producer.poll(min(left, 0.1))
 
     def flush(self, timeout_s: float) -> int:
@@ -272,6 +273,7 @@ def produce_events(
     sim_config: SimConfig | None = None,
     progress: bool = False,
     total: int | None = None,
+    stop: threading.Event | None = None,
 ) -> ProduceSummary:
     """Send ``events`` to Kafka and their ground-truth labels to the labels topic.
 
@@ -290,6 +292,8 @@ def produce_events(
         sim_config: recorded in the Avro file's metadata so the profiles can be rebuilt.
         progress: show a tqdm progress bar on stderr.
         total: expected number of events, for the progress bar.
+        stop: when set (by a signal handler, say), stop sending, flush and return; the CLI sets it
+            on Ctrl-C, since a KeyboardInterrupt raised inside librdkafka's poll is not clean.
 
     Returns:
         The :class:`ProduceSummary`; ``interrupted`` is set when Ctrl-C stopped the run, after a flush.
@@ -311,6 +315,7 @@ def produce_events(
     writer = StreamFileWriter(avro_file, sim_config, delay_ms) if avro_file else None
     bar = tqdm(total=total, unit="ev", disable=not progress, mininterval=0.5, dynamic_ncols=True)
     pacer = _Pacer(rate, speed)
+    stop = stop or threading.Event()
     started = time.monotonic()
     deadline = started + max_seconds if max_seconds is not None else None
     try:
@@ -318,7 +323,9 @@ def produce_events(
             due = pacer.due(index, event)
             if deadline is not None and max(due, time.monotonic()) >= deadline:
                 break
-            publisher.wait(due)
+            publisher.wait(due, stop)
+            if stop.is_set():
+                break
             headers = new_headers()
             publisher.send_event(event, headers)
             summary.events += 1
@@ -332,12 +339,15 @@ def produce_events(
             bar.update(1)
         if pending:
             log.info("waiting %.1f s for %d pending labels (chargeback delay)", label_delay_s, len(pending))
-            publisher.wait(pending[-1][0])
-            _send_due_labels(publisher, pending, delay_ms, summary, float("inf"))
+            publisher.wait(pending[-1][0], stop)
+            if not stop.is_set():
+                _send_due_labels(publisher, pending, delay_ms, summary, float("inf"))
     except KeyboardInterrupt:
-        summary.interrupted = True
-        log.warning("interrupted: flushing what was sent")
+        stop.set()
     finally:
+        if stop.is_set():
+            summary.interrupted = True
+            log.warning("interrupted: flushing what was sent")
         bar.close()
         summary.labels_pending = len(pending)
         if writer:
