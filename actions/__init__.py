@@ -1,1 +1,12 @@
-"""actions package."""
+"""The action consumers: what happens after a decision.
+
+``payments.flagged`` -> block the card (Redis blocklist with TTL), raise the user's risk tier,
+notify, audit to ``payments.actions``. ``payments.approved`` -> the user's profile learns the
+payment (average amount, devices, countries), which the stream job's enrichment reads next time.
+
+``logic``     pure functions: parse a decision, plan its actions, the updated profile, audit records
+``store``     Redis: effects and the ``event_id`` marker in one transaction (exactly-once effects)
+``notify``    the pluggable notifier (log line by default, webhook by configuration)
+``consumer``  Kafka glue: batches, DLQ, commits after the actions, lag metrics, graceful stop
+``settings``  ``ConsumerSettings`` (environment variables); ``__main__`` the CLI (``make consumers``)
+"""

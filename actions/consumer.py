@@ -1,0 +1,392 @@
+"""Kafka glue: consume decisions, apply their actions through :mod:`actions.store`, audit, commit.
+
+Per poll the consumer handles a batch of records in order, then flushes the audit and dead-letter
+records it produced (idempotent producer, ``acks=all``), marks the events done, and commits the
+offsets synchronously. Offsets therefore move only past records whose actions are complete. When a
+dependency fails (:class:`TransientError`), what was handled is finished and committed, the rest of
+the batch is rewound with ``seek`` and retried after a back-off: delayed, never skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import start_http_server
+
+import schemas
+from actions.exceptions import ActionsError, TransientError
+from actions.logic import Decision, audit_records, mask_card, notification, parse_decision, plan_actions
+from actions.metrics import Metrics
+from actions.notify import Notifier, notifier_for
+from actions.settings import ConsumerSettings
+from actions.store import ActionStore, Outcome
+from fraud_core import avro
+from fraud_core.exceptions import DecodeError, RegistryError, SerializationError
+from fraud_core.features import Profile
+from fraud_core.registry import RegistryClient
+
+log = logging.getLogger(__name__)
+
+STAGE = "action-consumer"
+PROPAGATED_HEADERS = ("correlation_id", "traceparent")
+LAG_INTERVAL_S = 5.0
+FLUSH_TIMEOUT_S = 30.0
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class _Batch:
+    """What one poll handled: offsets to commit, events to mark done, delivery failures."""
+
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    acted: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    delivery_errors: list[str] = field(default_factory=list)
+
+
+class ActionConsumer:
+    """Acts on ``payments.flagged`` and ``payments.approved``; run it with :meth:`run` or :meth:`poll_once`.
+
+    Args:
+        settings: topics, group, connections and TTLs.
+        notifier: how flagged decisions are notified; by default from ``NOTIFY_WEBHOOK_URL``.
+        metrics: where metrics go; by default a fresh registry, which :meth:`run` serves on
+            ``ACTIONS_METRICS_PORT``.
+    Raises:
+        RegistryError: the output subjects have no registered schema (run ``make up`` first).
+    """
+
+    def __init__(
+        self, settings: ConsumerSettings, notifier: Notifier | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.notifier = notifier or notifier_for(settings.NOTIFY_WEBHOOK_URL, settings.NOTIFY_TIMEOUT_S)
+        self.metrics = metrics or Metrics()
+        self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
+        self._reader = schemas.load(schemas.DECISION)
+        # Resolve the output schema ids now: a missing subject fails at start, not on the first record.
+        self._action_schema_id = self.registry.lookup_id(
+            f"{settings.ACTIONS_TOPIC}-value", schemas.load_text(schemas.ACTION)
+        )
+        self._dlq_schema_id = self.registry.lookup_id(
+            f"{settings.DLQ_TOPIC}-value", schemas.load_text(schemas.DEAD_LETTER)
+        )
+        self.store = ActionStore(settings.REDIS_URL, settings.BLOCK_TTL_S, settings.IDEMPOTENCY_TTL_S)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+                "group.id": settings.GROUP_ID,
+                "client.id": f"{settings.GROUP_ID}-consumer",
+                "enable.auto.commit": False,
+                "auto.offset.reset": settings.AUTO_OFFSET_RESET,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+                "client.id": f"{settings.GROUP_ID}-producer",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+        self.consumer.subscribe(
+            [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+        self._stop = threading.Event()
+        self._failures = 0
+        self._lag_due = 0.0
+        self._server: Any = None
+        self._batch = _Batch()
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until ``stop`` is set, then finish the current record, commit and close."""
+        if stop is not None:
+            self._stop = stop
+        if self.settings.ACTIONS_METRICS_PORT:
+            self._server, _ = start_http_server(
+                self.settings.ACTIONS_METRICS_PORT, registry=self.metrics.registry
+            )
+            log.info("metrics on http://localhost:%d/metrics", self.settings.ACTIONS_METRICS_PORT)
+        log.info(
+            "acting on %s and %s as group %s (audit -> %s, dead letters -> %s, notify via %s)",
+            self.settings.FLAGGED_TOPIC,
+            self.settings.APPROVED_TOPIC,
+            self.settings.GROUP_ID,
+            self.settings.ACTIONS_TOPIC,
+            self.settings.DLQ_TOPIC,
+            self.notifier.channel,
+        )
+        try:
+            while not self._stop.is_set():
+                self.poll_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Flush what is in flight, leave the group and release connections. Safe to call twice."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self.consumer is None:
+            return
+        self.producer.flush(FLUSH_TIMEOUT_S)
+        self.consumer.close()
+        self.consumer = None  # type: ignore[assignment]
+        self.store.close()
+        log.info("action consumer closed")
+
+    # One poll -----------------------------------------------------------------------------------
+
+    def poll_once(self, timeout_s: float = 1.0) -> int:
+        """Handle up to ``BATCH_MAX`` records, finish them and commit; returns how many were handled."""
+        messages = self.consumer.consume(self.settings.BATCH_MAX, timeout_s)
+        self._update_lag()
+        messages = [m for m in messages if self._usable(m)]
+        if not messages:
+            return 0
+        self._batch = _Batch()
+        handled = 0
+        failure: TransientError | None = None
+        try:
+            for msg in messages:
+                if self._stop.is_set() and handled:
+                    break  # shutting down: finish what is handled; the rest is redelivered later
+                self._handle(msg)
+                handled += 1
+        except TransientError as exc:
+            failure = exc
+        try:
+            self._finish()
+        except TransientError as exc:
+            failure, handled = exc, 0
+        if failure is not None:
+            self._retry_later(messages[handled:], failure)
+        else:
+            self._failures = 0
+        return handled
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise ActionsError(f"fatal Kafka error: {err}")
+        log.warning("Kafka: %s", err)
+        return False
+
+    def _handle(self, msg: Message) -> None:
+        t0 = time.perf_counter()
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        source = f"{topic}[{partition}]@{offset}"
+        headers = {k: v for k, v in (msg.headers() or []) if k in PROPAGATED_HEADERS and v is not None}
+        correlation_id = (
+            headers["correlation_id"].decode("utf-8", "replace") if "correlation_id" in headers else ""
+        )
+        self.metrics.consumed.labels(topic).inc()
+        try:
+            decision = parse_decision(self._decode(msg.value()))
+            self._act(decision, headers, correlation_id, source, topic)
+        except (DecodeError, SerializationError) as exc:
+            self._dead_letter(msg, exc, headers, correlation_id, source)
+        self._batch.offsets[(topic, partition)] = offset + 1
+        self.metrics.latency.observe(time.perf_counter() - t0)
+
+    def _decode(self, value: bytes | None) -> dict[str, Any]:
+        if value and len(value) >= 5 and value[0] == avro.MAGIC:
+            schema_id = int.from_bytes(value[1:5], "big")
+            try:
+                self.registry.parsed_schema(schema_id)
+            except RegistryError as exc:
+                # An unreachable registry is an outage to wait out; an unknown id is the record's fault.
+                if isinstance(exc.__cause__, requests.RequestException):
+                    raise TransientError(str(exc)) from exc
+        return avro.decode(value, self.registry.parsed_schema, self._reader)
+
+    def _act(
+        self, decision: Decision, headers: dict[str, bytes], correlation_id: str, source: str, topic: str
+    ) -> None:
+        if decision.event_id in self._batch.seen:
+            self._skip_duplicate(decision, correlation_id, source, topic)
+            return
+        applied = self.store.apply(decision, self._audit_builder(decision))
+        if applied.outcome is Outcome.DONE:
+            self._skip_duplicate(decision, correlation_id, source, topic)
+            return
+        if decision.flagged:
+            http_headers = {k.replace("_", "-"): v.decode("utf-8", "replace") for k, v in headers.items()}
+            self.notifier.notify(notification(decision, correlation_id), http_headers)
+        for record in applied.audits:
+            value = avro.encode(self._action_schema_id, schemas.load(schemas.ACTION), record)
+            self._produce(self.settings.ACTIONS_TOPIC, decision.user_id.encode(), value, headers)
+        self._batch.seen.add(decision.event_id)
+        self._batch.acted.append(decision.event_id)
+        actions = [a.value for a in plan_actions(decision)]
+        if applied.outcome is Outcome.NEW:
+            for action in actions:
+                self.metrics.actions.labels(action).inc()
+        log.log(
+            logging.INFO if decision.flagged else logging.DEBUG,
+            "%s correlation_id=%s event %s %s user %s card %s: %s%s",
+            source,
+            correlation_id,
+            decision.event_id,
+            decision.decision,
+            decision.user_id,
+            mask_card(decision.card_id),
+            ", ".join(actions),
+            "" if applied.outcome is Outcome.NEW else " (re-sending unacknowledged audit records)",
+        )
+
+    def _audit_builder(self, decision: Decision) -> Callable[[Profile | None, Profile], list[dict[str, Any]]]:
+        def build(before: Profile | None, after: Profile) -> list[dict[str, Any]]:
+            records = audit_records(
+                decision,
+                before,
+                after,
+                now_ms(),
+                self.settings.BLOCK_TTL_S,
+                self.notifier.channel,
+                self.settings.AUDIT_PROFILE_UPDATES,
+            )
+            schema = schemas.load(schemas.ACTION)
+            for record in records:  # refuse a record that cannot be audited before any effect is applied
+                avro.encode(self._action_schema_id, schema, record)
+            return records
+
+        return build
+
+    def _skip_duplicate(self, decision: Decision, correlation_id: str, source: str, topic: str) -> None:
+        self.metrics.duplicates.labels(topic).inc()
+        log.info(
+            "%s correlation_id=%s event %s already acted on: skipped",
+            source,
+            correlation_id,
+            decision.event_id,
+        )
+
+    def _dead_letter(
+        self,
+        msg: Message,
+        exc: DecodeError | SerializationError,
+        headers: dict[str, bytes],
+        correlation_id: str,
+        source: str,
+    ) -> None:
+        error_type = exc.error_type if isinstance(exc, DecodeError) else "AUDIT_ENCODE"
+        self.metrics.dead_letters.labels(error_type).inc()
+        log.warning("%s correlation_id=%s dead letter: %s %s", source, correlation_id, error_type, exc)
+        envelope = {
+            "source_topic": msg.topic(),
+            "source_partition": msg.partition(),
+            "source_offset": msg.offset(),
+            "key": msg.key(),
+            "value": msg.value(),
+            "error_type": error_type,
+            "error_message": str(exc),
+            "failed_at": now_ms(),
+            "stage": STAGE,
+            "correlation_id": correlation_id or None,
+        }
+        value = avro.encode(self._dlq_schema_id, schemas.load(schemas.DEAD_LETTER), envelope)
+        self._produce(self.settings.DLQ_TOPIC, msg.key(), value, headers)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, bytes]) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, headers=list(headers.items()), on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                raise TransientError(f"cannot produce to {topic}: {exc}") from exc
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._batch.delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _finish(self) -> None:
+        """Wait for every produced record, mark the events done, commit. Raises TransientError."""
+        batch = self._batch
+        remaining = self.producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or batch.delivery_errors:
+            problems = "; ".join(batch.delivery_errors[:3]) or f"{remaining} records unacknowledged"
+            raise TransientError(f"audit/dead-letter records not delivered: {problems}")
+        if batch.acted:
+            try:
+                self.store.mark_done(batch.acted)
+            except TransientError as exc:
+                # The records are delivered; a stale marker only means a later redelivery re-sends them.
+                log.warning("could not mark %d events done: %s", len(batch.acted), exc)
+        if batch.offsets:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # Lost the partition (rebalance): its new owner re-reads and skips them as duplicates.
+                log.warning("commit of %s failed: %s", offsets, exc)
+        self._batch = _Batch()
+
+    def _retry_later(self, unhandled: list[Message], failure: TransientError) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for msg in unhandled:
+            key = (msg.topic(), msg.partition())
+            first[key] = min(first.get(key, msg.offset()), msg.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("cannot rewind %s[%d] to %d: %s", topic, partition, offset, exc)
+        delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+        self._failures += 1
+        self.metrics.retries.labels(type(failure).__name__).inc()
+        log.warning("%s; %d records will be retried in %.1f s", failure, len(unhandled), delay)
+        self._stop.wait(delay)
+
+    # Lag ----------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+        self._lag_due = 0.0
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+        for p in partitions:
+            with contextlib.suppress(KeyError):  # no lag was reported for it yet
+                self.metrics.lag.remove(p.topic, str(p.partition))
+
+    def _update_lag(self) -> None:
+        """Every few seconds: high watermark minus committed offset, per assigned partition."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_INTERVAL_S
+        try:
+            assignment = self.consumer.assignment()
+            if not assignment:
+                return
+            for tp in self.consumer.committed(assignment, timeout=2.0):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
+                committed = tp.offset if tp.offset >= 0 else low
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - committed))
+        except KafkaException as exc:
+            log.debug("lag not updated: %s", exc)

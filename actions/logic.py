@@ -1,0 +1,240 @@
+"""The action logic as pure functions: what to do for a decision, and how a profile changes.
+
+Nothing here touches Kafka, Redis or the clock; the consumer (:mod:`actions.consumer`) feeds
+decoded decisions in and applies the results. Tests exercise all of it in-process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from fraud_core.decision import APPROVE, FLAG
+from fraud_core.exceptions import ValidationError
+from fraud_core.features import Profile
+from fraud_core.reference import CURRENCIES, to_eur
+
+MAX_RISK_TIER = 3
+MAX_REMEMBERED = 20  # devices and countries kept per profile, most recent last
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class ActionType(StrEnum):
+    """The symbols of ``ActionType`` in ``schemas/action.avsc``."""
+
+    BLOCK_CARD = "BLOCK_CARD"
+    NOTIFY = "NOTIFY"
+    RAISE_RISK_TIER = "RAISE_RISK_TIER"
+    UPDATE_PROFILE = "UPDATE_PROFILE"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The fields of a ``payments.flagged``/``payments.approved`` record the actions need."""
+
+    event_id: str
+    user_id: str
+    decision: str
+    score: float
+    threshold: float
+    model_version: str
+    reasons: tuple[str, ...]
+    event_time: int
+    card_id: str = ""
+    amount_minor: int = 0
+    currency: str = ""
+    country: str = ""
+    device_id: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.decision == FLAG
+
+
+def _millis(value: object) -> object:
+    # fastavro reads timestamp-millis as aware datetimes; tests and replays may pass ints.
+    return (value - _EPOCH) // _MS if isinstance(value, datetime) else value
+
+
+def parse_decision(record: Mapping[str, Any]) -> Decision:
+    """Check a decoded decision record and keep what the actions need.
+
+    Raises:
+        ValidationError: naming the first field that makes the record impossible to act on.
+    """
+    event_id = record.get("event_id")
+    if not isinstance(event_id, str) or not event_id.strip():
+        raise ValidationError("event_id", event_id, "must be a non-empty string (the idempotency key)")
+    user_id = record.get("user_id")
+    if not isinstance(user_id, str) or not _ID.match(user_id):
+        raise ValidationError("user_id", user_id, "must be 1-64 characters of letters, digits, _ . : -")
+    decision = record.get("decision")
+    if decision not in (FLAG, APPROVE):
+        raise ValidationError("decision", decision, f"must be {FLAG} or {APPROVE}")
+    card_id = record.get("card_id") or ""
+    if decision == FLAG and not (isinstance(card_id, str) and _ID.match(card_id)):
+        raise ValidationError(
+            "card_id", mask_card(str(card_id)), "a flagged decision needs the card to block"
+        )
+    amount = record.get("amount_minor", 0)
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise ValidationError("amount_minor", amount, "must be a non-negative integer of minor units")
+    currency = record.get("currency") or ""
+    if decision == APPROVE and currency not in CURRENCIES:
+        raise ValidationError(
+            "currency", currency, "unknown ISO 4217 currency: the average cannot be updated"
+        )
+    country = record.get("country") or ""
+    if country and not (isinstance(country, str) and _COUNTRY.match(country)):
+        raise ValidationError("country", country, "must be an ISO 3166-1 alpha-2 code in upper case")
+    event_time = _millis(record.get("event_time"))
+    if not isinstance(event_time, int) or event_time <= 0:
+        raise ValidationError("event_time", event_time, "must be a positive epoch-millisecond timestamp")
+    device_id = record.get("device_id")
+    if device_id is not None and not (isinstance(device_id, str) and _ID.match(device_id)):
+        raise ValidationError("device_id", device_id, "must be 1-64 characters of letters, digits, _ . : -")
+    return Decision(
+        event_id=event_id,
+        user_id=user_id,
+        decision=decision,
+        score=float(record.get("score", 0.0)),
+        threshold=float(record.get("threshold", 0.0)),
+        model_version=str(record.get("model_version", "")),
+        reasons=tuple(record.get("reasons") or ()),
+        event_time=event_time,
+        card_id=card_id,
+        amount_minor=amount,
+        currency=currency,
+        country=country,
+        device_id=device_id,
+    )
+
+
+def mask_card(card_id: str) -> str:
+    """The card id as logs may show it: everything but the last four characters masked."""
+    return f"****{card_id[-4:]}" if len(card_id) > 4 else "****"
+
+
+def plan_actions(decision: Decision) -> list[ActionType]:
+    """What to do for a decision, in the order it is done.
+
+    A flagged payment blocks the card, raises the user's risk tier and notifies; an approved one
+    only teaches the profile (flagged payments are not learnt from: they may not be the user's).
+    """
+    if decision.flagged:
+        return [ActionType.BLOCK_CARD, ActionType.RAISE_RISK_TIER, ActionType.NOTIFY]
+    return [ActionType.UPDATE_PROFILE]
+
+
+def new_profile(decision: Decision) -> Profile:
+    """The profile of a user seen for the first time: at home where this payment was made."""
+    return Profile(home_country=decision.country, account_created_ms=decision.event_time)
+
+
+def _remember(items: Sequence[str], item: str | None) -> tuple[str, ...]:
+    """``items`` with ``item`` moved (or added) to the end, keeping the last :data:`MAX_REMEMBERED`."""
+    if not item:
+        return tuple(items)
+    kept = [i for i in items if i != item]
+    kept.append(item)
+    return tuple(kept[-MAX_REMEMBERED:])
+
+
+def updated_profile(profile: Profile | None, decision: Decision) -> Profile:
+    """The user's profile after acting on ``decision`` (a missing profile starts a new one).
+
+    Flagged: the risk tier goes up by one, capped at :data:`MAX_RISK_TIER`. Approved: the running
+    average amount in EUR, the payment count, and the known devices and countries learn the payment.
+    """
+    current = profile if profile is not None else new_profile(decision)
+    if decision.flagged:
+        return replace(current, risk_tier=min(current.risk_tier + 1, MAX_RISK_TIER))
+    amount = to_eur(decision.amount_minor, decision.currency)
+    count = current.txn_count + 1
+    # A seeded profile may carry an average with no count; weigh it as one payment, not zero.
+    weight = current.txn_count or (1 if current.avg_amount else 0)
+    average = (current.avg_amount * weight + amount) / (weight + 1)
+    return replace(
+        current,
+        avg_amount=round(average, 4),
+        txn_count=count,
+        devices=_remember(current.devices, decision.device_id),
+        countries=_remember(current.countries, decision.country or None),
+    )
+
+
+def action_detail(
+    action: ActionType,
+    decision: Decision,
+    before: Profile | None,
+    after: Profile,
+    block_ttl_s: int,
+    channel: str,
+) -> str:
+    """The human-readable ``detail`` of one audit record (card ids masked)."""
+    if action is ActionType.BLOCK_CARD:
+        return f"card {mask_card(decision.card_id)} blocklisted for {block_ttl_s} s"
+    if action is ActionType.RAISE_RISK_TIER:
+        old = before.risk_tier if before is not None else 0
+        return f"risk tier {old} -> {after.risk_tier}" + (" (new profile)" * (before is None))
+    if action is ActionType.NOTIFY:
+        reasons = "; ".join(decision.reasons) or "no reason codes"
+        score = f"score {decision.score:.3f}, threshold {decision.threshold:.3f}"
+        return f"notified via {channel}: {score} ({reasons})"
+    return (
+        f"txn_count {after.txn_count}, avg {after.avg_amount:.2f} EUR, "
+        f"{len(after.devices)} devices, {len(after.countries)} countries"
+        + (" (new profile)" * (before is None))
+    )
+
+
+def audit_records(
+    decision: Decision,
+    before: Profile | None,
+    after: Profile,
+    acted_at_ms: int,
+    block_ttl_s: int,
+    notify_channel: str,
+    audit_profile_updates: bool = True,
+) -> list[dict[str, Any]]:
+    """The ``payments.actions`` records of a decision, one per planned action.
+
+    ``action_id`` is ``<event_id>:<action>``, so a record written twice (after a crash between the
+    write and its acknowledgement) is recognisable downstream.
+    """
+    return [
+        {
+            "action_id": f"{decision.event_id}:{action.value}",
+            "event_id": decision.event_id,
+            "user_id": decision.user_id,
+            "card_id": decision.card_id,
+            "action": action.value,
+            "detail": action_detail(action, decision, before, after, block_ttl_s, notify_channel),
+            "acted_at": acted_at_ms,
+        }
+        for action in plan_actions(decision)
+        if audit_profile_updates or action is not ActionType.UPDATE_PROFILE
+    ]
+
+
+def notification(decision: Decision, correlation_id: str) -> dict[str, Any]:
+    """The JSON body of a notification about a flagged decision (card masked)."""
+    return {
+        "type": "payment_flagged",
+        "event_id": decision.event_id,
+        "user_id": decision.user_id,
+        "card": mask_card(decision.card_id),
+        "score": decision.score,
+        "threshold": decision.threshold,
+        "model_version": decision.model_version,
+        "reasons": list(decision.reasons),
+        "event_time": decision.event_time,
+        "correlation_id": correlation_id or None,
+    }

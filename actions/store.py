@@ -1,0 +1,111 @@
+"""Redis glue: the effects of a decision and its idempotency marker, applied in one transaction.
+
+Keys: ``profile:<user_id>`` and ``blocklist:card:<card_id>`` (layout of :mod:`fraud_core.enrichment`,
+which the stream job reads) and ``actions:done:<event_id>``, the marker. The marker is written in
+the same MULTI/EXEC as the effects, under WATCH of the marker and the profile, so a crash can never
+leave the effects applied without the marker (or the reverse), and two consumers racing on one
+event apply it once. The marker records the event's audit records while they are unacknowledged
+(``applied``) and shrinks to ``done`` once Kafka has them: a redelivery in between re-sends the
+same audit records instead of losing them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError, WatchError
+
+from actions.exceptions import TransientError
+from actions.logic import Decision, updated_profile
+from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
+from fraud_core.features import Profile
+
+MARKER_PREFIX = "actions:done:"
+DONE = "done"
+
+AuditBuilder = Callable[[Profile | None, Profile], list[dict[str, Any]]]
+
+
+def marker_key(event_id: str) -> str:
+    return f"{MARKER_PREFIX}{event_id}"
+
+
+class Outcome(StrEnum):
+    NEW = "new"  # effects applied now
+    PENDING = "pending"  # applied earlier, audit records not yet acknowledged: send them again
+    DONE = "done"  # applied and audited earlier: a duplicate, nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: Outcome
+    audits: list[dict[str, Any]]
+
+
+class ActionStore:
+    """Applies decisions to Redis exactly once per ``event_id``."""
+
+    def __init__(self, url: str, block_ttl_s: int, marker_ttl_s: int, timeout_s: float = 5.0) -> None:
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.block_ttl_s = block_ttl_s
+        self.marker_ttl_s = marker_ttl_s
+
+    def apply(self, decision: Decision, audits: AuditBuilder) -> Applied:
+        """Apply the decision's effects and set its marker atomically, unless the marker exists.
+
+        Raises:
+            TransientError: Redis is unreachable or failed; nothing or everything was applied.
+        """
+        marker = marker_key(decision.event_id)
+        pkey = profile_key(decision.user_id)
+        try:
+            with self._redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(marker, pkey)
+                        existing = pipe.get(marker)
+                        if existing is not None:
+                            pipe.unwatch()
+                            return _from_marker(existing)
+                        before = parse_profile(pipe.get(pkey))
+                        after = updated_profile(before, decision)
+                        records = audits(before, after)
+                        pipe.multi()
+                        pipe.set(pkey, json.dumps(after.to_mapping(), separators=(",", ":")))
+                        if decision.flagged:
+                            pipe.set(blocklist_key(decision.card_id), decision.event_id, ex=self.block_ttl_s)
+                        pipe.set(marker, json.dumps({"audits": records}), ex=self.marker_ttl_s)
+                        pipe.execute()
+                        return Applied(Outcome.NEW, records)
+                    except WatchError:
+                        continue  # the profile changed under us (another writer): read it again
+        except RedisError as exc:
+            raise TransientError(f"Redis failed applying event {decision.event_id}: {exc}") from exc
+
+    def mark_done(self, event_ids: Iterable[str]) -> None:
+        """Record that the audit records of these events are acknowledged by Kafka."""
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for event_id in event_ids:
+                    pipe.set(marker_key(event_id), DONE, xx=True, keepttl=True)
+                pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"Redis failed marking events done: {exc}") from exc
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _from_marker(raw: bytes) -> Applied:
+    if raw == DONE.encode():
+        return Applied(Outcome.DONE, [])
+    try:
+        records = json.loads(raw)["audits"]
+    except (ValueError, KeyError, TypeError):
+        return Applied(Outcome.DONE, [])  # an unreadable marker still proves the effects were applied
+    return Applied(Outcome.PENDING, list(records))
