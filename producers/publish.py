@@ -7,9 +7,9 @@ demo, the benchmark and the tests. It takes settings as an argument and never re
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ import schemas
 from fraud_core.exceptions import ConfigError, RegistryError, SerializationError
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent
+from producers.simulator import SimConfig, SimEvent, txn_record
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ class ProduceSummary:
 
 def new_headers() -> list[tuple[str, bytes]]:
     """Fresh ``correlation_id`` and W3C ``traceparent`` headers for one input event."""
-    trace = uuid.uuid4()
-    span = uuid.uuid4().hex[:16]
+    ids = os.urandom(32).hex()  # 16 bytes of correlation id, 16 of trace id
+    span = os.urandom(8).hex()
     return [
-        ("correlation_id", uuid.uuid4().hex.encode()),
-        ("traceparent", f"00-{trace.hex}-{span}-01".encode()),
+        ("correlation_id", ids[:32].encode()),
+        ("traceparent", f"00-{ids[32:]}-{span}-01".encode()),
     ]
 
 
@@ -235,7 +235,7 @@ class _Publisher:
         self.producer.poll(0)
 
     def send_event(self, event: SimEvent, headers: list[tuple[str, bytes]]) -> None:
-        value = self._serialize(self._txn_serializer, self._txn_schema, self._txn_ctx, event.txn.to_record())
+        value = self._serialize(self._txn_serializer, self._txn_schema, self._txn_ctx, txn_record(event.txn))
         self._send(self.topic, event.txn.user_id.encode(), value, headers)
 
     def send_label(self, event: SimEvent, delay_ms: int, headers: list[tuple[str, bytes]]) -> None:

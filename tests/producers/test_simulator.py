@@ -16,7 +16,7 @@ from fraud_core.reference import mcc_risk, to_eur
 from fraud_core.transaction import validate
 from producers import simulator as sim
 from producers.avro_file import read_config, read_stream, write_stream
-from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator
+from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator, txn_record
 
 # Sparse legit traffic and frequent episodes: many complete episodes in a small stream.
 DENSE_FRAUD = SimConfig(
@@ -94,6 +94,7 @@ def test_every_event_is_a_valid_transaction(dense: tuple[Simulator, list[SimEven
     _, events = dense
     for e in events:
         assert validate(e.txn.to_record()) == e.txn
+        assert txn_record(e.txn) == e.txn.to_record()
 
 
 def test_ids_are_tokens_and_uuid4(dense: tuple[Simulator, list[SimEvent]]) -> None:
