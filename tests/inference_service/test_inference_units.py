@@ -1,0 +1,142 @@
+"""Unit tests of the scoring service's pure logic: no processes, milliseconds each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+
+from fraud_core.features import FEATURE_NAMES, REASON_TEXT
+from inference_service.compiled import CompiledModel
+from inference_service.core.config import Settings
+from inference_service.exceptions import ModelRejectedError
+from inference_service.metrics import Metrics
+from inference_service.model_registry import (
+    CARD_FILE,
+    LIVE_POINTER,
+    ModelRegistry,
+    load_model,
+    read_pointer,
+    save_version,
+    write_pointer,
+)
+from inference_service.reasons import explain
+from inference_service.training.train import Dataset, choose_threshold
+
+N = len(FEATURE_NAMES)
+
+
+def _synthetic_model(seed: int = 0) -> tuple[CalibratedClassifierCV, np.ndarray]:
+    """Fraud iff feature 0 > 5 or (feature 3 > 2 and feature 7 > 1), with noise."""
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.normal(0, 2, (6000, N)))
+    y = ((x[:, 0] > 5) | ((x[:, 3] > 2) & (x[:, 7] > 1.5))).astype(int)
+    hgb = HistGradientBoostingClassifier(max_iter=30, max_depth=5, random_state=seed).fit(x[:4000], y[:4000])
+    model = CalibratedClassifierCV(FrozenEstimator(hgb), method="isotonic").fit(x[4000:], y[4000:])
+    return model, x
+
+
+def _card(version: str, x: np.ndarray) -> dict[str, object]:
+    return {
+        "version": version,
+        "features": list(FEATURE_NAMES),
+        "threshold": 0.5,
+        "reference_values": dict(zip(FEATURE_NAMES, np.median(x, axis=0).tolist(), strict=True)),
+    }
+
+
+def test_compiled_predictor_equals_predict_proba_exactly() -> None:
+    model, x = _synthetic_model()
+    compiled = CompiledModel.from_estimator(model)
+    rows = x[:700].copy()
+    rows[::7, 3] = np.nan  # missing values follow the trees' missing_go_to_left
+    assert np.array_equal(compiled.predict(rows), model.predict_proba(rows)[:, 1])
+    assert np.array_equal(compiled.predict(rows[:1]), model.predict_proba(rows[:1])[:, 1])
+
+
+def test_reasons_name_the_feature_that_drives_the_score() -> None:
+    model, x = _synthetic_model()
+    compiled = CompiledModel.from_estimator(model)
+    reference = np.median(x, axis=0)
+    row = reference.copy()
+    row[0] = 9.0
+    rows = np.vstack([row, reference])
+    scores = compiled.predict(rows)
+    reasons = explain(compiled.raw, rows, scores, reference, FEATURE_NAMES, min_score=0.25)
+    assert reasons[0][0] == REASON_TEXT[FEATURE_NAMES[0]]
+    assert reasons[1] == []
+
+
+def test_threshold_minimises_business_cost() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.95])
+    y = np.array([0, 0, 1, 1, 1], dtype=np.int8)
+    amount = np.array([10.0, 10.0, 3.0, 500.0, 500.0])
+    data = Dataset(np.zeros((5, N)), y, np.array([""] * 5), amount, np.arange(5, dtype=np.int64))
+    # Catching the 3 EUR fraud at 0.3 would cost two more reviews (10 EUR): cut between 0.3 and 0.9.
+    assert choose_threshold(scores, data, review_cost=5.0) == pytest.approx(0.6)
+    # Reviews nearly free: flag down to the smallest fraud score.
+    assert choose_threshold(scores, data, review_cost=0.01) == pytest.approx(0.25)
+
+
+def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
+    model, x = _synthetic_model()
+    save_version(tmp_path, "v1", model, _card("v1", x))
+    write_pointer(tmp_path, LIVE_POINTER, "v1")
+    assert read_pointer(tmp_path, LIVE_POINTER) == "v1"
+    assert load_model(tmp_path, "v1").version == "v1"
+
+    shutil.copytree(tmp_path / "v1", tmp_path / "v2")
+    card = json.loads((tmp_path / "v2" / CARD_FILE).read_text())
+    card.update(version="v2", features=[*FEATURE_NAMES[1:], FEATURE_NAMES[0]])
+    (tmp_path / "v2" / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelRejectedError, match="do not match this service's FEATURE_NAMES"):
+        load_model(tmp_path, "v2")
+
+    narrow = HistGradientBoostingClassifier(max_iter=5).fit(x[:, :5], (x[:, 0] > 3).astype(int))
+    save_version(
+        tmp_path,
+        "v3",
+        CalibratedClassifierCV(FrozenEstimator(narrow)).fit(x[:, :5], x[:, 0] > 3),
+        _card("v3", x),
+    )
+    with pytest.raises(ModelRejectedError, match="estimator expects 5 features"):
+        load_model(tmp_path, "v3")
+
+
+def test_refused_version_keeps_the_old_one_serving(tmp_path: Path) -> None:
+    model, x = _synthetic_model()
+    save_version(tmp_path, "good", model, _card("good", x))
+    bad_card = {**_card("bad", x), "features": ["only_one"]}
+    save_version(tmp_path, "bad", model, bad_card)
+    write_pointer(tmp_path, LIVE_POINTER, "good")
+    metrics = Metrics()
+    registry = ModelRegistry(tmp_path, None, metrics)
+    assert registry.reload() is True
+    write_pointer(tmp_path, LIVE_POINTER, "bad")
+    assert registry.reload() is False
+    assert registry.active is not None and registry.active.live.version == "good"
+    assert (
+        metrics.registry.get_sample_value(
+            "scoring_model_reloads_total", {"role": "live", "outcome": "refused"}
+        )
+        == 1
+    )
+
+
+def test_settings_require_a_real_key_outside_local() -> None:
+    assert Settings(APP_ENV="test").api_key  # the development key
+    with pytest.raises(ValidationError, match="SCORING_API_KEY must be set"):
+        Settings(APP_ENV="production")
+    with pytest.raises(ValidationError, match="SCORING_API_KEY must be set"):
+        Settings(APP_ENV="production", SCORING_API_KEY="dev-local-key-not-secret")
+    assert (
+        Settings(APP_ENV="production", SCORING_API_KEY="s3cret-of-some-length").api_key
+        == "s3cret-of-some-length"
+    )
