@@ -89,6 +89,8 @@ _TAKEOVER_MCCS = frozenset({"5732", "5944", "6051", "4829", "4511", "7011"})
 # Legit behaviour.
 FAVOURITE_SHARE = 0.85  # share of a user's payments at one of their favourite merchants
 AMOUNT_SIGMA = 0.5  # lognormal sigma of one payment around the user's typical amount
+MICRO_SHARE = 0.05  # legit micro-payments (apps, games, transit top-ups): tiny ECOM amounts
+MICRO_NEW_DEVICE_SHARE = 0.3  # of which from a device not (yet) in the profile: a new phone
 TRAVELLER_SHARE = 0.03  # users abroad (in a country of their profile) for the whole stream
 OFF_HOURS_WEIGHT = 0.05  # relative activity outside a user's active hours
 
@@ -121,7 +123,7 @@ class SimConfig:
     n_users: int = 2000
     n_merchants: int = 400
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-    rate_eps: float = 100.0
+    rate_eps: float = 10.0
     card_testing_rate: float = 0.0008
     account_takeover_rate: float = 0.0012
     merchant_burst_rate: float = 0.0008
@@ -422,6 +424,8 @@ class Simulator:
         )
 
     def _legit_txn(self, rng: Random, user: User, t: int) -> Transaction:
+        if rng.random() < MICRO_SHARE:
+            return self._micro_txn(rng, user, t)
         if rng.random() < FAVOURITE_SHARE:
             cum = user.favourite_cum_weights
             index = user.favourites[bisect(cum, rng.random() * cum[-1])]
@@ -441,6 +445,23 @@ class Simulator:
             channel=channel,
             card=card,
             device=user.devices[0] if rng.random() < 0.8 else rng.choice(user.devices),
+        )
+
+    def _micro_txn(self, rng: Random, user: User, t: int) -> Transaction:
+        """A legitimate tiny online payment: alone it looks like one card-testing probe, which is
+        why only the velocity features (many within seconds) separate card testing from it."""
+        merchant = self.merchants[rng.choice(self._testing_pool)]
+        new_device = rng.random() < MICRO_NEW_DEVICE_SHARE
+        return self._txn(
+            rng,
+            user,
+            t=t,
+            merchant=merchant,
+            amount_minor=_minor(rng.uniform(0.10, CARD_TESTING_MAX_EUR), _currency(user.location)),
+            country=user.location,
+            channel="ECOM",
+            card=user.cards[0],
+            device=f"dev_{_hex(rng, 48)}" if new_device else user.devices[0],
         )
 
     # Fraud episodes ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         running.down()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_topic(stack: RunningStack) -> Callable[..., str]:
     """Create a uniquely named topic and register ``schema`` under ``<topic>-value``; returns the name."""
 
@@ -62,3 +62,40 @@ def make_topic(stack: RunningStack) -> Callable[..., str]:
         return name
 
     return make
+
+
+TEST_API_KEY = "test-key-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class RunningService:
+    url: str
+    api_key: str
+    model_dir: Path
+    process: object
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small but real model, trained once per session by the real trainer."""
+    from deploy.local.processes import ensure_model
+
+    directory = tmp_path_factory.mktemp("models")
+    ensure_model(directory, events=60_000, seed=7)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def scoring_service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """The real scoring service as a process on a free port."""
+    from deploy.local.processes import start_scoring_service
+
+    port = free_port()
+    logs = tmp_path_factory.mktemp("logs")
+    service = start_scoring_service(
+        model_dir, port, logs / "scoring.log", TEST_API_KEY, {"APP_ENV": "test"}
+    )
+    try:
+        yield RunningService(f"http://127.0.0.1:{port}", TEST_API_KEY, model_dir, service)
+    finally:
+        service.stop()

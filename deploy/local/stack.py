@@ -170,7 +170,8 @@ class Stack:
             if not (home / "data" / "meta.properties").exists():
                 cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
                 cmd = [*self._kafka_java(), "kafka.tools.StorageTool", "format", "--standalone"]
-                cmd += ["-t", cluster_id, "-c", str(props)]
+                # "=" form: a random id may start with "-", which would parse as an option.
+                cmd += [f"--cluster-id={cluster_id}", "-c", str(props)]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if res.returncode != 0:
                     raise StackError(f"formatting Kafka storage failed:\n{res.stdout}\n{res.stderr}")
