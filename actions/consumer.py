@@ -230,6 +230,10 @@ class ActionConsumer:
         if applied.outcome is Outcome.DONE:
             self._skip_duplicate(decision, correlation_id, source, topic)
             return
+        actions = [a.value for a in plan_actions(decision)]
+        if applied.outcome is Outcome.NEW:  # counted once, when the effects land in Redis
+            for action in actions:
+                self.metrics.actions.labels(action).inc()
         if decision.flagged:
             http_headers = {k.replace("_", "-"): v.decode("utf-8", "replace") for k, v in headers.items()}
             self.notifier.notify(notification(decision, correlation_id), http_headers)
@@ -238,10 +242,6 @@ class ActionConsumer:
             self._produce(self.settings.ACTIONS_TOPIC, decision.user_id.encode(), value, headers)
         self._batch.seen.add(decision.event_id)
         self._batch.acted.append(decision.event_id)
-        actions = [a.value for a in plan_actions(decision)]
-        if applied.outcome is Outcome.NEW:
-            for action in actions:
-                self.metrics.actions.labels(action).inc()
         log.log(
             logging.INFO if decision.flagged else logging.DEBUG,
             "%s correlation_id=%s event %s %s user %s card %s: %s%s",
