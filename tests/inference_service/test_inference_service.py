@@ -171,7 +171,7 @@ def test_shadow_scores_in_responses_and_metrics(
     assert card["version"] == registry.live and card["shadow_version"] == registry.shadow
 
 
-def test_schemathesis_finds_no_server_errors(service: Service) -> None:
+def test_schemathesis_finds_no_server_errors(service: Service, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "st"),
@@ -190,6 +190,7 @@ def test_schemathesis_finds_no_server_errors(service: Service) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=tmp_path,  # st writes a .schemathesis/ cache into its working directory
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert service.proc.poll() is None
