@@ -46,6 +46,22 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _propagated(msg: Message) -> dict[str, bytes]:
+    """The headers that travel from a decision to everything derived from it."""
+    out: dict[str, bytes] = {}
+    for name, value in list(msg.headers() or []):
+        if name in PROPAGATED_HEADERS and value is not None:
+            out[name] = value if isinstance(value, bytes) else str(value).encode()
+    return out
+
+
+def _coordinates(msg: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed record (always set on one without error)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
 @dataclass
 class _Batch:
     """What one poll handled: offsets to commit, events to mark done, delivery failures."""
@@ -194,9 +210,9 @@ class ActionConsumer:
 
     def _handle(self, msg: Message) -> None:
         t0 = time.perf_counter()
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = _coordinates(msg)
         source = f"{topic}[{partition}]@{offset}"
-        headers = {k: v for k, v in (msg.headers() or []) if k in PROPAGATED_HEADERS and v is not None}
+        headers = _propagated(msg)
         correlation_id = (
             headers["correlation_id"].decode("utf-8", "replace") if "correlation_id" in headers else ""
         )
@@ -349,8 +365,8 @@ class ActionConsumer:
     def _retry_later(self, unhandled: list[Message], failure: TransientError) -> None:
         first: dict[tuple[str, int], int] = {}
         for msg in unhandled:
-            key = (msg.topic(), msg.partition())
-            first[key] = min(first.get(key, msg.offset()), msg.offset())
+            topic, partition, offset = _coordinates(msg)
+            first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
         for (topic, partition), offset in first.items():
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.exceptions import RedisError, WatchError
@@ -67,12 +67,13 @@ class ActionStore:
             with self._redis.pipeline() as pipe:
                 while True:
                     try:
-                        pipe.watch(marker, pkey)
-                        existing = pipe.get(marker)
+                        pipe.watch(marker, pkey)  # type: ignore[no-untyped-call]
+                        existing = cast("bytes | None", pipe.get(marker))
                         if existing is not None:
                             pipe.unwatch()
                             return _from_marker(existing)
-                        before = parse_profile(pipe.get(pkey))
+                        raw_profile = cast("bytes | None", pipe.get(pkey))
+                        before = parse_profile(raw_profile)
                         after = updated_profile(before, decision)
                         records = audits(before, after)
                         pipe.multi()
