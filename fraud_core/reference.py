@@ -59,7 +59,7 @@ MAX_AMOUNT_MINOR = 10_000_000_00  # ten million major units: anything larger is 
 def to_eur(amount_minor: int, currency: str) -> float:
     """Convert an amount in minor units of ``currency`` to EUR, rounded to cents."""
     exponent, rate = CURRENCIES[currency]
-    return round(amount_minor / (10**exponent) * rate, 2)
+    return round(amount_minor / 10.0**exponent * rate, 2)
 
 
 def mcc_risk(mcc: str) -> int:

@@ -227,7 +227,7 @@ def _region(country: str) -> str:
 def _minor(amount_eur: float, currency: str, *, round_up: bool = False) -> int:
     """EUR amount -> minor units of ``currency``; ``round_up`` keeps a lower bound in EUR."""
     exponent, rate = CURRENCIES[currency]
-    raw = amount_eur / rate * 10**exponent
+    raw = amount_eur / rate * 10.0**exponent
     return max(1, math.ceil(raw) if round_up else math.floor(raw))
 
 

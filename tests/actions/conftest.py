@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from action_helpers import Topics
 
 import schemas
 from actions.settings import ConsumerSettings
+from tests.actions.action_helpers import Topics
 
 
 @pytest.fixture

@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 import redis
-from action_helpers import (
+from prometheus_client.parser import text_string_to_metric_families
+
+import schemas
+from actions.consumer import ActionConsumer
+from actions.logic import audit_records, parse_decision
+from actions.settings import ConsumerSettings
+from actions.store import ActionStore, marker_key
+from deploy.local.stack import free_port
+from fraud_core.enrichment import blocklist_key, profile_key
+from fraud_core.features import Profile
+from tests.actions.action_helpers import (
     T0,
     RecordingNotifier,
     Topics,
@@ -32,16 +42,6 @@ from action_helpers import (
     record_count,
     sample,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-import schemas
-from actions.consumer import ActionConsumer
-from actions.logic import audit_records, parse_decision
-from actions.settings import ConsumerSettings
-from actions.store import ActionStore, marker_key
-from deploy.local.stack import free_port
-from fraud_core.enrichment import blocklist_key, profile_key
-from fraud_core.features import Profile
 
 pytestmark = pytest.mark.integration
 

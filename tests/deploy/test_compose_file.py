@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import jsonschema
 import pytest
-from conftest import DEPLOY, ROOT
+from tests.deploy.conftest import DEPLOY, ROOT
 
 from fraud_core.settings import ScoringClientSettings
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from conftest import DEPLOY, OVERLAYS
+from tests.deploy.conftest import DEPLOY, OVERLAYS
 
 from fraud_core.topics import TOPICS
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import OVERLAYS
+from tests.deploy.conftest import OVERLAYS
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 SECRET_NAME = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|CREDENTIAL", re.I)
