@@ -1,0 +1,273 @@
+"""The replay itself: the live job (``flink_jobs.scoring_job``, unchanged) in bounded mode over the
+resolved offsets, writing to topics owned by the run, and reading those topics back.
+
+Only the job's settings differ from live: input offsets, output topics, consumer group, Redis
+database, scoring URL, and longer timeouts (a backtest runs at full speed on a busy machine and
+must not fall back to the degraded rules because the service answered in 600 ms instead of 500).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from tqdm import tqdm
+
+import schemas
+from backtest.exceptions import BacktestError
+from backtest.ranges import ReplayRange
+from deploy.local.bootstrap import create_topics
+from deploy.local.processes import start_job
+from fraud_core.kafka_io import decoder
+from fraud_core.registry import RegistryClient
+from fraud_core.topics import COMPATIBILITY, TopicSpec
+
+log = logging.getLogger(__name__)
+
+# Settings of the job that differ from live (see the module docstring).
+JOB_OVERRIDES = {"SCORING_TIMEOUT_MS": "10000", "REDIS_TIMEOUT_MS": "5000", "DELIVERY": "at-least-once"}
+_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RunTopics:
+    """The topics one model's replay writes to: ``backtest.<run_id>.<model>.{flagged,approved,dlq}``."""
+
+    flagged: str
+    approved: str
+    dlq: str
+
+    @classmethod
+    def named(cls, run_id: str, slug: str) -> RunTopics:
+        base = f"backtest.{run_id}.{slug}"
+        return cls(f"{base}.flagged", f"{base}.approved", f"{base}.dlq")
+
+    @property
+    def all(self) -> list[str]:
+        return [self.flagged, self.approved, self.dlq]
+
+
+def create_owned_topics(bootstrap: str, registry_url: str, specs: Iterable[TopicSpec]) -> None:
+    """Create the run's topics and register their value schemas (as ``make up`` does for live)."""
+    specs = list(specs)
+    create_topics(bootstrap, specs)
+    client = RegistryClient(registry_url)
+    for spec in specs:
+        client.register(spec.subject, schemas.load_text(spec.schema))
+        client.set_compatibility(COMPATIBILITY, spec.subject)
+
+
+def output_specs(topics: RunTopics, partitions: int) -> list[TopicSpec]:
+    return [
+        TopicSpec(topics.flagged, partitions, _RETENTION_MS, schemas.DECISION),
+        TopicSpec(topics.approved, partitions, _RETENTION_MS, schemas.DECISION),
+        TopicSpec(topics.dlq, 1, _RETENTION_MS, schemas.DEAD_LETTER),
+    ]
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete the run's topics (best effort: a failure is logged, the report is already written)."""
+    if not names:
+        return
+    futures = AdminClient({"bootstrap.servers": bootstrap}).delete_topics(names, operation_timeout=30)
+    for name, fut in futures.items():
+        try:
+            fut.result()
+        except Exception as exc:  # the admin API raises KafkaException or others; none is fatal here
+            log.warning("could not delete backtest topic %s: %s", name, exc)
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) watermark of every partition of ``topics``."""
+    c = _reader(bootstrap)
+    try:
+        out = {}
+        for topic in topics:
+            meta = c.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                out[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        return out
+    finally:
+        c.close()
+
+
+def _reader(bootstrap: str) -> Consumer:
+    # A throwaway group that never commits: reading leaves no trace on the broker.
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"backtest-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+
+
+def read_partitions(
+    bootstrap: str,
+    registry_url: str,
+    bounds: Mapping[tuple[str, int], tuple[int, int]],
+    keep: Callable[[dict[str, Any]], bool] = lambda _r: True,
+    timeout_s: float = 120.0,
+) -> list[tuple[str, int, int, dict[str, Any] | None]]:
+    """Decoded records ``(topic, partition, offset, record)`` of each ``(topic, partition)`` in
+    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept).
+
+    Raises:
+        BacktestError: the offsets were not all reached within ``timeout_s``.
+    """
+    todo = {tp: se for tp, se in bounds.items() if se[1] > se[0]}
+    out: list[tuple[str, int, int, dict[str, Any] | None]] = []
+    if not todo:
+        return out
+    decode = decoder(registry_url)
+    c = _reader(bootstrap)
+    c.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in todo.items()])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while todo:
+            if time.monotonic() > deadline:
+                missing = ", ".join(f"{t}[{p}] up to {e}" for (t, p), (_s, e) in todo.items())
+                raise BacktestError(f"reading back timed out after {timeout_s:.0f}s; not reached: {missing}")
+            for msg in c.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                tp = (msg.topic(), msg.partition())
+                if tp not in todo:
+                    continue
+                if msg.offset() < todo[tp][1]:
+                    record = decode(msg.value())
+                    if record is None or keep(record):
+                        out.append((tp[0], tp[1], msg.offset(), record))
+                if msg.offset() >= todo[tp][1] - 1:
+                    del todo[tp]
+                    c.incremental_unassign([TopicPartition(*tp)])
+            # Transaction markers can occupy the last offsets: a partition whose position reached its end is done.
+            if todo:
+                for tp_pos in c.position([TopicPartition(t, p) for (t, p) in todo]):
+                    key = (tp_pos.topic, tp_pos.partition)
+                    if tp_pos.offset >= todo[key][1]:
+                        del todo[key]
+    finally:
+        c.close()
+    return out
+
+
+@dataclass
+class ReplayResult:
+    """One model's replay: its decisions and dead letters, and how long it took."""
+
+    model_version: str
+    topics: RunTopics
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    processing_s: float = (
+        0.0  # first to last output record (Kafka timestamps): the replay rate without start-up
+    )
+    replayed: int = 0  # events the job consumed, warm-up included
+
+
+def run_job(
+    replay: ReplayRange,
+    topics: RunTopics,
+    *,
+    bootstrap: str,
+    registry_url: str,
+    redis_url: str,
+    scoring_url: str,
+    api_key: str,
+    group_id: str,
+    job_name: str,
+    work_dir: Path,
+    progress_label: str,
+    timeout_s: float = 6 * 3600,
+) -> tuple[float, Path]:
+    """Run the bounded job to completion with a progress bar; returns (wall seconds, log path).
+
+    Raises:
+        BacktestError: the job exited non-zero (the message carries the end of its log).
+    """
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SCHEMA_REGISTRY_URL": registry_url,
+        "REDIS_URL": redis_url,
+        "SCORING_URL": scoring_url,
+        "SCORING_API_KEY": api_key,
+        "INPUT_TOPIC": replay.topic,
+        "FLAGGED_TOPIC": topics.flagged,
+        "APPROVED_TOPIC": topics.approved,
+        "DLQ_TOPIC": topics.dlq,
+        "GROUP_ID": group_id,
+        "START_FROM": replay.flink_start(),
+        "STOP_AT": replay.flink_stop(),
+        "CHECKPOINT_DIR": str(work_dir / f"checkpoints-{job_name}"),
+        "METRICS_PORT": "0",
+        "JOB_NAME": job_name,
+        **JOB_OVERRIDES,
+    }
+    log_path = work_dir / f"{job_name}.log"
+    total = replay.events + replay.warmup_events
+    t0 = time.monotonic()
+    job = start_job(env, ["--restore", "none"], log_path)
+    try:
+        with tqdm(total=total, desc=progress_label, unit="ev", disable=None, leave=True) as bar:
+            while job.alive and time.monotonic() - t0 < timeout_s:
+                time.sleep(1.0)
+                done = sum(h - lo for lo, h in end_offsets(bootstrap, topics.all).values())
+                bar.update(max(0, min(done, total) - bar.n))
+            if job.alive:
+                raise BacktestError(f"job {job_name} still running after {timeout_s:.0f}s; stopped")
+            bar.update(max(0, total - bar.n) if job.proc.returncode == 0 else 0)
+    finally:
+        if job.alive:
+            job.stop(timeout_s=10)
+    wall = time.monotonic() - t0
+    if job.proc.returncode != 0:
+        raise BacktestError(
+            f"the backtest job exited with {job.proc.returncode}; end of {log_path}:\n{job.tail(40)}"
+        )
+    return wall, log_path
+
+
+def collect(
+    bootstrap: str, registry_url: str, topics: RunTopics, replay: ReplayRange, warmup_ids: set[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, float]:
+    """(decisions in the range, dead letters in the range, events replayed, processing seconds)."""
+    bounds = end_offsets(bootstrap, topics.all)
+    timestamps: list[int] = []
+    decisions: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    in_range = {p.partition: (p.start, p.end) for p in replay.partitions}
+    replayed = 0
+    for topic, _p, _o, record in read_partitions(bootstrap, registry_url, bounds):
+        if record is None:
+            raise BacktestError(f"undecodable record on the backtest's own topic {topic}")
+        replayed += 1
+        timestamps.append(int(record.get("decided_at") or record.get("failed_at") or 0))
+        if topic == topics.dlq:
+            start, end = in_range.get(record["source_partition"], (0, 0))
+            if start <= record["source_offset"] < end:
+                dead.append(record)
+        elif record["event_id"] not in warmup_ids:
+            decisions.append(record)
+    processing = (max(timestamps) - min(timestamps)) / 1000 if timestamps else 0.0
+    return decisions, dead, replayed, processing
+
+
+def warmup_event_ids(bootstrap: str, registry_url: str, replay: ReplayRange) -> set[str]:
+    """The event ids of the warm-up records (replayed for state, not evaluated)."""
+    bounds = {(replay.topic, p.partition): (p.warmup_start, p.start) for p in replay.partitions}
+    return {
+        str(record["event_id"])
+        for _t, _p, _o, record in read_partitions(bootstrap, registry_url, bounds)
+        if record is not None and "event_id" in record
+    }

@@ -1,0 +1,290 @@
+"""The backtest end to end on the real stack: a "live" topic set is scored by the live job, then
+``python -m backtest`` replays part of it with the live model and a second model.
+
+Checks: parity with the live decisions, isolation of the live topics, groups and Redis during the
+run, metrics equal to an independent computation, the report files, and bad inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image
+import numpy as np
+import pytest
+import redis
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from sklearn.metrics import average_precision_score
+
+import schemas
+from deploy.local.stack import REPO_ROOT
+from fraud_core.kafka_io import AvroPublisher, end_offsets, new_headers, read_until
+from fraud_core.reference import to_eur
+from producers.profiles import seed_profiles
+from producers.simulator import SimConfig, Simulator
+
+pytestmark = [pytest.mark.integration, pytest.mark.flink]
+
+N_EVENTS = 3000
+LIVE_GROUP = f"live-scoring-{uuid.uuid4().hex[:6]}"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def backtest(args: list[str], stack: Any, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "backtest", "--bootstrap-servers", stack.bootstrap]
+    cmd += ["--registry-url", stack.registry_url, "--redis-url", stack.redis_url, *args]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env={**os.environ, "APP_ENV": "test", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        return [tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)]
+    finally:
+        c.close()
+
+
+def redis_state(url: str) -> dict[bytes, tuple[bytes | None, bool]]:
+    client = redis.Redis.from_url(url)
+    try:
+        return {k: (client.dump(k), client.ttl(k) != -1) for k in client.scan_iter(count=1000)}
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def live(stack, job_topics, run_job, make_topic) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A live input topic with labels, scored by the live job (bounded) under a live group."""
+    topics = job_topics()
+    labels_topic = make_topic("labels", 4, schemas.LABEL)
+    simulator = Simulator(SimConfig(seed=21, n_users=300, rate_eps=25.0))
+    seed_profiles(stack.redis_url, simulator.profiles())
+    events = list(simulator.events(count=N_EVENTS))
+    blocked_card = events[-5].txn.card_id
+    redis.Redis.from_url(stack.redis_url).set(f"blocklist:card:{blocked_card}", b"1", ex=86400)
+    publisher = AvroPublisher(stack.bootstrap, stack.registry_url)
+    for e in events:
+        publisher.send(topics.input, schemas.TRANSACTION, e.txn.user_id, e.txn.to_record(), new_headers())
+        publisher.send(labels_topic, schemas.LABEL, e.txn.user_id, e.label_record(), new_headers())
+    for key in ("u-garbage-1", "u-garbage-2"):
+        publisher.send_raw(topics.input, key.encode(), b"not avro", new_headers())
+    publisher.flush()
+    t0 = time.monotonic()
+    job = run_job(topics, group_id=LIVE_GROUP, env={"STOP_AT": "latest"})
+    assert job.proc.wait(timeout=600) == 0, job.tail(60)
+    live_wall = time.monotonic() - t0
+    out = read_until(stack.bootstrap, stack.registry_url, topics.outputs, N_EVENTS + 2, 60, idle_s=2)
+    decisions = {r.record["event_id"]: r.record for r in out if r.record and r.topic != topics.dlq}
+    assert len(decisions) == N_EVENTS
+    stamps = [r.record["decided_at"] for r in out if r.record and r.topic != topics.dlq]
+    return {
+        "topics": topics,
+        "labels_topic": labels_topic,
+        "events": events,
+        "decisions": decisions,
+        "blocked_card": blocked_card,
+        "live_eps_wall": (N_EVENTS + 2) / live_wall,
+        "live_eps_processing": N_EVENTS / max(1e-3, (max(stamps) - min(stamps)) / 1000),
+    }
+
+
+@pytest.fixture(scope="module")
+def result(stack, live, two_model_dir, tmp_path_factory) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One backtest of the last two thirds of the live input (so the warm-up matters), two models,
+    with the live state sampled while it runs."""
+    model_dir, live_version, second = two_model_dir
+    topics = live["topics"]
+    out_dir = tmp_path_factory.mktemp("backtests")
+    highs = end_offsets(stack.bootstrap, topics.input)
+    ranges = {p: (h // 3, h) for p, h in highs.items()}
+    offsets = ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))
+    # A committed position of a live consumer group that has nothing to do with the job.
+    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": LIVE_GROUP + "-actions"})
+    c.commit(offsets=[TopicPartition(topics.flagged, 0, 1)], asynchronous=False)
+    c.close()
+    live_topics = [*topics.outputs, topics.input, live["labels_topic"]]
+
+    def live_state() -> dict[str, Any]:
+        return {
+            "offsets": {t: end_offsets(stack.bootstrap, t) for t in live_topics},
+            "job_group": committed(stack.bootstrap, LIVE_GROUP, topics.input, 4),
+            "other_group": committed(stack.bootstrap, LIVE_GROUP + "-actions", topics.flagged, 4),
+            "redis": redis_state(stack.redis_url),
+        }
+
+    before = live_state()
+    run_id = "t" + uuid.uuid4().hex[:8]
+    args = ["--topic", topics.input, "--offsets", offsets, "--models", f"{live_version},{second}"]
+    args += ["--thresholds", "0.2,0.5", "--labels-topic", live["labels_topic"], "--model-dir", str(model_dir)]
+    args += ["--live-flagged-topic", topics.flagged, "--live-approved-topic", topics.approved]
+    args += ["--out", str(out_dir), "--snapshot-db", "15", "--keep-topics", "--run-id", run_id]
+    proc = backtest(args, stack)
+    during = []
+    while proc.poll() is None:
+        during.append(live_state())
+        time.sleep(3)
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-4000:]
+    return {
+        "run_id": run_id,
+        "folder": out_dir / run_id,
+        "out_dir": out_dir,
+        "stdout": stdout.decode(),
+        "before": before,
+        "during": during,
+        "after": live_state(),
+        "ranges": ranges,
+        "live_version": live_version,
+        "second": second,
+        "model_dir": model_dir,
+    }
+
+
+def _backtest_decisions(stack: Any, run_id: str, version: str) -> dict[str, dict[str, Any]]:
+    base = f"backtest.{run_id}.{version}"
+    total = sum(sum(end_offsets(stack.bootstrap, f"{base}.{kind}").values()) for kind in ("flagged", "approved"))
+    out = read_until(stack.bootstrap, stack.registry_url, [f"{base}.flagged", f"{base}.approved"], total, 60)
+    return {r.record["event_id"]: r.record for r in out if r.record is not None}
+
+
+def _in_range_ids(live: dict[str, Any], ranges: dict[int, tuple[int, int]], stack: Any) -> set[str]:
+    out = read_until(stack.bootstrap, stack.registry_url, [live["topics"].input], N_EVENTS + 2, 60)
+    return {
+        r.record["event_id"]
+        for r in out
+        if r.record is not None and ranges[r.partition][0] <= r.offset < ranges[r.partition][1]
+    }
+
+
+def test_parity_with_live_decisions_and_features(stack, live, result) -> None:  # type: ignore[no-untyped-def]
+    metrics = json.loads((result["folder"] / "metrics.json").read_text())
+    in_range = _in_range_ids(live, result["ranges"], stack)
+    parity = metrics["parity"]["result"]
+    assert parity["verdict"] == "identical", parity["differences"][:3]
+    assert parity["compared"] == len(in_range)
+    replayed = _backtest_decisions(stack, result["run_id"], result["live_version"])
+    assert in_range <= set(replayed)
+    for event_id in in_range:
+        mine, theirs = replayed[event_id], live["decisions"][event_id]
+        for name in ("decision", "score", "threshold", "model_version", "features", "reasons", "degraded"):
+            assert mine[name] == theirs[name], (event_id, name)
+    blocked = [d for d in replayed.values() if d["card_id"] == live["blocked_card"] and d["event_id"] in in_range]
+    assert blocked and all(d["decision"] == "FLAGGED" for d in blocked)  # the snapshot carried the blocklist
+    assert "identical" in (result["folder"] / "report.md").read_text()
+
+
+def test_live_topics_groups_and_redis_untouched(result) -> None:  # type: ignore[no-untyped-def]
+    assert result["during"], "the backtest finished before the live state could be sampled"
+    for state in [*result["during"], result["after"]]:
+        assert state["offsets"] == result["before"]["offsets"]
+        assert state["job_group"] == result["before"]["job_group"]
+        assert state["other_group"] == result["before"]["other_group"]
+        assert state["redis"] == result["before"]["redis"]
+
+
+def _independent(decisions: list[dict[str, Any]], truth: dict[str, Any], review: float) -> dict[str, float]:
+    y = np.array([truth[d["event_id"]].is_fraud for d in decisions])
+    flagged = np.array([d["decision"] == "FLAGGED" for d in decisions])
+    scores = np.array([d["score"] for d in decisions])
+    eur = np.array([to_eur(d["amount_minor"], d["currency"]) for d in decisions])
+    tp, fp, fn = (flagged & y).sum(), (flagged & ~y).sum(), (~flagged & y).sum()
+    return {
+        "precision": tp / (tp + fp),
+        "recall": tp / (tp + fn),
+        "pr_auc": average_precision_score(y, scores),
+        "flagged_rate": flagged.mean(),
+        "fraud_eur_missed": eur[~flagged & y].sum(),
+        "total_cost_eur": eur[~flagged & y].sum() + flagged.sum() * review,
+        "tp": tp,
+        "fp": fp,
+    }
+
+
+def test_two_models_metrics_match_an_independent_computation(stack, live, result) -> None:  # type: ignore[no-untyped-def]
+    metrics = json.loads((result["folder"] / "metrics.json").read_text())
+    truth = {e.txn.event_id: e for e in live["events"]}
+    in_range = _in_range_ids(live, result["ranges"], stack)
+    assert set(metrics["models"]) == {result["live_version"], result["second"]}
+    assert metrics["reference_model"] == result["live_version"]
+    for version, m in metrics["models"].items():
+        decisions = [d for d in _backtest_decisions(stack, result["run_id"], version).values() if d["event_id"] in in_range]
+        assert len(decisions) == len(in_range) == m["events"]["labelled"]
+        expected = _independent(decisions, truth, 5.0)
+        got = {**m["at_threshold"], "pr_auc": m["pr_auc"]}
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(float(value), abs=0.01), (version, name)
+    diff = metrics["comparison"][result["second"]]["pr_auc"]
+    models = metrics["models"]
+    assert diff == pytest.approx(models[result["second"]]["pr_auc"] - models[result["live_version"]]["pr_auc"], abs=1e-6)
+    assert metrics["run"]["dead_letters"]["total"] == 2
+    assert set(metrics["models"][result["second"]]["at_thresholds"]) == {"0.2", "0.5"}
+
+
+def test_report_json_and_plots_are_written(result) -> None:  # type: ignore[no-untyped-def]
+    folder: Path = result["folder"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    report = (folder / "report.md").read_text()
+    for text in ("What was replayed", "Enrichment: **snapshot**", "Dead-letter-bound records in range: 2", "events/s"):
+        assert text in report
+    assert metrics["plots"]
+    for name in metrics["plots"]:
+        path = folder / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert matplotlib.image.imread(path).ndim == 3
+        assert f"]({name})" in report
+    assert not [p for p in result["out_dir"].iterdir() if p.name.startswith(".")]  # nothing half-written left
+    assert "report:" in result["stdout"]
+
+
+def _fails(stack: Any, args: list[str], out: Path) -> str:
+    proc = backtest([*args, "--out", str(out)], stack)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stderr.decode()[-2000:]
+    assert not list(out.iterdir()) if out.exists() else True
+    return stderr.decode()
+
+
+@pytest.fixture
+def retained_topic(stack: Any, make_topic: Callable[..., str]) -> tuple[str, int]:
+    """A topic whose partition 0 lost its first 5 records (as retention would delete them)."""
+    topic = make_topic("retained", 1, schemas.TRANSACTION)
+    publisher = AvroPublisher(stack.bootstrap, stack.registry_url)
+    for e in Simulator(SimConfig(seed=3, n_users=20)).events(count=10):
+        publisher.send(topic, schemas.TRANSACTION, e.txn.user_id, e.txn.to_record(), new_headers())
+    publisher.flush()
+    futures = AdminClient({"bootstrap.servers": stack.bootstrap}).delete_records([TopicPartition(topic, 0, 5)])
+    for fut in futures.values():
+        fut.result()
+    return topic, 5
+
+
+def test_bad_inputs_exit_non_zero_with_a_clear_message(stack, two_model_dir, retained_topic, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model_dir, _live, _second = two_model_dir
+    topic, low = retained_topic
+    common = ["--topic", topic, "--model-dir", str(model_dir)]
+    out = tmp_path / "out"
+    msg = _fails(stack, [*common, "--models", "no-such-model"], out)
+    assert "unknown model version 'no-such-model'" in msg and "available:" in msg
+    msg = _fails(stack, [*common, "--offsets", "0:7-7"], out)
+    assert "no events" in msg
+    msg = _fails(stack, [*common, "--offsets", "0:0-8"], out)
+    assert "past retention" in msg and f"oldest retained offset is {low}" in msg
+    msg = _fails(stack, [*common, "--from", "2000-01-01T00:00:00Z"], out)
+    assert "past the retention" in msg
+    msg = _fails(stack, ["--topic", f"missing.{uuid.uuid4().hex[:6]}", "--model-dir", str(model_dir)], out)
+    assert "does not exist" in msg
