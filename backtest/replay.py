@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,13 @@ def read_partitions(
     return out
 
 
+def epoch_ms(value: Any) -> int:
+    """Epoch ms of a decoded ``timestamp-millis`` field (fastavro gives aware datetimes)."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value or 0)
+
+
 @dataclass
 class ReplayResult:
     """One model's replay: its decisions and dead letters, and how long it took."""
@@ -252,7 +260,7 @@ def collect(
         if record is None:
             raise BacktestError(f"undecodable record on the backtest's own topic {topic}")
         replayed += 1
-        timestamps.append(int(record.get("decided_at") or record.get("failed_at") or 0))
+        timestamps.append(epoch_ms(record.get("decided_at") or record.get("failed_at")))
         if topic == topics.dlq:
             start, end = in_range.get(record["source_partition"], (0, 0))
             if start <= record["source_offset"] < end:
