@@ -34,10 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(
         prog="python -m backtest",
-        description="Replay a range of payments.initiated (or a producer Avro file) through the live scoring job "
+        description="Replay a range of payments.initiated (or a producer Avro file) through the live "
+        "scoring job "
         "(flink_jobs.scoring_job, bounded), once per model version, into topics owned by the run "
-        "(backtest.<run_id>.<model>.flagged/.approved/.dlq, consumer group backtest-<run_id>-<model>); join with "
-        "labels; write <out>/<run_id>/ with report.md, metrics.json, scores.csv.gz and plots. Exit codes: 0 ok, "
+        "(backtest.<run_id>.<model>.flagged/.approved/.dlq, consumer group backtest-<run_id>-<model>); join "
+        "with "
+        "labels; write <out>/<run_id>/ with report.md, metrics.json, scores.csv.gz and plots. Exit codes: 0 "
+        "ok, "
         "2 bad arguments, 3 bad input, 1 failure.",
     )
     what = p.add_argument_group("what to replay (default: everything the topic retains)")
@@ -79,13 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--enrichment",
         choices=["snapshot", "none"],
         default="snapshot",
-        help="snapshot: copy the live profile:*/blocklist:card:* keys into --snapshot-db; none: an empty database (default snapshot)",
+        help="snapshot: copy the live profile:*/blocklist:card:* keys into --snapshot-db; none: an empty "
+        "database (default snapshot)",
     )
     how.add_argument(
         "--snapshot-db",
         type=int,
         default=int(env("BACKTEST_REDIS_DB", "15")),
-        help="Redis database index the backtest reads, flushed first; never the live one (env BACKTEST_REDIS_DB; default 15)",
+        help="Redis database index the backtest reads, flushed first; never the live one (env "
+        "BACKTEST_REDIS_DB; default 15)",
     )
     how.add_argument(
         "--review-cost-eur",
@@ -374,7 +379,8 @@ def _describe_enrichment(e: enrichment.EnrichmentSource) -> str:
         return f"none: the job read the empty Redis database {e.redis_url} (every user new, no card blocked)"
     return (
         f"a snapshot of the live {e.source_url} ({e.profiles:,} profile:* and {e.blocklisted_cards:,} "
-        f"blocklist:card:* keys) copied at {ranges.format_ms(e.taken_at_ms)} into {e.redis_url}, which the job read; "
+        f"blocklist:card:* keys) copied at {ranges.format_ms(e.taken_at_ms)} into {e.redis_url}, which the "
+        "job read; "
         "profiles are as of the snapshot, not as of the replayed events"
     )
 
@@ -403,14 +409,17 @@ def _summary(doc: dict[str, Any], final: Path) -> str:
     run = doc["run"]
     lines = [
         f"backtest {run['run_id']}: {run['range']['resolved']}",
-        f"  enrichment {run['enrichment']['mode']}, dead letters in range {run['dead_letters']['total']}, took {run['duration_s']:.1f} s",
+        f"  enrichment {run['enrichment']['mode']}, dead letters in range {run['dead_letters']['total']}, "
+        f"took {run['duration_s']:.1f} s",
     ]
     for v, m in doc["models"].items():
         a, t = m["at_threshold"], doc["throughput"][v]
         pr = "n/a" if m["pr_auc"] is None else f"{m['pr_auc']:.4f}"
         lines.append(
-            f"  {v}{' (live)' if v == doc['reference_model'] else ''}: PR-AUC {pr}, precision {a['precision']}, recall {a['recall']}, "
-            f"flagged {a['flagged']}, cost {a['total_cost_eur']:,.2f} EUR; {t['events_per_s_processing']:,.0f} events/s"
+            f"  {v}{' (live)' if v == doc['reference_model'] else ''}: PR-AUC {pr}, precision "
+            f"{a['precision']}, recall {a['recall']}, "
+            f"flagged {a['flagged']}, cost {a['total_cost_eur']:,.2f} EUR; "
+            f"{t['events_per_s_processing']:,.0f} events/s"
         )
     if doc["parity"]:
         p = doc["parity"]["result"]

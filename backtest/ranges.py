@@ -23,7 +23,8 @@ _OFFSETS_ITEM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*-\s*(\d+)\s*$")
 
 @dataclass(frozen=True, slots=True)
 class PartitionRange:
-    """Offsets ``[start, end)`` of one partition; ``warmup_start <= start`` is replayed too but not evaluated."""
+    """Offsets ``[start, end)`` of one partition; from ``warmup_start`` (<= start) records are
+    replayed to rebuild state but not evaluated."""
 
     partition: int
     start: int
@@ -138,7 +139,8 @@ class TopicInspector:
             }
         )
         try:
-            meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+            # All topics, not list_topics(topic): asking for one topic may auto-create it.
+            meta = self._consumer.list_topics(timeout=10).topics.get(topic)
         except KafkaException as exc:
             self.close()
             raise BadInputError(f"cannot read the metadata of topic {topic!r} at {bootstrap}: {exc}") from exc

@@ -151,7 +151,8 @@ def read_partitions(
                 if msg.offset() >= todo[tp][1] - 1:
                     del todo[tp]
                     c.incremental_unassign([TopicPartition(*tp)])
-            # Transaction markers can occupy the last offsets: a partition whose position reached its end is done.
+            # Transaction markers can occupy the last offsets: a partition whose position
+            # reached its end is done.
             if todo:
                 for tp_pos in c.position([TopicPartition(t, p) for (t, p) in todo]):
                     key = (tp_pos.topic, tp_pos.partition)

@@ -169,33 +169,40 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"- Labels: {run['labels_source']}",
         f"- Enrichment: **{run['enrichment']['mode']}** — {run['enrichment']['description']}",
         f"- Models: {', '.join(models)} (reference: live model `{ref}`)",
-        "- Job: `flink_jobs.scoring_job` (the live job's code), bounded, one run per model; settings differing from live: "
-        + ", ".join(f"{k}={v}" for k, v in run["job_overrides"].items()),
+        "- Job: `flink_jobs.scoring_job` (the live job's code), bounded, one run per model; settings "
+        "differing from live: " + ", ".join(f"{k}={v}" for k, v in run["job_overrides"].items()),
         f"- Started {run['started_at']}, took {run['duration_s']:.1f} s in total",
-        f"- Review cost: {doc['review_cost_eur']:g} EUR per flagged payment; cost = missed fraud EUR + reviews",
+        f"- Review cost: {doc['review_cost_eur']:g} EUR per flagged payment; cost = missed fraud EUR + "
+        "reviews",
         "",
         "## Replay throughput",
         "",
-        "| model | events replayed | wall time (s) | events/s (wall, incl. start-up) | events/s (processing) |",
+        "| model | events replayed | wall time (s) | events/s (wall, incl. start-up) | events/s "
+        "(processing) |",
         "|---|---:|---:|---:|---:|",
     ]
     for v, t in doc["throughput"].items():
         lines.append(
-            f"| {v} | {t['events_replayed']:,} | {t['wall_s']:.1f} | {t['events_per_s_wall']:,.0f} | {t['events_per_s_processing']:,.0f} |"
+            f"| {v} | {t['events_replayed']:,} | {t['wall_s']:.1f} | {t['events_per_s_wall']:,.0f} | "
+            f"{t['events_per_s_processing']:,.0f} |"
         )
     lines += [
         "",
         "## Models side by side (each at its own threshold)",
         "",
-        "| model | threshold | labelled | PR-AUC | recall@1%FPR | recall@5%FPR | precision | recall | F1 | flagged rate | fraud EUR caught | fraud EUR missed | review EUR | total cost EUR |",
+        "| model | threshold | labelled | PR-AUC | recall@1%FPR | recall@5%FPR | precision | recall | F1 | "
+        "flagged rate | fraud EUR caught | fraud EUR missed | review EUR | total cost EUR |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v, m in models.items():
         a = m["at_threshold"]
         lines.append(
-            f"| {v}{' (live)' if v == ref else ''} | {m['threshold']:.4f} | {m['events']['labelled']:,} | {_num(m['pr_auc'])} | "
-            f"{_pct(m['recall_at_fpr']['0.01'])} | {_pct(m['recall_at_fpr']['0.05'])} | {_pct(a['precision'])} | "
-            f"{_pct(a['recall'])} | {_num(a['f1'])} | {_pct(a['flagged_rate'])} | {_eur(a['fraud_eur_caught'])} | "
+            f"| {v}{' (live)' if v == ref else ''} | {m['threshold']:.4f} | {m['events']['labelled']:,} | "
+            f"{_num(m['pr_auc'])} | "
+            f"{_pct(m['recall_at_fpr']['0.01'])} | {_pct(m['recall_at_fpr']['0.05'])} | "
+            f"{_pct(a['precision'])} | "
+            f"{_pct(a['recall'])} | {_num(a['f1'])} | {_pct(a['flagged_rate'])} | "
+            f"{_eur(a['fraud_eur_caught'])} | "
             f"{_eur(a['fraud_eur_missed'])} | {_eur(a['review_cost_eur'])} | {_eur(a['total_cost_eur'])} |"
         )
     if len(models) > 1:
@@ -209,7 +216,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         for v, d in doc["comparison"].items():
             if v != ref:
                 lines.append(
-                    f"| {v} | {_num(d['pr_auc'])} | {_num(d['recall'])} | {_num(d['precision'])} | {_num(d['flagged_rate'])} | {_eur(d['total_cost_eur'])} |"
+                    f"| {v} | {_num(d['pr_auc'])} | {_num(d['recall'])} | {_num(d['precision'])} | "
+                    f"{_num(d['flagged_rate'])} | {_eur(d['total_cost_eur'])} |"
                 )
     if doc["extra_thresholds"]:
         lines += [
@@ -222,7 +230,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         for v, m in models.items():
             for t, a in m["at_thresholds"].items():
                 lines.append(
-                    f"| {v} | {t} | {_pct(a['precision'])} | {_pct(a['recall'])} | {_num(a['f1'])} | {_pct(a['flagged_rate'])} | {_eur(a['total_cost_eur'])} |"
+                    f"| {v} | {t} | {_pct(a['precision'])} | {_pct(a['recall'])} | {_num(a['f1'])} | "
+                    f"{_pct(a['flagged_rate'])} | {_eur(a['total_cost_eur'])} |"
                 )
     lines += [
         "",
@@ -234,7 +243,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     for v, m in models.items():
         for kind, s in m["per_scenario"].items():
             lines.append(
-                f"| {v} | {kind} | {s['events']:,} | {s['flagged']:,} | {_pct(s['flagged_share'])} | {_eur(s['amount_eur'])} | {_eur(s['amount_eur_flagged'])} |"
+                f"| {v} | {kind} | {s['events']:,} | {s['flagged']:,} | {_pct(s['flagged_share'])} | "
+                f"{_eur(s['amount_eur'])} | {_eur(s['amount_eur_flagged'])} |"
             )
     lines += ["", "## Cost curve", ""]
     for v, m in models.items():
@@ -257,7 +267,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             p["verdict"], p["verdict"]
         )
         lines.append(
-            f"- `{p['model_version']}`: {verdict}: {p['compared']:,} decisions compared, {p['identical']:,} identical, "
+            f"- `{p['model_version']}`: {verdict}: {p['compared']:,} decisions compared, {p['identical']:,} "
+            "identical, "
             f"{p['differing']:,} different; {p['not_scored_live']:,} events have no live decision"
             + (
                 f"; scored live by other versions: {p['scored_live_by_other_models']}"
