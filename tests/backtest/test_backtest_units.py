@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from backtest import evaluate
-from backtest.exceptions import BadInputError
+from backtest.exceptions import BadInputError, EmptyRangeError, RetentionError
 from backtest.parity import compare_with_live, field_differences
-from backtest.ranges import PartitionRange, ReplayRange, parse_offsets, parse_time
+from backtest.ranges import PartitionRange, ReplayRange, _Partition, parse_offsets, parse_time, resolve
 from fraud_core.features import BLOCKLIST_REASON
 
 
@@ -176,3 +176,41 @@ def test_parity_lists_only_what_differs() -> None:
 def test_joined_arrays_are_aligned(joined: evaluate.Joined) -> None:
     assert np.array_equal(joined.is_fraud, [True, True, False, False, False])
     assert joined.fraud_type.tolist() == ["card_testing", "account_takeover", "legit", "legit", "legit"]
+
+
+class FakeInspector:
+    """Partition 0 lost offsets 0-4 to retention (oldest retained: offset 5 at t=5000); partition 1
+    never lost any. Record n of a partition has timestamp n * 1000."""
+
+    topic = "payments.initiated"
+    partitions = {0: _Partition(5, 10), 1: _Partition(0, 4)}
+
+    def offsets_for_time(self, ms: int) -> dict[int, int]:
+        return {p: min(v.high, max(v.low, -(-ms // 1000))) for p, v in self.partitions.items()}
+
+    def timestamp_at(self, partition: int, offset: int) -> int | None:
+        return offset * 1000 if offset < self.partitions[partition].high else None
+
+
+def test_resolve_refuses_ranges_past_retention() -> None:
+    inspector: Any = FakeInspector()
+    with pytest.raises(RetentionError, match=r"offset 2 is past retention: the oldest retained offset is 5"):
+        resolve(inspector, offsets={0: (2, 8)})
+    with pytest.raises(RetentionError, match="past the retention"):
+        resolve(inspector, from_ms=1000)
+    with pytest.raises(EmptyRangeError, match="no events"):
+        resolve(inspector, offsets={0: (6, 6)})
+    with pytest.raises(BadInputError, match="no partition 7"):
+        resolve(inspector, offsets={7: (0, 1)})
+
+
+def test_resolve_times_and_warmup() -> None:
+    inspector: Any = FakeInspector()
+    r = resolve(inspector, from_ms=6000, to_ms=9000, warmup_ms=2000)
+    assert [(p.partition, p.warmup_start, p.start, p.end) for p in r.partitions] == [
+        (0, 5, 6, 9),
+        (1, 4, 4, 4),
+    ]
+    assert r.events == 3 and r.warmup_events == 1
+    everything = resolve(inspector)
+    assert [(p.start, p.end) for p in everything.partitions] == [(5, 10), (0, 4)]
