@@ -62,7 +62,7 @@ backtest: $(FETCHED) ## Replay a topic range through the scoring logic and write
 
 demo: $(FETCHED) ## The whole pipeline on a generated stream, live view, summary; KEEP_RUNNING=1 keeps it up
 	@test -f models/LIVE || $(MAKE) model
-	$(PY) -m bench.demo $(ARGS)
+	$(PY) -m deploy.local.demo $(ARGS)
 
 test: $(FETCHED) ## Run the whole test suite against real services (starts and stops them itself)
 	$(PY) -m pytest -q $(ARGS)

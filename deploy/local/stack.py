@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def _java() -> str:
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     if not java or not Path(java).exists():
-        raise StackError("Java not found: install OpenJDK 17 or set JAVA_HOME (Kafka and the registry run on the JVM)")
+        raise StackError(
+            "Java not found: install OpenJDK 17 or set JAVA_HOME (Kafka and the registry run on the JVM)"
+        )
     return java
 
 
@@ -214,7 +217,9 @@ class Stack:
 
         def prepare() -> None:
             if not jar.exists():
-                raise StackError(f"Apicurio Registry missing at {jar}: run `make fetch` (needs Maven Central once)")
+                raise StackError(
+                    f"Apicurio Registry missing at {jar}: run `make fetch` (needs Maven Central once)"
+                )
             home.mkdir(parents=True, exist_ok=True)
 
         def command() -> list[str]:
@@ -325,7 +330,9 @@ class Stack:
         while time.monotonic() - t0 < START_TIMEOUT_S:
             if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
                 self._pid_file(svc).unlink(missing_ok=True)
-                raise StackError(f"{svc.name} died at start. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}")
+                raise StackError(
+                    f"{svc.name} died at start. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
+                )
             if svc.healthy():
                 return f"{verb} in {time.monotonic() - t0:.1f}s (pid {pid})"
             time.sleep(0.3)
@@ -366,8 +373,30 @@ class Stack:
             healthy = pid is not None and svc.healthy()
             ok &= healthy
             state = "healthy" if healthy else ("unhealthy" if pid else "stopped")
-            log.info("%-8s %-9s port %-5d pid %s  log %s", svc.name, state, svc.port, pid or "-", self._log_file(svc))
+            log.info(
+                "%-8s %-9s port %-5d pid %s  log %s",
+                svc.name,
+                state,
+                svc.port,
+                pid or "-",
+                self._log_file(svc),
+            )
         return ok
+
+
+@contextmanager
+def ensure_stack(keep_running: bool = False) -> Iterator[StackConfig]:
+    """Use the local stack if it is up; otherwise start it, and stop it again at the end unless
+    ``keep_running``. Only what this call started is stopped."""
+    stack = Stack(StackConfig.from_env())
+    started = not all(stack.pid(s) is not None and s.healthy() for s in stack.services)
+    if started:
+        stack.up()
+    try:
+        yield stack.config
+    finally:
+        if started and not keep_running:
+            stack.down()
 
 
 def _start_time(pid: int) -> str | None:

@@ -1,0 +1,348 @@
+"""End-to-end benchmark: the pipeline (both delivery modes) against the naive baseline, on the same
+events and model, over a ladder of offered loads, in one run (``make bench``).
+
+Latency of an event = the time this benchmark's consumer receives its decision minus the input
+record's Kafka timestamp (set when the benchmark sends it). Achieved throughput of a step = decided
+events / (last decision received - first event sent - the smallest latency seen), i.e. the rate at
+which decisions came out while the input was flowing. A load is *sustained* when achieved >= 95% of
+offered, nothing is lost and p99 <= 500 ms. Writes bench/results/latest.json and latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from confluent_kafka import Producer
+from tqdm import tqdm
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import schemas  # noqa: E402
+from deploy.local.bootstrap import create_topics, register_schemas  # noqa: E402
+from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service  # noqa: E402
+from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port  # noqa: E402
+from fraud_core import avro  # noqa: E402
+from fraud_core.kafka_io import consumer, decoder, new_headers  # noqa: E402
+from fraud_core.registry import RegistryClient  # noqa: E402
+from fraud_core.settings import DEV_API_KEY  # noqa: E402
+from fraud_core.topics import DAY_MS, TopicSpec  # noqa: E402
+from producers.profiles import seed_profiles  # noqa: E402
+from producers.simulator import SimConfig, Simulator  # noqa: E402
+
+SUSTAINED_FRACTION = 0.95
+SUSTAINED_P99_MS = 500.0
+SYSTEMS = {
+    "pipeline": ("pipeline", "at-least-once"),
+    "pipeline-eo": ("pipeline", "exactly-once"),
+    "naive-baseline": ("naive-baseline", "at-least-once"),
+}
+
+
+@dataclass
+class Receiver:
+    """Consumes a system's decision topics in the background and timestamps each arrival."""
+
+    stack: StackConfig
+    topics: list[str]
+    received: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        decode = decoder(self.stack.registry_url)
+        c = consumer(self.stack.bootstrap, None, **{"fetch.wait.max.ms": 5})
+        c.subscribe(self.topics)
+        while not self._stop.is_set():
+            msg = c.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            now = time.time_ns() // 1_000_000
+            record = decode(msg.value())
+            if record is None:
+                continue
+            if record["event_id"] in self.received:
+                self.duplicates += 1
+            else:
+                self.received[record["event_id"]] = now
+        c.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class Sender:
+    """Sends pre-encoded events at a paced rate; the Kafka timestamp is the send time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 1}
+        )
+
+    def send(
+        self, topic: str, batch: list[tuple[str, bytes, bytes]], rate: float, bar: tqdm | None
+    ) -> dict[str, int]:
+        sent: dict[str, int] = {}
+        start = time.monotonic()
+        for i, (event_id, key, value) in enumerate(batch):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0.002:
+                self.producer.poll(0)
+                time.sleep(delay)
+            ts = time.time_ns() // 1_000_000
+            while True:
+                try:
+                    self.producer.produce(topic, key=key, value=value, headers=new_headers(), timestamp=ts)
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
+            sent[event_id] = ts
+            if bar is not None and i % 200 == 0:
+                bar.update(min(200, len(batch) - i))
+        self.producer.flush(30)
+        return sent
+
+
+def summarize(
+    system: str, delivery: str, offered: float, sent: dict[str, int], rx: Receiver
+) -> dict[str, Any]:
+    got = {e: rx.received[e] for e in sent if e in rx.received}
+    latencies = np.array([got[e] - sent[e] for e in got], dtype=float)
+    lost = len(sent) - len(got)
+    if len(latencies):
+        span_s = (max(got.values()) - min(sent.values()) - latencies.min()) / 1000
+        achieved = len(got) / max(span_s, 1e-3)
+        pct = {q: float(np.percentile(latencies, q)) for q in (50, 95, 99)}
+        latency = {"p50": pct[50], "p95": pct[95], "p99": pct[99], "max": float(latencies.max())}
+    else:
+        achieved, latency = 0.0, {"p50": None, "p95": None, "p99": None, "max": None}
+    return {
+        "system": system,
+        "delivery": delivery,
+        "offered_eps": offered,
+        "achieved_eps": round(min(achieved, offered * 1.05), 1),
+        "events": len(sent),
+        "lost": lost,
+        "duplicates": rx.duplicates,
+        "latency_ms": latency,
+    }
+
+
+def sustained(run: dict[str, Any]) -> bool:
+    p99 = run["latency_ms"]["p99"]
+    return (
+        run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"]
+        and run["lost"] == 0
+        and p99 is not None
+        and p99 <= SUSTAINED_P99_MS
+    )
+
+
+def make_topics(cfg: StackConfig, prefix: str) -> dict[str, str]:
+    names = {
+        "in": (schemas.TRANSACTION, 4),
+        "flagged": (schemas.DECISION, 4),
+        "approved": (schemas.DECISION, 4),
+        "dlq": (schemas.DEAD_LETTER, 1),
+    }
+    specs = [TopicSpec(f"{prefix}.{k}", p, DAY_MS, s) for k, (s, p) in names.items()]
+    create_topics(cfg.bootstrap, specs)
+    register_schemas(cfg.registry_url, specs)
+    return {k: f"{prefix}.{k}" for k in names}
+
+
+def start_system(
+    name: str,
+    cfg: StackConfig,
+    topics: dict[str, str],
+    scoring_url: str,
+    redis_url: str,
+    logs: Path,
+    interval: int,
+) -> ManagedProcess:
+    kind, delivery = SYSTEMS[name]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
+        "SCHEMA_REGISTRY_URL": cfg.registry_url,
+        "REDIS_URL": redis_url,
+        "SCORING_URL": scoring_url,
+        "SCORING_API_KEY": DEV_API_KEY,
+        "INPUT_TOPIC": topics["in"],
+        "FLAGGED_TOPIC": topics["flagged"],
+        "APPROVED_TOPIC": topics["approved"],
+        "DLQ_TOPIC": topics["dlq"],
+        "GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "START_FROM": "earliest",
+        "METRICS_PORT": "0",
+        "CHECKPOINT_INTERVAL_MS": str(interval),
+        "CHECKPOINT_DIR": str(logs / f"{name}-checkpoints"),
+        "TRANSACTIONAL_ID_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+    }
+    if kind == "naive-baseline":
+        return spawn(name, ["-m", "bench.naive_baseline"], logs / f"{name}.log", env)
+    return start_job(env, ["--delivery", delivery, "--restore", "none"], logs / f"{name}.log")
+
+
+def encode_events(
+    cfg: StackConfig, topic: str, count: int, seed: int, redis_url: str
+) -> list[tuple[str, bytes, bytes]]:
+    simulator = Simulator(SimConfig(seed=seed, n_users=5000, rate_eps=20.0))
+    seed_profiles(redis_url, simulator.profiles())
+    schema_id = RegistryClient(cfg.registry_url).lookup_id(
+        f"{topic}-value", schemas.load_text(schemas.TRANSACTION)
+    )
+    parsed = schemas.load(schemas.TRANSACTION)
+    return [
+        (e.txn.event_id, e.txn.user_id.encode(), avro.encode(schema_id, parsed, e.txn.to_record()))
+        for e in simulator.events(count=count)
+    ]
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in dict.fromkeys(f"{r['system']} ({r['delivery']})" for r in runs):
+        pts = [
+            r
+            for r in runs
+            if f"{r['system']} ({r['delivery']})" == name and r["latency_ms"]["p99"] is not None
+        ]
+        ax.plot(
+            [r["achieved_eps"] for r in pts], [r["latency_ms"]["p99"] for r in pts], marker="o", label=name
+        )
+    ax.axhline(SUSTAINED_P99_MS, color="grey", linestyle="--", linewidth=1, label="sustained p99 limit")
+    ax.set_xlabel("achieved throughput (events/s)")
+    ax.set_ylabel("end-to-end p99 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("Fraud scoring: p99 latency vs throughput (same events, same model)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--loads", default="500,1000,2000,4000,6000", help="offered loads, events/s (ladder)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per load step (default 20)")
+    parser.add_argument("--systems", default="pipeline,pipeline-eo,naive-baseline", help=", ".join(SYSTEMS))
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=1000, help="for both pipeline modes")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    loads = [float(x) for x in args.loads.split(",")]
+    systems = args.systems.split(",")
+    for s in systems:
+        if s not in SYSTEMS:
+            parser.error(f"--systems: unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    started_at = datetime.now(UTC).isoformat()
+    model_dir = REPO_ROOT / "models"
+    ensure_model(model_dir)
+    runs: list[dict[str, Any]] = []
+    with ensure_stack(keep_running=os.environ.get("KEEP_RUNNING") == "1") as cfg:
+        redis_url = cfg.redis_url.rsplit("/", 1)[0] + "/14"  # the benchmark's own Redis database
+        port = free_port()
+        service = start_scoring_service(
+            model_dir, port, logs / "scoring.log", DEV_API_KEY, {"APP_ENV": "local"}
+        )
+        scoring_url = f"http://127.0.0.1:{port}"
+        try:
+            total = int(sum(loads) * args.duration) + 200
+            for name in systems:
+                topics = make_topics(cfg, f"bench.{run_id}.{name}")
+                batch = encode_events(cfg, topics["in"], total, args.seed, redis_url)
+                rx = Receiver(cfg, [topics["flagged"], topics["approved"]])
+                rx.start()
+                process = start_system(
+                    name, cfg, topics, scoring_url, redis_url, logs, args.checkpoint_interval_ms
+                )
+                sender = Sender(cfg.bootstrap)
+                try:
+                    warm = sender.send(topics["in"], batch[:200], 100.0, None)
+                    deadline = time.monotonic() + 180
+                    while not set(warm) <= set(rx.received) and time.monotonic() < deadline:
+                        if not process.alive:
+                            raise SystemExit(f"{name} died:\n{process.tail()}")
+                        time.sleep(0.5)
+                    offset = 200
+                    for load in loads:
+                        n = int(load * args.duration)
+                        step = batch[offset : offset + n]
+                        offset += n
+                        rx.duplicates = 0
+                        with tqdm(
+                            total=n, desc=f"{name:>15} @ {load:>6.0f} ev/s", unit="ev", leave=False
+                        ) as bar:
+                            sent = sender.send(topics["in"], step, load, bar)
+                        drain_until = time.monotonic() + 60
+                        while not set(sent) <= set(rx.received) and time.monotonic() < drain_until:
+                            time.sleep(0.5)
+                        time.sleep(1.0)
+                        run = summarize(SYSTEMS[name][0], SYSTEMS[name][1], load, sent, rx)
+                        runs.append(run)
+                        lat = run["latency_ms"]
+                        tqdm.write(
+                            f"{name:>15} offered {load:>6.0f}  achieved {run['achieved_eps']:>7.1f}  lost {run['lost']:>5}"
+                            f"  dup {run['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms  p99 {lat['p99'] or 0:>7.1f} ms"
+                            f"  {'sustained' if sustained(run) else 'NOT sustained'}"
+                        )
+                        if run["achieved_eps"] < 0.5 * load:
+                            break  # far past saturation: higher loads only add backlog
+                finally:
+                    process.stop(timeout_s=15)
+                    rx.stop()
+        finally:
+            service.stop()
+    best: dict[str, float] = {}
+    for r in runs:
+        key = r["system"] if r["delivery"] == "at-least-once" else f"{r['system']}-exactly-once"
+        best.setdefault(key, 0.0)
+        if sustained(r):
+            best[key] = max(best[key], r["offered_eps"])
+    result = {
+        "started_at": started_at,
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        },
+        "settings": {
+            "duration_s": args.duration,
+            "checkpoint_interval_ms": args.checkpoint_interval_ms,
+            "seed": args.seed,
+        },
+        "runs": runs,
+        "max_sustained_eps": best,
+    }
+    (args.out / "latest.json").write_text(json.dumps(result, indent=2))
+    plot(runs, args.out / "latest.png")
+    print(json.dumps(result["max_sustained_eps"], indent=2))
+    print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The design the pipeline must beat: one Python consumer that, for each event, decodes it, reads
+Redis, calls ``POST /v1/score`` and produces the decision (CONTRACT.md, benchmark section).
+
+It uses the same shared code as the pipeline (decode, validation, velocity features, decision
+record), so the benchmark compares architectures, not feature logic. It is deliberately
+sequential: one event at a time, one Redis round trip and one HTTP call per event.
+
+``python -m bench.naive_baseline`` (environment: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL,
+REDIS_URL, SCORING_URL, SCORING_API_KEY, plus INPUT_TOPIC, FLAGGED_TOPIC, APPROVED_TOPIC, DLQ_TOPIC,
+GROUP_ID as for the job).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections import defaultdict
+
+import redis
+import requests
+from confluent_kafka import Consumer, Producer
+
+import schemas
+from flink_jobs.settings import JobSettings
+from fraud_core import avro
+from fraud_core.decision import decide, result_from_response, scoring_request, topic_for
+from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
+from fraud_core.exceptions import DecodeError
+from fraud_core.features import VelocityState, build_features
+from fraud_core.registry import RegistryClient
+from fraud_core.scoring_client import fallback
+from fraud_core.transaction import validate
+
+log = logging.getLogger("naive_baseline")
+
+
+def run(settings: JobSettings) -> None:
+    registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
+    reader = schemas.load(schemas.TRANSACTION)
+    decision_schema = schemas.load(schemas.DECISION)
+    ids = {
+        t: registry.lookup_id(f"{t}-value", schemas.load_text(schemas.DECISION))
+        for t in (settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
+    }
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    http = requests.Session()
+    url = settings.SCORING_URL.rstrip("/") + "/v1/score"
+    headers = {"X-API-Key": settings.api_key}
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": settings.GROUP_ID,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    producer = Producer(
+        {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "enable.idempotence": True, "acks": "all"}
+    )
+    consumer.subscribe([settings.INPUT_TOPIC])
+    velocity: dict[str, VelocityState] = defaultdict(VelocityState)
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    signal.signal(signal.SIGINT, lambda *_: running.__setitem__(0, False))
+    while running[0]:
+        msg = consumer.poll(0.1)
+        if msg is None or msg.error():
+            continue
+        try:
+            txn = validate(avro.decode(msg.value(), registry.parsed_schema, reader))
+        except DecodeError as exc:
+            log.warning("%s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+            continue
+        profile_raw, blocked = (
+            store.pipeline(transaction=False)
+            .get(profile_key(txn.user_id))
+            .exists(blocklist_key(txn.card_id))
+            .execute()
+        )
+        features = build_features(txn, velocity[txn.user_id].observe(txn), parse_profile(profile_raw))
+        try:
+            resp = http.post(url, json=scoring_request(txn, features), headers=headers, timeout=1.0)
+            resp.raise_for_status()
+            result = result_from_response(resp.json())
+        except requests.RequestException:
+            result = fallback(features)
+        record = decide(txn, features, result, bool(blocked), False, time.time_ns() // 1_000_000)
+        topic = topic_for(record, settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
+        producer.produce(
+            topic,
+            key=txn.user_id.encode(),
+            value=avro.encode(ids[topic], decision_schema, record),
+            headers=[(k, v) for k, v in (msg.headers() or []) if k in ("correlation_id", "traceparent")],
+        )
+        producer.poll(0)
+    producer.flush(10)
+    consumer.close()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(JobSettings())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""``make demo``: the whole pipeline on a generated stream, with a live view and a summary.
+
+Starts (only what is not running yet) the local stack, trains a model if none is live, starts the
+scoring service, the stream job and the action consumers, produces about a minute of simulated
+payments with fraud scenarios and labels, shows what flows, prints a summary including how well
+the flagged set matched the ground truth, and stops everything it started (``KEEP_RUNNING=1``
+leaves it all up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import TopicPartition
+
+from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
+from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
+from fraud_core.kafka_io import consumer, decoder
+from fraud_core.settings import DEV_API_KEY
+from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED, INITIATED, LABELS
+
+LOGS = REPO_ROOT / ".stack" / "logs"
+
+
+@dataclass
+class View:
+    """What the demo has seen on the topics since it started."""
+
+    input_ts: dict[str, int] = field(default_factory=dict)
+    decided_at: dict[str, int] = field(default_factory=dict)
+    decisions: Counter[str] = field(default_factory=Counter)
+    flagged_ids: set[str] = field(default_factory=set)
+    degraded: int = 0
+    dlq: int = 0
+    actions: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    labels: dict[str, str | None] = field(default_factory=dict)
+    pending_latency: dict[str, int] = field(default_factory=dict)
+    latencies: list[int] = field(default_factory=list)
+
+    def latency(self) -> tuple[float, float]:
+        if not self.latencies:
+            return 0.0, 0.0
+        arr = np.array(self.latencies[-5000:])
+        return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+class Watcher(threading.Thread):
+    """Reads every pipeline topic from its current end, so the view counts this run only."""
+
+    def __init__(self, cfg: StackConfig, view: View) -> None:
+        super().__init__(daemon=True)
+        self.cfg = cfg
+        self.view = view
+        self.stop = threading.Event()
+        self.consumer = consumer(cfg.bootstrap)
+        assignment = []
+        for topic in (INITIATED, FLAGGED, APPROVED, DLQ, LABELS, ACTIONS):
+            for p in self.consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                assignment.append(TopicPartition(topic, p, high))
+        self.consumer.assign(assignment)
+
+    def run(self) -> None:
+        decode = decoder(self.cfg.registry_url)
+        v = self.view
+        while not self.stop.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            now = time.time_ns() // 1_000_000
+            topic = msg.topic()
+            if topic == DLQ:
+                v.dlq += 1
+                continue
+            if topic == ACTIONS:
+                v.actions += 1
+                continue
+            record = decode(msg.value())
+            if record is None:
+                continue
+            if topic == INITIATED:
+                v.input_ts[record["event_id"]] = msg.timestamp()[1]
+                if record["event_id"] in v.pending_latency:
+                    v.latencies.append(v.pending_latency.pop(record["event_id"]) - msg.timestamp()[1])
+            elif topic == LABELS:
+                v.labels[record["event_id"]] = record["fraud_type"] if record["is_fraud"] else None
+            else:
+                v.decisions[record["decision"]] += 1
+                v.degraded += record["degraded"]
+                v.reasons.update(record["reasons"])
+                if record["decision"] == "FLAGGED":
+                    v.flagged_ids.add(record["event_id"])
+                sent = v.input_ts.get(record["event_id"])
+                if sent is None:
+                    v.pending_latency[record["event_id"]] = now
+                else:
+                    v.latencies.append(now - sent)
+        self.consumer.close()
+
+
+def render(v: View, elapsed: float) -> list[str]:
+    p50, p99 = v.latency()
+    top = ", ".join(f"{r} ({n})" for r, n in v.reasons.most_common(3)) or "-"
+    return [
+        f"  {elapsed:5.0f}s  events in {len(v.input_ts):>7}   flagged {v.decisions['FLAGGED']:>6}   "
+        f"approved {v.decisions['APPROVED']:>7}   DLQ {v.dlq:>4}   degraded {v.degraded:>5}   actions {v.actions:>6}",
+        f"         end-to-end latency p50 {p50:6.1f} ms  p99 {p99:6.1f} ms   top reasons: {top}",
+    ]
+
+
+def summary(v: View, elapsed: float) -> str:
+    fraud = {e for e, t in v.labels.items() if t is not None}
+    labelled_flagged = v.flagged_ids & set(v.labels)
+    tp = len(labelled_flagged & fraud)
+    precision = tp / len(labelled_flagged) if labelled_flagged else 0.0
+    recall = tp / len(fraud) if fraud else 0.0
+    by_type = Counter(t for t in v.labels.values() if t)
+    caught = Counter(v.labels[e] for e in labelled_flagged & fraud)
+    p50, p99 = v.latency()
+    lines = [
+        "",
+        "=== demo summary ===",
+        f"ran {elapsed:.0f}s: {len(v.input_ts)} payments in, {sum(v.decisions.values())} decisions "
+        f"({v.decisions['FLAGGED']} flagged, {v.decisions['APPROVED']} approved), {v.dlq} dead letters, "
+        f"{v.degraded} degraded, {v.actions} actions",
+        f"end-to-end latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        f"against ground truth: precision {precision:.1%}, recall {recall:.1%} ({tp} of {len(fraud)} frauds flagged)",
+    ]
+    lines += [f"  {t:<18} {caught[t]:>4} / {n:<4} flagged" for t, n in sorted(by_type.items())]
+    lines += ["top reasons: " + "; ".join(f"{r} ({n})" for r, n in v.reasons.most_common(5))]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    parser.add_argument("--rate", type=float, default=200.0, help="payments per second (default 200)")
+    parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    args = parser.parse_args(argv)
+    keep = os.environ.get("KEEP_RUNNING") == "1"
+    tty = sys.stdout.isatty()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    ensure_model(REPO_ROOT / "models")
+    started: list[ManagedProcess] = []
+    with ensure_stack(keep_running=keep) as cfg:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
+            "SCHEMA_REGISTRY_URL": cfg.registry_url,
+            "REDIS_URL": cfg.redis_url,
+            "SCORING_URL": "http://127.0.0.1:8000",
+            "SCORING_API_KEY": os.environ.get("SCORING_API_KEY", DEV_API_KEY),
+        }
+        try:
+            if port_open(8000):
+                raise SystemExit(
+                    "error: port 8000 is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
+                )
+            started.append(
+                start_scoring_service(
+                    REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"]
+                )
+            )
+            started.append(start_job(env, [], LOGS / "job.log"))
+            started.append(spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env))
+            view = View()
+            watcher = Watcher(cfg, view)
+            watcher.start()
+            producer = spawn(
+                "producer",
+                ["-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)]
+                + ["--seed", str(args.seed), "--seed-profiles", "--no-progress"],
+                LOGS / "producer.log",
+                env,
+            )
+            started.append(producer)
+            print(
+                "pipeline running. Metrics: scoring http://127.0.0.1:8000/metrics, job http://127.0.0.1:9249/metrics, "
+                f"consumers http://127.0.0.1:9102/metrics\nlogs in {LOGS.relative_to(REPO_ROOT)}/ "
+                "(job.log, scoring.log, consumers.log, producer.log). Ctrl-C stops.\n"
+            )
+            t0 = time.monotonic()
+            settle_until: float | None = None
+            last_print = 0.0
+            while True:
+                time.sleep(1.0)
+                elapsed = time.monotonic() - t0
+                for p in started:
+                    if p is not producer and not p.alive:
+                        raise SystemExit(f"error: {p.name} stopped. Last lines of {p.log_path}:\n{p.tail()}")
+                lines = render(view, elapsed)
+                if tty:
+                    sys.stdout.write(
+                        ("\x1b[2A" if last_print else "") + "\n".join(f"\x1b[2K{x}" for x in lines) + "\n"
+                    )
+                    last_print = elapsed
+                elif elapsed - last_print >= 5:
+                    print("\n".join(lines), flush=True)
+                    last_print = elapsed
+                if not producer.alive and settle_until is None:
+                    settle_until = time.monotonic() + 30
+                done = sum(view.decisions.values()) + view.dlq >= len(view.input_ts) > 0
+                if settle_until is not None and (done or time.monotonic() > settle_until):
+                    time.sleep(2)
+                    break
+            watcher.stop.set()
+            watcher.join(timeout=5)
+            print(summary(view, time.monotonic() - t0))
+            if producer.proc.returncode not in (0, None):
+                print(f"producer exited with {producer.proc.returncode}; see {producer.log_path}")
+        except KeyboardInterrupt:
+            print("\ninterrupted")
+        finally:
+            if keep:
+                print(
+                    "KEEP_RUNNING=1: the stack, scoring service, job and consumers stay up; `make down` stops the stack"
+                )
+            else:
+                for p in reversed(started):
+                    p.stop(timeout_s=15)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
