@@ -28,19 +28,19 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import schemas  # noqa: E402
-from deploy.local.bootstrap import create_topics, register_schemas  # noqa: E402
-from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service  # noqa: E402
-from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port  # noqa: E402
-from fraud_core import avro  # noqa: E402
-from fraud_core.kafka_io import consumer, decoder, new_headers  # noqa: E402
-from fraud_core.registry import RegistryClient  # noqa: E402
-from fraud_core.settings import DEV_API_KEY  # noqa: E402
-from fraud_core.topics import DAY_MS, TopicSpec  # noqa: E402
-from producers.profiles import seed_profiles  # noqa: E402
-from producers.simulator import SimConfig, Simulator  # noqa: E402
+import schemas
+from deploy.local.bootstrap import create_topics, register_schemas
+from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
+from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
+from fraud_core import avro
+from fraud_core.kafka_io import consumer, decoder, new_headers
+from fraud_core.registry import RegistryClient
+from fraud_core.settings import DEV_API_KEY
+from fraud_core.topics import DAY_MS, TopicSpec
+from producers.profiles import seed_profiles
+from producers.simulator import SimConfig, Simulator
 
 SUSTAINED_FRACTION = 0.95
 SUSTAINED_P99_MS = 500.0

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import astuple
 from typing import Any
 
 from pyflink.common import Row, Time, Types
@@ -47,14 +47,15 @@ DLQ_TAG = OutputTag("dead-letters", KAFKA_ROW)
 PROPAGATED_HEADERS = ("correlation_id", "traceparent")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A decoded event on its way through the job (pickled between operators)."""
+# A decoded event on its way through the job: (transaction fields, headers, "topic[p]@offset",
+# velocity features or None). Plain tuples, not dataclasses: they cross operators pickled, and
+# cloudpickle is several times slower on instances of our classes than on builtin types.
+Event = tuple[tuple[Any, ...], dict[str, bytes], str, dict[str, float] | None]
 
-    txn: Transaction
-    headers: dict[str, bytes]
-    source: str  # topic[partition]@offset, for logs
-    velocity: dict[str, float] | None = None
+
+def event_key(event: Event) -> str:
+    """The key of the velocity state: the user id."""
+    return str(event[0][1])
 
 
 def now_ms() -> int:
@@ -95,7 +96,9 @@ class DecodeFunction(ProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.encoder = _Encoder(self.registry_url)
-        self.encoder.schema_id(self.dlq_topic, schemas.DEAD_LETTER)  # fail at start, not on the first bad record
+        self.encoder.schema_id(
+            self.dlq_topic, schemas.DEAD_LETTER
+        )  # fail at start, not on the first bad record
         self.reader = schemas.load(schemas.TRANSACTION)
         group = runtime_context.get_metrics_group().add_group("fraud")
         self.events_in = group.counter("events_in")
@@ -111,7 +114,11 @@ class DecodeFunction(ProcessFunction):
         except DecodeError as exc:
             self.dlq_group.add_group("dlq", exc.error_type).counter("records").inc()
             log.warning(
-                "dead letter %s correlation_id=%s: %s %s", source, _correlation_id(headers), exc.error_type, exc
+                "dead letter %s correlation_id=%s: %s %s",
+                source,
+                _correlation_id(headers),
+                exc.error_type,
+                exc,
             )
             envelope = {
                 "source_topic": row["topic"],
@@ -128,7 +135,7 @@ class DecodeFunction(ProcessFunction):
             value = self.encoder.encode(self.dlq_topic, schemas.DEAD_LETTER, envelope)
             yield DLQ_TAG, Row(topic=self.dlq_topic, k=row["k"], v=value, headers=_propagated(headers))
             return
-        yield Event(txn, _propagated(headers), source)
+        yield astuple(txn), _propagated(headers), source, None
 
 
 class VelocityFunction(KeyedProcessFunction):
@@ -147,9 +154,9 @@ class VelocityFunction(KeyedProcessFunction):
 
     def process_element(self, event: Event, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         velocity = VelocityState.from_state(self.state.value())
-        features = velocity.observe(event.txn)
+        features = velocity.observe(Transaction(*event[0]))
         self.state.update(velocity.to_state())
-        yield Event(event.txn, event.headers, event.source, features)
+        yield event[0], event[1], event[2], features
 
 
 class ScoreFunction(AsyncFunction):
@@ -220,14 +227,14 @@ class ScoreFunction(AsyncFunction):
                 future.set_result([row])
 
     async def _decide(self, events: list[Event]) -> list[Row]:
-        txns = [e.txn for e in events]
+        txns = [Transaction(*e[0]) for e in events]
         enrichment = await self.store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
         self.enrichment_ms.update(int(enrichment.latency_s * 1000))
         features = [
-            build_features(e.txn, e.velocity or {}, profile)
-            for e, profile in zip(events, enrichment.profiles, strict=True)
+            build_features(t, e[3] or {}, profile)
+            for t, e, profile in zip(txns, events, enrichment.profiles, strict=True)
         ]
-        correlation = _correlation_id(events[0].headers) or uuid.uuid4().hex
+        correlation = _correlation_id(events[0][1]) or uuid.uuid4().hex
         t0 = time.perf_counter()
         results = await self.scorer.score(list(zip(txns, features, strict=True)), correlation)
         self.scoring_ms.update(int((time.perf_counter() - t0) * 1000))
@@ -236,14 +243,16 @@ class ScoreFunction(AsyncFunction):
         decided_at = now_ms()
         rows = []
         c = self.config
-        for event, feats, result, blocked in zip(events, features, results, enrichment.blocklisted, strict=True):
-            record = decide(event.txn, feats, result, blocked, enrichment.degraded, decided_at)
+        for txn, event, feats, result, blocked in zip(
+            txns, events, features, results, enrichment.blocklisted, strict=True
+        ):
+            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at)
             topic = topic_for(record, c["flagged_topic"], c["approved_topic"])
             (self.flagged if topic == c["flagged_topic"] else self.approved).inc()
             if record["degraded"]:
                 self.degraded.inc()
             value = self.encoder.encode(topic, schemas.DECISION, record)
-            rows.append(Row(topic=topic, k=event.txn.user_id.encode(), v=value, headers=event.headers))
+            rows.append(Row(topic=topic, k=txn.user_id.encode(), v=value, headers=event[1]))
         return rows
 
     def close(self) -> None:

@@ -21,7 +21,14 @@ from pyflink.common import Configuration, Time
 from pyflink.datastream import AsyncDataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from flink_jobs.operators import DLQ_TAG, KAFKA_ROW, DecodeFunction, ScoreFunction, VelocityFunction
+from flink_jobs.operators import (
+    DLQ_TAG,
+    KAFKA_ROW,
+    DecodeFunction,
+    ScoreFunction,
+    VelocityFunction,
+    event_key,
+)
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError
 
@@ -62,7 +69,9 @@ def source_ddl(settings: JobSettings) -> str:
         options["scan.startup.mode"] = "specific-offsets"
         options["scan.startup.specific-offsets"] = start.split(":", 1)[1]
     else:
-        raise ConfigError(f"START_FROM={start!r}: use group-offsets, earliest, latest, timestamp:<ms> or specific:<p>")
+        raise ConfigError(
+            f"START_FROM={start!r}: use group-offsets, earliest, latest, timestamp:<ms> or specific:<p>"
+        )
     stop = settings.STOP_AT
     if stop == "latest":
         options["scan.bounded.mode"] = "latest-offset"
@@ -119,7 +128,9 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     conf.set_string("execution.checkpointing.num-retained", "2")
-    checkpoint_dir = Path(settings.CHECKPOINT_DIR or REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME)
+    checkpoint_dir = Path(
+        settings.CHECKPOINT_DIR or REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME
+    )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     conf.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
     if restore == "latest":
@@ -134,10 +145,13 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     conf.set_string("restart-strategy.exponential-delay.max-backoff", "30s")
     if settings.METRICS_PORT:
         conf.set_string(
-            "metrics.reporter.prom.factory.class", "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+            "metrics.reporter.prom.factory.class",
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         )
         conf.set_string("metrics.reporter.prom.port", str(settings.METRICS_PORT))
     conf.set_string("parallelism.default", str(settings.JOB_PARALLELISM))
+    if settings.PYTHON_PROFILE:
+        conf.set_string("python.profile.enabled", "true")
     return conf
 
 
@@ -174,9 +188,7 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
 
     raw = t_env.to_data_stream(t_env.from_path("source_events"))
     decoded = raw.process(DecodeFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC)).name("decode")
-    with_velocity = (
-        decoded.key_by(lambda e: e.txn.user_id).process(VelocityFunction()).name("velocity-features")
-    )
+    with_velocity = decoded.key_by(event_key).process(VelocityFunction()).name("velocity-features")
     decisions = AsyncDataStream.unordered_wait(
         with_velocity,
         ScoreFunction(score_config(settings)),
@@ -188,7 +200,9 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     t_env.create_temporary_view("out_records", records)
     statements = t_env.create_statement_set()
     for table, topic in outputs.items():
-        statements.add_insert_sql(f"INSERT INTO {table} SELECT k, v, headers FROM out_records WHERE topic = '{topic}'")
+        statements.add_insert_sql(
+            f"INSERT INTO {table} SELECT k, v, headers FROM out_records WHERE topic = '{topic}'"
+        )
     statements.attach_as_datastream()
     return env
 
@@ -206,16 +220,21 @@ def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]
     parser.add_argument("--checkpoint-dir", help="CHECKPOINT_DIR")
     parser.add_argument("--group-id", help="GROUP_ID: consumer group of the source")
     parser.add_argument(
-        "--start-from", help="START_FROM: group-offsets | earliest | latest | timestamp:<ms> | specific:<offsets>"
+        "--start-from",
+        help="START_FROM: group-offsets | earliest | latest | timestamp:<ms> | specific:<offsets>",
     )
-    parser.add_argument("--stop-at", help="STOP_AT: none | latest | timestamp:<ms> | specific:<offsets> (bounded)")
+    parser.add_argument(
+        "--stop-at", help="STOP_AT: none | latest | timestamp:<ms> | specific:<offsets> (bounded)"
+    )
     parser.add_argument("--input-topic", help="INPUT_TOPIC")
     parser.add_argument("--flagged-topic", help="FLAGGED_TOPIC")
     parser.add_argument("--approved-topic", help="APPROVED_TOPIC")
     parser.add_argument("--dlq-topic", help="DLQ_TOPIC")
     parser.add_argument("--metrics-port", type=int, help="METRICS_PORT (Prometheus reporter; 0 = off)")
     parser.add_argument(
-        "--restore", default="latest", help="latest (newest retained checkpoint, if any) | none | <checkpoint path>"
+        "--restore",
+        default="latest",
+        help="latest (newest retained checkpoint, if any) | none | <checkpoint path>",
     )
     args = parser.parse_args(argv)
     overrides = {

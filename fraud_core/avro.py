@@ -18,7 +18,9 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 
-def decode(value: bytes | None, writer_schema: Callable[[int], Any], reader_schema: Any | None = None) -> dict[str, Any]:
+def decode(
+    value: bytes | None, writer_schema: Callable[[int], Any], reader_schema: Any | None = None
+) -> dict[str, Any]:
     """Decode a Confluent-framed Avro value.
 
     Args:
@@ -31,7 +33,9 @@ def decode(value: bytes | None, writer_schema: Callable[[int], Any], reader_sche
     if not value:
         raise DecodeError("EMPTY_VALUE", "record has no value")
     if len(value) < _HEADER.size:
-        raise DecodeError("TRUNCATED", f"value of {len(value)} bytes is shorter than the 5-byte Confluent header")
+        raise DecodeError(
+            "TRUNCATED", f"value of {len(value)} bytes is shorter than the 5-byte Confluent header"
+        )
     magic, schema_id = _HEADER.unpack_from(value)
     if magic != MAGIC:
         raise DecodeError("BAD_MAGIC_BYTE", f"magic byte is {magic}, expected 0 (Confluent framing)")

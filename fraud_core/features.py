@@ -36,7 +36,13 @@ VELOCITY_FEATURES: tuple[str, ...] = (
     "distinct_countries_1h",
     "seconds_since_prev",
 )
-TRANSACTION_FEATURES: tuple[str, ...] = ("amount_eur", "mcc_risk", "channel_code", "hour_of_day", "is_foreign")
+TRANSACTION_FEATURES: tuple[str, ...] = (
+    "amount_eur",
+    "mcc_risk",
+    "channel_code",
+    "hour_of_day",
+    "is_foreign",
+)
 PROFILE_FEATURES: tuple[str, ...] = (
     "profile_avg_amount",
     "amount_to_avg_ratio",
@@ -204,7 +210,9 @@ def profile_features(txn: Transaction, profile: Profile | None) -> dict[str, flo
     }
 
 
-def build_features(txn: Transaction, velocity: Mapping[str, float], profile: Profile | None) -> dict[str, float]:
+def build_features(
+    txn: Transaction, velocity: Mapping[str, float], profile: Profile | None
+) -> dict[str, float]:
     """Every model feature of one event, keyed by name, in :data:`FEATURE_NAMES` order."""
     merged = {**velocity, **transaction_features(txn, profile), **profile_features(txn, profile)}
     return {name: merged[name] for name in FEATURE_NAMES}

@@ -34,7 +34,12 @@ class AvroPublisher:
     def __init__(self, bootstrap: str, registry_url: str, linger_ms: int = 2) -> None:
         self.registry = RegistryClient(registry_url)
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": linger_ms}
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+            }
         )
         self._ids: dict[str, int] = {}
         self.errors: list[str] = []
@@ -53,14 +58,21 @@ class AvroPublisher:
     ) -> None:
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, headers=list(headers), on_delivery=self._delivered)
+                self.producer.produce(
+                    topic, key=key, value=value, headers=list(headers), on_delivery=self._delivered
+                )
                 break
             except BufferError:
                 self.producer.poll(0.05)
         self.producer.poll(0)
 
     def send(
-        self, topic: str, schema_name: str, key: str, record: dict[str, Any], headers: Sequence[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        schema_name: str,
+        key: str,
+        record: dict[str, Any],
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         self.send_raw(topic, key.encode(), self.encode(topic, schema_name, record), headers)
 
@@ -141,7 +153,12 @@ def stream(
 
 
 def read_until(
-    bootstrap: str, registry_url: str, topics: Iterable[str], expected: int, timeout_s: float, idle_s: float = 0.0
+    bootstrap: str,
+    registry_url: str,
+    topics: Iterable[str],
+    expected: int,
+    timeout_s: float,
+    idle_s: float = 0.0,
 ) -> list[Received]:
     """Read ``topics`` from the beginning until ``expected`` records arrived (then ``idle_s`` more
     seconds, to catch extras such as duplicates) or ``timeout_s`` passed."""

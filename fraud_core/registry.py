@@ -33,7 +33,11 @@ class RegistryClient:
         url = f"{self.base_url}{path}"
         try:
             resp = self._session.request(
-                method, url, data=None if body is None else json.dumps(body), headers=_CT, timeout=self.timeout_s
+                method,
+                url,
+                data=None if body is None else json.dumps(body),
+                headers=_CT,
+                timeout=self.timeout_s,
             )
         except requests.RequestException as exc:
             raise RegistryError(f"schema registry unreachable at {url}: {exc}") from exc
@@ -60,12 +64,16 @@ class RegistryClient:
         Raises:
             RegistryError: when the registry refuses it, for example as incompatible (HTTP 409).
         """
-        data = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema_text, "schemaType": "AVRO"})
+        data = self._call(
+            "POST", f"/subjects/{subject}/versions", {"schema": schema_text, "schemaType": "AVRO"}
+        )
         return int(data["id"])
 
     def check_compatible(self, subject: str, schema_text: str) -> bool:
         data = self._call(
-            "POST", f"/compatibility/subjects/{subject}/versions/latest", {"schema": schema_text, "schemaType": "AVRO"}
+            "POST",
+            f"/compatibility/subjects/{subject}/versions/latest",
+            {"schema": schema_text, "schemaType": "AVRO"},
         )
         return bool(data.get("is_compatible"))
 

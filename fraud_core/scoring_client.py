@@ -24,7 +24,10 @@ class CircuitBreaker:
     probe request is let through (half-open); its success closes the circuit again."""
 
     def __init__(
-        self, failure_threshold: int = 3, reset_after_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+        self,
+        failure_threshold: int = 3,
+        reset_after_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.failure_threshold = failure_threshold
         self.reset_after_s = reset_after_s
@@ -100,7 +103,9 @@ class BatchScorer:
             return []
         if self.breaker.allow():
             body = orjson.dumps({"items": [scoring_request(t, f) for t, f in items]})
-            headers = {**self._headers, "X-Correlation-ID": correlation_id} if correlation_id else self._headers
+            headers = (
+                {**self._headers, "X-Correlation-ID": correlation_id} if correlation_id else self._headers
+            )
             for attempt in range(self._retries + 1):
                 try:
                     resp = await self._http().post(self._url, content=body, headers=headers)

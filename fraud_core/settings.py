@@ -39,7 +39,9 @@ class ScoringClientSettings(ConnectionSettings):
             if key is None:
                 object.__setattr__(self, "SCORING_API_KEY", SecretStr(DEV_API_KEY))
         elif key is None or key == DEV_API_KEY:
-            raise ValueError(f"SCORING_API_KEY must be set (and not the development key) when APP_ENV={self.APP_ENV}")
+            raise ValueError(
+                f"SCORING_API_KEY must be set (and not the development key) when APP_ENV={self.APP_ENV}"
+            )
         return self
 
     @property

@@ -92,9 +92,7 @@ def scoring_service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     port = free_port()
     logs = tmp_path_factory.mktemp("logs")
-    service = start_scoring_service(
-        model_dir, port, logs / "scoring.log", TEST_API_KEY, {"APP_ENV": "test"}
-    )
+    service = start_scoring_service(model_dir, port, logs / "scoring.log", TEST_API_KEY, {"APP_ENV": "test"})
     try:
         yield RunningService(f"http://127.0.0.1:{port}", TEST_API_KEY, model_dir, service)
     finally:

@@ -39,7 +39,12 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
         return
     futures = admin.create_topics(
         [
-            NewTopic(s.name, s.partitions, 1, config={"retention.ms": str(s.retention_ms), "min.insync.replicas": "1"})
+            NewTopic(
+                s.name,
+                s.partitions,
+                1,
+                config={"retention.ms": str(s.retention_ms), "min.insync.replicas": "1"},
+            )
             for s in missing
         ],
         operation_timeout=15,
@@ -75,11 +80,13 @@ def bootstrap(bootstrap_servers: str, registry_url: str, specs: Iterable[TopicSp
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create the pipeline's topics and register its schemas.")
     parser.add_argument(
-        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
         help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument(
-        "--registry-url", default=os.environ.get("SCHEMA_REGISTRY_URL", "http://localhost:8081/apis/ccompat/v7"),
+        "--registry-url",
+        default=os.environ.get("SCHEMA_REGISTRY_URL", "http://localhost:8081/apis/ccompat/v7"),
         help="Confluent-compatible registry base URL (env SCHEMA_REGISTRY_URL)",
     )
     args = parser.parse_args(argv)

@@ -16,8 +16,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from confluent_kafka import TopicPartition
@@ -177,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             watcher.start()
             producer = spawn(
                 "producer",
-                ["-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)]
-                + ["--seed", str(args.seed), "--seed-profiles", "--no-progress"],
+                [
+                    *("-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)),
+                    *("--seed", str(args.seed), "--seed-profiles", "--no-progress"),
+                ],
                 LOGS / "producer.log",
                 env,
             )

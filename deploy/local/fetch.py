@@ -34,9 +34,13 @@ def fetch_maven() -> None:
     if any((LIB_DIR / "kafka").glob("kafka_2.13-*.jar")) and any((LIB_DIR / "flink").glob("*.jar")):
         return
     if shutil.which("mvn") is None:
-        raise SystemExit("error: Maven (mvn) not found; it is needed once to fetch Kafka and the Flink connector")
+        raise SystemExit(
+            "error: Maven (mvn) not found; it is needed once to fetch Kafka and the Flink connector"
+        )
     log.info("resolving Kafka and the Flink Kafka connector with Maven ...")
-    res = subprocess.run(["mvn", "-q", "-B", "-f", str(REPO_ROOT / "deploy/maven/pom.xml"), "package"], check=False)
+    res = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(REPO_ROOT / "deploy/maven/pom.xml"), "package"], check=False
+    )
     if res.returncode != 0:
         raise SystemExit("error: Maven could not resolve the stack's jars (is Maven Central reachable?)")
 
@@ -53,7 +57,10 @@ def fetch_apicurio() -> None:
             with urllib.request.urlopen(APICURIO_URL, timeout=60) as resp:
                 total = int(resp.headers.get("Content-Length", 0))
                 tmp = cache.with_suffix(".part")
-                with tmp.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="apicurio") as bar:
+                with (
+                    tmp.open("wb") as out,
+                    tqdm(total=total, unit="B", unit_scale=True, desc="apicurio") as bar,
+                ):
                     while chunk := resp.read(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))

@@ -6,6 +6,7 @@ does: as separate processes talking through Kafka, Redis and HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,22 +54,20 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 continue
         # The job's Python workers live in the same process group; make sure none outlives it.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         return self.proc.returncode
 
     def kill(self) -> None:
         """Hard crash (SIGKILL to the whole group), as a machine failure would."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
 
-def spawn(name: str, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> ManagedProcess:
+def spawn(
+    name: str, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
     """Start ``python -m ...`` style commands with this interpreter, logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
@@ -121,7 +120,9 @@ def wait_http(url: str, process: ManagedProcess, timeout_s: float = 120.0) -> No
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not process.alive:
-            raise StackError(f"{process.name} exited at start. Last lines of {process.log_path}:\n{process.tail()}")
+            raise StackError(
+                f"{process.name} exited at start. Last lines of {process.log_path}:\n{process.tail()}"
+            )
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return

@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 
 import jsonschema
 import pytest
-from tests.deploy.conftest import DEPLOY, ROOT
 
 from fraud_core.settings import ScoringClientSettings
+from tests.deploy.conftest import DEPLOY, ROOT
 
 CONTAINER_VARS = {  # variables read by a third-party image, not by our settings classes
     "fraud-flink": {"FLINK_PROPERTIES", "ENABLE_BUILT_IN_PLUGINS"},

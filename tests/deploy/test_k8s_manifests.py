@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from tests.deploy.conftest import DEPLOY, OVERLAYS
 
 from fraud_core.topics import TOPICS
+from tests.deploy.conftest import DEPLOY, OVERLAYS
 
 K8S_VERSION = "1.32.0"
 # Container (or FlinkDeployment) -> settings class whose fields its environment must be.

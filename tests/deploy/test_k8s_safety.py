@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+
 from tests.deploy.conftest import OVERLAYS
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job")

@@ -39,7 +39,9 @@ def job_topics(make_topic: Callable[..., str]) -> Callable[..., JobTopics]:
 
 
 @pytest.fixture(scope="session")
-def run_job(stack, scoring_service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ManagedProcess]]:  # type: ignore[no-untyped-def]
+def run_job(
+    stack, scoring_service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ManagedProcess]]:  # type: ignore[no-untyped-def]
     """Start the job on given topics; every job started is stopped at the end of the session."""
     started: list[ManagedProcess] = []
 

@@ -74,7 +74,9 @@ class Feed:
         ids = set()
         for _ in range(n):
             txn = next(self._events).txn
-            self._publisher.send(self._topic, schemas.TRANSACTION, txn.user_id, txn.to_record(), new_headers())
+            self._publisher.send(
+                self._topic, schemas.TRANSACTION, txn.user_id, txn.to_record(), new_headers()
+            )
             ids.add(txn.event_id)
             if pause_s:
                 time.sleep(pause_s)
@@ -93,7 +95,13 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[Stack, Any]]:
 
 
 def test_degraded_while_scoring_or_redis_is_down_and_recovery(
-    stack, scoring_service, model_dir, job_topics, run_job, private_redis, tmp_path: Path  # type: ignore[no-untyped-def]
+    stack,
+    scoring_service,
+    model_dir,
+    job_topics,
+    run_job,
+    private_redis,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     redis_stack, redis_service = private_redis
     port = free_port()
@@ -174,4 +182,3 @@ def test_exactly_once_survives_a_hard_crash(stack, job_topics, run_job, tmp_path
         collector.close()
     ids = [r["event_id"] for r in collector.records]
     assert len(ids) == len(set(ids)) == 1500
-

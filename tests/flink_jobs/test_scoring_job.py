@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,8 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 import schemas
-from fraud_core.kafka_io import AvroPublisher, Received, new_headers, read_until
 from fraud_core.features import FEATURE_NAMES, VELOCITY_FEATURES
+from fraud_core.kafka_io import AvroPublisher, Received, new_headers, read_until
 from fraud_core.reference import to_eur
 from fraud_core.transaction import Transaction
 from inference_service.training.train import replay
@@ -45,7 +44,9 @@ def _broken(publisher: AvroPublisher, topic: str, valid: Transaction) -> list[tu
     ]
     for field, value in (("amount_minor", -5), ("currency", "XXX"), ("user_id", "")):
         bad = dataclasses.replace(valid, **{field: value})
-        records.append((f"u-bad-{field}", publisher.encode(topic, schemas.TRANSACTION, bad.to_record()), "VALIDATION"))
+        records.append(
+            (f"u-bad-{field}", publisher.encode(topic, schemas.TRANSACTION, bad.to_record()), "VALIDATION")
+        )
     return records
 
 
@@ -75,7 +76,9 @@ def scenario(stack, job_topics, run_job) -> dict[str, Any]:  # type: ignore[no-u
 
     job = run_job(topics, env={"STOP_AT": "latest"})
     assert job.proc.wait(timeout=600) == 0, job.tail(60)
-    out = read_until(stack.bootstrap, stack.registry_url, topics.outputs, N_EVENTS + len(broken), 60, idle_s=3)
+    out = read_until(
+        stack.bootstrap, stack.registry_url, topics.outputs, N_EVENTS + len(broken), 60, idle_s=3
+    )
     return {"topics": topics, "events": events, "broken": broken, "out": out, "correlation": correlation}
 
 
@@ -164,7 +167,9 @@ def _without_velocity_scores(decisions: list[dict[str, Any]]) -> np.ndarray:
     return np.asarray(model.predict_proba(rows)[:, 1])
 
 
-def test_card_testing_is_flagged_more_than_normal_and_more_than_without_velocity(scenario: dict[str, Any]) -> None:
+def test_card_testing_is_flagged_more_than_normal_and_more_than_without_velocity(
+    scenario: dict[str, Any],
+) -> None:
     truth = {e.txn.event_id: e.fraud_type or "legit" for e in scenario["events"]}
     decisions = [r.record for r in _decisions(scenario["out"], scenario["topics"]) if r.record is not None]
     kinds = np.array([truth[d["event_id"]] for d in decisions])
@@ -182,17 +187,27 @@ def test_card_testing_is_flagged_more_than_normal_and_more_than_without_velocity
 
 
 def test_replay_into_a_fresh_job_gives_identical_features_and_decisions(
-    stack, scenario: dict[str, Any], job_topics, run_job  # type: ignore[no-untyped-def]
+    stack,
+    scenario: dict[str, Any],
+    job_topics,
+    run_job,  # type: ignore[no-untyped-def]
 ) -> None:
     replay_topics = job_topics(scenario["topics"].input)
     job = run_job(replay_topics, env={"STOP_AT": "latest"})
     assert job.proc.wait(timeout=600) == 0, job.tail(60)
-    replayed = read_until(stack.bootstrap, stack.registry_url, replay_topics.outputs, len(scenario["out"]), 60, 2)
+    replayed = read_until(
+        stack.bootstrap, stack.registry_url, replay_topics.outputs, len(scenario["out"]), 60, 2
+    )
     assert len(replayed) == len(scenario["out"])
 
     def key(records: list[Received]) -> dict[str, tuple[Any, ...]]:
         return {
-            r.record["event_id"]: (r.record["decision"], r.record["score"], r.record["features"], r.record["reasons"])
+            r.record["event_id"]: (
+                r.record["decision"],
+                r.record["score"],
+                r.record["features"],
+                r.record["reasons"],
+            )
             for r in _decisions(records, scenario["topics"]) + _decisions(records, replay_topics)
             if r.record is not None
         }

@@ -15,10 +15,10 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from tests.inference_service.conftest import API_KEY, MAX_BATCH, MAX_BODY, Registry, Service, train_small
 
 from fraud_core.features import FEATURE_NAMES, VELOCITY_FEATURES
 from inference_service.model_registry import LIVE_POINTER, MODEL_FILE, write_pointer
+from tests.inference_service.conftest import API_KEY, MAX_BATCH, MAX_BODY, Registry, Service, train_small
 
 
 def _rows(items: list[dict[str, Any]]) -> np.ndarray:

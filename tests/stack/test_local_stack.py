@@ -22,7 +22,12 @@ pytestmark = pytest.mark.integration
 def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "deploy.local.stack", command],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
 
 
@@ -34,7 +39,9 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_up_status_down_lifecycle(stack_env: dict[str, str]) -> None:
-    ports = [int(stack_env[k]) for k in ("KAFKA_PORT", "REGISTRY_PORT", "REDIS_PORT", "KAFKA_CONTROLLER_PORT")]
+    ports = [
+        int(stack_env[k]) for k in ("KAFKA_PORT", "REGISTRY_PORT", "REDIS_PORT", "KAFKA_CONTROLLER_PORT")
+    ]
     try:
         first = _run("up", stack_env)
         assert first.returncode == 0, first.stderr
@@ -46,7 +53,10 @@ def test_up_status_down_lifecycle(stack_env: dict[str, str]) -> None:
         assert {s.subject for s in TOPICS} <= set(registry.subjects())
         assert registry.get_compatibility() == "BACKWARD_TRANSITIVE"
         assert redis.Redis(port=int(stack_env["REDIS_PORT"])).ping()
-        pids = [Path(stack_env["STACK_DIR"], f"{n}.pid").read_text().split()[0] for n in ("kafka", "registry", "redis")]
+        pids = [
+            Path(stack_env["STACK_DIR"], f"{n}.pid").read_text().split()[0]
+            for n in ("kafka", "registry", "redis")
+        ]
 
         second = _run("up", stack_env)
         assert second.returncode == 0, second.stderr
@@ -56,7 +66,10 @@ def test_up_status_down_lifecycle(stack_env: dict[str, str]) -> None:
         down = _run("down", stack_env)
     assert down.returncode == 0, down.stderr
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        )
     assert not any(port_open(p) for p in ports)
     assert _run("status", stack_env).returncode == 1
 

@@ -23,7 +23,10 @@ def _with_fields(fields: list[dict[str, object]]) -> str:
 
 def test_optional_field_with_default_registers(stack, make_topic: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
     subject = f"{make_topic('compat')}-value"
-    fields = [*schemas.load_json(schemas.TRANSACTION)["fields"], {"name": "mcc_group", "type": "string", "default": ""}]
+    fields = [
+        *schemas.load_json(schemas.TRANSACTION)["fields"],
+        {"name": "mcc_group", "type": "string", "default": ""},
+    ]
     client = RegistryClient(stack.registry_url)
     new_id = client.register(subject, _with_fields(fields))
     assert new_id > 0
