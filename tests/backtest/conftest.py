@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from deploy.local.stack import REPO_ROOT
-from tests.flink_jobs.conftest import job_topics, run_job  # noqa: F401  (fixtures, re-exported)
 
 
 @pytest.fixture(scope="session")

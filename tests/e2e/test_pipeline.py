@@ -24,7 +24,6 @@ from actions.settings import ConsumerSettings
 from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka_io import AvroPublisher, new_headers, read_until
-from fraud_core.reference import to_eur
 from fraud_core.transaction import Transaction
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, SimEvent, Simulator
@@ -157,26 +156,27 @@ def test_profile_updates_change_the_enrichment_the_job_reads(stack, pipeline: di
     base = next(
         e.txn
         for e in simulator.events(count=5000)
-        if not e.is_fraud and e.txn.device_id is not None and to_eur(e.txn.amount_minor, e.txn.currency) < 30
+        if not e.is_fraud and e.txn.channel == "POS" and not store.exists(blocklist_key(e.txn.card_id))
     )
-    new_device = f"dev_{uuid.uuid4().hex[:12]}"
-    first = dataclasses.replace(
-        base, event_id=str(uuid.uuid4()), device_id=new_device, event_time=base.event_time + 7_200_000
-    )
+    profile_before = json.loads(store.get(profile_key(base.user_id)) or "{}")
+    # Hours after anything else of this user (empty windows), an ordinary payment at a shop.
+    first = dataclasses.replace(base, event_id=str(uuid.uuid4()), event_time=base.event_time + 6 * 3_600_000)
     _send(pipeline, first)
     pipeline["publisher"].flush()
     before = _one(collector, first.event_id)
-    assert before["features"]["known_device"] == 0.0
-    if before["decision"] == "APPROVED":
-        _wait(
-            lambda: new_device in json.loads(store.get(profile_key(base.user_id)) or "{}").get("devices", []),
-            "the consumers to learn the new device",
-        )
-        second = dataclasses.replace(first, event_id=str(uuid.uuid4()), event_time=first.event_time + 60_000)
-        _send(pipeline, second)
-        pipeline["publisher"].flush()
-        after = _one(collector, second.event_id)
-        assert after["features"]["known_device"] == 1.0
-    else:
-        pytest.fail(f"the ordinary payment was flagged ({before['reasons']}); pick another base event")
+    assert before["decision"] == "APPROVED", before["reasons"]
+    assert before["features"]["profile_avg_amount"] == round(profile_before["avg_amount"], 2)
+
+    def learned() -> bool:
+        profile = json.loads(store.get(profile_key(base.user_id)) or "{}")
+        return profile.get("txn_count", 0) > profile_before.get("txn_count", 0)
+
+    _wait(learned, "the consumers to update the profile from the approved payment")
+    updated = json.loads(store.get(profile_key(base.user_id)))
+    assert updated["avg_amount"] != profile_before["avg_amount"]
+    second = dataclasses.replace(first, event_id=str(uuid.uuid4()), event_time=first.event_time + 60_000)
+    _send(pipeline, second)
+    pipeline["publisher"].flush()
+    after = _one(collector, second.event_id)
     collector.close()
+    assert after["features"]["profile_avg_amount"] == round(updated["avg_amount"], 2)
