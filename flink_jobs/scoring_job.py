@@ -115,6 +115,19 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     """The Flink settings, with the latency knobs documented in flink_jobs/README.md."""
+    if settings.METRICS_PORT:
+        # The Prometheus reporter ships in the wheel as a plugin, but the embedded mini-cluster
+        # does not load plugins; its reporter factories come from the JVM's classpath. PyFlink's
+        # gateway launcher appends HADOOP_CLASSPATH to that classpath, read when the JVM starts
+        # (on the first Java object created), so it is set before anything touches Java. On a
+        # real Flink cluster the reporter is a plugin as usual and this changes nothing.
+        import pyflink
+
+        jar = next((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"), None)
+        if jar is not None and str(jar) not in os.environ.get("HADOOP_CLASSPATH", ""):
+            os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(
+                filter(None, [os.environ.get("HADOOP_CLASSPATH"), str(jar)])
+            )
     conf = Configuration()
     jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
     if jars:  # on a cluster the connector sits in Flink's lib/ instead
@@ -174,10 +187,6 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
 
 def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvironment:
     """Build the job graph; the caller runs ``env.execute``."""
-    if "FLINK_PLUGINS_DIR" not in os.environ:  # the Prometheus reporter ships as a plugin in the wheel
-        import pyflink
-
-        os.environ["FLINK_PLUGINS_DIR"] = str(Path(pyflink.__file__).parent / "plugins")
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, restore))
     t_env = StreamTableEnvironment.create(env)
     t_env.execute_sql(source_ddl(settings))

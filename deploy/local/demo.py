@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
+from deploy.local.processes import (
+    ManagedProcess,
+    ensure_model,
+    spawn,
+    start_job,
+    start_scoring_service,
+    wait_http,
+)
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
 from fraud_core.kafka_io import consumer, decoder
 from fraud_core.settings import DEV_API_KEY
@@ -168,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                     REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"]
                 )
             )
-            started.append(start_job(env, [], LOGS / "job.log"))
+            job = start_job(env, [], LOGS / "job.log")
+            started.append(job)
+            print(
+                "waiting for the stream job to start (its operators register their metrics when running) ..."
+            )
+            # Operator metrics appear on the Prometheus reporter once the job's tasks run.
+            wait_http("http://127.0.0.1:9249/metrics", job, timeout_s=180, needle="flink_taskmanager_job_task_operator")
             started.append(spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env))
             view = View()
             watcher = Watcher(cfg, view)

@@ -116,7 +116,8 @@ def start_job(env: Mapping[str, str], args: Sequence[str], log_path: Path) -> Ma
     return spawn("scoring-job", ["-m", "flink_jobs.scoring_job", *args], log_path, env)
 
 
-def wait_http(url: str, process: ManagedProcess, timeout_s: float = 120.0) -> None:
+def wait_http(url: str, process: ManagedProcess, timeout_s: float = 120.0, needle: str = "") -> None:
+    """Wait until ``url`` answers 200 (and its body contains ``needle``), or fail with the log tail."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not process.alive:
@@ -124,7 +125,8 @@ def wait_http(url: str, process: ManagedProcess, timeout_s: float = 120.0) -> No
                 f"{process.name} exited at start. Last lines of {process.log_path}:\n{process.tail()}"
             )
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            resp = requests.get(url, timeout=1)
+            if resp.status_code == 200 and needle in resp.text:
                 return
         except requests.RequestException:
             pass
