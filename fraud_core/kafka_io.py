@@ -138,11 +138,11 @@ def stream(
                 continue
             now = time.time_ns() // 1_000_000
             yield Received(
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
+                str(msg.topic()),
+                int(msg.partition() or 0),
+                int(msg.offset() or 0),
                 msg.key(),
-                dict(msg.headers() or []),
+                {k: v for k, v in msg.headers() or [] if isinstance(v, bytes)},
                 decode(msg.value()),
                 msg.value(),
                 msg.timestamp()[1],

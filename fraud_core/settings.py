@@ -1,6 +1,6 @@
-"""Settings shared by every deployable. Each entrypoint builds its own settings class on top of
-:class:`ConnectionSettings`; library code receives values as arguments and never reads the
-environment itself. Field names are the environment variable names (see CONTRACT.md).
+"""Settings shared by every deployable. Each entrypoint builds its own settings class on these;
+library code receives values as arguments and never reads the environment itself. Field names
+are the environment variable names (see CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -10,30 +10,34 @@ from typing import Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Only valid when APP_ENV=local; refused anywhere else.
+# Only valid when APP_ENV is local or test; refused anywhere else.
 DEV_API_KEY = "dev-local-key-not-secret"
 
 
-class ConnectionSettings(BaseSettings):
-    """Where the shared services are. Defaults point at the local stack of ``make up``."""
+class AppSettings(BaseSettings):
+    """What every deployable has: where it runs and how loud it logs."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
     APP_ENV: Literal["local", "test", "staging", "production"] = "local"
-    KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
-    SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
-    REDIS_URL: str = "redis://localhost:6379/0"
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class ScoringClientSettings(ConnectionSettings):
-    """Connection settings plus the scoring service, for the parts that call it."""
+class ConnectionSettings(AppSettings):
+    """Where the shared services are. Defaults point at the local stack of ``make up``."""
 
-    SCORING_URL: str = "http://localhost:8000"
+    KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
+    SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
+    REDIS_URL: str = "redis://localhost:6379/0"
+
+
+class ApiKeySettings(AppSettings):
+    """The scoring API key: the development key locally, required (and not that key) elsewhere."""
+
     SCORING_API_KEY: SecretStr | None = None
 
     @model_validator(mode="after")
-    def _api_key_required_outside_local(self) -> ScoringClientSettings:
+    def _api_key_required_outside_local(self) -> ApiKeySettings:
         key = self.SCORING_API_KEY.get_secret_value() if self.SCORING_API_KEY else None
         if self.APP_ENV in ("local", "test"):
             if key is None:
@@ -49,3 +53,9 @@ class ScoringClientSettings(ConnectionSettings):
         """The API key value (never log it)."""
         assert self.SCORING_API_KEY is not None
         return self.SCORING_API_KEY.get_secret_value()
+
+
+class ScoringClientSettings(ConnectionSettings, ApiKeySettings):
+    """Connection settings plus the scoring service, for the parts that call it."""
+
+    SCORING_URL: str = "http://localhost:8000"

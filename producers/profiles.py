@@ -7,16 +7,11 @@ from collections.abc import Mapping
 
 import redis
 
+from fraud_core.enrichment import profile_key
 from fraud_core.exceptions import ConfigError
 from fraud_core.features import Profile
 
-PROFILE_KEY = "profile:{user_id}"
 _BATCH = 1000
-
-
-def profile_key(user_id: str) -> str:
-    """The Redis key of a user's profile."""
-    return PROFILE_KEY.format(user_id=user_id)
 
 
 def seed_profiles(redis_url: str, profiles: Mapping[str, Profile]) -> int:

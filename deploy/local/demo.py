@@ -181,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                 "waiting for the stream job to start (its operators register their metrics when running) ..."
             )
             # Operator metrics appear on the Prometheus reporter once the job's tasks run.
-            wait_http("http://127.0.0.1:9249/metrics", job, timeout_s=180, needle="flink_taskmanager_job_task_operator")
+            wait_http(
+                "http://127.0.0.1:9249/metrics",
+                job,
+                timeout_s=180,
+                needle="flink_taskmanager_job_task_operator",
+            )
             started.append(spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env))
             view = View()
             watcher = Watcher(cfg, view)

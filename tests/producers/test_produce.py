@@ -23,10 +23,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import StringDeserializer
 
 import schemas
+from fraud_core.enrichment import profile_key
 from fraud_core.exceptions import SerializationError
 from fraud_core.features import Profile
 from producers.avro_file import read_stream
-from producers.profiles import profile_key
 from producers.publish import produce_events
 from producers.settings import ProducerSettings
 from producers.simulator import SimConfig, SimEvent, Simulator
