@@ -142,7 +142,7 @@ def stream(
                 int(msg.partition() or 0),
                 int(msg.offset() or 0),
                 msg.key(),
-                {k: v for k, v in msg.headers() or [] if isinstance(v, bytes)},
+                {str(h[0]): h[1] for h in list(msg.headers() or []) if isinstance(h[1], bytes)},
                 decode(msg.value()),
                 msg.value(),
                 msg.timestamp()[1],
