@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import orjson
 
+from fraud_core.decision import scoring_request
 from fraud_core.features import FEATURE_NAMES
 from fraud_core.settings import DEV_API_KEY
 from inference_service.api.payloads import ScoreItem
@@ -44,23 +45,10 @@ def sample_items(n_events: int, seed: int) -> list[dict[str, Any]]:
     sim = Simulator(SimConfig(seed=seed, n_users=2000))
     events = list(sim.events(count=n_events))
     data = replay(events, sim.profiles())
-    items = []
-    for ev, row in zip(events, data.x.tolist(), strict=True):
-        t = ev.txn
-        items.append(
-            {
-                "event_id": t.event_id,
-                "user_id": t.user_id,
-                "amount_minor": t.amount_minor,
-                "currency": t.currency,
-                "merchant_category": t.merchant_category,
-                "country": t.country,
-                "channel": t.channel,
-                "event_time": t.event_time,
-                "features": dict(zip(FEATURE_NAMES, row, strict=True)),
-            }
-        )
-    return items
+    return [
+        scoring_request(ev.txn, dict(zip(FEATURE_NAMES, row, strict=True)))
+        for ev, row in zip(events, data.x.tolist(), strict=True)
+    ]
 
 
 def in_process(models: ActiveModels, items: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fraud_core.decision import scoring_request
 from fraud_core.features import FEATURE_NAMES
 from fraud_core.settings import DEV_API_KEY
 from inference_service.model_registry import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
@@ -74,23 +75,10 @@ def sample_items() -> list[dict[str, Any]]:
     sim = Simulator(SimConfig(seed=11, n_users=500))
     events = list(sim.events(count=3000))
     data = replay(events, sim.profiles())
-    out = []
-    for ev, row in zip(events, data.x.tolist(), strict=True):
-        t = ev.txn
-        out.append(
-            {
-                "event_id": t.event_id,
-                "user_id": t.user_id,
-                "amount_minor": t.amount_minor,
-                "currency": t.currency,
-                "merchant_category": t.merchant_category,
-                "country": t.country,
-                "channel": t.channel,
-                "event_time": t.event_time,
-                "features": dict(zip(FEATURE_NAMES, row, strict=True)),
-            }
-        )
-    return out
+    return [
+        scoring_request(ev.txn, dict(zip(FEATURE_NAMES, row, strict=True)))
+        for ev, row in zip(events, data.x.tolist(), strict=True)
+    ]
 
 
 def _free_port() -> int:
