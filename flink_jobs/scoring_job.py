@@ -51,6 +51,21 @@ def _with(options: dict[str, str]) -> str:
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
 
 
+def _position(options: dict[str, str], prefix: str, value: str) -> bool:
+    """Set ``<prefix>.mode`` and its argument for ``timestamp:<ms>`` or ``specific:<offsets>``
+    (the same syntax for where the source starts and where a bounded run stops)."""
+    kind, _, arg = value.partition(":")
+    if kind == "timestamp":
+        options[f"{prefix}.mode"] = "timestamp"
+        options[f"{prefix}.timestamp-millis"] = arg
+    elif kind == "specific":
+        options[f"{prefix}.mode"] = "specific-offsets"
+        options[f"{prefix}.specific-offsets"] = arg
+    else:
+        return False
+    return True
+
+
 def source_ddl(settings: JobSettings) -> str:
     """The input table: raw key and value plus the record's partition, offset, timestamp and headers."""
     options = _kafka_options(settings, settings.INPUT_TOPIC)
@@ -62,26 +77,14 @@ def source_ddl(settings: JobSettings) -> str:
         options["scan.startup.mode"] = "group-offsets"
     elif start in ("earliest", "latest"):
         options["scan.startup.mode"] = f"{start}-offset"
-    elif start.startswith("timestamp:"):
-        options["scan.startup.mode"] = "timestamp"
-        options["scan.startup.timestamp-millis"] = start.split(":", 1)[1]
-    elif start.startswith("specific:"):
-        options["scan.startup.mode"] = "specific-offsets"
-        options["scan.startup.specific-offsets"] = start.split(":", 1)[1]
-    else:
+    elif not _position(options, "scan.startup", start):
         raise ConfigError(
             f"START_FROM={start!r}: use group-offsets, earliest, latest, timestamp:<ms> or specific:<p>"
         )
     stop = settings.STOP_AT
     if stop == "latest":
         options["scan.bounded.mode"] = "latest-offset"
-    elif stop.startswith("timestamp:"):
-        options["scan.bounded.mode"] = "timestamp"
-        options["scan.bounded.timestamp-millis"] = stop.split(":", 1)[1]
-    elif stop.startswith("specific:"):
-        options["scan.bounded.mode"] = "specific-offsets"
-        options["scan.bounded.specific-offsets"] = stop.split(":", 1)[1]
-    elif stop != "none":
+    elif stop != "none" and not _position(options, "scan.bounded", stop):
         raise ConfigError(f"STOP_AT={stop!r}: use none, latest, timestamp:<ms> or specific:<offsets>")
     return (
         "CREATE TABLE source_events (k BYTES, v BYTES, `partition` INT METADATA VIRTUAL, "
