@@ -1,11 +1,14 @@
-"""End-to-end benchmark: the pipeline (both delivery modes) against the naive baseline, on the same
-events and model, over a ladder of offered loads, in one run (``make bench``).
+"""End-to-end benchmark: the pipeline (both delivery modes, and at parallelism 2) against the naive
+baseline and the batched consumer, on the same events and model, over a ladder of offered loads,
+in one run (``make bench``). First it measures the cost of each stage and the in-process limit
+(bench/stages.py), so every system is also shown as a fraction of what this Python code can do.
 
 Latency of an event = the time this benchmark's consumer receives its decision minus the input
 record's Kafka timestamp (set when the benchmark sends it). Achieved throughput of a step = decided
 events / (last decision received - first event sent - the smallest latency seen), i.e. the rate at
 which decisions came out while the input was flowing. A load is *sustained* when achieved >= 95% of
-offered, nothing is lost and p99 <= 500 ms. Writes bench/results/latest.json and latest.png.
+offered, nothing is lost and p99 <= 500 ms. Each system climbs the ladder until it stops sustaining
+a load. Writes bench/results/latest.json and latest.png, and prints a summary table with ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import schemas
+from bench.stages import measure
 from deploy.local.bootstrap import create_topics, register_schemas
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
@@ -44,11 +48,15 @@ from producers.simulator import SimConfig, Simulator
 
 SUSTAINED_FRACTION = 0.95
 SUSTAINED_P99_MS = 500.0
+# name -> (system, delivery, parallelism)
 SYSTEMS = {
-    "pipeline": ("pipeline", "at-least-once"),
-    "pipeline-eo": ("pipeline", "exactly-once"),
-    "naive-baseline": ("naive-baseline", "at-least-once"),
+    "pipeline": ("pipeline", "at-least-once", 1),
+    "pipeline-eo": ("pipeline", "exactly-once", 1),
+    "pipeline-p2": ("pipeline", "at-least-once", 2),
+    "batched-consumer": ("batched-consumer", "at-least-once", 1),
+    "naive-baseline": ("naive-baseline", "at-least-once", 1),
 }
+DEFAULT_LOADS = "250,500,1000,2000,3000,5000,8000"
 
 
 @dataclass
@@ -121,9 +129,8 @@ class Sender:
         return sent
 
 
-def summarize(
-    system: str, delivery: str, offered: float, sent: dict[str, int], rx: Receiver
-) -> dict[str, Any]:
+def summarize(name: str, offered: float, sent: dict[str, int], rx: Receiver) -> dict[str, Any]:
+    system, delivery, parallelism = SYSTEMS[name]
     got = {e: rx.received[e] for e in sent if e in rx.received}
     latencies = np.array([got[e] - sent[e] for e in got], dtype=float)
     lost = len(sent) - len(got)
@@ -137,6 +144,7 @@ def summarize(
     return {
         "system": system,
         "delivery": delivery,
+        "parallelism": parallelism,
         "offered_eps": offered,
         "achieved_eps": round(min(achieved, offered * 1.05), 1),
         "events": len(sent),
@@ -176,9 +184,8 @@ def start_system(
     scoring_url: str,
     redis_url: str,
     logs: Path,
-    interval: int,
 ) -> ManagedProcess:
-    kind, delivery = SYSTEMS[name]
+    kind, delivery, parallelism = SYSTEMS[name]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
         "SCHEMA_REGISTRY_URL": cfg.registry_url,
@@ -192,13 +199,13 @@ def start_system(
         "GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "START_FROM": "earliest",
         "METRICS_PORT": "0",
-        "CHECKPOINT_INTERVAL_MS": str(interval),
         "CHECKPOINT_DIR": str(logs / f"{name}-checkpoints"),
         "TRANSACTIONAL_ID_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
     }
-    if kind == "naive-baseline":
-        return spawn(name, ["-m", "bench.naive_baseline"], logs / f"{name}.log", env)
-    return start_job(env, ["--delivery", delivery, "--restore", "none"], logs / f"{name}.log")
+    if kind in ("naive-baseline", "batched-consumer"):
+        return spawn(name, ["-m", f"bench.{kind.replace('-', '_')}"], logs / f"{name}.log", env)
+    args = ["--delivery", delivery, "--parallelism", str(parallelism), "--restore", "none"]
+    return start_job(env, args, logs / f"{name}.log")
 
 
 def encode_events(
@@ -216,42 +223,156 @@ def encode_events(
     ]
 
 
-def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name in dict.fromkeys(f"{r['system']} ({r['delivery']})" for r in runs):
-        pts = [
-            r
-            for r in runs
-            if f"{r['system']} ({r['delivery']})" == name and r["latency_ms"]["p99"] is not None
-        ]
+def label(run: dict[str, Any]) -> str:
+    """The key of a system in ``max_sustained_eps`` and in the summary."""
+    if run["system"] != "pipeline":
+        return str(run["system"])
+    name = "pipeline" if run["delivery"] == "at-least-once" else "pipeline-exactly-once"
+    return f"{name}-p{run['parallelism']}" if run.get("parallelism", 1) > 1 else name
+
+
+def plot(runs: list[dict[str, Any]], limit_eps: float | None, path: Path) -> None:
+    """p99 latency against achieved throughput per system; the in-process limit as a vertical line."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for name in dict.fromkeys(label(r) for r in runs if r["system"] != "in-process-limit"):
+        pts = [r for r in runs if label(r) == name and r["latency_ms"]["p99"] is not None]
         ax.plot(
             [r["achieved_eps"] for r in pts], [r["latency_ms"]["p99"] for r in pts], marker="o", label=name
         )
     ax.axhline(SUSTAINED_P99_MS, color="grey", linestyle="--", linewidth=1, label="sustained p99 limit")
+    if limit_eps:
+        ax.axvline(limit_eps, color="black", linestyle=":", linewidth=1, label="in-process limit")
     ax.set_xlabel("achieved throughput (events/s)")
     ax.set_ylabel("end-to-end p99 latency (ms)")
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title("Fraud scoring: p99 latency vs throughput (same events, same model)")
+    ax.set_title("Fraud scoring: p99 latency vs throughput (same events, same model, one run)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def summary_table(best: dict[str, float], costs: dict[str, float]) -> str:
+    """The end-of-run table: each system's ceiling and its ratio to the baselines and the limit."""
+    naive = best.get("naive-baseline") or 0.0
+    batched = best.get("batched-consumer") or 0.0
+    limit = best.get("in-process-limit") or 0.0
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:6.2f}x" if b else "     -"
+
+    lines = [
+        f"{'system':<26}{'max sustained':>14}{'vs naive':>10}{'vs batched':>12}{'of limit':>10}",
+        "-" * 72,
+    ]
+    for name, eps in best.items():
+        lines.append(
+            f"{name:<26}{eps:>14.0f}{ratio(eps, naive):>10}{ratio(eps, batched):>12}{ratio(eps, limit):>10}"
+        )
+    lines.append("")
+    lines.append("stage costs (µs per event, one process):")
+    lines.extend(f"  {k:<32}{v:>9.1f}" for k, v in costs.items())
+    return "\n".join(lines)
+
+
+def run_system(
+    name: str,
+    cfg: StackConfig,
+    run_id: str,
+    loads: list[float],
+    duration: float,
+    seed: int,
+    redis_url: str,
+    scoring_url: str,
+    logs: Path,
+    overall: tqdm,
+) -> list[dict[str, Any]]:
+    """Climb the ladder of loads with one system until it stops sustaining one."""
+    runs: list[dict[str, Any]] = []
+    topics = make_topics(cfg, f"bench.{run_id}.{name}")
+    total = int(sum(loads) * duration) + 200
+    batch = encode_events(cfg, topics["in"], total, seed, redis_url)
+    rx = Receiver(cfg, [topics["flagged"], topics["approved"]])
+    rx.start()
+    process = start_system(name, cfg, topics, scoring_url, redis_url, logs)
+    sender = Sender(cfg.bootstrap)
+    try:
+        warm = sender.send(topics["in"], batch[:200], 100.0, None)
+        deadline = time.monotonic() + 180
+        while not set(warm) <= set(rx.received):
+            if not process.alive:
+                raise SystemExit(f"{name} died:\n{process.tail()}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: no decisions 180 s after start; its log: {process.log_path}")
+            time.sleep(0.5)
+        offset = 200
+        for step_no, load in enumerate(loads):
+            n = int(load * duration)
+            step = batch[offset : offset + n]
+            offset += n
+            rx.duplicates = 0
+            overall.set_description(f"{name} @ {load:.0f} ev/s")
+            sent = sender.send(topics["in"], step, load, overall)
+            drain_until = time.monotonic() + 60
+            while not set(sent) <= set(rx.received) and time.monotonic() < drain_until:
+                time.sleep(0.5)
+            time.sleep(1.0)
+            run = summarize(name, load, sent, rx)
+            runs.append(run)
+            lat = run["latency_ms"]
+            tqdm.write(
+                f"{name:>17} offered {load:>6.0f}  achieved {run['achieved_eps']:>7.1f}  lost {run['lost']:>5}"
+                f"  dup {run['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms  p99 {lat['p99'] or 0:>7.1f} ms"
+                f"  {'sustained' if sustained(run) else 'NOT sustained'}"
+            )
+            if not sustained(run):
+                overall.update(sum(int(x * duration) for x in loads[step_no + 1 :]))
+                break  # the ceiling is found: higher loads only add backlog
+    finally:
+        process.stop(timeout_s=15)
+        rx.stop()
+    return runs
+
+
+def stage_costs(
+    cfg: StackConfig, run_id: str, seed: int, redis_url: str, scoring_url: str, model_dir: Path
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Stage costs and the in-process limit on the benchmark's own events (bench/stages.py)."""
+    topics = make_topics(cfg, f"bench.{run_id}.stages")
+    values = [value for _id, _key, value in encode_events(cfg, topics["in"], 20_000, seed, redis_url)]
+    costs, limit = measure(values, cfg.registry_url, redis_url, scoring_url, DEV_API_KEY, model_dir, topics)
+    row = {
+        "system": "in-process-limit",
+        "delivery": "none",
+        "parallelism": 1,
+        "offered_eps": limit["eps"],
+        "achieved_eps": limit["eps"],
+        "events": len(values),
+        "lost": 0,
+        "duplicates": 0,
+        # What one event waits in-process: the time its batch of limit["batch"] takes.
+        "latency_ms": {"p50": limit["batch_ms_p50"], "p95": None, "p99": limit["batch_ms_p99"], "max": None},
+    }
+    return costs, row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--loads", default="500,1000,2000,4000,6000", help="offered loads, events/s (ladder)")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per load step (default 20)")
-    parser.add_argument("--systems", default="pipeline,pipeline-eo,naive-baseline", help=", ".join(SYSTEMS))
-    parser.add_argument("--checkpoint-interval-ms", type=int, default=1000, help="for both pipeline modes")
+    parser.add_argument(
+        "--loads", default=DEFAULT_LOADS, help=f"offered loads, events/s (default {DEFAULT_LOADS})"
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per load step (default 15)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=", ".join(SYSTEMS))
+    parser.add_argument("--stages-only", action="store_true", help="only the stage costs and the limit")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     loads = [float(x) for x in args.loads.split(",")]
-    systems = args.systems.split(",")
+    systems = [] if args.stages_only else args.systems.split(",")
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
@@ -271,57 +392,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         scoring_url = f"http://127.0.0.1:{port}"
         try:
-            total = int(sum(loads) * args.duration) + 200
-            for name in systems:
-                topics = make_topics(cfg, f"bench.{run_id}.{name}")
-                batch = encode_events(cfg, topics["in"], total, args.seed, redis_url)
-                rx = Receiver(cfg, [topics["flagged"], topics["approved"]])
-                rx.start()
-                process = start_system(
-                    name, cfg, topics, scoring_url, redis_url, logs, args.checkpoint_interval_ms
-                )
-                sender = Sender(cfg.bootstrap)
-                try:
-                    warm = sender.send(topics["in"], batch[:200], 100.0, None)
-                    deadline = time.monotonic() + 180
-                    while not set(warm) <= set(rx.received) and time.monotonic() < deadline:
-                        if not process.alive:
-                            raise SystemExit(f"{name} died:\n{process.tail()}")
-                        time.sleep(0.5)
-                    offset = 200
-                    for load in loads:
-                        n = int(load * args.duration)
-                        step = batch[offset : offset + n]
-                        offset += n
-                        rx.duplicates = 0
-                        with tqdm(
-                            total=n, desc=f"{name:>15} @ {load:>6.0f} ev/s", unit="ev", leave=False
-                        ) as bar:
-                            sent = sender.send(topics["in"], step, load, bar)
-                        drain_until = time.monotonic() + 60
-                        while not set(sent) <= set(rx.received) and time.monotonic() < drain_until:
-                            time.sleep(0.5)
-                        time.sleep(1.0)
-                        run = summarize(SYSTEMS[name][0], SYSTEMS[name][1], load, sent, rx)
-                        runs.append(run)
-                        lat = run["latency_ms"]
-                        tqdm.write(
-                            f"{name:>15} offered {load:>6.0f}  achieved {run['achieved_eps']:>7.1f}  lost {run['lost']:>5}"
-                            f"  dup {run['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms  p99 {lat['p99'] or 0:>7.1f} ms"
-                            f"  {'sustained' if sustained(run) else 'NOT sustained'}"
-                        )
-                        if run["achieved_eps"] < 0.5 * load:
-                            break  # far past saturation: higher loads only add backlog
-                finally:
-                    process.stop(timeout_s=15)
-                    rx.stop()
+            print("measuring stage costs and the in-process limit ...", flush=True)
+            costs, limit_row = stage_costs(cfg, run_id, args.seed, redis_url, scoring_url, model_dir)
+            runs.append(limit_row)
+            steps = int(sum(loads) * args.duration) * len(systems)
+            with tqdm(total=steps, unit="ev", desc="bench", dynamic_ncols=True) as overall:
+                for name in systems:
+                    runs += run_system(
+                        name,
+                        cfg,
+                        run_id,
+                        loads,
+                        args.duration,
+                        args.seed,
+                        redis_url,
+                        scoring_url,
+                        logs,
+                        overall,
+                    )
         finally:
             service.stop()
     best: dict[str, float] = {}
     for r in runs:
-        key = r["system"] if r["delivery"] == "at-least-once" else f"{r['system']}-exactly-once"
+        key = label(r)
         best.setdefault(key, 0.0)
-        if sustained(r):
+        if r["system"] == "in-process-limit" or sustained(r):
             best[key] = max(best[key], r["offered_eps"])
     result = {
         "started_at": started_at,
@@ -329,17 +424,14 @@ def main(argv: list[str] | None = None) -> int:
             "cores": os.cpu_count(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
         },
-        "settings": {
-            "duration_s": args.duration,
-            "checkpoint_interval_ms": args.checkpoint_interval_ms,
-            "seed": args.seed,
-        },
+        "settings": {"duration_s": args.duration, "loads": loads, "seed": args.seed},
         "runs": runs,
         "max_sustained_eps": best,
+        "stage_costs_us": costs,
     }
     (args.out / "latest.json").write_text(json.dumps(result, indent=2))
-    plot(runs, args.out / "latest.png")
-    print(json.dumps(result["max_sustained_eps"], indent=2))
+    plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
+    print(summary_table(best, costs))
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
     return 0
 

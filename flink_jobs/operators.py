@@ -1,41 +1,41 @@
-"""The job's Python operators. Each is thin glue around the pure functions in ``fraud_core``:
+"""The job's two Python operators, thin glue around ``fraud_core`` (both run in THREAD mode):
 
-``DecodeFunction``     raw Kafka record -> validated Transaction, or a dead letter (side output)
-``VelocityFunction``   keyed by user: velocity features from Flink keyed state (TTL-bounded)
-``ScoreFunction``      async: coalesces events into batches -> Redis enrichment -> scoring -> decision
+``FeaturesFunction``  keyed by the Kafka record key (the user id): decode + validate, velocity
+                      features from keyed state; bad records to the dead-letter side output
+``ScoringFunction``   keyed by scoring shard (one per subtask): events wait in keyed ListState
+                      until the shard holds ``batch_max`` events or ``linger_ms`` passed, then
+                      one Redis round trip and one scoring call decide the whole batch
 
-Every operator emits, for the sinks, rows of ``(topic, k, v, headers)``: already-encoded Kafka
-records. The SQL sinks only route them by topic, so the Java side never needs our schemas.
+Buffered events live in Flink state, so a checkpoint taken while they wait includes them and a
+restore scores them: nothing waits in plain Python memory, which PyFlink never snapshots.
+
+Events cross from the first operator to the second as ``marshal`` bytes of plain tuples (typed as
+bytes for Flink): one serialization per hop, about ten times cheaper than PyFlink's cloudpickle
+of a Python object. Both operators emit, for the sinks, rows of ``(topic, k, v, headers)``:
+already-encoded Kafka records that the SQL sinks only route by topic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import marshal
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import astuple
 from typing import Any
+from zlib import crc32
 
 from pyflink.common import Row, Time, Types
-from pyflink.datastream import (
-    AsyncFunction,
-    KeyedProcessFunction,
-    OutputTag,
-    ProcessFunction,
-    RuntimeContext,
-)
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-import schemas
-from fraud_core import avro
-from fraud_core.decision import decide, topic_for
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError
-from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState, build_features
+from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
 from fraud_core.registry import RegistryClient
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
-from fraud_core.transaction import Transaction, validate
+from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
+from fraud_core.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -43,127 +43,94 @@ BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 KAFKA_ROW = Types.ROW_NAMED(
     ["topic", "k", "v", "headers"], [Types.STRING(), BYTES, BYTES, Types.MAP(Types.STRING(), BYTES)]
 )
+# A Kafka record as the SQL source reads it.
+SOURCE_RECORD = Types.ROW_NAMED(
+    ["k", "v", "partition", "offset", "headers", "topic"],
+    [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.STRING()],
+)
+# What the features operator hands to the scoring operator: the shard key, then the event.
+SHARDED_EVENT = Types.ROW([Types.INT(), BYTES])
 DLQ_TAG = OutputTag("dead-letters", KAFKA_ROW)
-PROPAGATED_HEADERS = ("correlation_id", "traceparent")
+STAGE = "scoring-job"
+KEY_MISMATCH = "KEY_MISMATCH"
 
 
-# A decoded event on its way through the job: (transaction fields, headers, "topic[p]@offset",
-# velocity features or None). Plain tuples, not dataclasses: they cross operators pickled, and
-# cloudpickle is several times slower on instances of our classes than on builtin types.
-Event = tuple[tuple[Any, ...], dict[str, bytes], str, dict[str, float] | None]
+def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
+    topic, key, value, headers = record
+    return Row(topic=topic, k=key, v=value, headers=headers)
 
 
-def event_key(event: Event) -> str:
-    """The key of the velocity state: the user id."""
-    return str(event[0][1])
+class FeaturesFunction(KeyedProcessFunction):
+    """Decode, validate and compute velocity features, keyed by the record key (CONTRACT: the user id).
 
+    A record whose key is not its ``user_id`` is dead-lettered as ``KEY_MISMATCH``: its velocity
+    would be computed from another key's history, and per-user order would not hold in Kafka either.
+    """
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _propagated(headers: dict[str, bytes] | None) -> dict[str, bytes]:
-    return {k: v for k, v in (headers or {}).items() if k in PROPAGATED_HEADERS and v is not None}
-
-
-def _correlation_id(headers: dict[str, bytes]) -> str:
-    raw = headers.get("correlation_id")
-    return raw.decode("utf-8", "replace") if raw else ""
-
-
-class _Encoder:
-    """Looks up the registered schema ids of the output subjects once, then encodes records."""
-
-    def __init__(self, registry_url: str) -> None:
-        self.registry = RegistryClient(registry_url)
-        self._ids: dict[str, int] = {}
-
-    def schema_id(self, topic: str, schema_name: str) -> int:
-        if topic not in self._ids:
-            self._ids[topic] = self.registry.lookup_id(f"{topic}-value", schemas.load_text(schema_name))
-        return self._ids[topic]
-
-    def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
-        return avro.encode(self.schema_id(topic, schema_name), schemas.load(schema_name), record)
-
-
-class DecodeFunction(ProcessFunction):
-    """Decodes and validates; anything that fails goes to the dead-letter side output, never lost."""
-
-    def __init__(self, registry_url: str, dlq_topic: str) -> None:
+    def __init__(self, registry_url: str, dlq_topic: str, shard_keys: list[int]) -> None:
         self.registry_url = registry_url
         self.dlq_topic = dlq_topic
+        self.shard_keys = shard_keys
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.encoder = _Encoder(self.registry_url)
-        self.encoder.schema_id(
-            self.dlq_topic, schemas.DEAD_LETTER
-        )  # fail at start, not on the first bad record
-        self.reader = schemas.load(schemas.TRANSACTION)
-        group = runtime_context.get_metrics_group().add_group("fraud")
-        self.events_in = group.counter("events_in")
-        self.dlq_group = group
-
-    def process_element(self, row: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        self.events_in.inc()
-        headers = row["headers"] or {}
-        source = f"{row['topic']}[{row['partition']}]@{row['offset']}"
-        try:
-            record = avro.decode(row["v"], self.encoder.registry.parsed_schema, self.reader)
-            txn = validate(record)
-        except DecodeError as exc:
-            self.dlq_group.add_group("dlq", exc.error_type).counter("records").inc()
-            log.warning(
-                "dead letter %s correlation_id=%s: %s %s",
-                source,
-                _correlation_id(headers),
-                exc.error_type,
-                exc,
-            )
-            envelope = {
-                "source_topic": row["topic"],
-                "source_partition": row["partition"],
-                "source_offset": row["offset"],
-                "key": row["k"],
-                "value": row["v"],
-                "error_type": exc.error_type,
-                "error_message": str(exc),
-                "failed_at": now_ms(),
-                "stage": "scoring-job",
-                "correlation_id": _correlation_id(headers) or None,
-            }
-            value = self.encoder.encode(self.dlq_topic, schemas.DEAD_LETTER, envelope)
-            yield DLQ_TAG, Row(topic=self.dlq_topic, k=row["k"], v=value, headers=_propagated(headers))
-            return
-        yield astuple(txn), _propagated(headers), source, None
-
-
-class VelocityFunction(KeyedProcessFunction):
-    """Per-user velocity features in event time, from keyed state that expires with the longest window."""
-
-    def open(self, runtime_context: RuntimeContext) -> None:
+        registry = RegistryClient(self.registry_url)
+        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE)
+        self.intake.prepare()
         ttl = (
             StateTtlConfig.new_builder(Time.milliseconds(HORIZON_MS + ALLOWED_LATENESS_MS))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
             .build()
         )
+        # PICKLED_BYTE_ARRAY: THREAD mode converts it with the C pickle; a byte-array type would be
+        # converted element by element.
         descriptor = ValueStateDescriptor("velocity", Types.PICKLED_BYTE_ARRAY())
         descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(descriptor)
+        group = runtime_context.get_metrics_group().add_group("fraud")
+        self.events_in = group.counter("events_in")
+        self.dlq_group = group
 
-    def process_element(self, event: Event, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+    def process_element(self, row: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        self.events_in.inc()
+        headers = propagated(row["headers"])
+        key: bytes | None = row["k"]
+        value: bytes | None = row["v"]
+        source = (row["topic"], row["partition"], row["offset"])
+        try:
+            txn = self.intake.decode(value)
+            if key is None or key != txn.user_id.encode():
+                raise DecodeError(
+                    KEY_MISMATCH,
+                    f"record key {key!r} is not the user_id {txn.user_id!r}: keys must be the user_id "
+                    "(per-user order and velocity state depend on it)",
+                )
+        except DecodeError as exc:
+            self.dlq_group.add_group("dlq", exc.error_type).counter("records").inc()
+            log.warning(
+                "dead letter %s[%d]@%d correlation_id=%s: %s %s",
+                *source,
+                correlation_id(headers),
+                exc.error_type,
+                exc,
+            )
+            yield DLQ_TAG, _row(self.intake.dead_letter(source, key, value, exc, headers))
+            return
         velocity = VelocityState.from_state(self.state.value())
-        features = velocity.observe(Transaction(*event[0]))
+        features = velocity.observe(txn)
         self.state.update(velocity.to_state())
-        yield event[0], event[1], event[2], features
+        shard = self.shard_keys[crc32(key) % len(self.shard_keys)]
+        yield Row(shard, marshal.dumps((astuple(txn), headers, features)))
 
 
-class ScoreFunction(AsyncFunction):
-    """Coalesces concurrent events into one Redis round trip and one scoring request per batch.
+class ScoringFunction(KeyedProcessFunction):
+    """Micro-batches events per shard in keyed ListState, then decides each batch in one go.
 
-    Flink bounds the events in flight (the async operator's capacity), which is the back-pressure:
-    when the service is slow, the queue fills and upstream waits; nothing buffers without bound.
+    A batch closes when the shard holds ``batch_max`` events, or ``linger_ms`` after its first
+    event (a processing-time timer, which Flink checkpoints with the state). The Redis and HTTP
+    calls block this operator's thread for a few milliseconds per batch; meanwhile events queue in
+    Flink's network buffers, so under load batches grow by themselves and per-event cost falls.
+    The service's back-pressure is Flink's: a slow call slows the reading of the input.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -171,20 +138,29 @@ class ScoreFunction(AsyncFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         c = self.config
-        self.encoder = _Encoder(c["registry_url"])
-        for topic in (c["flagged_topic"], c["approved_topic"]):
-            self.encoder.schema_id(topic, schemas.DECISION)
-        self.store = ProfileStore(c["redis_url"], timeout_s=c["redis_timeout_ms"] / 1000)
-        self.scorer = BatchScorer(
-            c["scoring_url"],
-            c["api_key"],
-            timeout_s=c["scoring_timeout_ms"] / 1000,
-            retries=c["scoring_retries"],
-            breaker=CircuitBreaker(),
+        registry = RegistryClient(c["registry_url"])
+        self.step = ScoringStep(
+            store=ProfileStore(c["redis_url"], timeout_s=c["redis_timeout_ms"] / 1000),
+            scorer=BatchScorer(
+                c["scoring_url"],
+                c["api_key"],
+                timeout_s=c["scoring_timeout_ms"] / 1000,
+                retries=c["scoring_retries"],
+                breaker=CircuitBreaker(),
+            ),
+            encoder=RecordEncoder(registry),
+            flagged_topic=c["flagged_topic"],
+            approved_topic=c["approved_topic"],
         )
-        self.batch_max = c["batch_max"]
-        self.linger_s = c["linger_ms"] / 1000
-        self.queue: asyncio.Queue[tuple[Event, asyncio.Future[list[Row]]]] | None = None
+        self.step.prepare()
+        self.batch_max: int = c["batch_max"]
+        self.linger_ms: int = max(1, round(c["linger_ms"]))
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY())
+        )
+        # Events added per shard since its last flush. Only a hint for the size trigger: after a
+        # restore it starts at 0 while the restored timer still flushes what the state holds.
+        self.counts: dict[Any, int] = {}
         group = runtime_context.get_metrics_group().add_group("fraud")
         self.flagged = group.counter("decisions_flagged")
         self.approved = group.counter("decisions_approved")
@@ -194,67 +170,44 @@ class ScoreFunction(AsyncFunction):
         self.scoring_ms = group.distribution("scoring_latency_ms")
         self.enrichment_ms = group.distribution("enrichment_latency_ms")
 
-    async def async_invoke(self, value: Event) -> list[Row]:
-        loop = asyncio.get_running_loop()
-        if self.queue is None:
-            self.queue = asyncio.Queue()
-            self._batcher = loop.create_task(self._run_batches())
-        future: asyncio.Future[list[Row]] = loop.create_future()
-        self.queue.put_nowait((value, future))
-        return await future
+    def process_element(self, event: bytes, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
+        shard = ctx.get_current_key()
+        self.pending.add(event)
+        n = self.counts.get(shard, 0) + 1
+        self.counts[shard] = n
+        if n == 1:
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(now + self.linger_ms)
+        elif n >= self.batch_max:
+            yield from self._flush(shard)
 
-    async def _run_batches(self) -> None:
-        assert self.queue is not None
-        while True:
-            batch = [await self.queue.get()]
-            if self.linger_s and self.queue.qsize() < self.batch_max:
-                await asyncio.sleep(self.linger_s)
-            while len(batch) < self.batch_max and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            task = asyncio.get_running_loop().create_task(self._score(batch))
-            task.add_done_callback(lambda t: t.exception())  # failures are delivered to the futures
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Row]:
+        yield from self._flush(ctx.get_current_key())
 
-    async def _score(self, batch: list[tuple[Event, asyncio.Future[list[Row]]]]) -> None:
-        try:
-            rows = await self._decide([event for event, _ in batch])
-        except Exception as exc:  # surface to Flink: the job restarts from its last checkpoint
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
-        for (_, future), row in zip(batch, rows, strict=True):
-            if not future.done():
-                future.set_result([row])
-
-    async def _decide(self, events: list[Event]) -> list[Row]:
-        txns = [Transaction(*e[0]) for e in events]
-        enrichment = await self.store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
-        self.enrichment_ms.update(int(enrichment.latency_s * 1000))
-        features = [
-            build_features(t, e[3] or {}, profile)
-            for t, e, profile in zip(txns, events, enrichment.profiles, strict=True)
-        ]
-        correlation = _correlation_id(events[0][1]) or uuid.uuid4().hex
+    def _flush(self, shard: Any) -> Iterator[Row]:
+        self.counts[shard] = 0
+        raw = list(self.pending.get() or ())
+        if not raw:
+            return
+        self.pending.clear()
+        events = [marshal.loads(r) for r in raw]
         t0 = time.perf_counter()
-        results = await self.scorer.score(list(zip(txns, features, strict=True)), correlation)
-        self.scoring_ms.update(int((time.perf_counter() - t0) * 1000))
+        outcome = self.step.run(
+            [Transaction(*e[0]) for e in events], [e[2] for e in events], [e[1] for e in events]
+        )
+        n = len(events)
         self.batches.inc()
-        self.batch_size.update(len(events))
-        decided_at = now_ms()
-        rows = []
-        c = self.config
-        for txn, event, feats, result, blocked in zip(
-            txns, events, features, results, enrichment.blocklisted, strict=True
-        ):
-            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at)
-            topic = topic_for(record, c["flagged_topic"], c["approved_topic"])
-            (self.flagged if topic == c["flagged_topic"] else self.approved).inc()
-            if record["degraded"]:
-                self.degraded.inc()
-            value = self.encoder.encode(topic, schemas.DECISION, record)
-            rows.append(Row(topic=topic, k=txn.user_id.encode(), v=value, headers=event[1]))
-        return rows
+        self.batch_size.update(n)
+        self.enrichment_ms.update(int(outcome.enrichment_s * 1000))
+        self.scoring_ms.update(int(outcome.scoring_s * 1000))
+        self.flagged.inc(outcome.flagged)
+        self.approved.inc(n - outcome.flagged)
+        if outcome.degraded:
+            self.degraded.inc(outcome.degraded)
+        log.debug("shard %s: %d events decided in %.1f ms", shard, n, (time.perf_counter() - t0) * 1000)
+        for record in outcome.records:
+            yield _row(record)
 
     def close(self) -> None:
-        # The event loop is stopped by Flink right after; connections die with the worker.
-        self.queue = None
+        self.step.scorer.close()  # type: ignore[attr-defined]
+        self.step.store.close()  # type: ignore[attr-defined]

@@ -13,26 +13,32 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
-from pyflink.common import Configuration, Time
-from pyflink.datastream import AsyncDataStream, StreamExecutionEnvironment
+from pyflink.common import Configuration, Types
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs.operators import (
     DLQ_TAG,
     KAFKA_ROW,
-    DecodeFunction,
-    ScoreFunction,
-    VelocityFunction,
-    event_key,
+    SHARDED_EVENT,
+    SOURCE_RECORD,
+    FeaturesFunction,
+    ScoringFunction,
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError
 
 log = logging.getLogger("scoring_job")
+
+# Fixed, so that shard keys and key groups stay where they are across restarts and rescaling.
+MAX_PARALLELISM = 128
 
 
 def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
@@ -116,6 +122,38 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(done, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def embedded_pythonpath() -> str:
+    """What THREAD mode's embedded interpreter must see: our code and this environment's packages.
+
+    PEMJA starts the *base* interpreter's libpython inside the JVM, so a virtualenv's
+    site-packages (pemja, find_libpython, fastavro, our dependencies) and the repository are not
+    on its path unless ``python.pythonpath`` names them.
+    """
+    site = sysconfig.get_paths()
+    entries = [str(REPO_ROOT), site["purelib"], site["platlib"]]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
+def check_embedded_imports(pythonpath: str) -> None:
+    """Fail at start, with the reason, when the embedded interpreter could not import the job.
+
+    Without this, a missing package surfaces as "No module named pemja" inside a task, and the
+    restart strategy retries it forever. The check runs the base interpreter (the one PEMJA
+    embeds) with only ``pythonpath`` added, and imports what the operators import.
+    """
+    base = os.path.realpath(sys.executable)
+    probe = "import pemja, find_libpython, flink_jobs.operators"
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    res = subprocess.run([base, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        detail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ConfigError(
+            f"THREAD mode: the embedded interpreter ({base}) cannot import the job with "
+            f"python.pythonpath={pythonpath!r}: {detail}. Run `make install` (it installs pemja and "
+            "find_libpython into .venv), or set PYFLINK_PYTHONPATH to where they are installed."
+        )
+
+
 def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     """The Flink settings, with the latency knobs documented in flink_jobs/README.md."""
     if settings.METRICS_PORT:
@@ -135,8 +173,13 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
     if jars:  # on a cluster the connector sits in Flink's lib/ instead
         conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in jars))
-    conf.set_string("python.fn-execution.bundle.size", str(settings.BUNDLE_SIZE))
-    conf.set_string("python.fn-execution.bundle.time", str(settings.BUNDLE_TIME_MS))
+    # THREAD mode: the Python functions run inside the TaskManager's JVM (PEMJA), so an event
+    # crosses into Python by a JNI call instead of a gRPC round trip per bundle to a worker process.
+    conf.set_string("python.execution-mode", "thread")
+    pythonpath = os.environ.get("PYFLINK_PYTHONPATH") or embedded_pythonpath()
+    check_embedded_imports(pythonpath)
+    conf.set_string("python.pythonpath", pythonpath)
+    conf.set_string("pipeline.max-parallelism", str(MAX_PARALLELISM))
     conf.set_string("execution.buffer-timeout.interval", f"{settings.BUFFER_TIMEOUT_MS}ms")
     conf.set_string("python.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
     conf.set_string("python.client.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
@@ -188,6 +231,43 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
     }
 
 
+def keyed_by_first_field(stream: DataStream, key_type: Any) -> KeyedStream:
+    """Key a stream of ``Row(key, value)`` by its first field without a Python key selector.
+
+    ``DataStream.key_by`` inserts a Python operator that only computes the key; here the rows
+    arrive with their key already (from SQL, or from the previous Python operator), so the keying
+    is Java's alone. It is what ``key_by`` does after its key operator (PyFlink 2.2's
+    ``KeyByKeySelector``), and the keyed Python function receives ``value``. The value type stays
+    unset: only KeyedStream's reduce/window helpers read it, and this job calls ``process`` only.
+    """
+    j_selector = get_gateway().jvm.KeyByKeySelector()
+    j_key_type = Types.ROW([key_type]).get_java_type_info()
+    return KeyedStream(stream._j_data_stream.keyBy(j_selector, j_key_type), None, stream)
+
+
+def shard_keys(parallelism: int, per_subtask: int = 1) -> list[int]:
+    """Scoring shard keys, ``per_subtask`` of them landing on each scoring subtask.
+
+    Flink assigns a key to a subtask by a hash of it; a handful of arbitrary keys would leave some
+    subtasks without a shard and others with several. Each key is therefore picked by asking
+    Flink's own ``KeyGroupRangeAssignment`` where it lands.
+    """
+    jvm = get_gateway().jvm
+    assign = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.assignKeyToParallelOperator
+    wanted = {subtask: per_subtask for subtask in range(parallelism)}
+    keys: list[int] = []
+    candidate = 0
+    while any(wanted.values()):
+        row = jvm.org.apache.flink.types.Row(1)
+        row.setField(0, candidate)
+        subtask = assign(row, MAX_PARALLELISM, parallelism)
+        if wanted[subtask]:
+            wanted[subtask] -= 1
+            keys.append(candidate)
+        candidate += 1
+    return keys
+
+
 def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvironment:
     """Build the job graph; the caller runs ``env.execute``."""
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, restore))
@@ -198,17 +278,25 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     for table, topic in outputs.items():
         t_env.execute_sql(sink_ddl(settings, table, topic))
 
-    raw = t_env.to_data_stream(t_env.from_path("source_events"))
-    decoded = raw.process(DecodeFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC)).name("decode")
-    with_velocity = decoded.key_by(event_key).process(VelocityFunction()).name("velocity-features")
-    decisions = AsyncDataStream.unordered_wait(
-        with_velocity,
-        ScoreFunction(score_config(settings)),
-        Time.milliseconds(0),  # no per-record timer thread: the scorer bounds its own time
-        capacity=settings.ASYNC_CAPACITY,
-        output_type=KAFKA_ROW,
-    ).name("enrich-and-score")
-    records = decisions.union(decoded.get_side_output(DLQ_TAG))
+    # Keyed by the Kafka record key (the user id) in SQL, so no Python runs before the shuffle.
+    by_user = t_env.sql_query(
+        "SELECT CAST(k AS STRING) AS user_key, ROW(k, v, `partition`, `offset`, headers, `topic`) AS rec "
+        "FROM source_events"
+    )
+    # A RowTypeInfo (not to_data_stream's ExternalTypeInfo): keyed Python operators require one.
+    raw = t_env.to_append_stream(by_user, Types.ROW([Types.STRING(), SOURCE_RECORD]))
+    shards = shard_keys(settings.JOB_PARALLELISM, settings.SCORING_SHARDS_PER_SUBTASK)
+    features = (
+        keyed_by_first_field(raw, Types.STRING())
+        .process(FeaturesFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC, shards), SHARDED_EVENT)
+        .name("decode-validate-velocity")
+    )
+    decisions = (
+        keyed_by_first_field(features, Types.INT())
+        .process(ScoringFunction(score_config(settings)), KAFKA_ROW)
+        .name("enrich-score-decide")
+    )
+    records = decisions.union(features.get_side_output(DLQ_TAG))
     t_env.create_temporary_view("out_records", records)
     statements = t_env.create_statement_set()
     for table, topic in outputs.items():
@@ -277,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         settings.CHECKPOINT_INTERVAL_MS,
         settings.JOB_PARALLELISM,
     )
-    env = build(settings, args.restore)
+    try:
+        env = build(settings, args.restore)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         env.execute(settings.JOB_NAME)

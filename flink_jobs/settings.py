@@ -32,16 +32,13 @@ class JobSettings(ScoringClientSettings):
     JOB_PARALLELISM: int = Field(default=1, ge=1, le=64)
     # Flink jars (the Kafka SQL connector). Defaults to what `make fetch` resolved.
     FLINK_CONNECTOR_DIR: str = str(REPO_ROOT / ".stack" / "lib" / "flink")
-    # Latency knobs (see flink_jobs/README.md): Python bundle size/time and network buffer timeout.
-    BUNDLE_SIZE: int = Field(default=500, ge=1)
-    BUNDLE_TIME_MS: int = Field(default=10, ge=1)
-    BUFFER_TIMEOUT_MS: int = Field(default=5, ge=0)
-    # Coalescing of events into scoring batches.
+    # Latency knobs (see flink_jobs/README.md): network buffer timeout, scoring micro-batches.
+    BUFFER_TIMEOUT_MS: int = Field(default=2, ge=0)
     SCORING_BATCH_MAX: int = Field(default=256, ge=1, le=1000)
-    SCORING_LINGER_MS: float = Field(default=10.0, ge=0)
+    SCORING_LINGER_MS: int = Field(default=5, ge=1)
+    SCORING_SHARDS_PER_SUBTASK: int = Field(default=1, ge=1, le=16)
     SCORING_TIMEOUT_MS: int = Field(default=500, ge=10)
     SCORING_RETRIES: int = Field(default=2, ge=0)
-    ASYNC_CAPACITY: int = Field(default=2000, ge=1)
     REDIS_TIMEOUT_MS: int = Field(default=200, ge=1)
     # cProfile every Python operator; stats go to the job's log (where the time goes).
     PYTHON_PROFILE: bool = False

@@ -1,8 +1,10 @@
-"""User profiles and the card blocklist in Redis: the key layout and batched async reads.
+"""User profiles and the card blocklist in Redis: the key layout and batched reads.
 
 Keys: ``profile:<user_id>`` holds the profile as JSON (written by the action consumers and the
 producer's ``--seed-profiles``); ``blocklist:card:<card_id>`` exists while a card is blocked (TTL).
-Reads are one pipelined round trip of two MGETs per batch, never one call per event.
+Reads are one pipelined round trip of two MGETs per batch, never one call per event. The client is
+synchronous: the stream job calls it from a Flink operator thread (THREAD mode has no event loop),
+and the batched consumer from its poll loop.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+import redis
 from redis.exceptions import RedisError
 
 from fraud_core.features import Profile
@@ -48,24 +50,25 @@ class Enrichment:
 
 
 class ProfileStore:
-    """Batched async reads of profiles and blocklist flags, with a bounded timeout.
+    """Batched reads of profiles and blocklist flags, with a bounded timeout.
 
     When Redis is slow or down the batch gets neutral defaults and ``degraded=True``; the next
     batch tries again, so enrichment recovers by itself when Redis returns.
     """
 
     def __init__(self, url: str, timeout_s: float = 0.2) -> None:
-        self._redis = aioredis.Redis.from_url(
+        self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
 
-    async def fetch(self, user_ids: Sequence[str], card_ids: Sequence[str]) -> Enrichment:
+    def fetch(self, user_ids: Sequence[str], card_ids: Sequence[str]) -> Enrichment:
+        """Profiles and blocklist flags of one batch, in order, in one round trip."""
         t0 = time.perf_counter()
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.mget([profile_key(u) for u in user_ids])
-                pipe.mget([blocklist_key(c) for c in card_ids])
-                raw_profiles, raw_blocks = await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.mget([profile_key(u) for u in user_ids])
+            pipe.mget([blocklist_key(c) for c in card_ids])
+            raw_profiles, raw_blocks = pipe.execute()
         except (RedisError, OSError, TimeoutError):
             n = len(user_ids)
             return Enrichment([None] * n, [False] * n, True, time.perf_counter() - t0)
@@ -76,5 +79,5 @@ class ProfileStore:
             time.perf_counter() - t0,
         )
 
-    async def close(self) -> None:
-        await self._redis.aclose()
+    def close(self) -> None:
+        self._redis.close()

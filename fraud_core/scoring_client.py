@@ -1,18 +1,19 @@
-"""Async client of the scoring service's batch endpoint, with retries, a circuit breaker and the
+"""Client of the scoring service's batch endpoint, with retries, a circuit breaker and the
 rule-based fallback, so a caller always gets a score for every event and never waits unbounded.
 """
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
 from fraud_core.decision import ScoreResult, result_from_response, scoring_request
+from fraud_core.exceptions import ConfigError
 from fraud_core.rules import FALLBACK_THRESHOLD, FALLBACK_VERSION, fallback_score
 from fraud_core.transaction import Transaction
 
@@ -69,7 +70,12 @@ def fallback(features: Mapping[str, float]) -> ScoreResult:
 
 
 class BatchScorer:
-    """Scores batches through ``POST /v1/score/batch``; falls back to rules when the service fails."""
+    """Scores batches through ``POST /v1/score/batch``; falls back to rules when the service fails.
+
+    Synchronous, over one persistent keep-alive connection (``http.client``): the stream job calls
+    it from a Flink operator thread, where a blocking call per batch costs less than any event
+    loop, and a request of a few hundred rows is a few milliseconds.
+    """
 
     def __init__(
         self,
@@ -80,22 +86,35 @@ class BatchScorer:
         backoff_s: float = 0.02,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._url = base_url.rstrip("/") + "/v1/score/batch"
+        url = urlsplit(base_url.rstrip("/"))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"SCORING_URL={base_url!r}: expected http(s)://host[:port]")
+        self._scheme = url.scheme
+        self._host = url.hostname
+        self._port = url.port
+        self._path = url.path + "/v1/score/batch"
         self._headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
         self.breaker = breaker or CircuitBreaker()
-        self._client: httpx.AsyncClient | None = None
+        self._conn: http.client.HTTPConnection | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        # Created lazily inside the running event loop that will use it.
-        if self._client is None:
-            limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
-        return self._client
+    def _post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self._timeout_s)
+        try:
+            self._conn.request("POST", self._path, body=body, headers=dict(headers))
+            resp = self._conn.getresponse()
+            return resp.status, resp.read()
+        except BaseException:
+            # A broken or timed-out connection is never reused: the next call opens a fresh one.
+            self._conn.close()
+            self._conn = None
+            raise
 
-    async def score(
+    def score(
         self, items: Sequence[tuple[Transaction, Mapping[str, float]]], correlation_id: str = ""
     ) -> list[ScoreResult]:
         """One score per item, in order: from the model when the service answers, else the fallback."""
@@ -108,21 +127,22 @@ class BatchScorer:
             )
             for attempt in range(self._retries + 1):
                 try:
-                    resp = await self._http().post(self._url, content=body, headers=headers)
-                except httpx.HTTPError as exc:
+                    status, content = self._post(body, headers)
+                except (OSError, http.client.HTTPException) as exc:
                     log.warning("scoring call failed (attempt %d): %r", attempt + 1, exc)
                 else:
-                    if resp.status_code == 200:
+                    if status == 200:
                         self.breaker.record_success()
-                        return [result_from_response(r) for r in orjson.loads(resp.content)["results"]]
-                    log.warning("scoring service answered HTTP %d: %s", resp.status_code, resp.text[:300])
-                    if 400 <= resp.status_code < 500 and resp.status_code != 429:
+                        return [result_from_response(r) for r in orjson.loads(content)["results"]]
+                    log.warning("scoring service answered HTTP %d: %s", status, content[:300])
+                    if 400 <= status < 500 and status != 429:
                         break  # our request is wrong; retrying will not fix it
                 if attempt < self._retries:
-                    await asyncio.sleep(self._backoff_s * 2**attempt)
+                    time.sleep(self._backoff_s * 2**attempt)
             self.breaker.record_failure()
         return [fallback(f) for _t, f in items]
 
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

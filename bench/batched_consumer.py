@@ -1,0 +1,117 @@
+"""The design a careful engineer would pick instead of Flink: one Python consumer that, per batch of
+records, decodes and validates them, updates velocity, makes one Redis round trip and one
+``POST /v1/score/batch``, produces the decisions, and commits (CONTRACT.md, benchmark section).
+
+It runs the same ``fraud_core`` steps as the stream job (``Intake``, ``VelocityState``,
+``ScoringStep``), so the benchmark compares architectures, not feature code. Delivery is
+at-least-once: offsets are committed only after the batch's decisions are acknowledged. Its
+velocity state lives in this process's memory, so unlike the job it forgets everything on restart
+and cannot scale out without losing per-user order: what Flink's managed state is paid for.
+
+``python -m bench.batched_consumer`` (environment as for the job: KAFKA_BOOTSTRAP_SERVERS,
+SCHEMA_REGISTRY_URL, REDIS_URL, SCORING_URL, SCORING_API_KEY, INPUT_TOPIC, FLAGGED_TOPIC,
+APPROVED_TOPIC, DLQ_TOPIC, GROUP_ID, SCORING_BATCH_MAX).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections import defaultdict
+
+from confluent_kafka import Consumer, Producer
+
+from flink_jobs.settings import JobSettings
+from fraud_core.enrichment import ProfileStore
+from fraud_core.exceptions import DecodeError
+from fraud_core.features import VelocityState
+from fraud_core.registry import RegistryClient
+from fraud_core.scoring_client import BatchScorer
+from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, propagated
+from fraud_core.transaction import Transaction
+
+log = logging.getLogger("batched_consumer")
+POLL_TIMEOUT_S = 0.005
+
+
+def run(settings: JobSettings) -> None:
+    registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
+    encoder = RecordEncoder(registry)
+    intake = Intake(registry, encoder, settings.DLQ_TOPIC, "batched-consumer")
+    intake.prepare()
+    step = ScoringStep(
+        ProfileStore(settings.REDIS_URL, timeout_s=settings.REDIS_TIMEOUT_MS / 1000),
+        BatchScorer(settings.SCORING_URL, settings.api_key, timeout_s=settings.SCORING_TIMEOUT_MS / 1000),
+        encoder,
+        settings.FLAGGED_TOPIC,
+        settings.APPROVED_TOPIC,
+    )
+    step.prepare()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "group.id": settings.GROUP_ID,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+        }
+    )
+    consumer.subscribe([settings.INPUT_TOPIC])
+    velocity: dict[str, VelocityState] = defaultdict(VelocityState)
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    signal.signal(signal.SIGINT, lambda *_: running.__setitem__(0, False))
+    while running[0]:
+        msgs = consumer.consume(settings.SCORING_BATCH_MAX, POLL_TIMEOUT_S)
+        txns: list[Transaction] = []
+        features = []
+        headers = []
+        for msg in msgs:
+            if msg.error():
+                log.warning("consumer error: %s", msg.error())
+                continue
+            hdrs = propagated(dict(msg.headers() or []))
+            try:
+                txn = intake.decode(msg.value())
+            except DecodeError as exc:
+                source = (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0))
+                log.warning("dead letter %s[%d]@%d: %s %s", *source, exc.error_type, exc)
+                topic, key, value, out_headers = intake.dead_letter(source, msg.key(), msg.value(), exc, hdrs)
+                producer.produce(topic, key=key, value=value, headers=list(out_headers.items()))
+                continue
+            txns.append(txn)
+            features.append(velocity[txn.user_id].observe(txn))
+            headers.append(hdrs)
+        for topic, key, value, out_headers in step.run(txns, features, headers).records:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, headers=list(out_headers.items()))
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        if msgs:
+            if producer.flush(30) > 0:
+                raise SystemExit("decisions not acknowledged within 30 s; offsets not committed")
+            consumer.commit(asynchronous=True)
+    producer.flush(10)
+    consumer.close()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(JobSettings())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Where the time goes: microseconds per event for each stage of the scoring path, measured in one
+process on the real Redis, registry and scoring service, and the *in-process limit*: every stage
+in one Python process on batches, with no Flink, no Kafka and no HTTP (the model is called
+in-process). No design built on this Python code can beat that limit on this machine.
+
+``make bench`` runs it first (``make bench ARGS="--stages-only"`` runs only it) and reports the
+figures in ``latest.json``: ``stage_costs_us`` and the ``in-process-limit`` row.
+"""
+
+from __future__ import annotations
+
+import marshal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import schemas
+from fraud_core import avro
+from fraud_core.decision import ScoreResult, decide, topic_for
+from fraud_core.enrichment import ProfileStore
+from fraud_core.features import VelocityState, build_features
+from fraud_core.registry import RegistryClient
+from fraud_core.scoring_client import BatchScorer
+from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep
+from fraud_core.transaction import Transaction
+from inference_service.metrics import Metrics
+from inference_service.model_registry import LIVE_POINTER, ActiveModels, load_model, read_pointer
+from inference_service.scoring import score_items
+
+HTTP_BATCH_SIZES = (1, 16, 64, 256)
+BATCH = 256
+
+
+class _Item:
+    """What ``score_items`` reads of a request item: its id and features (no pydantic, no JSON)."""
+
+    __slots__ = ("event_id", "features")
+
+    def __init__(self, event_id: str, features: Mapping[str, float]) -> None:
+        self.event_id = event_id
+        self.features = features
+
+
+class InProcessScorer:
+    """The scoring service's own scoring function called directly: the model without HTTP."""
+
+    def __init__(self, model_dir: Path) -> None:
+        version = read_pointer(model_dir, LIVE_POINTER)
+        if version is None:
+            raise SystemExit(f"no live model in {model_dir}; run `make model` first")
+        self.models = ActiveModels(load_model(model_dir, version), None)
+        self.metrics = Metrics()
+
+    def score(
+        self, items: Sequence[tuple[Transaction, Mapping[str, float]]], correlation_id: str = ""
+    ) -> list[ScoreResult]:
+        out = score_items(self.models, [_Item(t.event_id, f) for t, f in items], self.metrics)
+        return [ScoreResult(r["score"], r["threshold"], r["model_version"], r["reasons"]) for r in out]
+
+
+def per_event_us(fn: Callable[[], int], min_seconds: float = 1.0) -> float:
+    """Microseconds per event of ``fn`` (which processes some events and returns how many)."""
+    fn()  # warm caches and connections
+    events = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds:
+        events += fn()
+    return elapsed / events * 1e6
+
+
+def measure(
+    values: Sequence[bytes],
+    registry_url: str,
+    redis_url: str,
+    scoring_url: str,
+    api_key: str,
+    model_dir: Path,
+    topics: Mapping[str, str],
+    seconds: float = 1.0,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Stage costs (µs per event) and the in-process limit over ``values`` (encoded input events)."""
+    registry = RegistryClient(registry_url)
+    encoder = RecordEncoder(registry)
+    intake = Intake(registry, encoder, topics["dlq"], "bench")
+    store = ProfileStore(redis_url, timeout_s=1.0)
+    scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0)
+    local = InProcessScorer(model_dir)
+    txns = [intake.decode(v) for v in values]
+    batches = [txns[i : i + BATCH] for i in range(0, len(txns) - BATCH + 1, BATCH)]
+    velocities: dict[str, VelocityState] = {}
+    vel = [velocities.setdefault(t.user_id, VelocityState()).observe(t) for t in txns]
+    enrichment = store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
+    features = [build_features(t, v, p) for t, v, p in zip(txns, vel, enrichment.profiles, strict=True)]
+    items = list(zip(txns, features, strict=True))
+    decision_id = encoder.schema_id(topics["flagged"], schemas.DECISION)
+    decision_schema = schemas.load(schemas.DECISION)
+    results = local.score(items)
+
+    def decode_all() -> int:
+        for v in values:
+            intake.decode(v)
+        return len(values)
+
+    def velocity_all() -> int:
+        # As the job does it: state read, observe, state write (marshal bytes in Flink state).
+        states: dict[str, bytes] = {}
+        for t in txns:
+            raw = states.get(t.user_id)
+            state = VelocityState.from_state(marshal.loads(raw) if raw else None)
+            state.observe(t)
+            states[t.user_id] = marshal.dumps(state.to_state())
+        return len(txns)
+
+    def redis_all() -> int:
+        for b in batches:
+            store.fetch([t.user_id for t in b], [t.card_id for t in b])
+        return len(batches) * BATCH
+
+    def features_all() -> int:
+        for t, v, p in zip(txns, vel, enrichment.profiles, strict=True):
+            build_features(t, v, p)
+        return len(txns)
+
+    def http_at(size: int) -> Callable[[], int]:
+        chunks = [items[i : i + size] for i in range(0, min(len(items), 4096) - size + 1, size)]
+
+        def run() -> int:
+            for chunk in chunks:
+                scorer.score(chunk)
+            return len(chunks) * size
+
+        return run
+
+    def model_all() -> int:
+        for i in range(0, len(items) - BATCH + 1, BATCH):
+            local.score(items[i : i + BATCH])
+        return len(items) // BATCH * BATCH
+
+    def decide_encode_all() -> int:
+        for txn, feats, result in zip(txns, features, results, strict=True):
+            record = decide(txn, feats, result, False, False, 0)
+            topic_for(record, topics["flagged"], topics["approved"])
+            avro.encode(decision_id, decision_schema, record)
+        return len(txns)
+
+    def event_hop_all() -> int:
+        # The job's operator-to-operator hop and its ListState buffer: marshal there and back.
+        for t, f in zip(txns, vel, strict=True):
+            marshal.loads(marshal.dumps((astuple(t), {}, f)))
+        return len(txns)
+
+    costs = {
+        "decode_validate": per_event_us(decode_all, seconds),
+        "velocity_update": per_event_us(velocity_all, seconds),
+        "event_hop_marshal": per_event_us(event_hop_all, seconds),
+        f"redis_enrichment_batch{BATCH}": per_event_us(redis_all, seconds),
+        "build_features": per_event_us(features_all, seconds),
+        **{f"http_score_batch{n}": per_event_us(http_at(n), seconds) for n in HTTP_BATCH_SIZES},
+        f"model_in_process_batch{BATCH}": per_event_us(model_all, seconds),
+        "decide_encode": per_event_us(decide_encode_all, seconds),
+    }
+    limit = in_process_limit(values, intake, store, local, encoder, topics, seconds * 3)
+    scorer.close()
+    store.close()
+    return {k: round(v, 1) for k, v in costs.items()}, limit
+
+
+def in_process_limit(
+    values: Sequence[bytes],
+    intake: Intake,
+    store: ProfileStore,
+    scorer: InProcessScorer,
+    encoder: RecordEncoder,
+    topics: Mapping[str, str],
+    seconds: float,
+) -> dict[str, Any]:
+    """Every stage on batches of ``BATCH`` in this one process: the ceiling for this Python code."""
+    step = ScoringStep(store, scorer, encoder, topics["flagged"], topics["approved"])
+    batches = [values[i : i + BATCH] for i in range(0, len(values) - BATCH + 1, BATCH)]
+    batch_ms: list[float] = []
+
+    def run() -> int:
+        velocities: dict[str, VelocityState] = {}
+        for batch in batches:
+            t0 = time.perf_counter()
+            txns = [intake.decode(v) for v in batch]
+            vel = [velocities.setdefault(t.user_id, VelocityState()).observe(t) for t in txns]
+            step.run(txns, vel, [{}] * len(txns))
+            batch_ms.append((time.perf_counter() - t0) * 1000)
+        return len(batches) * BATCH
+
+    us = per_event_us(run, seconds)
+    batch_ms.sort()
+    return {
+        "eps": round(1e6 / us, 1),
+        "batch": BATCH,
+        "batch_ms_p50": round(batch_ms[len(batch_ms) // 2], 2),
+        "batch_ms_p99": round(batch_ms[int(len(batch_ms) * 0.99)], 2),
+    }
