@@ -110,7 +110,7 @@ def sink_ddl(settings: JobSettings, table: str, topic: str) -> str:
         options["properties.transaction.timeout.ms"] = "600000"
     else:
         options["sink.delivery-guarantee"] = "at-least-once"
-        options["properties.linger.ms"] = "1"
+        options["properties.linger.ms"] = "5"
     options["properties.enable.idempotence"] = "true"
     options["properties.acks"] = "all"
     return f"CREATE TABLE {table} (k BYTES, v BYTES, headers MAP<STRING, BYTES> METADATA) WITH ({_with(options)})"
