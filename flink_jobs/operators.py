@@ -52,6 +52,7 @@ SHARDED_EVENT = Types.ROW([Types.INT(), BYTES])
 DLQ_TAG = OutputTag("dead-letters", KAFKA_ROW)
 STAGE = "scoring-job"
 KEY_MISMATCH = "KEY_MISMATCH"
+END_OF_INPUT = 2**63 - 1  # Long.MAX_VALUE: the watermark a bounded source emits when it ends
 
 
 def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
@@ -138,7 +139,8 @@ class ScoringFunction(KeyedProcessFunction):
     """Micro-batches events per shard in keyed ListState, then decides each batch in one go.
 
     A batch closes when the shard holds ``batch_max`` events, or ``linger_ms`` after its first
-    event (a processing-time timer, which Flink checkpoints with the state). The Redis and HTTP
+    event (a processing-time timer, which Flink checkpoints with the state), or when a bounded
+    input ends (an event-time timer at the final watermark). The Redis and HTTP
     calls block this operator's thread for a few milliseconds per batch; meanwhile events queue in
     Flink's network buffers, so under load batches grow by themselves and per-event cost falls.
     The service's back-pressure is Flink's: a slow call slows the reading of the input.
@@ -187,8 +189,12 @@ class ScoringFunction(KeyedProcessFunction):
         n = self.counts.get(shard, 0) + 1
         self.counts[shard] = n
         if n == 1:
-            now = ctx.timer_service().current_processing_time()
-            ctx.timer_service().register_processing_time_timer(now + self.linger_ms)
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.linger_ms)
+            # Flink drops pending processing-time timers when a bounded input (a replay with
+            # STOP_AT) ends, but fires every event-time timer on the final watermark: this one
+            # flushes the last batch then, and never earlier (the job sets no watermarks).
+            timers.register_event_time_timer(END_OF_INPUT)
         elif n >= self.batch_max:
             yield from self._flush(shard)
 

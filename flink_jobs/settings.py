@@ -27,7 +27,7 @@ class JobSettings(ScoringClientSettings):
     STOP_AT: Literal["none", "latest"] | str = "none"
     DELIVERY: Literal["at-least-once", "exactly-once"] = "at-least-once"
     TRANSACTIONAL_ID_PREFIX: str = "fraud-scoring"
-    CHECKPOINT_INTERVAL_MS: int = Field(default=2000, ge=100)
+    CHECKPOINT_INTERVAL_MS: int = Field(default=1000, ge=100)
     CHECKPOINT_DIR: str = ""
     JOB_PARALLELISM: int = Field(default=1, ge=1, le=64)
     # Flink jars (the Kafka SQL connector). Defaults to what `make fetch` resolved.

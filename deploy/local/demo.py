@@ -149,7 +149,7 @@ def summary(v: View, elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
-    parser.add_argument("--rate", type=float, default=200.0, help="payments per second (default 200)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="payments per second (default 1000)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
     args = parser.parse_args(argv)
     keep = os.environ.get("KEEP_RUNNING") == "1"

@@ -42,6 +42,8 @@ def _broken(publisher: AvroPublisher, topic: str, valid: Transaction) -> list[tu
         ("u-empty", None, "EMPTY_VALUE"),
         ("u-corrupt", good[:5] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "AVRO_DECODE"),
     ]
+    # Valid, but keyed by another user: velocity state is keyed by the record key (CONTRACT).
+    records.append(("u-wrong-key", good, "KEY_MISMATCH"))
     for field, value in (("amount_minor", -5), ("currency", "XXX"), ("user_id", "")):
         bad = dataclasses.replace(valid, **{field: value})
         records.append(
@@ -213,3 +215,25 @@ def test_replay_into_a_fresh_job_gives_identical_features_and_decisions(
         }
 
     assert key(replayed) == key(scenario["out"])
+
+
+def test_two_subtasks_compute_the_same_per_user_features(
+    stack,
+    scenario: dict[str, Any],
+    job_topics,
+    run_job,  # type: ignore[no-untyped-def]
+) -> None:
+    """Parallelism 2: users are split across two velocity subtasks and two scoring shards, and
+    every event still gets the features of its own user's history."""
+    p2_topics = job_topics(scenario["topics"].input)
+    job = run_job(p2_topics, "--parallelism", "2", env={"STOP_AT": "latest"})
+    assert job.proc.wait(timeout=600) == 0, job.tail(60)
+    out = read_until(stack.bootstrap, stack.registry_url, p2_topics.outputs, len(scenario["out"]), 60, 2)
+    assert len(out) == len(scenario["out"])
+    got = {r.record["event_id"]: r.record["features"] for r in _decisions(out, p2_topics) if r.record}
+    want = {
+        r.record["event_id"]: r.record["features"]
+        for r in _decisions(scenario["out"], scenario["topics"])
+        if r.record
+    }
+    assert got == want

@@ -1,0 +1,62 @@
+"""Pure logic of the shared steps: decision records fit their schema without the encoder's check,
+transactions survive the job's operator hop, and the embedded-interpreter check names what is missing."""
+
+from __future__ import annotations
+
+import marshal
+
+import fastavro
+import pytest
+
+import schemas
+from flink_jobs.scoring_job import check_embedded_imports, embedded_pythonpath
+from fraud_core.decision import ScoreResult, decide
+from fraud_core.exceptions import ConfigError
+from fraud_core.features import FEATURE_NAMES
+from fraud_core.scoring_client import fallback
+from fraud_core.transaction import Transaction
+
+TXN = Transaction(
+    event_id="3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
+    user_id="u-1",
+    card_id="c-1",
+    amount_minor=12_345,
+    currency="EUR",
+    merchant_id="m-1",
+    merchant_category="5411",
+    country="DE",
+    channel="ecom",
+    event_time=1_700_000_000_000,
+    device_id=None,
+)
+FEATURES = dict.fromkeys(FEATURE_NAMES, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("result", "blocked", "enrichment_degraded"),
+    [
+        (ScoreResult(0.9, 0.5, "hgb-1", ["many payments within one minute"]), False, False),
+        (ScoreResult(0.1, 0.5, "hgb-1", [], shadow_score=0.2, shadow_model_version="hgb-2"), False, False),
+        (ScoreResult(0.1, 0.5, "hgb-1", []), True, False),
+        (fallback(FEATURES), False, True),
+    ],
+)
+def test_decision_records_fit_the_schema_they_are_encoded_with_unchecked(
+    result: ScoreResult, blocked: bool, enrichment_degraded: bool
+) -> None:
+    # ScoringStep encodes decisions with validate=False; this is the check it relies on.
+    record = decide(TXN, FEATURES, result, blocked, enrichment_degraded, 1_700_000_000_123)
+    assert fastavro.validation.validate(record, schemas.load(schemas.DECISION), raise_errors=True)
+
+
+def test_transaction_fields_rebuild_the_transaction_through_marshal() -> None:
+    assert Transaction(*marshal.loads(marshal.dumps(TXN.fields()))) == TXN
+    assert Transaction(*TXN.fields()).to_record() == TXN.to_record()
+
+
+def test_embedded_import_check_passes_with_the_project_path_and_names_what_is_missing() -> None:
+    check_embedded_imports(embedded_pythonpath())
+    with pytest.raises(ConfigError) as caught:
+        check_embedded_imports("")
+    message = str(caught.value)
+    assert "pemja" in message and "python.pythonpath" in message and "make install" in message
