@@ -154,6 +154,11 @@ def summarize(name: str, offered: float, sent: dict[str, int], rx: Receiver) -> 
     }
 
 
+def keeps_up(run: dict[str, Any]) -> bool:
+    """Throughput alone: achieved >= 95% of offered and nothing lost, whatever the latency."""
+    return run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"] and run["lost"] == 0
+
+
 def sustained(run: dict[str, Any]) -> bool:
     p99 = run["latency_ms"]["p99"]
     return (
@@ -208,19 +213,26 @@ def start_system(
     return start_job(env, args, logs / f"{name}.log")
 
 
+_ENCODED: dict[tuple[int, int, int], list[tuple[str, bytes, bytes]]] = {}
+
+
 def encode_events(
     cfg: StackConfig, topic: str, count: int, seed: int, redis_url: str
 ) -> list[tuple[str, bytes, bytes]]:
+    """The same simulated events for every system (encoded once per schema id), profiles seeded."""
     simulator = Simulator(SimConfig(seed=seed, n_users=5000, rate_eps=20.0))
     seed_profiles(redis_url, simulator.profiles())
     schema_id = RegistryClient(cfg.registry_url).lookup_id(
         f"{topic}-value", schemas.load_text(schemas.TRANSACTION)
     )
-    parsed = schemas.load(schemas.TRANSACTION)
-    return [
-        (e.txn.event_id, e.txn.user_id.encode(), avro.encode(schema_id, parsed, e.txn.to_record()))
-        for e in simulator.events(count=count)
-    ]
+    key = (schema_id, seed, count)
+    if key not in _ENCODED:
+        parsed = schemas.load(schemas.TRANSACTION)
+        _ENCODED[key] = [
+            (e.txn.event_id, e.txn.user_id.encode(), avro.encode(schema_id, parsed, e.txn.to_record()))
+            for e in simulator.events(count=count)
+        ]
+    return _ENCODED[key]
 
 
 def label(run: dict[str, Any]) -> str:
@@ -254,7 +266,7 @@ def plot(runs: list[dict[str, Any]], limit_eps: float | None, path: Path) -> Non
     plt.close(fig)
 
 
-def summary_table(best: dict[str, float], costs: dict[str, float]) -> str:
+def summary_table(best: dict[str, float], throughput: dict[str, float], costs: dict[str, float]) -> str:
     """The end-of-run table: each system's ceiling and its ratio to the baselines and the limit."""
     naive = best.get("naive-baseline") or 0.0
     batched = best.get("batched-consumer") or 0.0
@@ -264,13 +276,16 @@ def summary_table(best: dict[str, float], costs: dict[str, float]) -> str:
         return f"{a / b:6.2f}x" if b else "     -"
 
     lines = [
-        f"{'system':<26}{'max sustained':>14}{'vs naive':>10}{'vs batched':>12}{'of limit':>10}",
-        "-" * 72,
+        f"{'system':<26}{'max sustained':>14}{'vs naive':>10}{'vs batched':>12}{'of limit':>10}"
+        f"{'max throughput':>16}",
+        "-" * 88,
     ]
     for name, eps in best.items():
         lines.append(
             f"{name:<26}{eps:>14.0f}{ratio(eps, naive):>10}{ratio(eps, batched):>12}{ratio(eps, limit):>10}"
+            f"{throughput.get(name, 0):>16.0f}"
         )
+    lines.append("max sustained: achieved >= 95% of offered, nothing lost, p99 <= 500 ms (CONTRACT.md)")
     lines.append("")
     lines.append("stage costs (µs per event, one process):")
     lines.extend(f"  {k:<32}{v:>9.1f}" for k, v in costs.items())
@@ -327,7 +342,10 @@ def run_system(
                 f"  dup {run['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms  p99 {lat['p99'] or 0:>7.1f} ms"
                 f"  {'sustained' if sustained(run) else 'NOT sustained'}"
             )
-            if not sustained(run):
+            # Exactly-once decisions wait for a checkpoint, so its p99 is about the checkpoint
+            # interval whatever the load: its ladder climbs on throughput alone.
+            done = not keeps_up(run) if run["delivery"] == "exactly-once" else not sustained(run)
+            if done:
                 overall.update(sum(int(x * duration) for x in loads[step_no + 1 :]))
                 break  # the ceiling is found: higher loads only add backlog
     finally:
@@ -413,11 +431,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.stop()
     best: dict[str, float] = {}
+    throughput: dict[str, float] = {}
     for r in runs:
         key = label(r)
         best.setdefault(key, 0.0)
+        throughput.setdefault(key, 0.0)
         if r["system"] == "in-process-limit" or sustained(r):
             best[key] = max(best[key], r["offered_eps"])
+        if r["system"] == "in-process-limit" or keeps_up(r):
+            throughput[key] = max(throughput[key], r["offered_eps"])
     result = {
         "started_at": started_at,
         "machine": {
@@ -427,11 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"duration_s": args.duration, "loads": loads, "seed": args.seed},
         "runs": runs,
         "max_sustained_eps": best,
+        # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99;
+        # the figure that matters for exactly-once, whose p99 is about one checkpoint interval.
+        "max_throughput_eps": throughput,
         "stage_costs_us": costs,
     }
     (args.out / "latest.json").write_text(json.dumps(result, indent=2))
     plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
-    print(summary_table(best, costs))
+    print(summary_table(best, throughput, costs))
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
     return 0
 
