@@ -225,6 +225,7 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
         "approved_topic": settings.APPROVED_TOPIC,
         "batch_max": settings.SCORING_BATCH_MAX,
         "linger_ms": settings.SCORING_LINGER_MS,
+        "linger_max_ms": settings.SCORING_LINGER_MAX_MS,
         "scoring_timeout_ms": settings.SCORING_TIMEOUT_MS,
         "scoring_retries": settings.SCORING_RETRIES,
         "redis_timeout_ms": settings.REDIS_TIMEOUT_MS,

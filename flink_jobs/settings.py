@@ -35,7 +35,9 @@ class JobSettings(ScoringClientSettings):
     # Latency knobs (see flink_jobs/README.md): network buffer timeout, scoring micro-batches.
     BUFFER_TIMEOUT_MS: int = Field(default=2, ge=0)
     SCORING_BATCH_MAX: int = Field(default=256, ge=1, le=1000)
-    SCORING_LINGER_MS: int = Field(default=5, ge=1)
+    # A batch waits SCORING_LINGER_MS at low rates, up to SCORING_LINGER_MAX_MS as the rate grows.
+    SCORING_LINGER_MS: int = Field(default=4, ge=1)
+    SCORING_LINGER_MAX_MS: int = Field(default=20, ge=1)
     SCORING_SHARDS_PER_SUBTASK: int = Field(default=1, ge=1, le=16)
     SCORING_TIMEOUT_MS: int = Field(default=500, ge=10)
     SCORING_RETRIES: int = Field(default=2, ge=0)

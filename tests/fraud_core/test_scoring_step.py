@@ -60,3 +60,25 @@ def test_embedded_import_check_passes_with_the_project_path_and_names_what_is_mi
         check_embedded_imports("")
     message = str(caught.value)
     assert "pemja" in message and "python.pythonpath" in message and "make install" in message
+
+
+def test_linger_grows_with_the_input_rate_and_stays_within_its_bounds() -> None:
+    from flink_jobs.operators import Linger
+
+    linger = Linger(min_ms=4, max_ms=20)
+    assert linger.delay_ms() == 4  # nothing seen yet: leave fast
+    now = 0
+    for _ in range(50):  # one event every 10 ms: 100 events/s
+        now += 10
+        linger.flushed(1, now)
+    slow = linger.delay_ms()
+    for _ in range(50):  # 60 events every 20 ms: 3,000 events/s
+        now += 20
+        linger.flushed(60, now)
+    fast = linger.delay_ms()
+    assert 4 <= slow <= 5 < fast <= 20
+    assert fast == 4 + round(linger.rate_eps / 1000 * 4) == 16
+    for _ in range(50):  # 100,000 events/s: capped
+        now += 1
+        linger.flushed(100, now)
+    assert linger.delay_ms() == 20
