@@ -470,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         # the figure that matters for exactly-once, whose p99 is about one checkpoint interval.
         "max_throughput_eps": throughput,
         "stage_costs_us": costs,
+        # The pipeline's max sustained throughput against each baseline and the in-process limit.
+        "pipeline_ratios": {
+            other: round(best.get("pipeline", 0.0) / best[other], 3) if best.get(other) else None
+            for other in ("naive-baseline", "batched-consumer", "in-process-limit")
+        },
     }
     (args.out / "latest.json").write_text(json.dumps(result, indent=2))
     plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
