@@ -56,7 +56,7 @@ SYSTEMS = {
     "batched-consumer": ("batched-consumer", "at-least-once", 1),
     "naive-baseline": ("naive-baseline", "at-least-once", 1),
 }
-DEFAULT_LOADS = "100,250,500,1000,2000,3000,5000,8000"
+DEFAULT_LOADS = "100,250,500,1000,2000,3000,4000,5000,8000"
 
 
 def leading_string(value: bytes) -> str:
