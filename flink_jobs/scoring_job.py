@@ -187,7 +187,7 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     conf.set_string("execution.buffer-timeout.interval", f"{settings.BUFFER_TIMEOUT_MS}ms")
     conf.set_string("python.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
     conf.set_string("python.client.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
-    conf.set_string("execution.checkpointing.interval", f"{settings.CHECKPOINT_INTERVAL_MS}ms")
+    conf.set_string("execution.checkpointing.interval", f"{settings.checkpoint_interval_ms}ms")
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     conf.set_string("execution.checkpointing.num-retained", "2")
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.APPROVED_TOPIC,
         settings.DLQ_TOPIC,
         settings.DELIVERY,
-        settings.CHECKPOINT_INTERVAL_MS,
+        settings.checkpoint_interval_ms,
         settings.JOB_PARALLELISM,
     )
     try:

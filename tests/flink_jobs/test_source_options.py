@@ -44,3 +44,9 @@ def test_start_and_stop_positions(start: str, stop: str, expected: list[str]) ->
 def test_unknown_positions_are_refused_naming_the_setting(settings: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=next(iter(settings))):
         source_ddl(JobSettings(**settings))
+
+
+def test_checkpoint_interval_defaults_to_the_delivery_modes_needs_and_yields_to_the_setting() -> None:
+    assert JobSettings(DELIVERY="exactly-once").checkpoint_interval_ms == 1000
+    assert JobSettings(DELIVERY="at-least-once").checkpoint_interval_ms == 5000
+    assert JobSettings(DELIVERY="exactly-once", CHECKPOINT_INTERVAL_MS=300).checkpoint_interval_ms == 300
