@@ -22,6 +22,7 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Producer
 
+from bench import baselines
 from flink_jobs.settings import JobSettings
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError
@@ -107,11 +108,5 @@ def run(settings: JobSettings) -> None:
     consumer.close()
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(JobSettings())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(baselines.main(run))

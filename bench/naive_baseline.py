@@ -23,6 +23,7 @@ import requests
 from confluent_kafka import Consumer, Producer
 
 import schemas
+from bench import baselines
 from flink_jobs.settings import JobSettings
 from fraud_core import avro
 from fraud_core.decision import decide, result_from_response, scoring_request, topic_for
@@ -99,11 +100,5 @@ def run(settings: JobSettings) -> None:
     consumer.close()
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(JobSettings())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(baselines.main(run))
