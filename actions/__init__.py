@@ -1,7 +1,8 @@
 """The action consumers: what happens after a decision.
 
-``payments.flagged`` -> block the card (Redis blocklist with TTL), raise the user's risk tier,
-notify, audit to ``payments.actions``. ``payments.approved`` -> the user's profile learns the
+``payments.flagged`` with action BLOCK -> block the card (Redis blocklist entry with a TTL and the
+reason), raise the user's risk tier, notify; with action REVIEW -> notify only (step-up or an
+analyst decides; the card stays usable). Every action is audited to ``payments.actions``. ``payments.approved`` -> the user's profile learns the
 payment (average amount, devices, countries), which the stream job's enrichment reads next time.
 
 ``logic``     pure functions: parse a decision, plan its actions, the updated profile, audit records

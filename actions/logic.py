@@ -15,8 +15,10 @@ from typing import Any
 
 from fraud_core.decision import APPROVE, FLAG
 from fraud_core.exceptions import ValidationError
-from fraud_core.features import Profile
+from fraud_core.features import BLOCKLIST_REASON, Profile
 from fraud_core.reference import CURRENCIES, to_eur
+from fraud_core.rules import APPROVE as ACTION_APPROVE
+from fraud_core.rules import BLOCK, REVIEW
 
 MAX_RISK_TIER = 3
 MAX_REMEMBERED = 20  # devices and countries kept per profile, most recent last
@@ -52,10 +54,39 @@ class Decision:
     currency: str = ""
     country: str = ""
     device_id: str | None = None
+    action: str = ACTION_APPROVE
+    rules_fired: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
         return self.decision == FLAG
+
+    @property
+    def blocks(self) -> bool:
+        """Only BLOCK puts the card on the blocklist; REVIEW asks a person, and blocks nothing."""
+        return self.action == BLOCK
+
+
+def action_of(record: Mapping[str, Any]) -> str:
+    """The action of a decision record. Records written before ``action`` existed carry none: a
+    FLAGGED one then counts as REVIEW (it was never proven to deserve a block), an APPROVED one
+    as APPROVE; an action that contradicts ``decision`` is refused.
+
+    Raises:
+        ValidationError: the action is unknown or does not match ``decision``.
+    """
+    decision = record.get("decision")
+    action = record.get("action")
+    if action is None:
+        return REVIEW if decision == FLAG else ACTION_APPROVE
+    flagged_actions = (REVIEW, BLOCK)
+    if (decision == FLAG and action not in flagged_actions) or (
+        decision == APPROVE and action != ACTION_APPROVE
+    ):
+        raise ValidationError(
+            "action", action, f"must be REVIEW or BLOCK when FLAGGED, APPROVE when APPROVED (got {decision})"
+        )
+    return str(action)
 
 
 def _millis(value: object) -> object:
@@ -114,6 +145,8 @@ def parse_decision(record: Mapping[str, Any]) -> Decision:
         currency=currency,
         country=country,
         device_id=device_id,
+        action=action_of(record),
+        rules_fired=tuple(record.get("rules_fired") or ()),
     )
 
 
@@ -125,12 +158,40 @@ def mask_card(card_id: str) -> str:
 def plan_actions(decision: Decision) -> list[ActionType]:
     """What to do for a decision, in the order it is done.
 
-    A flagged payment blocks the card, raises the user's risk tier and notifies; an approved one
-    only teaches the profile (flagged payments are not learnt from: they may not be the user's).
+    BLOCK blocklists the card (with an expiry), raises the user's risk tier and notifies. REVIEW
+    only notifies (step-up or an analyst decides): blocking the card or raising the tier on a
+    mere suspicion would make every later payment of a genuine customer look worse, the
+    false-positive cascade a review must not start. APPROVE teaches the profile (flagged payments
+    are not learnt from: they may not be the user's).
     """
-    if decision.flagged:
+    if decision.blocks:
         return [ActionType.BLOCK_CARD, ActionType.RAISE_RISK_TIER, ActionType.NOTIFY]
+    if decision.flagged:
+        return [ActionType.NOTIFY]
     return [ActionType.UPDATE_PROFILE]
+
+
+def block_reason(decision: Decision) -> str:
+    """Why a card is blocked, as recorded with the blocklist entry: the rules that fired, else the
+    score against the block threshold."""
+    if decision.reasons and decision.reasons[0] == BLOCKLIST_REASON:
+        return "already on the blocklist"
+    if decision.rules_fired:
+        return "rules " + ", ".join(decision.rules_fired)
+    return f"model score {decision.score:.3f} at or above the block threshold"
+
+
+def blocklist_entry(decision: Decision, blocked_at_ms: int, ttl_s: int) -> dict[str, Any]:
+    """The value stored under the card's blocklist key: who blocked it, why, and until when."""
+    return {
+        "event_id": decision.event_id,
+        "reason": block_reason(decision),
+        "reasons": list(decision.reasons),
+        "model_version": decision.model_version,
+        "score": decision.score,
+        "blocked_at": blocked_at_ms,
+        "expires_at": blocked_at_ms + ttl_s * 1000,
+    }
 
 
 def new_profile(decision: Decision) -> Profile:
@@ -150,12 +211,15 @@ def _remember(items: Sequence[str], item: str | None) -> tuple[str, ...]:
 def updated_profile(profile: Profile | None, decision: Decision) -> Profile:
     """The user's profile after acting on ``decision`` (a missing profile starts a new one).
 
-    Flagged: the risk tier goes up by one, capped at :data:`MAX_RISK_TIER`. Approved: the running
-    average amount in EUR, the payment count, and the known devices and countries learn the payment.
+    BLOCK: the risk tier goes up by one, capped at :data:`MAX_RISK_TIER`. REVIEW: unchanged.
+    Approved: the running average amount in EUR, the payment count, and the known devices and
+    countries learn the payment.
     """
     current = profile if profile is not None else new_profile(decision)
-    if decision.flagged:
+    if decision.blocks:
         return replace(current, risk_tier=min(current.risk_tier + 1, MAX_RISK_TIER))
+    if decision.flagged:
+        return current
     amount = to_eur(decision.amount_minor, decision.currency)
     count = current.txn_count + 1
     # A seeded profile may carry an average with no count; weigh it as one payment, not zero.
@@ -180,14 +244,14 @@ def action_detail(
 ) -> str:
     """The human-readable ``detail`` of one audit record (card ids masked)."""
     if action is ActionType.BLOCK_CARD:
-        return f"card {mask_card(decision.card_id)} blocklisted for {block_ttl_s} s"
+        return f"card {mask_card(decision.card_id)} blocklisted for {block_ttl_s} s: {block_reason(decision)}"
     if action is ActionType.RAISE_RISK_TIER:
         old = before.risk_tier if before is not None else 0
         return f"risk tier {old} -> {after.risk_tier}" + (" (new profile)" * (before is None))
     if action is ActionType.NOTIFY:
         reasons = "; ".join(decision.reasons) or "no reason codes"
         score = f"score {decision.score:.3f}, threshold {decision.threshold:.3f}"
-        return f"notified via {channel}: {score} ({reasons})"
+        return f"{decision.action} notified via {channel}: {score} ({reasons})"
     return (
         f"txn_count {after.txn_count}, avg {after.avg_amount:.2f} EUR, "
         f"{len(after.devices)} devices, {len(after.countries)} countries"
@@ -228,6 +292,7 @@ def notification(decision: Decision, correlation_id: str) -> dict[str, Any]:
     """The JSON body of a notification about a flagged decision (card masked)."""
     return {
         "type": "payment_flagged",
+        "action": decision.action,
         "event_id": decision.event_id,
         "user_id": decision.user_id,
         "card": mask_card(decision.card_id),
@@ -235,6 +300,7 @@ def notification(decision: Decision, correlation_id: str) -> dict[str, Any]:
         "threshold": decision.threshold,
         "model_version": decision.model_version,
         "reasons": list(decision.reasons),
+        "rules_fired": list(decision.rules_fired),
         "event_time": decision.event_time,
         "correlation_id": correlation_id or None,
     }

@@ -30,7 +30,11 @@ class ConsumerSettings(ConnectionSettings):
         None, description="POST a JSON notification here for each flagged decision; unset = log line."
     )
     NOTIFY_TIMEOUT_S: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
-    BLOCK_TTL_S: int = Field(7 * DAY_S, gt=0, description="How long a flagged card stays blocklisted.")
+    BLOCK_TTL_S: int = Field(
+        7 * DAY_S,
+        gt=0,
+        description="How long a card stays blocklisted after a BLOCK decision (REVIEW never blocks).",
+    )
     IDEMPOTENCY_TTL_S: int = Field(
         7 * DAY_S,
         gt=0,

@@ -1,7 +1,10 @@
 """Redis glue: the effects of a decision and its idempotency marker, applied in one transaction.
 
 Keys: ``profile:<user_id>`` and ``blocklist:card:<card_id>`` (layout of :mod:`fraud_core.enrichment`,
-which the stream job reads) and ``actions:done:<event_id>``, the marker. The marker is written in
+which the stream job reads) and ``actions:done:<event_id>``, the marker. A blocklist entry is
+written only for a BLOCK decision, as JSON saying why (:func:`actions.logic.blocklist_entry`), with
+a TTL of ``block_ttl_s``; an existing entry is kept as it is (``NX``), so payments declined because
+the card is blocked do not extend the block or overwrite its original reason. The marker is written in
 the same MULTI/EXEC as the effects, under WATCH of the marker and the profile, so a crash can never
 leave the effects applied without the marker (or the reverse), and two consumers racing on one
 event apply it once. The marker records the event's audit records while they are unacknowledged
@@ -12,6 +15,7 @@ same audit records instead of losing them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +25,7 @@ import redis
 from redis.exceptions import RedisError, WatchError
 
 from actions.exceptions import TransientError
-from actions.logic import Decision, updated_profile
+from actions.logic import Decision, blocklist_entry, updated_profile
 from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
 from fraud_core.features import Profile
 
@@ -50,10 +54,29 @@ class Applied:
 class ActionStore:
     """Applies decisions to Redis exactly once per ``event_id``."""
 
-    def __init__(self, url: str, block_ttl_s: int, marker_ttl_s: int, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        block_ttl_s: int,
+        marker_ttl_s: int,
+        timeout_s: float = 5.0,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self.block_ttl_s = block_ttl_s
         self.marker_ttl_s = marker_ttl_s
+        self._clock_ms = clock_ms
+
+    def block_entry(self, card_id: str) -> dict[str, Any] | None:
+        """The blocklist entry of a card (why it is blocked), or None when it is not blocked."""
+        raw = cast("bytes | None", self._redis.get(blocklist_key(card_id)))
+        if raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            return {"reason": raw.decode("utf-8", "replace")}  # an entry from before the JSON form
+        return entry if isinstance(entry, dict) else {"reason": str(entry)}
 
     def apply(self, decision: Decision, audits: AuditBuilder) -> Applied:
         """Apply the decision's effects and set its marker atomically, unless the marker exists.
@@ -78,8 +101,14 @@ class ActionStore:
                         records = audits(before, after)
                         pipe.multi()
                         pipe.set(pkey, json.dumps(after.to_mapping(), separators=(",", ":")))
-                        if decision.flagged:
-                            pipe.set(blocklist_key(decision.card_id), decision.event_id, ex=self.block_ttl_s)
+                        if decision.blocks:
+                            entry = blocklist_entry(decision, self._clock_ms(), self.block_ttl_s)
+                            pipe.set(
+                                blocklist_key(decision.card_id),
+                                json.dumps(entry, separators=(",", ":")),
+                                ex=self.block_ttl_s,
+                                nx=True,
+                            )
                         pipe.set(marker, json.dumps({"audits": records}), ex=self.marker_ttl_s)
                         pipe.execute()
                         return Applied(Outcome.NEW, records)

@@ -28,6 +28,7 @@ from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import VelocityState
 from fraud_core.registry import RegistryClient
+from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, propagated
 from fraud_core.transaction import Transaction
@@ -47,6 +48,7 @@ def run(settings: JobSettings) -> None:
         encoder,
         settings.FLAGGED_TOPIC,
         settings.APPROVED_TOPIC,
+        WatchedRules(settings.RULES_FILE or None),
     )
     step.prepare()
     consumer = Consumer(

@@ -31,6 +31,7 @@ from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import VelocityState, build_features
 from fraud_core.registry import RegistryClient
+from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import fallback
 from fraud_core.transaction import validate
 
@@ -62,6 +63,7 @@ def run(settings: JobSettings) -> None:
     )
     consumer.subscribe([settings.INPUT_TOPIC])
     velocity: dict[str, VelocityState] = defaultdict(VelocityState)
+    rules = WatchedRules(settings.RULES_FILE or None)  # the same rules, reloaded as the job does
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
     signal.signal(signal.SIGINT, lambda *_: running.__setitem__(0, False))
@@ -87,7 +89,9 @@ def run(settings: JobSettings) -> None:
             result = result_from_response(resp.json())
         except requests.RequestException:
             result = fallback(features)
-        record = decide(txn, features, result, bool(blocked), False, time.time_ns() // 1_000_000)
+        record = decide(
+            txn, features, result, bool(blocked), False, time.time_ns() // 1_000_000, rules.current()
+        )
         topic = topic_for(record, settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
         producer.produce(
             topic,

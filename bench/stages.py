@@ -22,6 +22,7 @@ from fraud_core.decision import ScoreResult, decide, topic_for
 from fraud_core.enrichment import ProfileStore
 from fraud_core.features import VelocityState, build_features
 from fraud_core.registry import RegistryClient
+from fraud_core.rules import load_rules
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep
 from fraud_core.transaction import Transaction
@@ -97,6 +98,7 @@ def measure(
     decision_id = encoder.schema_id(topics["flagged"], schemas.DECISION)
     decision_schema = schemas.load(schemas.DECISION)
     results = local.score(items)
+    rules = load_rules()
 
     def decode_all() -> int:
         for v in values:
@@ -140,7 +142,7 @@ def measure(
 
     def decide_encode_all() -> int:
         for txn, feats, result in zip(txns, features, results, strict=True):
-            record = decide(txn, feats, result, False, False, 0)
+            record = decide(txn, feats, result, False, False, 0, rules)
             topic_for(record, topics["flagged"], topics["approved"])
             avro.encode(decision_id, decision_schema, record, validate=False)  # as ScoringStep does
         return len(txns)

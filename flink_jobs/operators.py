@@ -32,6 +32,7 @@ from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
 from fraud_core.registry import RegistryClient
+from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
 from fraud_core.transaction import Transaction
@@ -191,6 +192,8 @@ class ScoringFunction(KeyedProcessFunction):
             encoder=RecordEncoder(registry),
             flagged_topic=c["flagged_topic"],
             approved_topic=c["approved_topic"],
+            # Reloaded when the file changes (checked at most once a second): no restart needed.
+            rules=WatchedRules(c.get("rules_file") or None),
         )
         self.step.prepare()
         self.batch_max: int = c["batch_max"]

@@ -227,6 +227,7 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
         "api_key": settings.api_key,
         "flagged_topic": settings.FLAGGED_TOPIC,
         "approved_topic": settings.APPROVED_TOPIC,
+        "rules_file": settings.RULES_FILE,
         "batch_max": settings.SCORING_BATCH_MAX,
         "linger_ms": settings.SCORING_LINGER_MS,
         "linger_max_ms": settings.SCORING_LINGER_MAX_MS,

@@ -1,6 +1,19 @@
-"""From a score to the decision record every output topic carries (the ``decision`` schema).
+"""From a score and the rules to the decision record every output topic carries (``decision`` schema).
 
-Shared by the stream job, the naive baseline and the backtest so all three decide identically.
+:func:`decide` is the one place where the model, the rules and the blocklist combine into an
+action; the stream job (:class:`fraud_core.scoring_step.ScoringStep`), the naive baseline and the
+benchmark call it, and the backtest replays the job itself, so all of them decide identically.
+
+The action is the most severe of three (APPROVE < REVIEW < BLOCK):
+
+* the model's: BLOCK at ``score >= block_threshold``, REVIEW at ``score >= threshold``, else
+  APPROVE (both thresholds come from the model card; a card without a block threshold never
+  blocks on the score alone). A degraded result (no model) gives APPROVE;
+* the rules': the most severe action of the rules that fired (:mod:`fraud_core.rules`: the
+  ``always`` set, plus the ``fallback`` set when the model could not score);
+* the blocklist's: BLOCK when the card is on it.
+
+``decision`` is FLAGGED for REVIEW and BLOCK, APPROVED for APPROVE (CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -10,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fraud_core.features import BLOCKLIST_REASON
+from fraud_core.rules import APPROVE as ACTION_APPROVE
+from fraud_core.rules import BLOCK, FALLBACK_VERSION, REVIEW, RuleBook, strongest
 from fraud_core.topics import APPROVED, FLAGGED
 from fraud_core.transaction import Transaction
 
@@ -19,7 +34,12 @@ APPROVE = "APPROVED"
 
 @dataclass(frozen=True, slots=True)
 class ScoreResult:
-    """What scored one event: the model (via the service) or the fallback rules (``degraded``)."""
+    """What scored one event: the model (via the service), or nothing (``degraded``: the model
+    could not be reached, and the rules decide alone, see :func:`degraded_result`).
+
+    ``threshold`` is the review threshold; ``block_threshold`` (None: the card has none) the
+    score from which the model alone blocks.
+    """
 
     score: float
     threshold: float
@@ -28,6 +48,22 @@ class ScoreResult:
     degraded: bool = False
     shadow_score: float | None = None
     shadow_model_version: str | None = None
+    block_threshold: float | None = None
+
+
+def degraded_result() -> ScoreResult:
+    """The result of an event the model could not score: score 0 under a threshold of 1, so the
+    model's action is APPROVE, and ``degraded`` makes :func:`decide` add the ``fallback`` rules."""
+    return ScoreResult(0.0, 1.0, FALLBACK_VERSION, [], degraded=True)
+
+
+def model_action(result: ScoreResult) -> str:
+    """The model's own action at its two thresholds (APPROVE when degraded)."""
+    if result.degraded:
+        return ACTION_APPROVE
+    if result.block_threshold is not None and result.score >= result.block_threshold:
+        return BLOCK
+    return REVIEW if result.score >= result.threshold else ACTION_APPROVE
 
 
 def decide(
@@ -37,14 +73,22 @@ def decide(
     blocklisted: bool,
     enrichment_degraded: bool,
     decided_at_ms: int,
+    rules: RuleBook,
 ) -> dict[str, Any]:
-    """The decision record. A blocklisted card is always FLAGGED, with the blocklist as first reason."""
-    flagged = blocklisted or result.score >= result.threshold
-    reasons = [BLOCKLIST_REASON, *result.reasons] if blocklisted else list(result.reasons)
+    """The decision record of one event (see the module docstring for how the action is made).
+
+    Reasons, in order: the blocklist (when the card is on it), the reason of each rule that fired,
+    then the model's reason codes.
+    """
+    fired = rules.fired(txn, features, model_down=result.degraded)
+    action = strongest([model_action(result), *(r.action for r in fired), *((BLOCK,) if blocklisted else ())])
+    reasons = [BLOCKLIST_REASON] if blocklisted else []
+    reasons += [r.reason for r in fired]
+    reasons += result.reasons
     return {
         "event_id": txn.event_id,
         "user_id": txn.user_id,
-        "decision": FLAG if flagged else APPROVE,
+        "decision": APPROVE if action == ACTION_APPROVE else FLAG,
         "score": float(result.score),
         "threshold": float(result.threshold),
         "model_version": result.model_version,
@@ -61,6 +105,10 @@ def decide(
         "device_id": txn.device_id,
         "shadow_score": result.shadow_score,
         "shadow_model_version": result.shadow_model_version,
+        "action": action,
+        "rules_fired": [r.id for r in fired],
+        "rules_version": rules.version,
+        "block_threshold": result.block_threshold,
     }
 
 
@@ -95,4 +143,5 @@ def result_from_response(item: Mapping[str, Any]) -> ScoreResult:
         degraded=False,
         shadow_score=shadow.get("score"),
         shadow_model_version=shadow.get("model_version"),
+        block_threshold=item.get("block_threshold"),
     )

@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from fraud_core.decision import ScoreResult, result_from_response, scoring_request
+from fraud_core.decision import ScoreResult, degraded_result, result_from_response, scoring_request
 from fraud_core.exceptions import ConfigError
-from fraud_core.rules import FALLBACK_THRESHOLD, FALLBACK_VERSION, fallback_score
 from fraud_core.transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -64,9 +63,8 @@ class CircuitBreaker:
 
 
 def fallback(features: Mapping[str, float]) -> ScoreResult:
-    """The documented rule-based score (see fraud_core.rules), marked degraded."""
-    score, reasons = fallback_score(features)
-    return ScoreResult(score, FALLBACK_THRESHOLD, FALLBACK_VERSION, reasons, degraded=True)
+    """No model score, marked degraded: the rules (with their ``fallback`` set) decide alone."""
+    return degraded_result()
 
 
 class BatchScorer:

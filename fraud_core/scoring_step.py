@@ -21,6 +21,7 @@ from fraud_core.enrichment import Enrichment
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import build_features
 from fraud_core.registry import RegistryClient
+from fraud_core.rules import RuleSource, WatchedRules
 from fraud_core.transaction import Transaction, validate
 
 PROPAGATED_HEADERS = ("correlation_id", "traceparent")
@@ -76,6 +77,7 @@ class BatchOutcome:
 
     records: list[OutputRecord] = field(default_factory=list)
     flagged: int = 0
+    blocked: int = 0
     degraded: int = 0
     enrichment_s: float = 0.0
     scoring_s: float = 0.0
@@ -83,13 +85,18 @@ class BatchOutcome:
 
 @dataclass(slots=True)
 class ScoringStep:
-    """Enrich -> score -> decide -> encode for a batch of validated events with their velocity."""
+    """Enrich -> score -> decide -> encode for a batch of validated events with their velocity.
+
+    ``rules`` is asked for the rules in force once per batch: a :class:`WatchedRules` reloads its
+    file when it changes (checked at most once a second), so new rules apply without a restart.
+    """
 
     store: Enricher
     scorer: Scorer
     encoder: RecordEncoder
     flagged_topic: str
     approved_topic: str
+    rules: RuleSource = field(default_factory=WatchedRules)
 
     def prepare(self) -> None:
         """Resolve the output schema ids now, so a missing subject fails at start, not mid-stream."""
@@ -114,12 +121,14 @@ class ScoringStep:
         results = self.scorer.score(list(zip(txns, features, strict=True)), correlation_id(headers[0]))
         out.scoring_s = time.perf_counter() - t0
         decided_at = now_ms()
+        rules = self.rules.current()
         for txn, feats, result, blocked, hdrs in zip(
             txns, features, results, enrichment.blocklisted, headers, strict=True
         ):
-            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at)
+            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at, rules)
             topic = topic_for(record, self.flagged_topic, self.approved_topic)
             out.flagged += topic == self.flagged_topic
+            out.blocked += record["action"] == "BLOCK"
             out.degraded += record["degraded"]
             # decide() builds every field from typed values (tests/fraud_core checks its records
             # against the schema), so the per-field validation is skipped on this hot path.

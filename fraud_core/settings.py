@@ -5,10 +5,13 @@ are the environment variable names (see CONTRACT.md).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraud_core.rules import RulesError, load_rules
 
 # Only valid when APP_ENV is local or test; refused anywhere else.
 DEV_API_KEY = "dev-local-key-not-secret"
@@ -56,6 +59,22 @@ class ApiKeySettings(AppSettings):
 
 
 class ScoringClientSettings(ConnectionSettings, ApiKeySettings):
-    """Connection settings plus the scoring service, for the parts that call it."""
+    """Connection settings plus the scoring service and the decision rules, for the parts that
+    score and decide (the job, the baselines)."""
 
     SCORING_URL: str = "http://localhost:8000"
+    # The decision rules (fraud_core/rules); empty = the packaged fraud_core/rules/default.toml.
+    # Checked at start; the job reloads the file when it changes.
+    RULES_FILE: str = ""
+
+    @field_validator("RULES_FILE")
+    @classmethod
+    def _rules_file_valid(cls, value: str) -> str:
+        if not value:
+            return value
+        path = Path(value).resolve()
+        try:
+            load_rules(path)
+        except RulesError as exc:
+            raise ValueError(str(exc)) from exc
+        return str(path)

@@ -52,6 +52,7 @@ class LoadedModel:
     compiled: CompiledModel
     threshold: float
     reference: npt.NDArray[np.float64]  # training medians in FEATURE_NAMES order
+    block_threshold: float | None = None  # None: the card has none, the score alone never blocks
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """P(fraud) per row of ``x`` (columns in FEATURE_NAMES order)."""
@@ -134,6 +135,11 @@ def load_model(model_dir: Path, version: str) -> LoadedModel:
     threshold = card.get("threshold")
     if not isinstance(threshold, float) or not 0.0 < threshold < 1.0:
         raise ModelRejectedError(version, f"card threshold {threshold!r} is not a probability in (0, 1)")
+    block = card.get("block_threshold")
+    if block is not None and not (isinstance(block, float) and threshold <= block <= 1.0):
+        raise ModelRejectedError(
+            version, f"card block_threshold {block!r} must be null or a probability in [threshold, 1]"
+        )
     ref = card.get("reference_values")
     if not isinstance(ref, dict) or set(ref) != set(FEATURE_NAMES):
         raise ModelRejectedError(version, "card reference_values must give a value for every feature")
@@ -151,7 +157,7 @@ def load_model(model_dir: Path, version: str) -> LoadedModel:
         compiled = CompiledModel.from_estimator(estimator)
     except UnsupportedEstimatorError as exc:
         raise ModelRejectedError(version, str(exc)) from exc
-    model = LoadedModel(version, card, estimator, compiled, threshold, reference)
+    model = LoadedModel(version, card, estimator, compiled, threshold, reference, block)
     _verify_and_warm(model)
     return model
 

@@ -68,6 +68,7 @@ def score_items(models: ActiveModels, items: Sequence[ScoreItem], metrics: Metri
         shadow_out = [{"score": s, "model_version": shadow.version} for s in shadow_scores.tolist()]
 
     threshold = live.threshold
+    block_threshold = live.block_threshold
     version = live.version
     return [
         {
@@ -75,6 +76,7 @@ def score_items(models: ActiveModels, items: Sequence[ScoreItem], metrics: Metri
             "score": score,
             "decision": FLAGGED if is_flagged else APPROVED,
             "threshold": threshold,
+            "block_threshold": block_threshold,
             "model_version": version,
             "reasons": why,
             "shadow": sh,

@@ -107,6 +107,7 @@ class ScoreResponse(BaseModel):
     score: float = Field(ge=0, le=1)
     decision: Literal["FLAGGED", "APPROVED"]
     threshold: float
+    block_threshold: float | None = None
     model_version: str
     reasons: list[str]
     shadow: ShadowScore | None

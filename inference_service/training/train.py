@@ -10,8 +10,10 @@
 3. Fit a HistGradientBoostingClassifier, calibrate it with one isotonic regression on the
    calibration period (``CalibratedClassifierCV(FrozenEstimator(...))``: one calibrator, so
    prediction stays a single pass).
-4. Choose the threshold that minimises the business cost on the calibration period: every missed
-   fraud costs its amount in EUR (the chargeback), every flagged payment costs a manual review.
+4. Choose the two thresholds (review, block) that minimise the business cost on the calibration
+   period: every missed fraud costs its amount in EUR (the chargeback), every payment sent to
+   review costs a manual review, every legitimate payment blocked costs a false block (a declined
+   customer, a call, a reissued card). Blocked fraud and reviewed fraud are caught.
 5. Repeat 3-4 without the velocity features (the ablation), write ``<model-dir>/<version>/``
    with ``model.joblib`` and ``card.json``, and point ``LIVE`` at it unless ``--no-promote``.
 
@@ -87,6 +89,7 @@ class TrainConfig:
     train_fraction: float = 0.6
     calibration_fraction: float = 0.2
     review_cost_eur: float = 5.0
+    false_block_cost_eur: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -201,24 +204,62 @@ def business_cost(
     return {"missed_fraud_eur": missed, "review_eur": reviews, "total_eur": missed + reviews}
 
 
-def choose_threshold(scores: FloatArray, data: Dataset, review_cost: float) -> float:
-    """The threshold with the lowest business cost on ``data`` (ties: the higher, fewer reviews).
+MAX_CANDIDATES = 800
 
-    Candidates are the midpoints between consecutive distinct scores, so the threshold lies
-    strictly inside (0, 1) and no score sits exactly on it.
+
+def choose_thresholds(
+    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float
+) -> tuple[float, float | None]:
+    """The (review, block) thresholds with the lowest business cost on ``data``.
+
+    Cost = fraud amount scored below the review threshold + ``review_cost`` per payment between
+    the two thresholds + ``false_block_cost`` per legitimate payment at or above the block
+    threshold. Candidates are midpoints between consecutive distinct scores (thinned to
+    :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
+    higher thresholds (fewer reviews, fewer blocks).
     """
     distinct = np.unique(scores)
     if distinct.size < 2:
         raise TrainingError("the calibrated model gives every calibration event the same score")
     candidates = (distinct[:-1] + distinct[1:]) / 2
+    if candidates.size > MAX_CANDIDATES:
+        candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, MAX_CANDIDATES)))
     order = np.argsort(scores)
     sorted_scores = scores[order]
-    fraud_amount = np.where(data.y[order] == 1, data.amount_eur[order], 0.0)
-    missed_below = np.concatenate([[0.0], np.cumsum(fraud_amount)])
+    fraud = data.y[order] == 1
+    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, data.amount_eur[order], 0.0))])
+    legit_below = np.concatenate([[0], np.cumsum(~fraud)])
+    n = len(scores)
     idx = np.searchsorted(sorted_scores, candidates, side="left")  # events below each candidate
-    cost = missed_below[idx] + (len(scores) - idx) * review_cost
-    best = np.flatnonzero(cost == cost.min())[-1]
-    return float(candidates[best])
+    # Block candidates: every candidate, then "never" (all events below it).
+    idx_b = np.concatenate([idx, [n]])
+    false_blocks = (legit_below[-1] - legit_below[idx_b]) * false_block_cost
+    cost = missed_below[idx][:, None] + (idx_b[None, :] - idx[:, None]) * review_cost + false_blocks[None, :]
+    cost[idx_b[None, :] < idx[:, None]] = np.inf  # block threshold below review threshold
+    best = np.argwhere(cost == cost.min())
+    r, b = max(best.tolist(), key=lambda rb: (rb[0], rb[1]))
+    block = None if b == len(candidates) else float(candidates[b])
+    return float(candidates[r]), block
+
+
+def action_metrics(
+    scores: FloatArray, data: Dataset, review_threshold: float, block_threshold: float | None
+) -> dict[str, Any]:
+    """Per action of the model alone: payments, frauds among them, precision; recall of BLOCK and
+    of REVIEW-or-BLOCK (flagged) over all frauds."""
+    fraud = data.y == 1
+    block = scores >= block_threshold if block_threshold is not None else np.zeros(len(scores), bool)
+    review = (scores >= review_threshold) & ~block
+    out: dict[str, Any] = {}
+    for name, mask in (("REVIEW", review), ("BLOCK", block), ("flagged", review | block)):
+        hits = int((mask & fraud).sum())
+        out[name] = {
+            "payments": int(mask.sum()),
+            "frauds": hits,
+            "precision": hits / int(mask.sum()) if mask.any() else None,
+            "recall": hits / max(int(fraud.sum()), 1),
+        }
+    return out
 
 
 def _recall_at_fpr(y: npt.NDArray[np.int8], scores: FloatArray, max_fpr: float) -> float:
@@ -273,11 +314,14 @@ def _rounded(value: Any) -> Any:
 
 def _variant(
     train: Dataset, cal: Dataset, test: Dataset, columns: Sequence[int], config: TrainConfig
-) -> tuple[CalibratedClassifierCV, float, dict[str, Any]]:
+) -> tuple[CalibratedClassifierCV, float, float | None, dict[str, Any]]:
     model = fit(train.x[:, columns], train.y, cal.x[:, columns], cal.y, config)
-    threshold = choose_threshold(model.predict_proba(cal.x[:, columns])[:, 1], cal, config.review_cost_eur)
-    metrics = evaluate(model.predict_proba(test.x[:, columns])[:, 1], test, threshold, config.review_cost_eur)
-    return model, threshold, metrics
+    cal_scores = model.predict_proba(cal.x[:, columns])[:, 1]
+    threshold, block = choose_thresholds(cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur)
+    test_scores = model.predict_proba(test.x[:, columns])[:, 1]
+    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur)
+    metrics["actions"] = _rounded(action_metrics(test_scores, test, threshold, block))
+    return model, threshold, block, metrics
 
 
 def _period(part: Dataset) -> dict[str, Any]:
@@ -301,9 +345,9 @@ def train(
     """
     train_part, cal, test = split_by_time(data, config)
     all_columns = list(range(len(FEATURE_NAMES)))
-    model, threshold, held_out = _variant(train_part, cal, test, all_columns, config)
+    model, threshold, block_threshold, held_out = _variant(train_part, cal, test, all_columns, config)
     kept = [i for i, n in enumerate(FEATURE_NAMES) if n not in VELOCITY_FEATURES]
-    _, ab_threshold, ab_held_out = _variant(train_part, cal, test, kept, config)
+    _, ab_threshold, _, ab_held_out = _variant(train_part, cal, test, kept, config)
     fingerprint = data.fingerprint()
     libraries = {
         "python": platform.python_version(),
@@ -321,14 +365,21 @@ def train(
         "model_type": "HistGradientBoostingClassifier + one isotonic calibrator (CalibratedClassifierCV)",
         "features": list(FEATURE_NAMES),
         "threshold": round(threshold, 9),
+        "block_threshold": None if block_threshold is None else round(block_threshold, 9),
         "threshold_rationale": (
-            f"Minimises the business cost on the calibration period: each missed fraud costs its amount "
-            f"in EUR (chargeback), each flagged payment costs {config.review_cost_eur:g} EUR of manual "
-            f"review. A payment is FLAGGED when score >= threshold."
+            f"Both thresholds together minimise the business cost on the calibration period (the 20% "
+            f"after the training period; the held-out metrics below are on the last 20%): each missed "
+            f"fraud costs its amount in EUR (chargeback), each payment sent to REVIEW costs "
+            f"{config.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
+            f"{config.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
+            f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
+            f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
+            f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
         ),
         "business_cost": {
             "missed_fraud": "amount_eur of the payment",
             "review_eur_per_flag": config.review_cost_eur,
+            "false_block_eur": config.false_block_cost_eur,
         },
         "training_data": {
             "fingerprint_sha256": fingerprint,
@@ -393,6 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=TrainConfig.review_cost_eur,
         help="cost of reviewing one flagged payment, in EUR (default 5)",
     )
+    parser.add_argument(
+        "--false-block-cost-eur",
+        type=float,
+        default=TrainConfig.false_block_cost_eur,
+        help="cost of blocking one legitimate payment, in EUR (default 100)",
+    )
     parser.add_argument("--no-promote", action="store_true", help="write the version but leave LIVE alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -400,7 +457,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from producers.simulator import SimConfig, Simulator  # the real stream; imported only here
 
     sim = Simulator(SimConfig(seed=args.seed, n_users=args.users))
-    config = TrainConfig(seed=args.seed, review_cost_eur=args.review_cost_eur)
+    config = TrainConfig(
+        seed=args.seed,
+        review_cost_eur=args.review_cost_eur,
+        false_block_cost_eur=args.false_block_cost_eur,
+    )
     source = {
         "generator": "producers.simulator",
         "seed": args.seed,
@@ -420,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": card["version"],
         "promoted": not args.no_promote,
         "threshold": card["threshold"],
+        "block_threshold": card["block_threshold"],
+        "block_precision": held["actions"]["BLOCK"]["precision"],
         "pr_auc": held["pr_auc"],
         "recall_at_1pct_fpr": held["recall_at_1pct_fpr"],
         "pr_auc_without_velocity": card["ablation"]["held_out"]["pr_auc"],

@@ -46,7 +46,8 @@ class RecordingNotifier:
 
 
 def decision(decision: str = "APPROVED", **overrides: Any) -> dict[str, Any]:
-    """A valid decision record with unique event, user and card ids."""
+    """A valid decision record with unique event, user and card ids (FLAGGED ones are BLOCK
+    unless ``action`` says otherwise)."""
     suffix = uuid.uuid4().hex[:12]
     base: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -68,6 +69,10 @@ def decision(decision: str = "APPROVED", **overrides: Any) -> dict[str, Any]:
         "device_id": f"dev_{suffix}",
         "shadow_score": None,
         "shadow_model_version": None,
+        "action": "BLOCK" if decision == "FLAGGED" else "APPROVE",
+        "rules_fired": [],
+        "rules_version": "test-rules",
+        "block_threshold": 0.9,
     }
     return base | overrides
 

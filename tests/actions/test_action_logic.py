@@ -12,6 +12,7 @@ from actions.logic import (
     MAX_RISK_TIER,
     ActionType,
     audit_records,
+    block_reason,
     mask_card,
     notification,
     parse_decision,
@@ -74,19 +75,49 @@ def test_parse_names_the_invalid_field(overrides: dict[str, Any], field: str) ->
     assert info.value.error_type == "VALIDATION"
 
 
+def test_review_only_notifies_and_leaves_card_and_profile_alone() -> None:
+    review = parse_decision(record(decision="FLAGGED", action="REVIEW", rules_fired=["card_testing_probe"]))
+    assert review.flagged and not review.blocks
+    assert plan_actions(review) == [ActionType.NOTIFY]
+    profile = Profile(avg_amount=30.0, risk_tier=1, txn_count=4)
+    assert updated_profile(profile, review) == profile
+
+
+def test_block_records_why_the_card_was_blocked() -> None:
+    by_rule = parse_decision(record(decision="FLAGGED", action="BLOCK", rules_fired=["card_testing_burst"]))
+    assert by_rule.blocks and block_reason(by_rule) == "rules card_testing_burst"
+    by_score = parse_decision(record(decision="FLAGGED", action="BLOCK", score=0.97))
+    assert block_reason(by_score) == "model score 0.970 at or above the block threshold"
+
+
+def test_decisions_written_before_actions_existed_never_block() -> None:
+    legacy = parse_decision(record(decision="FLAGGED"))  # no "action" field: an older writer
+    assert legacy.action == "REVIEW" and ActionType.BLOCK_CARD not in plan_actions(legacy)
+    assert parse_decision(record()).action == "APPROVE"
+
+
+@pytest.mark.parametrize(
+    ("decision", "action"), [("FLAGGED", "APPROVE"), ("APPROVED", "BLOCK"), ("FLAGGED", "X")]
+)
+def test_action_contradicting_the_decision_is_refused(decision: str, action: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_decision(record(decision=decision, action=action))
+    assert info.value.field == "action"
+
+
 def test_flagged_with_unknown_currency_is_still_actionable() -> None:
     # Blocking needs no amount; only learning from an approval does.
     assert parse_decision(record(decision="FLAGGED", currency="")).flagged
 
 
 def test_plan_actions() -> None:
-    flagged = parse_decision(record(decision="FLAGGED"))
+    flagged = parse_decision(record(decision="FLAGGED", action="BLOCK"))
     assert plan_actions(flagged) == [ActionType.BLOCK_CARD, ActionType.RAISE_RISK_TIER, ActionType.NOTIFY]
     assert plan_actions(parse_decision(record())) == [ActionType.UPDATE_PROFILE]
 
 
 def test_flagged_raises_risk_tier_up_to_the_cap_and_learns_nothing_else() -> None:
-    flagged = parse_decision(record(decision="FLAGGED"))
+    flagged = parse_decision(record(decision="FLAGGED", action="BLOCK"))
     profile = Profile(avg_amount=10.0, home_country="FR", risk_tier=1, txn_count=3, devices=("d",))
     raised = updated_profile(profile, flagged)
     assert raised.risk_tier == 2
@@ -95,7 +126,7 @@ def test_flagged_raises_risk_tier_up_to_the_cap_and_learns_nothing_else() -> Non
 
 
 def test_flagged_without_profile_starts_one_at_tier_one() -> None:
-    raised = updated_profile(None, parse_decision(record(decision="FLAGGED")))
+    raised = updated_profile(None, parse_decision(record(decision="FLAGGED", action="BLOCK")))
     assert (raised.risk_tier, raised.home_country, raised.account_created_ms) == (1, "DE", T0)
 
 
@@ -136,7 +167,7 @@ def test_devices_and_countries_are_bounded_most_recent_last() -> None:
 
 
 def test_audit_records_have_deterministic_ids_and_masked_details() -> None:
-    flagged = parse_decision(record(decision="FLAGGED", reasons=["unusually large amount"]))
+    flagged = parse_decision(record(decision="FLAGGED", action="BLOCK", reasons=["unusually large amount"]))
     before = Profile(risk_tier=0)
     records = audit_records(flagged, before, updated_profile(before, flagged), T0 + 9, 3600, "log")
     assert [r["action_id"] for r in records] == [
@@ -159,6 +190,6 @@ def test_profile_update_audit_can_be_switched_off() -> None:
 def test_mask_card_and_notification_never_carry_the_full_card() -> None:
     assert mask_card("card_abcdef1234") == "****1234"
     assert mask_card("1234") == "****"
-    body = notification(parse_decision(record(decision="FLAGGED")), "cid-1")
+    body = notification(parse_decision(record(decision="FLAGGED", action="BLOCK")), "cid-1")
     assert body["card"] == "****1234" and "card_abcdef1234" not in str(body)
     assert body["correlation_id"] == "cid-1"

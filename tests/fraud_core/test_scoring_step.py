@@ -13,6 +13,7 @@ from flink_jobs.scoring_job import check_embedded_imports, embedded_pythonpath
 from fraud_core.decision import ScoreResult, decide
 from fraud_core.exceptions import ConfigError
 from fraud_core.features import FEATURE_NAMES
+from fraud_core.rules import load_rules
 from fraud_core.scoring_client import fallback
 from fraud_core.transaction import Transaction
 
@@ -38,6 +39,7 @@ FEATURES = dict.fromkeys(FEATURE_NAMES, 1.0)
         (ScoreResult(0.9, 0.5, "hgb-1", ["many payments within one minute"]), False, False),
         (ScoreResult(0.1, 0.5, "hgb-1", [], shadow_score=0.2, shadow_model_version="hgb-2"), False, False),
         (ScoreResult(0.1, 0.5, "hgb-1", []), True, False),
+        (ScoreResult(0.95, 0.5, "hgb-1", [], block_threshold=0.9), False, False),
         (fallback(FEATURES), False, True),
     ],
 )
@@ -45,7 +47,7 @@ def test_decision_records_fit_the_schema_they_are_encoded_with_unchecked(
     result: ScoreResult, blocked: bool, enrichment_degraded: bool
 ) -> None:
     # ScoringStep encodes decisions with validate=False; this is the check it relies on.
-    record = decide(TXN, FEATURES, result, blocked, enrichment_degraded, 1_700_000_000_123)
+    record = decide(TXN, FEATURES, result, blocked, enrichment_degraded, 1_700_000_000_123, load_rules())
     assert fastavro.validation.validate(record, schemas.load(schemas.DECISION), raise_errors=True)
 
 

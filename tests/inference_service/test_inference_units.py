@@ -28,7 +28,7 @@ from inference_service.model_registry import (
     write_pointer,
 )
 from inference_service.reasons import explain
-from inference_service.training.train import Dataset, choose_threshold
+from inference_service.training.train import Dataset, action_metrics, choose_thresholds
 
 N = len(FEATURE_NAMES)
 
@@ -74,15 +74,30 @@ def test_reasons_name_the_feature_that_drives_the_score() -> None:
     assert reasons[1] == []
 
 
-def test_threshold_minimises_business_cost() -> None:
+def test_thresholds_minimise_business_cost() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.9, 0.95])
     y = np.array([0, 0, 1, 1, 1], dtype=np.int8)
     amount = np.array([10.0, 10.0, 3.0, 500.0, 500.0])
     data = Dataset(np.zeros((5, N)), y, np.array([""] * 5), amount, np.arange(5, dtype=np.int64))
-    # Catching the 3 EUR fraud at 0.3 would cost two more reviews (10 EUR): cut between 0.3 and 0.9.
-    assert choose_threshold(scores, data, review_cost=5.0) == pytest.approx(0.6)
-    # Reviews nearly free: flag down to the smallest fraud score.
-    assert choose_threshold(scores, data, review_cost=0.01) == pytest.approx(0.25)
+    # Blocking costs nothing when no legitimate payment scores that high: block every fraud.
+    assert choose_thresholds(scores, data, 5.0, 100.0) == (pytest.approx(0.25), pytest.approx(0.25))
+    # A legitimate payment at the top makes any block cost more than it saves: never block, and
+    # review from 0.6 up (catching the 3 EUR fraud at 0.3 would cost a 5 EUR review).
+    top = Dataset(data.x, np.array([0, 0, 1, 1, 0], dtype=np.int8), data.fraud_type, amount, data.event_time)
+    assert choose_thresholds(scores, top, 5.0, 1e6) == (pytest.approx(0.6), None)
+
+
+def test_block_threshold_stays_above_legitimate_scores_it_would_cost_to_block() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.8, 0.9, 0.95])
+    y = np.array([0, 0, 1, 0, 1, 1], dtype=np.int8)
+    amount = np.array([10.0, 10.0, 300.0, 10.0, 500.0, 500.0])
+    data = Dataset(np.zeros((6, N)), y, np.array([""] * 6), amount, np.arange(6, dtype=np.int64))
+    review, block = choose_thresholds(scores, data, 5.0, 100.0)
+    # Review from the 300 EUR fraud up; block above the legitimate 0.8 (one false block > 2 reviews).
+    assert review == pytest.approx(0.25) and block == pytest.approx(0.85)
+    actions = action_metrics(scores, data, review, block)
+    assert actions["BLOCK"] == {"payments": 2, "frauds": 2, "precision": 1.0, "recall": 2 / 3}
+    assert actions["REVIEW"]["payments"] == 2 and actions["flagged"]["recall"] == 1.0
 
 
 def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
