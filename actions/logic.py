@@ -68,25 +68,24 @@ class Decision:
 
 
 def action_of(record: Mapping[str, Any]) -> str:
-    """The action of a decision record. Records written before ``action`` existed carry none: a
-    FLAGGED one then counts as REVIEW (it was never proven to deserve a block), an APPROVED one
-    as APPROVE; an action that contradicts ``decision`` is refused.
+    """The action of a decision record.
+
+    Records written before ``action`` existed carry none, or (read through the current schema)
+    its default APPROVE: a FLAGGED one then counts as REVIEW (it was never proven to deserve a
+    block), an APPROVED one as APPROVE. ``decide`` never writes FLAGGED with APPROVE itself.
 
     Raises:
-        ValidationError: the action is unknown or does not match ``decision``.
+        ValidationError: the action is unknown, or REVIEW/BLOCK on an APPROVED decision.
     """
     decision = record.get("decision")
-    action = record.get("action")
-    if action is None:
-        return REVIEW if decision == FLAG else ACTION_APPROVE
-    flagged_actions = (REVIEW, BLOCK)
-    if (decision == FLAG and action not in flagged_actions) or (
-        decision == APPROVE and action != ACTION_APPROVE
-    ):
-        raise ValidationError(
-            "action", action, f"must be REVIEW or BLOCK when FLAGGED, APPROVE when APPROVED (got {decision})"
-        )
-    return str(action)
+    action = record.get("action") or ACTION_APPROVE
+    if action not in (ACTION_APPROVE, REVIEW, BLOCK):
+        raise ValidationError("action", action, "must be APPROVE, REVIEW or BLOCK")
+    if decision == FLAG:
+        return REVIEW if action == ACTION_APPROVE else str(action)
+    if action != ACTION_APPROVE:
+        raise ValidationError("action", action, f"an APPROVED decision must carry APPROVE, not {action}")
+    return ACTION_APPROVE
 
 
 def _millis(value: object) -> object:

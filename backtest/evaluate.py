@@ -3,8 +3,10 @@
 Conventions (stated in every report):
 
 * An event counts only when it has a label; unlabelled events are counted, not evaluated.
-* "Flagged at threshold t" means what the live decision rule would do at t: the card is on the
-  blocklist, or ``score >= t``. At a model's own threshold this is exactly the recorded decision.
+* "Flagged at threshold t" means what the live decision (:func:`fraud_core.decision.decide`) would
+  do with the review threshold at t: the card is on the blocklist, or a rule fired (every rule
+  asks for REVIEW or BLOCK), or ``score >= t``. At a model's own threshold this is exactly the
+  recorded decision (tests/backtest check it against ``decide``).
 * Cost in EUR = fraud amount missed (the chargeback) + flagged count x review cost per flag; the
   same business cost the trainer minimises when it picks a model's threshold.
 * Recall at a fixed false-positive rate is read off the ROC curve: the best recall whose FPR does
@@ -42,6 +44,7 @@ class Joined:
     score: FloatArray
     decided_flagged: BoolArray  # the recorded decision
     blocklisted: BoolArray
+    rules_flagged: BoolArray  # at least one rule fired (REVIEW or BLOCK whatever the score)
     is_fraud: BoolArray
     fraud_type: npt.NDArray[np.str_]  # "legit" for legitimate events
     amount_eur: FloatArray
@@ -58,7 +61,7 @@ class Joined:
 def join(decisions: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str, Any]]) -> Joined:
     """Decisions joined with labels by ``event_id``; a repeated event_id counts once (the first)."""
     seen: set[str] = set()
-    rows: list[tuple[str, float, bool, bool, bool, str, float]] = []
+    rows: list[tuple[str, float, bool, bool, bool, str, float, bool]] = []
     total = duplicates = unlabelled = degraded = 0
     for d in decisions:
         total += 1
@@ -83,14 +86,16 @@ def join(decisions: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[st
                 fraud,
                 str(label.get("fraud_type") or "unknown") if fraud else LEGIT,
                 to_eur(int(d.get("amount_minor") or 0), str(d.get("currency") or "EUR")),
+                bool(d.get("rules_fired")),
             )
         )
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 7
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
     return Joined(
         np.array(cols[0], dtype=str),
         np.array(cols[1], dtype=np.float64),
         np.array(cols[2], dtype=bool),
         np.array(cols[3], dtype=bool),
+        np.array(cols[7], dtype=bool),
         np.array(cols[4], dtype=bool),
         np.array(cols[5], dtype=str),
         np.array(cols[6], dtype=np.float64),
@@ -102,8 +107,10 @@ def join(decisions: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[st
 
 
 def flagged_at(j: Joined, threshold: float) -> BoolArray:
-    """What the decision rule flags at ``threshold``: blocklisted cards, and scores at or above it."""
-    return np.asarray(j.blocklisted | (j.score >= threshold), dtype=bool)
+    """What the decision flags at review threshold ``threshold``: blocklisted cards, payments a rule
+    fired on, and scores at or above it (the model's block threshold only turns REVIEW into BLOCK,
+    so it does not change what is flagged)."""
+    return np.asarray(j.blocklisted | j.rules_flagged | (j.score >= threshold), dtype=bool)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -211,6 +218,7 @@ def evaluate_model(
             "degraded": j.degraded,
             "fraud": int(j.is_fraud.sum()),
             "blocklisted": int(j.blocklisted.sum()),
+            "rules_flagged": int(j.rules_flagged.sum()),
         },
         "pr_auc": pr_auc(j),
         "recall_at_fpr": {f"{fpr:g}": recall_at_fpr(j, fpr) for fpr in FIXED_FPRS},

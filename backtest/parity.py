@@ -8,7 +8,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-COMPARED_FIELDS = ("decision", "score", "threshold", "model_version", "degraded", "reasons", "features")
+COMPARED_FIELDS = (
+    "decision",
+    "action",
+    "score",
+    "threshold",
+    "block_threshold",
+    "model_version",
+    "degraded",
+    "reasons",
+    "rules_fired",
+    "rules_version",
+    "features",
+)
 MAX_LISTED = 50
 
 

@@ -93,11 +93,13 @@ def test_block_records_why_the_card_was_blocked() -> None:
 def test_decisions_written_before_actions_existed_never_block() -> None:
     legacy = parse_decision(record(decision="FLAGGED"))  # no "action" field: an older writer
     assert legacy.action == "REVIEW" and ActionType.BLOCK_CARD not in plan_actions(legacy)
+    # The same record read through the current schema gets the field's default, APPROVE.
+    assert parse_decision(record(decision="FLAGGED", action="APPROVE")).action == "REVIEW"
     assert parse_decision(record()).action == "APPROVE"
 
 
 @pytest.mark.parametrize(
-    ("decision", "action"), [("FLAGGED", "APPROVE"), ("APPROVED", "BLOCK"), ("FLAGGED", "X")]
+    ("decision", "action"), [("APPROVED", "REVIEW"), ("APPROVED", "BLOCK"), ("FLAGGED", "X")]
 )
 def test_action_contradicting_the_decision_is_refused(decision: str, action: str) -> None:
     with pytest.raises(ValidationError) as info:
