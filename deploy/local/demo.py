@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from confluent_kafka import TopicPartition
@@ -29,7 +30,10 @@ from deploy.local.processes import (
     wait_http,
 )
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
+from fraud_core.decision import ScoreResult, model_action
+from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka_io import consumer, decoder
+from fraud_core.rules import severity
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED, INITIATED, LABELS
 
@@ -44,6 +48,8 @@ class View:
     decided_at: dict[str, int] = field(default_factory=dict)
     decisions: Counter[str] = field(default_factory=Counter)
     flagged_ids: set[str] = field(default_factory=set)
+    actions_by_id: dict[str, str] = field(default_factory=dict)  # event_id -> APPROVE/REVIEW/BLOCK
+    cause_by_id: dict[str, str] = field(default_factory=dict)  # flagged event_id -> blocklist/rules/model
     degraded: int = 0
     dlq: int = 0
     actions: int = 0
@@ -103,14 +109,75 @@ class Watcher(threading.Thread):
                 v.decisions[record["decision"]] += 1
                 v.degraded += record["degraded"]
                 v.reasons.update(record["reasons"])
+                v.actions_by_id[record["event_id"]] = record.get("action") or "APPROVE"
                 if record["decision"] == "FLAGGED":
                     v.flagged_ids.add(record["event_id"])
+                    v.cause_by_id[record["event_id"]] = cause(record)
                 sent = v.input_ts.get(record["event_id"])
                 if sent is None:
                     v.pending_latency[record["event_id"]] = now
                 else:
                     v.latencies.append(now - sent)
         self.consumer.close()
+
+
+def cause(record: dict[str, Any]) -> str:
+    """Why a payment was flagged: the card was already on the blocklist; a rule raised the action
+    above what the score alone gives; or the model's score itself."""
+    reasons = record.get("reasons") or []
+    if reasons and reasons[0] == BLOCKLIST_REASON:
+        return "blocklist"
+    block = record.get("block_threshold")
+    alone = model_action(
+        ScoreResult(
+            float(record["score"]),
+            float(record["threshold"]),
+            str(record["model_version"]),
+            degraded=bool(record["degraded"]),
+            block_threshold=None if block is None else float(block),
+        )
+    )
+    return "rules" if severity(str(record.get("action"))) > severity(alone) else "model"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "n/a"
+
+
+def action_lines(v: View) -> list[str]:
+    """Precision and recall per action and the cause of the flags, in an analyst's words."""
+    fraud = {e for e, t in v.labels.items() if t is not None}
+    labelled = set(v.labels) & set(v.actions_by_id)
+    lines = []
+    for action, meaning in (
+        ("REVIEW", "sent to review (card stays usable)"),
+        ("BLOCK", "declined and card blocked"),
+    ):
+        ids = {e for e in labelled if v.actions_by_id[e] == action}
+        tp = len(ids & fraud)
+        lines.append(
+            f"  {action:<7} {len(ids):>5} payments {meaning}: precision {_share(tp, len(ids))} "
+            f"({tp} fraud), recall {_share(tp, len(fraud))} of all frauds"
+        )
+    flagged = {e for e in labelled if v.actions_by_id[e] != "APPROVE"}
+    causes = Counter(v.cause_by_id[e] for e in flagged if e in v.cause_by_id)
+    by_cause = {c: {e for e in flagged if v.cause_by_id.get(e) == c} for c in ("model", "rules", "blocklist")}
+    lines.append(f"why flagged ({len(flagged)} labelled flags):")
+    for c, text in (
+        ("model", "the model's score"),
+        ("rules", "a rule raised the action above the score's"),
+        ("blocklist", "the card was already blocklisted (a decline, not a new judgement)"),
+    ):
+        ids = by_cause[c]
+        lines.append(
+            f"  {causes[c]:>5} ({_share(causes[c], len(flagged))}) {text}: precision {_share(len(ids & fraud), len(ids))}"
+        )
+    fresh = by_cause["model"] | by_cause["rules"]
+    lines.append(
+        f"without the blocklist declines: precision {_share(len(fresh & fraud), len(fresh))}, "
+        f"recall {_share(len(fresh & fraud), len(fraud))}"
+    )
+    return lines
 
 
 def render(v: View, elapsed: float) -> list[str]:
@@ -139,7 +206,9 @@ def summary(v: View, elapsed: float) -> str:
         f"({v.decisions['FLAGGED']} flagged, {v.decisions['APPROVED']} approved), {v.dlq} dead letters, "
         f"{v.degraded} degraded, {v.actions} actions",
         f"end-to-end latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-        f"against ground truth: precision {precision:.1%}, recall {recall:.1%} ({tp} of {len(fraud)} frauds flagged)",
+        f"against ground truth, flagged = REVIEW or BLOCK: precision {precision:.1%}, recall {recall:.1%} "
+        f"({tp} of {len(fraud)} frauds flagged)",
+        *action_lines(v),
     ]
     lines += [f"  {t:<18} {caught[t]:>4} / {n:<4} flagged" for t, n in sorted(by_type.items())]
     lines += ["top reasons: " + "; ".join(f"{r} ({n})" for r, n in v.reasons.most_common(5))]
