@@ -1,17 +1,30 @@
-"""Scoring benchmark: in-process rows/s at batch 1/64/512, and the HTTP service's single-request
-latency at a fixed rate and batch-512 throughput.
+"""Scoring benchmark: in-process rows/s at batch 1/64/512, the HTTP service's single-request
+latency at a fixed rate and batch-512 throughput, and the cost per row of ``POST /v1/score/batch``
+through the stream job's own client (:class:`fraud_core.scoring_client.BatchScorer`) at the batch
+sizes the job sends.
 
 ``python -m bench.score_bench [--model-dir models] [--rate 200] [--seconds 10]``
+``python -m bench.score_bench --client-only``  (only the BatchScorer table)
+``python -m bench.score_bench --client-only --compare-ref HEAD``  (this tree against a commit)
+
+The BatchScorer table gives, per batch size, the wall time per row (one client, back to back),
+and the CPU time per row of the client process and of the service process (``/proc/<pid>/stat``),
+since on a loaded machine CPU is what a request really costs. Each figure is the median of
+``--rounds`` runs. The client runs in a process of its own, so ``--compare-ref`` can run another
+commit's service *and* client: the commit is checked out in a temporary ``git worktree`` and the
+two systems take turns, batch size by batch size, so both see the same machine load.
 
 Rows are real simulator events (a seed the model was not trained on) replayed through the shared
 feature code, so the fraud share, and with it the reason-code work, is realistic. The HTTP part
 starts ``python -m inference_service`` on a free port with one uvicorn worker. Figures go to
-stdout as a table and to ``bench/results/scoring.json``.
+stdout as a table and to ``bench/results/scoring.json`` (``scoring_clients.json`` with
+``--client-only``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +32,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +45,9 @@ import orjson
 
 from fraud_core.decision import scoring_request
 from fraud_core.features import FEATURE_NAMES
+from fraud_core.scoring_client import BatchScorer
 from fraud_core.settings import DEV_API_KEY
+from fraud_core.transaction import Transaction
 from inference_service.api.payloads import ScoreItem
 from inference_service.metrics import Metrics
 from inference_service.model_registry import LIVE_POINTER, ActiveModels, load_model, read_pointer
@@ -38,17 +56,27 @@ from inference_service.training.train import replay
 from producers.simulator import SimConfig, Simulator
 
 RESULTS = Path(__file__).parent / "results" / "scoring.json"
+CLIENT_RESULTS = RESULTS.with_name("scoring_clients.json")
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_BATCHES = (1, 16, 64, 256)
+
+Pair = tuple[Transaction, dict[str, float]]
 
 
-def sample_items(n_events: int, seed: int) -> list[dict[str, Any]]:
-    """Request items for ``n_events`` simulator events, features computed by the shared code."""
+def sample_pairs(n_events: int, seed: int) -> list[Pair]:
+    """``n_events`` simulator events with their features computed by the shared code."""
     sim = Simulator(SimConfig(seed=seed, n_users=2000))
     events = list(sim.events(count=n_events))
     data = replay(events, sim.profiles())
     return [
-        scoring_request(ev.txn, dict(zip(FEATURE_NAMES, row, strict=True)))
+        (ev.txn, dict(zip(FEATURE_NAMES, row, strict=True)))
         for ev, row in zip(events, data.x.tolist(), strict=True)
     ]
+
+
+def sample_items(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+    """The request items of ``pairs``, as the stream job builds them."""
+    return [scoring_request(txn, features) for txn, features in pairs]
 
 
 def in_process(models: ActiveModels, items: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -81,15 +109,150 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(model_dir),
-        "SCORING_PORT": str(port),
-        "APP_ENV": "local",
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_worker(url: str, api_key: str, events: int) -> int:
+    """The BatchScorer side of the table, in a process of its own (``--client-worker``).
+
+    Reads ``<batch> <seconds>`` lines on stdin; for each, runs a closed loop of ``batch``-row
+    calls for ``seconds`` and answers one JSON line: requests, rows, wall and CPU seconds.
+    """
+    pairs = sample_pairs(events, seed=11)
+    scorer = BatchScorer(url, api_key, timeout_s=10.0, retries=0)
+    try:
+        for line in sys.stdin:
+            batch, seconds = int(line.split()[0]), float(line.split()[1])
+            chunks = [pairs[i : i + batch] for i in range(0, len(pairs) - batch + 1, batch)]
+            for k in range(20):
+                scorer.score(chunks[k % len(chunks)])
+            k = 0
+            cpu0 = time.process_time()
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                if scorer.score(chunks[k % len(chunks)])[0].degraded:
+                    raise RuntimeError(f"the service did not answer a batch of {batch}; see its log")
+                k += 1
+            wall = time.perf_counter() - start
+            out = {"requests": k, "rows": k * batch, "wall_s": wall, "cpu_s": time.process_time() - cpu0}
+            print(json.dumps(out), flush=True)
+    finally:
+        scorer.close()
+    return 0
+
+
+@dataclass
+class ScorerSystem:
+    """One service and one BatchScorer client, both from the source tree ``tree``."""
+
+    name: str
+    url: str
+    service: subprocess.Popen[bytes]
+    client: subprocess.Popen[str]
+
+    @classmethod
+    def start(cls, name: str, tree: Path, model_dir: Path, api_key: str, events: int) -> ScorerSystem:
+        url = f"http://127.0.0.1:{free_port()}"
+        service = start_service(model_dir, int(url.rsplit(":", 1)[1]), tree)
+        client = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--client-worker", url, "--events", str(events)],
+            cwd=tree,
+            env=_tree_env(tree, SCORING_API_KEY=api_key),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return cls(name, url, service, client)
+
+    def run(self, batch: int, seconds: float) -> dict[str, float]:
+        """µs per row at ``batch``: wall, client CPU and service CPU."""
+        assert self.client.stdin is not None and self.client.stdout is not None
+        server0 = cpu_seconds(self.service.pid)
+        self.client.stdin.write(f"{batch} {seconds}\n")
+        self.client.stdin.flush()
+        line = self.client.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} client exited (code {self.client.wait()})")
+        server = cpu_seconds(self.service.pid) - server0
+        r = json.loads(line)
+        return {
+            "requests": r["requests"],
+            "wall_us_per_row": r["wall_s"] / r["rows"] * 1e6,
+            "client_cpu_us_per_row": r["cpu_s"] / r["rows"] * 1e6,
+            "server_cpu_us_per_row": server / r["rows"] * 1e6,
+        }
+
+    def stop(self) -> None:
+        for proc in (self.client, self.service):
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """``ref`` checked out in a temporary git worktree, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="score-bench-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), ref], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=True)
+
+
+def scorer_table(
+    systems: Sequence[ScorerSystem], rounds: int, seconds: float
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Median over ``rounds`` of each system at each batch size; the systems take turns (their
+    order alternating by round) so that both see the same machine load."""
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for r in range(rounds):
+        for batch in CLIENT_BATCHES:
+            for system in systems if r % 2 == 0 else systems[::-1]:
+                runs.setdefault((system.name, batch), []).append(system.run(batch, seconds))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for (name, batch), samples in runs.items():
+        row = {
+            key: round(statistics.median(s[key] for s in samples), 1)
+            for key in ("wall_us_per_row", "client_cpu_us_per_row", "server_cpu_us_per_row")
+        }
+        row["requests"] = sum(s["requests"] for s in samples)
+        table.setdefault(name, {})[str(batch)] = row
+    return table
+
+
+def print_scorer_table(table: dict[str, dict[str, dict[str, float]]]) -> None:
+    """One line per system and batch size; with two systems, the first's figures over the second's."""
+    print(f"{'µs per row':<22}{'batch':>6}{'wall':>10}{'client CPU':>12}{'server CPU':>12}{'requests':>10}")
+    for batch in CLIENT_BATCHES:
+        rows = {name: by_batch[str(batch)] for name, by_batch in table.items()}
+        for name, row in rows.items():
+            print(
+                f"{name:<22}{batch:>6}{row['wall_us_per_row']:>10}{row['client_cpu_us_per_row']:>12}"
+                f"{row['server_cpu_us_per_row']:>12}{row['requests']:>10}"
+            )
+        if len(rows) == 2:
+            a, b = rows.values()
+            wall, client, server = (
+                a[k] / b[k] for k in ("wall_us_per_row", "client_cpu_us_per_row", "server_cpu_us_per_row")
+            )
+            print(f"{'  ratio':<22}{batch:>6}{wall:>10.2f}{client:>12.2f}{server:>12.2f}")
+
+
+def _tree_env(tree: Path, **extra: str) -> dict[str, str]:
+    """The environment of a process running code from ``tree`` (ahead of the installed copy)."""
+    return {**os.environ, "PYTHONPATH": str(tree), **extra}
+
+
+def start_service(model_dir: Path, port: int, tree: Path = REPO) -> subprocess.Popen[bytes]:
+    env = _tree_env(
+        tree, MODEL_DIR=str(model_dir.resolve()), SCORING_PORT=str(port), APP_ENV="local", LOG_LEVEL="WARNING"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env, cwd=tree)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -169,28 +332,59 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="single-request rate, req/s (default 200)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each HTTP run (default 10)")
     parser.add_argument("--events", type=int, default=20_000, help="simulator events for sample rows")
+    parser.add_argument(
+        "--client-only", action="store_true", help="only the BatchScorer table (batch 1/16/64/256)"
+    )
+    parser.add_argument(
+        "--compare-ref",
+        metavar="REF",
+        help="also run the service and client of git commit REF (e.g. HEAD), taking turns with this tree",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="BatchScorer runs per cell, median (default 3)")
+    parser.add_argument(
+        "--client-seconds", type=float, default=3.0, help="duration of one BatchScorer run (default 3)"
+    )
+    parser.add_argument("--client-worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    api_key = os.environ.get("SCORING_API_KEY", DEV_API_KEY)
+    if args.client_worker:
+        return client_worker(args.client_worker, api_key, min(args.events, 5_000))
 
     version = read_pointer(args.model_dir, LIVE_POINTER)
     if version is None:
         sys.exit(f"no {args.model_dir}/LIVE: train a model first (make model)")
-    models = ActiveModels(load_model(args.model_dir, version), None)
-    items = sample_items(args.events, seed=11)
-
-    inproc = in_process(models, items, seconds=2.0)
-    port = free_port()
-    proc = start_service(args.model_dir, port)
-    try:
-        headers = {
-            "X-API-Key": os.environ.get("SCORING_API_KEY", DEV_API_KEY),
-            "Content-Type": "application/json",
-        }
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as client:
+    with contextlib.ExitStack() as stack:
+        systems: list[ScorerSystem] = []
+        if args.compare_ref:
+            ref_tree = stack.enter_context(worktree(args.compare_ref))
+            systems.append(
+                ScorerSystem.start(args.compare_ref, ref_tree, args.model_dir, api_key, args.events)
+            )
+        systems.append(ScorerSystem.start("this tree", REPO, args.model_dir, api_key, args.events))
+        for system in systems:
+            stack.callback(system.stop)
+        scorer = scorer_table(systems, args.rounds, args.client_seconds)
+        if args.client_only:
+            result = {
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                "model_version": version,
+                "rounds": args.rounds,
+                "seconds_per_run": args.client_seconds,
+                "batch_scorer_us_per_row": scorer,
+            }
+            CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            CLIENT_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"model {version}")
+            print_scorer_table(scorer)
+            print(f"written to {CLIENT_RESULTS}")
+            return 0
+        items = sample_items(sample_pairs(args.events, seed=11))
+        inproc = in_process(ActiveModels(load_model(args.model_dir, version), None), items, 2.0)
+        headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
+        with httpx.Client(base_url=systems[-1].url, headers=headers, timeout=10) as client:
             single = http_single(client, items, args.rate, args.seconds)
             batch = http_batch(client, items, 512, args.seconds)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
     result = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -199,6 +393,7 @@ def main() -> int:
         "in_process_rows_per_s": inproc,
         "http_single": single,
         "http_batch_512": batch,
+        "batch_scorer_us_per_row": scorer,
         "goals": {"single_p50_ms": 2, "single_p99_ms": 10, "batch_512_rows_per_s": 50_000},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +408,7 @@ def main() -> int:
     print(f"{'HTTP single @' + str(args.rate) + ' req/s p50 / p99 (ms)':<44}{lat['p50']:>7} / {lat['p99']}")
     print(f"{'HTTP single achieved req/s':<44}{single['achieved_rps']:>14}")
     print(f"{'HTTP batch-512 (rows/s)':<44}{batch['rows_per_s']:>14,}")
+    print_scorer_table(scorer)
     print(f"written to {RESULTS}")
     return 0
 

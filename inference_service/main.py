@@ -7,17 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from inference_service.api.deps import ServiceState
 from inference_service.api.middleware import RequestContextMiddleware
-from inference_service.api.payloads import BatchRequest, ScoreItem
-from inference_service.api.routes import admin, health, model, score
+from inference_service.api.routes import admin, health, model
+from inference_service.api.routes.score import ScoringRoutes, openapi_paths, validation_error_body
 from inference_service.core.config import Settings
 from inference_service.metrics import Metrics
 from inference_service.model_registry import ModelRegistry
@@ -25,9 +23,12 @@ from inference_service.model_registry import ModelRegistry
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ASGIApp:
     """Build the scoring app. The lifespan loads the models (off the event loop) and starts the
     pointer watcher; the service answers ``/healthz`` at once and ``/readyz`` once a model is in.
+
+    The stack, outermost first: :class:`RequestContextMiddleware` (correlation id, metrics, logs),
+    :class:`ScoringRoutes` (the two scoring routes, plain ASGI), then the FastAPI app.
     """
     metrics = Metrics()
     registry = ModelRegistry(settings.MODEL_DIR, settings.SHADOW_MODEL_VERSION, metrics)
@@ -50,33 +51,30 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
     )
-    app.state.service = ServiceState(settings, metrics, registry, settings.api_key.encode("utf-8"))
-    for module in (score, model, health, admin):
+    state = ServiceState(settings, metrics, registry, settings.api_key.encode("utf-8"))
+    app.state.service = state
+    for module in (model, health, admin):
         app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    _document_bodies(app, (ScoreItem, BatchRequest))
-    return app
+    _document_scoring_routes(app)
+    return RequestContextMiddleware(ScoringRoutes(app, state), metrics)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422 body, made safe for any input: the echoed ``input`` may hold NaN or infinity
-    (accepted by the JSON parser, refused by the bounds; orjson writes them as null) or raw bytes
-    that are not UTF-8 (an unparsable body; decoded with replacement characters).
-    """
+    """The same 422 body as the scoring routes send (see :func:`validation_error_body`)."""
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
-    content = orjson.dumps({"detail": errors})
-    return Response(content, status_code=422, media_type="application/json")
+    return Response(validation_error_body(exc.errors()), status_code=422, media_type="application/json")
 
 
-def _document_bodies(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
-    """Add the request-body models the routes parse themselves to the OpenAPI components."""
+def _document_scoring_routes(app: FastAPI) -> None:
+    """Add the two plain-ASGI scoring routes and their body models to the OpenAPI document."""
     generate = app.openapi
+    paths, models = openapi_paths()
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = generate()
+            spec["paths"] = {**paths, **spec.get("paths", {})}
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -146,6 +146,51 @@ def test_oversized_requests_are_refused(service: Service, sample_items: list[dic
         assert client.get("/healthz").status_code == 200
 
 
+def test_a_bad_item_deep_in_a_batch_is_422_naming_its_index_field_and_value(
+    service: Service, sample_items: list[dict[str, Any]]
+) -> None:
+    items = copy.deepcopy(sample_items[:5])
+    items[3]["features"]["hour_of_day"] = 31.0
+    items[4]["channel"] = "FAX"
+    with service.client() as client:
+        r = client.post("/v1/score/batch", json={"items": items})
+    assert r.status_code == 422
+    errors = {tuple(e["loc"]): e["input"] for e in r.json()["detail"]}
+    assert errors == {
+        ("body", "items", 3, "features", "hour_of_day"): 31.0,
+        ("body", "items", 4, "channel"): "FAX",
+    }
+
+
+def test_body_limit_applies_before_the_key_and_to_streamed_bodies(
+    service: Service, sample_items: list[dict[str, Any]]
+) -> None:
+    body = json.dumps({"items": sample_items[: MAX_BODY // 300]}).encode()
+    assert len(body) > MAX_BODY
+    with service.client() as client:
+        client.headers.pop("X-API-Key")
+        assert client.post("/v1/score/batch", content=body).status_code == 413
+    with service.client() as client:
+        # No Content-Length (chunked upload): refused once the bytes read pass the limit.
+        streamed = client.post(
+            "/v1/score/batch", content=iter([body[i : i + 8192] for i in range(0, len(body), 8192)])
+        )
+        assert streamed.status_code == 413
+        assert client.post("/v1/score/batch", json={"items": sample_items[:2]}).status_code == 200
+
+
+def test_scoring_routes_answer_other_methods_with_405_and_are_documented(service: Service) -> None:
+    with service.client() as client:
+        for path in ("/v1/score", "/v1/score/batch"):
+            r = client.get(path)
+            assert r.status_code == 405 and r.headers["allow"] == "POST"
+        spec = client.get("/openapi.json").json()
+    for path, body in (("/v1/score", "ScoreItem"), ("/v1/score/batch", "BatchRequest")):
+        operation = spec["paths"][path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(body)
+        assert {"200", "401", "413", "422", "503"} <= set(operation["responses"])
+
+
 def test_correlation_id_is_echoed_and_logged(service: Service, sample_items: list[dict[str, Any]]) -> None:
     with service.client(**{"X-Correlation-ID": "corr-test-42"}) as client:
         r = client.post("/v1/score", json={"bad": 1})
@@ -168,6 +213,10 @@ def test_shadow_scores_in_responses_and_metrics(
     assert f'scoring_shadow_decisions_total{{agreement="agree",live_version="{registry.live}"' in metrics
     assert f'scoring_score_count{{model_version="{registry.shadow}",role="shadow"}}' in metrics
     assert "scoring_request_duration_seconds_bucket" in metrics and "scoring_batch_size_bucket" in metrics
+    assert (
+        'scoring_request_duration_seconds_count{method="POST",route="/v1/score/batch",status="2xx"}'
+        in metrics
+    )
     assert card["version"] == registry.live and card["shadow_version"] == registry.shadow
 
 

@@ -1,0 +1,133 @@
+"""BatchScorer's own HTTP/1.1 connection against a real socket server in a thread: the request it
+writes, keep-alive, reconnection after the server dropped an idle connection, and the fallback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from fraud_core.exceptions import ConfigError
+from fraud_core.features import FEATURE_NAMES
+from fraud_core.scoring_client import BatchScorer
+from fraud_core.transaction import Transaction
+
+TXN = Transaction(
+    event_id="3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
+    user_id="u-1",
+    card_id="c-1",
+    amount_minor=12_345,
+    currency="EUR",
+    merchant_id="m-1",
+    merchant_category="5411",
+    country="DE",
+    channel="ecom",
+    event_time=1_700_000_000_000,
+    device_id=None,
+)
+FEATURES = dict.fromkeys(FEATURE_NAMES, 1.0)
+
+
+class FakeService(ThreadingHTTPServer):
+    """Answers ``POST /v1/score/batch`` with one result per item; records what it received."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.connections = 0
+        self.status = 200
+        self.drop_after_answer = False  # close the connection without saying so, like an idle timeout
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeService
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        if self.server.status == 200:
+            results = [
+                {"event_id": i["event_id"], "score": 0.75, "threshold": 0.5, "model_version": "m-1"}
+                | {"reasons": ["why"], "shadow": None}
+                for i in body["items"]
+            ]
+            answer = json.dumps({"model_version": "m-1", "threshold": 0.5, "results": results}).encode()
+        else:
+            answer = b'{"detail": "refused"}'
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+        self.close_connection = self.server.drop_after_answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def service() -> Iterator[FakeService]:
+    server = FakeService()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_scores_come_back_in_order_over_one_connection(service: FakeService) -> None:
+    scorer = BatchScorer(service.url, "key-1", timeout_s=5)
+    for n in (1, 3, 300):
+        results = scorer.score([(TXN, FEATURES)] * n, correlation_id="corr-1")
+        assert [(r.score, r.model_version, r.degraded) for r in results] == [(0.75, "m-1", False)] * n
+    scorer.close()
+    assert service.connections == 1
+    headers, body = service.requests[0]
+    assert headers["x-api-key"] == "key-1" and headers["x-correlation-id"] == "corr-1"
+    assert headers["content-type"] == "application/json"
+    assert body["items"][0]["event_id"] == TXN.event_id and body["items"][0]["features"] == FEATURES
+
+
+def test_a_connection_the_server_dropped_is_reopened_without_a_fallback(service: FakeService) -> None:
+    service.drop_after_answer = True
+    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=0)
+    for _ in range(3):
+        assert not scorer.score([(TXN, FEATURES)])[0].degraded
+    assert service.connections == 3
+    assert scorer.breaker.state == "closed"
+
+
+def test_a_refused_request_falls_back_without_retrying(service: FakeService) -> None:
+    service.status = 422
+    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=2, backoff_s=0)
+    assert scorer.score([(TXN, FEATURES)])[0].degraded
+    assert len(service.requests) == 1
+
+
+def test_an_unreachable_service_falls_back() -> None:
+    scorer = BatchScorer("http://127.0.0.1:9", "key-1", timeout_s=0.5, retries=1, backoff_s=0)
+    assert all(r.degraded for r in scorer.score([(TXN, FEATURES)] * 2))
+
+
+def test_header_values_cannot_inject_headers(service: FakeService) -> None:
+    scorer = BatchScorer(service.url, "key-1", timeout_s=5)
+    scorer.score([(TXN, FEATURES)], correlation_id="c\r\nX-Evil: 1")
+    headers, _ = service.requests[0]
+    assert "x-evil" not in headers and "x-correlation-id" not in headers
+    with pytest.raises(ConfigError):
+        BatchScorer(service.url, "key\r\nX-Evil: 1")
