@@ -69,20 +69,16 @@ def test_burst_without_profile_is_flagged_and_rules_reload_without_restart(
     collector = Collector(stack, [topics.flagged, topics.approved])
     publisher = AvroPublisher(stack.bootstrap, stack.registry_url)
     try:
-        bursts = {
-            f"nobody_{uuid.uuid4().hex[:8]}": _burst(f"nobody_{i}_{uuid.uuid4().hex[:6]}", *kind)
-            for i, kind in enumerate(
-                [
-                    ("ECOM", "5816", "EUR"),
-                    ("POS", "5411", "JPY"),
-                    ("MOBILE", "4111", "GBP"),
-                    ("ATM", "6011", "INR"),
-                ]
-            )
-        }
-        for txns in bursts.values():
+        kinds = [
+            ("ECOM", "5816", "EUR"),
+            ("POS", "5411", "JPY"),
+            ("MOBILE", "4111", "GBP"),
+            ("ATM", "6011", "INR"),
+        ]
+        bursts = [_burst(f"nobody_{uuid.uuid4().hex[:10]}", *kind) for kind in kinds]
+        for txns in bursts:
             _send(publisher, topics.input, txns)
-        ids = {t.event_id for txns in bursts.values() for t in txns}
+        ids = {t.event_id for txns in bursts for t in txns}
         decided = collector.wait_for(ids, timeout_s=240)
         first_version = None
         for txns in bursts:
