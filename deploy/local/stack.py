@@ -354,6 +354,18 @@ class Stack:
         self._pid_file(svc).unlink(missing_ok=True)
         return f"stopped (pid {pid})"
 
+    def kill(self, svc: Service) -> str:
+        """SIGKILL, as a machine failure would: no shutdown hook runs (the fault suite uses it)."""
+        pid = self.pid(svc)
+        if pid is None:
+            return "not running"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and not _is_zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._pid_file(svc).unlink(missing_ok=True)
+        return f"killed (pid {pid})"
+
     def up(self) -> None:
         """Start every service (idempotent), then create topics and register schemas."""
         from deploy.local.bootstrap import bootstrap
