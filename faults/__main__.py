@@ -60,7 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--delivery", choices=("at-least-once", "exactly-once"), help="run only this delivery mode"
     )
     parser.add_argument(
-        "--events", type=int, default=Load.events, help="events per scenario (default %(default)s)"
+        "--after-s",
+        type=float,
+        default=Load.after_s,
+        help="streaming after each repair (default %(default)s)",
     )
     parser.add_argument("--rate", type=float, default=Load.rate_eps, help="events/s (default %(default)s)")
     parser.add_argument("--outage-s", type=float, default=Load.outage_s, help="how long each fault lasts")
@@ -70,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load = Load(events=args.events, rate_eps=args.rate, outage_s=args.outage_s)
+    load = Load(rate_eps=args.rate, outage_s=args.outage_s, after_s=args.after_s)
     plan = [
         (name, delivery)
         for name, (_fn, deliveries) in SCENARIOS.items()
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = SCENARIOS[name][0](rig, delivery, load)
                 except Exception as exc:
                     logging.exception("scenario %s (%s) failed to run", name, delivery)
-                    row = Row(name, delivery, 0, 0, 0, 0, 0, 0, None, False, f"did not run: {exc}")
+                    first_line = (str(exc).splitlines() or [repr(exc)])[0]
+                    row = Row(name, delivery, 0, 0, 0, 0, 0, 0, None, False, f"did not run: {first_line}")
                     if rig.service is None or not rig.service.alive:
                         rig.start_service()
                 for svc in stack.services:  # whatever a scenario left down comes back

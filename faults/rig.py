@@ -19,18 +19,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
 import schemas
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import ManagedProcess, start_job, start_scoring_service
 from deploy.local.stack import Service, Stack, free_port
 from faults.proxy import FaultProxy
 from fraud_core import avro
+from fraud_core.exceptions import RegistryUnavailable
 from fraud_core.kafka_io import AvroPublisher, consumer, new_headers
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 from producers.simulator import SimConfig, SimEvent, Simulator
 
 DAY_MS = 24 * 3600 * 1000
+DECISION_PARTITIONS = 4
 
 
 @dataclass
@@ -70,7 +74,15 @@ class Tap:
         self._registry = RegistryClient(registry_url)
         self._reader = schemas.load(schemas.TRANSACTION)
         self._consumer = consumer(bootstrap)
-        self._consumer.subscribe([topics.flagged, topics.approved, topics.dlq])
+        # Assigned, not subscribed: a group would rebalance when the broker restarts and, with no
+        # committed offsets, read everything again, which would look like duplicates.
+        # Partition counts as created by Rig.topics (metadata can lag a topic just created).
+        parts = {topics.flagged: DECISION_PARTITIONS, topics.approved: DECISION_PARTITIONS, topics.dlq: 1}
+        self._consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t, n in parts.items() for p in range(n)]
+        )
+        self.errors: list[str] = []
+        self._seen: set[tuple[Any, ...]] = set()
         self.decisions: list[tuple[float, dict[str, Any]]] = []  # (arrival, record)
         self.dead: list[dict[str, Any]] = []
         self._stop = threading.Event()
@@ -79,18 +91,35 @@ class Tap:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            try:
+                self._read()
+            except Exception as exc:  # the tap must outlive any fault it watches
+                self.errors.append(repr(exc))
+                time.sleep(0.5)
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
             for msg in self._consumer.consume(500, 0.2):
                 if msg.error() or msg.value() is None:
                     continue
-                try:
-                    record = avro.decode(msg.value(), self._registry.parsed_schema)
-                except Exception:
-                    time.sleep(0.5)
-                    record = avro.decode(msg.value(), self._registry.parsed_schema)
+                position = (msg.topic(), msg.partition(), msg.offset())
+                if position in self._seen:  # read again after a reconnect: the same record
+                    continue
+                record = self._decode(msg.value())
+                self._seen.add(position)
                 if msg.topic() == self.topics.dlq:
                     self.dead.append(record)
                 else:
                     self.decisions.append((time.monotonic(), record))
+
+    def _decode(self, value: bytes | None) -> dict[str, Any]:
+        """Decode, waiting out a registry outage (the registry-down scenario stops it)."""
+        for _ in range(600):
+            try:
+                return avro.decode(value, self._registry.parsed_schema)
+            except RegistryUnavailable:
+                time.sleep(0.5)
+        return avro.decode(value, self._registry.parsed_schema)
 
     def decided(self) -> set[str]:
         return {r["event_id"] for _, r in self.decisions}
@@ -137,33 +166,44 @@ class Feed:
         self.sent_at: dict[str, float] = {}
         self.writer: tuple[int, Any] | None = None  # (schema id, parsed schema) once switched
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def prime(self, count: int) -> None:
         """Send ``count`` events now, so that the job shows it runs before the paced stream starts."""
-        self._run(count, rate_eps=1000.0)
+        for _ in range(count):
+            self._send_one()
+        self.publisher.producer.flush(120)
 
-    def start(self, count: int, rate_eps: float) -> None:
-        self._thread = threading.Thread(target=self._run, args=(count, rate_eps), name="feed", daemon=True)
+    def start(self, rate_eps: float) -> None:
+        """Stream at ``rate_eps`` until :meth:`stop`: the fault and its repair happen mid-stream."""
+        self._thread = threading.Thread(target=self._run, args=(rate_eps,), name="feed", daemon=True)
         self._thread.start()
 
-    def _run(self, count: int, rate_eps: float) -> None:
+    def _send_one(self) -> None:
+        txn = next(self._events).txn
+        record = txn.to_record()
+        if self.writer is None:
+            value = self.publisher.encode(self.topic, schemas.TRANSACTION, record)
+        else:
+            schema_id, schema = self.writer
+            value = avro.encode(schema_id, schema, {**record, "promo_code": f"P{len(self.sent_at) % 7}"})
+        self.publisher.send_raw(self.topic, txn.user_id.encode(), value, new_headers())
+        self.sent_at[txn.event_id] = time.monotonic()
+
+    def _run(self, rate_eps: float) -> None:
         t0 = time.monotonic()
-        for i in range(count):
-            txn = next(self._events).txn
-            record = txn.to_record()
-            if self.writer is None:
-                value = self.publisher.encode(self.topic, schemas.TRANSACTION, record)
-            else:
-                schema_id, schema = self.writer
-                value = avro.encode(schema_id, schema, {**record, "promo_code": f"P{i % 7}"})
-            self.publisher.send_raw(self.topic, txn.user_id.encode(), value, new_headers())
-            self.sent_at[txn.event_id] = time.monotonic()
-            lag = t0 + (i + 1) / rate_eps - time.monotonic()
+        i = 0
+        while not self._stopping.is_set():
+            self._send_one()
+            i += 1
+            lag = t0 + i / rate_eps - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
         self.publisher.producer.flush(120)
 
-    def join(self) -> None:
+    def stop(self) -> None:
+        """Stop streaming and wait until Kafka has every event sent."""
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join()
 
@@ -226,8 +266,8 @@ class Rig:
         tag = f"{name}.{uuid.uuid4().hex[:6]}"
         specs = [
             TopicSpec(f"in.{tag}", 4, DAY_MS, schemas.TRANSACTION),
-            TopicSpec(f"flagged.{tag}", 4, DAY_MS, schemas.DECISION),
-            TopicSpec(f"approved.{tag}", 4, DAY_MS, schemas.DECISION),
+            TopicSpec(f"flagged.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
+            TopicSpec(f"approved.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
             TopicSpec(f"dlq.{tag}", 1, DAY_MS, schemas.DEAD_LETTER),
         ]
         create_topics(self.bootstrap, specs)

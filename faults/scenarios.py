@@ -29,12 +29,13 @@ EXACTLY_ONCE = "exactly-once"
 
 @dataclass(frozen=True)
 class Load:
-    """The stream each scenario runs: ``events`` at ``rate_eps``; the fault lasts ``outage_s``."""
+    """The stream each scenario runs: ``rate_eps`` from ``warmup_s`` before the fault until
+    ``after_s`` after its repair; the fault lasts ``outage_s``."""
 
-    events: int = 3000
     rate_eps: float = 150.0
-    warmup_s: float = 4.0
-    outage_s: float = 6.0
+    warmup_s: float = 5.0
+    outage_s: float = 8.0
+    after_s: float = 8.0
     settle_timeout_s: float = 240.0
 
 
@@ -55,11 +56,12 @@ class Run:
         self.feed = Feed(rig.bootstrap, rig.registry_url, self.topics.input, seed)
         self.feed.prime(20)
         rig.wait_running(self.job, self.tap)
-        self.feed.start(load.events, load.rate_eps)
+        self.feed.start(load.rate_eps)
         time.sleep(load.warmup_s)
 
     def finish(self, repaired_at: float | None, note: str = "", **extra: Any) -> Row:
-        self.feed.join()
+        time.sleep(self.load.after_s)
+        self.feed.stop()
         self.tap.wait_for(self.feed.sent, self.load.settle_timeout_s)
         recovery = (
             None if repaired_at is None else self.tap.first_arrival_after(repaired_at, self.feed.sent_at)

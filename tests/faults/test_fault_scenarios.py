@@ -17,7 +17,7 @@ from faults.scenarios import Load, broker_kill, checkpoints_lost, registry_down
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
-LOAD = Load(events=1500, rate_eps=100.0, warmup_s=3.0, outage_s=5.0)
+LOAD = Load(rate_eps=100.0, warmup_s=3.0, outage_s=5.0, after_s=4.0)
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def rig(stack, model_dir: Path, tmp_path: Path) -> Iterator[Rig]:  # type: ignor
 def test_a_registry_outage_with_a_new_writer_schema_loses_nothing_and_dead_letters_nothing(rig: Rig) -> None:
     row = registry_down(rig, "exactly-once", LOAD)
     assert (row.lost, row.duplicates, row.dead_letters) == (0, 0, 0), row
-    assert row.decisions_out == row.events_in == LOAD.events + 20
+    assert row.decisions_out == row.events_in > 1000
     assert row.holds
 
 
