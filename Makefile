@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job consumers produce model bench backtest demo test lint clean
+.PHONY: help install fetch up down status serve job consumers produce model bench faults backtest demo test lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--he
 bench: $(FETCHED) ## End-to-end benchmark vs the naive baseline -> bench/results/latest.json + plot
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m bench.e2e $(ARGS)
+
+faults: $(FETCHED) ## Fault suite on a private real stack -> faults/results/latest.json + latest.md (ARGS="--help")
+	$(PY) -m faults $(ARGS)
 
 backtest: $(FETCHED) ## Replay a topic range through the scoring logic and write a report (ARGS="--help")
 	$(PY) -m backtest $(ARGS)

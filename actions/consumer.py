@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import start_http_server
 
@@ -29,7 +28,7 @@ from actions.notify import Notifier, notifier_for
 from actions.settings import ConsumerSettings
 from actions.store import ActionStore, Outcome
 from fraud_core import avro
-from fraud_core.exceptions import DecodeError, RegistryError, SerializationError
+from fraud_core.exceptions import DecodeError, RegistryUnavailable, SerializationError
 from fraud_core.features import Profile
 from fraud_core.registry import RegistryClient
 
@@ -226,15 +225,11 @@ class ActionConsumer:
         self.metrics.latency.observe(time.perf_counter() - t0)
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
-        if value and len(value) >= 5 and value[0] == avro.MAGIC:
-            schema_id = int.from_bytes(value[1:5], "big")
-            try:
-                self.registry.parsed_schema(schema_id)
-            except RegistryError as exc:
-                # An unreachable registry is an outage to wait out; an unknown id is the record's fault.
-                if isinstance(exc.__cause__, requests.RequestException):
-                    raise TransientError(str(exc)) from exc
-        return avro.decode(value, self.registry.parsed_schema, self._reader)
+        try:
+            return avro.decode(value, self.registry.parsed_schema, self._reader)
+        except RegistryUnavailable as exc:
+            # An outage to wait out, never the record's fault (an unknown id is a DecodeError).
+            raise TransientError(str(exc)) from exc
 
     def _act(
         self, decision: Decision, headers: dict[str, bytes], correlation_id: str, source: str, topic: str

@@ -29,7 +29,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from fraud_core.enrichment import ProfileStore
-from fraud_core.exceptions import DecodeError
+from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
@@ -118,6 +118,14 @@ class FeaturesFunction(KeyedProcessFunction):
                     f"record key {key!r} is not the user_id {txn.user_id!r}: keys must be the user_id "
                     "(per-user order and velocity state depend on it)",
                 )
+        except RegistryUnavailable:
+            log.error(
+                "schema registry unavailable decoding %s[%d]@%d correlation_id=%s: failing the task, "
+                "the job restarts from its last checkpoint (the record is not dead-lettered)",
+                *source,
+                correlation_id(headers),
+            )
+            raise
         except DecodeError as exc:
             self.dlq_group.add_group("dlq", exc.error_type).counter("records").inc()
             log.warning(

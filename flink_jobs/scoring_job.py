@@ -18,6 +18,7 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
@@ -120,6 +121,22 @@ def sink_ddl(settings: JobSettings, table: str, topic: str) -> str:
     return f"CREATE TABLE {table} (k BYTES, v BYTES, headers MAP<STRING, BYTES> METADATA) WITH ({_with(options)})"
 
 
+def storage_location(value: str) -> tuple[str, Path | None]:
+    """A checkpoint folder or restore path as Flink's URI, and as a local folder when it is one.
+
+    Any URI (``s3://``, ``hdfs://``, ``gs://``, ``file://``) passes through unchanged: on a
+    cluster the checkpoints must land on durable storage, not on a pod's disk. A plain path is
+    resolved against the working directory.
+    """
+    scheme, sep, _path = value.partition("://")
+    if not sep:
+        path = Path(value).resolve()
+        return path.as_uri(), path
+    if scheme == "file":
+        return value, Path(unquote(urlsplit(value).path))
+    return value, None
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The newest completed checkpoint (a ``chk-N`` folder with ``_metadata``) under ``checkpoint_dir``."""
     done = [p.parent for p in checkpoint_dir.glob("*/chk-*/_metadata")]
@@ -191,18 +208,32 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     conf.set_string("execution.checkpointing.num-retained", "2")
-    checkpoint_dir = Path(
-        settings.CHECKPOINT_DIR or REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME
+    checkpoint_uri, checkpoint_dir = storage_location(
+        settings.CHECKPOINT_DIR or str(REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME)
     )
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    conf.set_string("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    conf.set_string("execution.checkpointing.dir", checkpoint_uri)
     if restore == "latest":
-        found = latest_checkpoint(checkpoint_dir)
+        found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         if found is not None:
             log.info("restoring from checkpoint %s", found)
             conf.set_string("execution.state-recovery.path", found.resolve().as_uri())
+        elif checkpoint_dir is None:
+            log.info(
+                "checkpoints go to %s; --restore latest lists only local folders, so this start "
+                "restores nothing (on a cluster, the operator's last-state upgrade restores)",
+                checkpoint_uri,
+            )
+        else:
+            log.warning(
+                "no completed checkpoint under %s: starting from the source's start position "
+                "(START_FROM=%s; group-offsets resumes at the offsets the last checkpoints committed)",
+                checkpoint_uri,
+                settings.START_FROM,
+            )
     elif restore != "none":
-        conf.set_string("execution.state-recovery.path", Path(restore).resolve().as_uri())
+        conf.set_string("execution.state-recovery.path", storage_location(restore)[0])
     conf.set_string("restart-strategy.type", "exponential-delay")
     conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1s")
     conf.set_string("restart-strategy.exponential-delay.max-backoff", "30s")

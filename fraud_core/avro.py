@@ -1,6 +1,8 @@
 """Confluent wire framing: magic byte 0, 4-byte big-endian schema id, Avro binary body.
 
-Decoding never raises anything but :class:`DecodeError`, whose ``error_type`` becomes the DLQ reason.
+Decoding raises :class:`DecodeError` for a bad record (its ``error_type`` becomes the DLQ reason) and
+:class:`RegistryUnavailable` when the writer schema cannot be fetched right now: that is an outage
+to wait out, never the record's fault.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import fastavro
 
-from fraud_core.exceptions import DecodeError, FraudPipelineError, SerializationError
+from fraud_core.exceptions import DecodeError, FraudPipelineError, RegistryUnavailable, SerializationError
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -29,6 +31,7 @@ def decode(
         reader_schema: the schema to resolve into (our ``.avsc``), so newer writers with extra fields decode.
     Raises:
         DecodeError: with error_type EMPTY_VALUE, TRUNCATED, BAD_MAGIC_BYTE, UNKNOWN_SCHEMA_ID or AVRO_DECODE.
+        RegistryUnavailable: the registry cannot be reached to resolve the schema id.
     """
     if not value:
         raise DecodeError("EMPTY_VALUE", "record has no value")
@@ -41,7 +44,9 @@ def decode(
         raise DecodeError("BAD_MAGIC_BYTE", f"magic byte is {magic}, expected 0 (Confluent framing)")
     try:
         schema = writer_schema(schema_id)
-    except FraudPipelineError as exc:
+    except RegistryUnavailable:
+        raise
+    except FraudPipelineError as exc:  # SchemaNotFound, or not an Avro schema
         raise DecodeError("UNKNOWN_SCHEMA_ID", f"schema id {schema_id} cannot be resolved: {exc}") from exc
     buf = io.BytesIO(value)
     buf.seek(_HEADER.size)

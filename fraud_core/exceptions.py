@@ -36,5 +36,20 @@ class RegistryError(FraudPipelineError):
     """The schema registry refused a request or could not be reached."""
 
 
+class SchemaNotFound(RegistryError):
+    """The registry answered that a schema id or subject does not exist (HTTP 404).
+
+    For a record, its schema id is the record's fault: it goes to the dead-letter topic.
+    """
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not answer (refused connection, timeout, HTTP 5xx or 429).
+
+    A transient fault, never the record's fault: retry, then fail the task (the job restarts from
+    its checkpoint) or back off without committing (consumers). Never a dead letter.
+    """
+
+
 class StackError(FraudPipelineError):
     """A local service could not be fetched, started or stopped."""

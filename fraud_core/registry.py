@@ -8,28 +8,53 @@ decoder (schemas fetched by id and cached forever, ids being immutable) and the 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from typing import Any
 
 import fastavro
 import requests
 
-from fraud_core.exceptions import RegistryError
+from fraud_core.exceptions import RegistryError, RegistryUnavailable, SchemaNotFound
+
+log = logging.getLogger(__name__)
 
 _CT = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+# Pauses before each retry of an idempotent read while the registry is unavailable (about 7 s in all).
+READ_RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 3.0)
+
+
+def _unavailable(status: int) -> bool:
+    """Statuses that say nothing about the request: the registry (or our access to it) is down."""
+    return status >= 500 or status in (401, 403, 408, 429)
 
 
 class RegistryClient:
     """Confluent-compatible registry calls with an id -> parsed schema cache."""
 
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 5.0,
+        read_retry_backoff_s: tuple[float, ...] = READ_RETRY_BACKOFF_S,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.read_retry_backoff_s = read_retry_backoff_s
         self._session = requests.Session()
         self._by_id: dict[int, Any] = {}
         self._lock = threading.Lock()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request.
+
+        Raises:
+            SchemaNotFound: HTTP 404.
+            RegistryUnavailable: no connection, a timeout, HTTP 5xx, 429, or 401/403 (our credentials,
+                not the request, are wrong).
+            RegistryError: any other refusal (409 incompatible, 422 invalid schema, ...).
+        """
         url = f"{self.base_url}{path}"
         try:
             resp = self._session.request(
@@ -40,10 +65,25 @@ class RegistryClient:
                 timeout=self.timeout_s,
             )
         except requests.RequestException as exc:
-            raise RegistryError(f"schema registry unreachable at {url}: {exc}") from exc
-        if resp.status_code >= 400:
-            raise RegistryError(f"{method} {url} -> HTTP {resp.status_code}: {resp.text[:500]}")
-        return resp.json() if resp.content else None
+            raise RegistryUnavailable(f"schema registry unreachable at {url}: {exc}") from exc
+        if resp.status_code < 400:
+            return resp.json() if resp.content else None
+        message = f"{method} {url} -> HTTP {resp.status_code}: {resp.text[:500]}"
+        if resp.status_code == 404:
+            raise SchemaNotFound(message)
+        if _unavailable(resp.status_code):
+            raise RegistryUnavailable(message)
+        raise RegistryError(message)
+
+    def _read(self, path: str) -> Any:
+        """A GET, retried with :attr:`read_retry_backoff_s` pauses while the registry is unavailable."""
+        for pause in self.read_retry_backoff_s:
+            try:
+                return self._call("GET", path)
+            except RegistryUnavailable as exc:
+                log.warning("schema registry unavailable, retrying in %.1f s: %s", pause, exc)
+                time.sleep(pause)
+        return self._call("GET", path)
 
     def subjects(self) -> list[str]:
         return list(self._call("GET", "/subjects"))
@@ -83,12 +123,21 @@ class RegistryClient:
         return int(data["id"])
 
     def parsed_schema(self, schema_id: int) -> Any:
-        """The fastavro-parsed writer schema for ``schema_id``; fetched once, then cached."""
+        """The fastavro-parsed writer schema for ``schema_id``; fetched once, then cached.
+
+        Raises:
+            SchemaNotFound: no schema has this id (the record that carries it is bad).
+            RegistryError: the schema with this id is not Avro (also the record's fault).
+            RegistryUnavailable: the registry stayed unreachable through every retry.
+        """
         cached = self._by_id.get(schema_id)
         if cached is not None:
             return cached
-        data = self._call("GET", f"/schemas/ids/{schema_id}")
-        parsed = fastavro.parse_schema(json.loads(data["schema"]))
+        data = self._read(f"/schemas/ids/{schema_id}")
+        try:
+            parsed = fastavro.parse_schema(json.loads(data["schema"]))
+        except Exception as exc:  # JSON or fastavro's SchemaParseError and friends
+            raise RegistryError(f"schema id {schema_id} is not an Avro schema: {exc!r}") from exc
         with self._lock:
             self._by_id[schema_id] = parsed
         return parsed

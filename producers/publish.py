@@ -25,7 +25,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from tqdm import tqdm
 
 import schemas
-from fraud_core.exceptions import ConfigError, RegistryError, SerializationError
+from fraud_core.exceptions import (
+    ConfigError,
+    RegistryError,
+    RegistryUnavailable,
+    SchemaNotFound,
+    SerializationError,
+)
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
 from producers.simulator import SimConfig, SimEvent, txn_record
@@ -34,6 +40,16 @@ log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 30.0
 _MAX_LOGGED_ERRORS = 20  # then only every 1000th, the summary has the total
+
+
+def typed_registry_error(exc: SchemaRegistryError, message: str) -> RegistryError:
+    """confluent-kafka's registry error as ours: 404 not found, 5xx/429/401/403 unavailable."""
+    status = exc.http_status_code
+    if status == 404:
+        return SchemaNotFound(message)
+    if status is None or status < 0 or status >= 500 or status in (401, 403, 408, 429):
+        return RegistryUnavailable(message)
+    return RegistryError(message)
 
 
 @dataclass
@@ -169,12 +185,13 @@ class _Publisher:
             try:
                 registry.get_latest_version(f"{t}-value")
             except SchemaRegistryError as exc:
-                raise RegistryError(
+                raise typed_registry_error(
+                    exc,
                     f"no schema registered under subject {t}-value at SCHEMA_REGISTRY_URL="
-                    f"{settings.SCHEMA_REGISTRY_URL} ({exc}); run `make up` to register the schemas"
+                    f"{settings.SCHEMA_REGISTRY_URL} ({exc}); run `make up` to register the schemas",
                 ) from exc
             except Exception as exc:  # httpx connection errors and the like
-                raise RegistryError(
+                raise RegistryUnavailable(
                     f"schema registry unreachable at SCHEMA_REGISTRY_URL={settings.SCHEMA_REGISTRY_URL}: "
                     f"{exc}; is the stack up (`make up`)?"
                 ) from exc
@@ -197,7 +214,7 @@ class _Publisher:
             try:
                 value = serializer(record, ctx)
             except SchemaRegistryError as exc:
-                raise RegistryError(f"{ctx.topic}-value: registry lookup failed: {exc}") from exc
+                raise typed_registry_error(exc, f"{ctx.topic}-value: registry lookup failed: {exc}") from exc
             except (TypeError, ValueError, KeyError) as exc:
                 # Fits our .avsc but not the latest registered version: the registry moved on.
                 raise SerializationError(

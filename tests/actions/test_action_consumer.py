@@ -130,6 +130,30 @@ def test_the_same_decision_delivered_twice_acts_once(
     assert r.get(marker_key(flagged["event_id"])) == b"done"
 
 
+def test_one_event_decided_twice_differently_acts_on_the_first_decision_only(
+    stack: Any, topics: Topics, settings: ConsumerSettings, r: redis.Redis
+) -> None:
+    """At-least-once replay after a job crash can decide one event twice, once per topic (Redis
+    changed in between). The consumers act on whichever decision they see first, once."""
+    approved = decision("APPROVED")
+    flagged = {**approved, "decision": "FLAGGED", "score": 0.97, "reasons": ["unusually large amount"]}
+    seed(r, approved["user_id"], Profile(home_country="DE", risk_tier=0, txn_count=1, avg_amount=10.0))
+    produce_decisions(stack, topics.approved, [approved])
+    consumer = make_consumer(settings)
+    try:
+        drain(consumer, lambda: consumed(consumer) >= 1)
+        produce_decisions(stack, topics.flagged, [flagged])
+        drain(consumer, lambda: consumed(consumer) >= 2)
+    finally:
+        consumer.close()
+
+    profile = profile_of(r, approved["user_id"])
+    assert (profile.txn_count, profile.risk_tier) == (2, 0)  # learnt once, never raised
+    assert r.get(blocklist_key(approved["card_id"])) is None
+    assert sample(consumer, "fraud_actions_duplicates_skipped_total", topic=topics.flagged) == 1
+    assert record_count(stack, topics.actions) == 1  # the one UPDATE_PROFILE
+
+
 def test_approved_decisions_teach_the_profile(
     stack: Any, topics: Topics, settings: ConsumerSettings, r: redis.Redis
 ) -> None:

@@ -158,9 +158,13 @@ def test_exactly_once_survives_a_hard_crash(stack, job_topics, run_job, tmp_path
     feed = Feed(stack, topics.input, seed=31)
     seed_profiles(stack.redis_url, feed.profiles)
     shared = {
-        "checkpoint_dir": tmp_path / "checkpoints",
         "group_id": f"eo-{uuid.uuid4().hex[:8]}",
-        "env": {"CHECKPOINT_INTERVAL_MS": "1000", "TRANSACTIONAL_ID_PREFIX": f"eo-{uuid.uuid4().hex[:8]}"},
+        "env": {
+            "CHECKPOINT_INTERVAL_MS": "1000",
+            "TRANSACTIONAL_ID_PREFIX": f"eo-{uuid.uuid4().hex[:8]}",
+            # A URI, as on a cluster (s3://, hdfs://): it must reach Flink unchanged.
+            "CHECKPOINT_DIR": (tmp_path / "checkpoints").as_uri(),
+        },
     }
     job: ManagedProcess = run_job(topics, "--delivery", "exactly-once", **shared)
     collector = Collector(stack, [topics.flagged, topics.approved])
@@ -174,11 +178,17 @@ def test_exactly_once_survives_a_hard_crash(stack, job_topics, run_job, tmp_path
         job.kill()
         producing.join()
         restarted = run_job(topics, "--delivery", "exactly-once", **shared)
-        collector.wait_for(sent, timeout_s=240)
+        # Sent after the crash: only the restarted job can decide these.
+        sent.update(feed.wave(300))
+        collector.wait_for(sent, timeout_s=300)
         collector.drain(idle_s=5)
         assert restarted.alive, restarted.tail(40)
+        assert "restoring from checkpoint" in restarted.log_path.read_text(errors="replace"), restarted.tail(
+            40
+        )
+        assert list((tmp_path / "checkpoints").glob("*/chk-*/_metadata"))
     finally:
         producing.join()
         collector.close()
     ids = [r["event_id"] for r in collector.records]
-    assert len(ids) == len(set(ids)) == 1500
+    assert len(ids) == len(set(ids)) == 1800

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from flink_jobs.scoring_job import source_ddl
+from flink_jobs.scoring_job import flink_configuration, source_ddl, storage_location
 from flink_jobs.settings import JobSettings
 from fraud_core.exceptions import ConfigError
 
@@ -50,3 +52,25 @@ def test_checkpoint_interval_defaults_to_the_delivery_modes_needs_and_yields_to_
     assert JobSettings(DELIVERY="exactly-once").checkpoint_interval_ms == 1000
     assert JobSettings(DELIVERY="at-least-once").checkpoint_interval_ms == 5000
     assert JobSettings(DELIVERY="exactly-once", CHECKPOINT_INTERVAL_MS=300).checkpoint_interval_ms == 300
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/fraud/checkpoints", "hdfs://namenode:8020/flink/chk", "gs://b/c", "file:///data/chk"]
+)
+def test_a_checkpoint_uri_passes_through_unchanged(uri: str) -> None:
+    assert storage_location(uri)[0] == uri
+
+
+def test_only_local_checkpoint_locations_have_a_folder(tmp_path: Path) -> None:
+    assert storage_location("s3://bucket/chk")[1] is None
+    assert storage_location((tmp_path / "a b").as_uri())[1] == tmp_path / "a b"
+    uri, folder = storage_location(str(tmp_path / "chk"))
+    assert folder == tmp_path / "chk"
+    assert uri == (tmp_path / "chk").as_uri()
+
+
+def test_the_job_configuration_keeps_an_s3_checkpoint_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flink_jobs.scoring_job.check_embedded_imports", lambda _path: None)
+    conf = flink_configuration(JobSettings(CHECKPOINT_DIR="s3://bucket/fraud/chk"), restore="latest")
+    assert conf.get_string("execution.checkpointing.dir", "") == "s3://bucket/fraud/chk"
+    assert conf.get_string("execution.state-recovery.path", "") == ""

@@ -1,0 +1,137 @@
+"""``make faults``: the fault suite on a private real stack.
+
+Starts Kafka, the registry and Redis on free ports in ``.stack/faults`` (so it never touches
+``make up``'s stack), the scoring service behind a fault proxy, and runs each scenario in each of
+its delivery modes on fresh topics. Writes ``faults/results/latest.json`` and ``latest.md`` and
+prints the table. Exit status 1 when a row does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from deploy.local.processes import ensure_model
+from deploy.local.stack import REPO_ROOT, Stack, StackConfig, free_port
+from faults.rig import Rig, Row, markdown, write_results
+from faults.scenarios import SCENARIOS, Load
+from fraud_core.registry import RegistryClient
+from fraud_core.topics import COMPATIBILITY
+from inference_service.model_registry import LIVE_POINTER, read_pointer
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def models(work: Path) -> Path:
+    """A model folder with a LIVE version and a second, unpromoted one (for the promotion scenario)."""
+    target = work / "models"
+    source = REPO_ROOT / "models"
+    live = read_pointer(source, LIVE_POINTER) if source.exists() else None
+    if live is not None:
+        shutil.copytree(source / live, target / live)
+        (target / LIVE_POINTER).write_text(live + "\n")
+    else:
+        ensure_model(target, events=60_000, seed=7)
+    cmd = [sys.executable, "-m", "inference_service.training.train", "--no-promote", "--seed", "8"]
+    cmd += ["--events", "40000", "--model-dir", str(target)]
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+    return target
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make faults",
+        description="Run the fault suite against a private real stack and write faults/results/latest.json "
+        "and latest.md. Scenarios: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)"
+    )
+    parser.add_argument(
+        "--delivery", choices=("at-least-once", "exactly-once"), help="run only this delivery mode"
+    )
+    parser.add_argument(
+        "--after-s",
+        type=float,
+        default=Load.after_s,
+        help="streaming after each repair (default %(default)s)",
+    )
+    parser.add_argument("--rate", type=float, default=Load.rate_eps, help="events/s (default %(default)s)")
+    parser.add_argument("--outage-s", type=float, default=Load.outage_s, help="how long each fault lasts")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load = Load(rate_eps=args.rate, outage_s=args.outage_s, after_s=args.after_s)
+    plan = [
+        (name, delivery)
+        for name, (_fn, deliveries) in SCENARIOS.items()
+        if not args.scenario or name in args.scenario
+        for delivery in deliveries
+        if not args.delivery or delivery == args.delivery
+    ]
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    work = REPO_ROOT / ".stack" / "faults" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    config = StackConfig(
+        state_dir=work / "stack",
+        kafka_port=free_port(),
+        controller_port=free_port(),
+        registry_port=free_port(),
+        redis_port=free_port(),
+    )
+    stack = Stack(config)
+    rows: list[Row] = []
+    rig: Rig | None = None
+    try:
+        print(f"starting a private stack and the scoring service in {work.relative_to(REPO_ROOT)} ...")
+        for svc in stack.services:
+            stack.start(svc)
+        RegistryClient(config.registry_url).set_compatibility(COMPATIBILITY)
+        rig = Rig(stack, models(work), work, "faults-" + uuid.uuid4().hex)
+        rig.start_service()
+        with tqdm(plan, unit="scenario", desc="faults", dynamic_ncols=True) as bar:
+            for name, delivery in bar:
+                bar.set_postfix_str(f"{name} {delivery}")
+                t0 = time.monotonic()
+                try:
+                    row = SCENARIOS[name][0](rig, delivery, load)
+                except Exception as exc:
+                    logging.exception("scenario %s (%s) failed to run", name, delivery)
+                    first_line = (str(exc).splitlines() or [repr(exc)])[0]
+                    row = Row(name, delivery, 0, 0, 0, 0, 0, 0, None, False, f"did not run: {first_line}")
+                    if rig.service is None or not rig.service.alive:
+                        rig.start_service()
+                for svc in stack.services:  # whatever a scenario left down comes back
+                    stack.start(svc)
+                rows.append(row)
+                tqdm.write(
+                    f"{name:<17} {delivery:<14} in {row.events_in:>5} out {row.decisions_out:>5} "
+                    f"lost {row.lost} dup {row.duplicates} dlq {row.dead_letters} degraded {row.degraded} "
+                    f"recovery {row.recovery_s} holds {row.holds} ({time.monotonic() - t0:.0f}s)"
+                )
+    except KeyboardInterrupt:
+        print("interrupted: writing the rows so far", file=sys.stderr)
+    finally:
+        if rig is not None:
+            rig.close()
+        stack.down()
+    json_path, md_path = write_results(rows, started_at, RESULTS)
+    print()
+    print(markdown(rows, started_at))
+    print(f"written to {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)}")
+    return 0 if rows and all(r.holds for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""What every fault scenario drives: the real stack, the scoring service behind a fault proxy, the
+stream job, a paced producer and a reader of everything the job writes.
+
+The oracle (:func:`tally`) is the same for every scenario, in ``make faults`` and in ``make test``:
+each event sent must come out as one decision or one dead letter; more than one decision for an
+event is a duplicate; none at all is a loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+import schemas
+from deploy.local.bootstrap import create_topics
+from deploy.local.processes import ManagedProcess, start_job, start_scoring_service
+from deploy.local.stack import Service, Stack, free_port
+from faults.proxy import FaultProxy
+from fraud_core import avro
+from fraud_core.exceptions import RegistryUnavailable
+from fraud_core.kafka_io import AvroPublisher, consumer, new_headers
+from fraud_core.registry import RegistryClient
+from fraud_core.topics import COMPATIBILITY, TopicSpec
+from producers.simulator import SimConfig, SimEvent, Simulator
+
+DAY_MS = 24 * 3600 * 1000
+DECISION_PARTITIONS = 4
+
+
+@dataclass
+class Row:
+    """One line of the fault table (CONTRACT.md, ``faults/results/latest.json``)."""
+
+    scenario: str
+    delivery: str
+    events_in: int
+    decisions_out: int
+    lost: int
+    duplicates: int
+    dead_letters: int
+    degraded: int
+    recovery_s: float | None
+    holds: bool
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str
+    flagged: str
+    approved: str
+    dlq: str
+
+
+class Tap:
+    """Reads the decision and dead-letter topics (read_committed) in a thread, keeping everything."""
+
+    def __init__(self, bootstrap: str, registry_url: str, topics: Topics) -> None:
+        self.topics = topics
+        self._registry = RegistryClient(registry_url)
+        self._reader = schemas.load(schemas.TRANSACTION)
+        self._consumer = consumer(bootstrap)
+        # Assigned, not subscribed: a group would rebalance when the broker restarts and, with no
+        # committed offsets, read everything again, which would look like duplicates.
+        # Partition counts as created by Rig.topics (metadata can lag a topic just created).
+        parts = {topics.flagged: DECISION_PARTITIONS, topics.approved: DECISION_PARTITIONS, topics.dlq: 1}
+        self._consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t, n in parts.items() for p in range(n)]
+        )
+        self.errors: list[str] = []
+        self._seen: set[tuple[Any, ...]] = set()
+        self.decisions: list[tuple[float, dict[str, Any]]] = []  # (arrival, record)
+        self.dead: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._read()
+            except Exception as exc:  # the tap must outlive any fault it watches
+                self.errors.append(repr(exc))
+                time.sleep(0.5)
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(500, 0.2):
+                if msg.error() or msg.value() is None:
+                    continue
+                position = (msg.topic(), msg.partition(), msg.offset())
+                if position in self._seen:  # read again after a reconnect: the same record
+                    continue
+                record = self._decode(msg.value())
+                self._seen.add(position)
+                if msg.topic() == self.topics.dlq:
+                    self.dead.append(record)
+                else:
+                    self.decisions.append((time.monotonic(), record))
+
+    def _decode(self, value: bytes | None) -> dict[str, Any]:
+        """Decode, waiting out a registry outage (the registry-down scenario stops it)."""
+        for _ in range(600):
+            try:
+                return avro.decode(value, self._registry.parsed_schema)
+            except RegistryUnavailable:
+                time.sleep(0.5)
+        return avro.decode(value, self._registry.parsed_schema)
+
+    def decided(self) -> set[str]:
+        return {r["event_id"] for _, r in self.decisions}
+
+    def wait_for(self, ids: set[str], timeout_s: float, idle_s: float = 3.0) -> None:
+        """Until every id has a decision or a dead letter (or ``timeout_s``), then ``idle_s`` of quiet."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not ids <= self.decided() | self.dead_ids():
+            time.sleep(0.2)
+        count = -1
+        while count != len(self.decisions) + len(self.dead):
+            count = len(self.decisions) + len(self.dead)
+            time.sleep(idle_s)
+
+    def dead_ids(self) -> set[str]:
+        out = set()
+        for d in self.dead:
+            try:
+                out.add(avro.decode(d["value"], self._registry.parsed_schema, self._reader)["event_id"])
+            except Exception:
+                continue
+        return out
+
+    def first_arrival_after(self, since: float, sent_at: dict[str, float]) -> float | None:
+        """Seconds from ``since`` to the first decision of an event sent at or after ``since``."""
+        times = [t for t, r in self.decisions if sent_at.get(r["event_id"], -1) >= since]
+        return round(min(times) - since, 2) if times else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+class Feed:
+    """Publishes simulated events at ``rate_eps`` in a thread; records when each was sent."""
+
+    def __init__(self, bootstrap: str, registry_url: str, topic: str, seed: int) -> None:
+        simulator = Simulator(SimConfig(seed=seed, n_users=300, rate_eps=50.0))
+        self.profiles = simulator.profiles()
+        self._events: Iterator[SimEvent] = simulator.events()
+        self.publisher = AvroPublisher(bootstrap, registry_url)
+        self.topic = topic
+        self.sent_at: dict[str, float] = {}
+        self.writer: tuple[int, Any] | None = None  # (schema id, parsed schema) once switched
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def prime(self, count: int) -> None:
+        """Send ``count`` events now, so that the job shows it runs before the paced stream starts."""
+        for _ in range(count):
+            self._send_one()
+        self.publisher.producer.flush(120)
+
+    def start(self, rate_eps: float) -> None:
+        """Stream at ``rate_eps`` until :meth:`stop`: the fault and its repair happen mid-stream."""
+        self._thread = threading.Thread(target=self._run, args=(rate_eps,), name="feed", daemon=True)
+        self._thread.start()
+
+    def _send_one(self) -> None:
+        txn = next(self._events).txn
+        record = txn.to_record()
+        if self.writer is None:
+            value = self.publisher.encode(self.topic, schemas.TRANSACTION, record)
+        else:
+            schema_id, schema = self.writer
+            value = avro.encode(schema_id, schema, {**record, "promo_code": f"P{len(self.sent_at) % 7}"})
+        self.publisher.send_raw(self.topic, txn.user_id.encode(), value, new_headers())
+        self.sent_at[txn.event_id] = time.monotonic()
+
+    def _run(self, rate_eps: float) -> None:
+        t0 = time.monotonic()
+        i = 0
+        while not self._stopping.is_set():
+            self._send_one()
+            i += 1
+            lag = t0 + i / rate_eps - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+        self.publisher.producer.flush(120)
+
+    def stop(self) -> None:
+        """Stop streaming and wait until Kafka has every event sent."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def sent(self) -> set[str]:
+        return set(self.sent_at)
+
+
+class Rig:
+    """The stack (its services can be stopped, killed and started), the scoring service behind a
+    :class:`FaultProxy`, and jobs started on a scenario's own topics."""
+
+    def __init__(self, stack: Stack, model_dir: Path, work_dir: Path, api_key: str) -> None:
+        self.stack = stack
+        self.model_dir = model_dir
+        self.work_dir = work_dir
+        self.api_key = api_key
+        self.service_port = free_port()
+        self.service: ManagedProcess | None = None
+        self.proxy = FaultProxy("127.0.0.1", self.service_port).start()
+        self.jobs: list[ManagedProcess] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return self.stack.config.bootstrap
+
+    @property
+    def registry_url(self) -> str:
+        return self.stack.config.registry_url
+
+    @property
+    def redis_url(self) -> str:
+        return self.stack.config.redis_url
+
+    def flush_redis(self) -> None:
+        """Forget profiles, blocklist and action markers left by earlier scenarios."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.close()
+
+    def svc(self, name: str) -> Service:
+        return next(s for s in self.stack.services if s.name == name)
+
+    def start_service(self) -> None:
+        self.service = start_scoring_service(
+            self.model_dir, self.service_port, self.work_dir / "scoring.log", self.api_key
+        )
+
+    def stop_service(self, kill: bool = False) -> None:
+        if self.service is not None:
+            if kill:
+                self.service.kill()
+            else:
+                self.service.stop()
+            self.service = None
+
+    def topics(self, name: str) -> Topics:
+        tag = f"{name}.{uuid.uuid4().hex[:6]}"
+        specs = [
+            TopicSpec(f"in.{tag}", 4, DAY_MS, schemas.TRANSACTION),
+            TopicSpec(f"flagged.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
+            TopicSpec(f"approved.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
+            TopicSpec(f"dlq.{tag}", 1, DAY_MS, schemas.DEAD_LETTER),
+        ]
+        create_topics(self.bootstrap, specs)
+        client = RegistryClient(self.registry_url)
+        for spec in specs:
+            client.register(spec.subject, schemas.load_text(spec.schema))
+            client.set_compatibility(COMPATIBILITY, spec.subject)
+        return Topics(*(s.name for s in specs))
+
+    def job_env(self, topics: Topics, delivery: str, group: str, checkpoints: Path) -> dict[str, str]:
+        return {
+            "APP_ENV": "test",
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "SCHEMA_REGISTRY_URL": self.registry_url,
+            "REDIS_URL": self.redis_url,
+            "SCORING_URL": self.proxy.url,
+            "SCORING_API_KEY": self.api_key,
+            "INPUT_TOPIC": topics.input,
+            "FLAGGED_TOPIC": topics.flagged,
+            "APPROVED_TOPIC": topics.approved,
+            "DLQ_TOPIC": topics.dlq,
+            "GROUP_ID": group,
+            "DELIVERY": delivery,
+            "TRANSACTIONAL_ID_PREFIX": group,
+            "CHECKPOINT_DIR": checkpoints.as_uri(),
+            "METRICS_PORT": "0",
+        }
+
+    def start_job(self, env: dict[str, str], log_name: str) -> ManagedProcess:
+        job = start_job(env, [], self.work_dir / log_name)
+        self.jobs.append(job)
+        return job
+
+    def wait_running(self, job: ManagedProcess, tap: Tap, timeout_s: float = 300) -> None:
+        """Until the job has decided something, so faults hit a running job, not its start-up."""
+        deadline = time.monotonic() + timeout_s
+        while not tap.decisions:
+            if not job.alive:
+                raise RuntimeError(f"the job exited at start:\n{job.tail(40)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no decision after {timeout_s:.0f}s:\n{job.tail(40)}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        """Stop every process the rig started; each step runs even if another one fails."""
+        for step in [
+            *(lambda j=j: j.stop(timeout_s=10) for j in self.jobs),
+            self.stop_service,
+            self.proxy.stop,
+        ]:
+            with contextlib.suppress(Exception):
+                step()
+
+
+def tally(
+    scenario: str,
+    delivery: str,
+    feed: Feed,
+    tap: Tap,
+    recovery_s: float | None,
+    note: str = "",
+    **extra: Any,
+) -> Row:
+    """The oracle: lost, duplicated, dead-lettered and degraded, from what was sent and what came out."""
+    sent = feed.sent
+    ids = [r["event_id"] for _, r in tap.decisions]
+    dead = tap.dead_ids()
+    lost = len(sent - set(ids) - dead)
+    duplicates = len(ids) - len(set(ids))
+    holds = lost == 0 and (delivery != "exactly-once" or duplicates == 0)
+    return Row(
+        scenario=scenario,
+        delivery=delivery,
+        events_in=len(sent),
+        decisions_out=len(ids),
+        lost=lost,
+        duplicates=duplicates,
+        dead_letters=len(tap.dead),
+        degraded=sum(1 for _, r in tap.decisions if r["degraded"]),
+        recovery_s=recovery_s,
+        holds=holds and bool(extra.pop("extra_holds", True)),
+        note=note,
+        extra=extra,
+    )
+
+
+def write_results(rows: list[Row], started_at: str, out_dir: Path) -> tuple[Path, Path]:
+    """``latest.json`` (CONTRACT.md's shape) and ``latest.md`` (the same table for people)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "latest.json"
+    path.write_text(
+        json.dumps({"started_at": started_at, "scenarios": [r.to_json() for r in rows]}, indent=2)
+    )
+    md = out_dir / "latest.md"
+    md.write_text(markdown(rows, started_at))
+    return path, md
+
+
+def markdown(rows: list[Row], started_at: str) -> str:
+    head = "| scenario | delivery | events in | decisions out | lost | duplicated | dead letters | degraded | recovery (s) | holds | note |"
+    lines = [f"Fault suite, {started_at}", "", head, "|" + "---|" * 11]
+    for r in rows:
+        recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}"
+        lines.append(
+            f"| {r.scenario} | {r.delivery} | {r.events_in} | {r.decisions_out} | {r.lost} | {r.duplicates} "
+            f"| {r.dead_letters} | {r.degraded} | {recovery} | {'yes' if r.holds else '**NO**'} | {r.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def wipe(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

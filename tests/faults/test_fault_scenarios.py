@@ -1,0 +1,68 @@
+"""The important fault scenarios, with the same oracle as ``make faults`` (faults/rig.py), on the
+session's real stack: a registry outage while a new writer schema appears, a broker SIGKILL under
+exactly-once, and a lost checkpoint folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.local.stack import Stack
+from faults.proxy import FaultProxy, Mode
+from faults.rig import Rig
+from faults.scenarios import Load, broker_kill, checkpoints_lost, registry_down
+
+pytestmark = [pytest.mark.integration, pytest.mark.flink]
+
+LOAD = Load(rate_eps=100.0, warmup_s=3.0, outage_s=5.0, after_s=4.0)
+
+
+@pytest.fixture
+def rig(stack, model_dir: Path, tmp_path: Path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+    services = Stack(stack.config)
+    rig = Rig(services, model_dir, tmp_path, "faults-test-key")
+    rig.start_service()
+    try:
+        yield rig
+    finally:
+        rig.close()
+        for svc in services.services:  # a failed scenario must not leave the session's stack down
+            services.start(svc)
+
+
+def test_a_registry_outage_with_a_new_writer_schema_loses_nothing_and_dead_letters_nothing(rig: Rig) -> None:
+    row = registry_down(rig, "exactly-once", LOAD)
+    assert (row.lost, row.duplicates, row.dead_letters) == (0, 0, 0), row
+    assert row.decisions_out == row.events_in > 1000
+    assert row.holds
+
+
+def test_a_broker_sigkill_under_exactly_once_loses_and_duplicates_nothing(rig: Rig) -> None:
+    row = broker_kill(rig, "exactly-once", LOAD)
+    assert (row.lost, row.duplicates) == (0, 0), row
+    assert row.recovery_s is not None
+    assert row.holds
+
+
+def test_a_lost_checkpoint_folder_resumes_from_committed_offsets_and_says_so(rig: Rig) -> None:
+    row = checkpoints_lost(rig, "at-least-once", LOAD)
+    assert row.lost == 0, row
+    assert row.holds, row  # includes: the restart's log says no checkpoint was found
+
+
+def test_the_fault_proxy_injects_errors_and_passes_through(rig: Rig) -> None:
+    import requests
+
+    proxy = FaultProxy("127.0.0.1", rig.service_port).start()
+    try:
+        assert requests.get(f"{proxy.url}/healthz", timeout=5).status_code == 200
+        proxy.mode = Mode.ERROR
+        assert requests.get(f"{proxy.url}/healthz", timeout=5).status_code == 500
+        proxy.mode = Mode.DROP
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{proxy.url}/healthz", timeout=5)
+    finally:
+        proxy.stop()
