@@ -25,6 +25,10 @@ def _rows(items: list[dict[str, Any]]) -> np.ndarray:
     return np.array([[i["features"][n] for n in FEATURE_NAMES] for i in items])
 
 
+def registry_card(registry: Registry) -> dict[str, Any]:
+    return dict(json.loads((registry.path / registry.live / "card.json").read_text()))
+
+
 def _proba(registry: Registry, version: str, items: list[dict[str, Any]]) -> np.ndarray:
     estimator = joblib.load(registry.path / version / MODEL_FILE)
     return np.asarray(estimator.predict_proba(_rows(items))[:, 1])
@@ -49,6 +53,13 @@ def test_training_is_deterministic_and_has_an_ablation(tmp_path: Path) -> None:
     assert "pr_auc" in first["ablation"]["velocity_adds"]
     assert first["features"] == list(FEATURE_NAMES)
     assert 0 < first["threshold"] < 1 and first["threshold_rationale"]
+    # Two thresholds chosen together by business cost; BLOCK is the confident end of REVIEW.
+    block = first["block_threshold"]
+    assert block is None or first["threshold"] <= block <= 1
+    assert first["business_cost"]["false_block_eur"] > first["business_cost"]["review_eur_per_flag"]
+    actions = held["actions"]
+    assert set(actions) == {"REVIEW", "BLOCK", "flagged"}
+    assert actions["flagged"]["payments"] == actions["REVIEW"]["payments"] + actions["BLOCK"]["payments"]
 
 
 def test_single_and_batch_equal_in_process_predict_proba(
@@ -67,6 +78,7 @@ def test_single_and_batch_equal_in_process_predict_proba(
             one = client.post("/v1/score", json=item).json()
             assert one["score"] == want
             assert one["decision"] == ("FLAGGED" if want >= one["threshold"] else "APPROVED")
+            assert one["block_threshold"] == registry_card(registry)["block_threshold"]
             assert one["model_version"] == registry.live
 
 
