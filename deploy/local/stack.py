@@ -237,7 +237,7 @@ class ServiceGroup:
             ok &= healthy
             state = "healthy" if healthy else ("unhealthy" if pid else "stopped")
             log.info(
-                "%-8s %-9s port %-5s pid %s  log %s",
+                "%-13s %-9s port %-5s pid %s  log %s",
                 svc.name,
                 state,
                 svc.port or "-",
