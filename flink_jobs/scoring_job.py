@@ -368,26 +368,19 @@ def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: lis
     """``--cluster``: run ``bin/flink run -py <this file> <the other flags>`` against the local
     standalone cluster, in the foreground; the submitted file then builds the same job graph, and
     ``get_execution_environment`` inside ``flink run`` returns the cluster's environment."""
-    from deploy.local.cluster import ClusterConfig, flink_run_command, flink_run_env, require_conf
+    from deploy.local.cluster import ClusterConfig, run_attached
 
     cluster = ClusterConfig.from_env()
-    try:
-        require_conf(cluster)
-    except StackError as exc:
-        log.error("cannot submit: %s", exc)
-        return 2
-    job_args = [a for a in argv if a != "--cluster"]
     job_env: dict[str, str] = {}
     if args.parallelism is None and "JOB_PARALLELISM" not in os.environ:
         job_env["JOB_PARALLELISM"] = "2"
     if not settings.CHECKPOINT_DIR:
         job_env["CHECKPOINT_DIR"] = str(cluster.job_checkpoint_dir(settings.JOB_NAME).resolve())
-    cmd = flink_run_command(cluster, job_args, detached=False)
-    log.info("submitting to the cluster at %s: %s", cluster.rest_url, " ".join(cmd))
     try:
-        return subprocess.run(cmd, env=flink_run_env(cluster, job_env), check=False).returncode
-    except KeyboardInterrupt:
-        return 130
+        return run_attached(cluster, job_env, [a for a in argv if a != "--cluster"])
+    except StackError as exc:
+        log.error("cannot submit: %s", exc)
+        return 2
 
 
 def _cluster_config(env: StreamExecutionEnvironment) -> dict[str, str] | None:

@@ -254,11 +254,12 @@ class Cluster(ServiceGroup):
         """Start the JobManager, then the TaskManagers side by side (idempotent)."""
         jobmanager, *taskmanagers = self.services
         log.info("%-14s %s", jobmanager.name, self.start(jobmanager))
+        launched = {svc.name: self.launch(svc) for svc in taskmanagers if self.pid(svc) is None}
         for svc in taskmanagers:
-            if self.pid(svc) is None:
-                self.launch(svc)
-        for svc in taskmanagers:
-            log.info("%-14s %s", svc.name, self.start(svc))
+            pid = launched.get(svc.name)
+            log.info(
+                "%-14s %s", svc.name, self.start(svc) if pid is None else self._wait(svc, pid, "started")
+            )
 
     def down(self) -> None:
         """Stop every process ``up`` started, by PID (TaskManagers first)."""
@@ -363,10 +364,6 @@ def flink_run_command(config: ClusterConfig, job_args: Sequence[str], detached: 
     cmd = [str(flink_home() / "bin" / "flink"), "run", "-m", f"localhost:{config.rest_port}"]
     if detached:
         cmd.append("-d")
-    else:
-        # Ctrl-C on a foreground `make job ARGS="--cluster"` cancels the job, as it stops the
-        # mini-cluster job (its checkpoint is retained for the next start).
-        cmd += ["-D", "execution.shutdown-on-attached-exit=true"]
     cmd += ["-pyclientexec", config.python, "-pyexec", config.python, "-py", str(JOB_FILE)]
     return [*cmd, *job_args]
 
@@ -414,6 +411,48 @@ def submit_job(
         tail = "\n".join(output.splitlines()[-30:])
         raise StackError(f"`flink run` failed (exit {res.returncode}); log {log_path}:\n{tail}")
     return SubmittedJob(found.group(1) or found.group(2), config.rest_url, output)
+
+
+def run_attached(config: ClusterConfig, job_env: Mapping[str, str], job_args: Sequence[str]) -> int:
+    """Submit the scoring job attached, in the foreground: its output streams to this process's,
+    and Ctrl-C (or SIGTERM) cancels the job, as it stops the mini-cluster job; the job's last
+    checkpoint is retained for the next start. Returns the client's exit code."""
+    require_conf(config)
+    cmd = flink_run_command(config, job_args, detached=False)
+    log.info("submitting to the cluster at %s: %s", config.rest_url, " ".join(cmd))
+
+    def terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    job_id: str | None = None
+    proc = subprocess.Popen(
+        cmd,
+        env=flink_run_env(config, job_env),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            found = JOB_ID.search(line)
+            if found and job_id is None:
+                job_id = found.group(1) or found.group(2)
+        return proc.wait()
+    except KeyboardInterrupt:
+        # The `flink` client does not cancel a job submitted asynchronously when it is interrupted.
+        if job_id is not None:
+            log.info("interrupted: cancelling job %s (its last checkpoint is retained)", job_id)
+            SubmittedJob(job_id, config.rest_url).cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

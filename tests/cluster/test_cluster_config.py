@@ -4,10 +4,8 @@ command, without starting any process."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -71,7 +69,9 @@ def test_python_settings_let_the_taskmanagers_run_the_job() -> None:
     entries = conf["python.pythonpath"].split(os.pathsep)
     assert entries[0] == str(REPO_ROOT)
     for module in (pemja, find_libpython):
-        assert str(Path(module.__file__).resolve().parents[1]) in {str(Path(e).resolve()) for e in entries}
+        assert str(Path(str(module.__file__)).resolve().parents[1]) in {
+            str(Path(e).resolve()) for e in entries
+        }
     assert conf["python.pythonpath"] == scoring_job.embedded_pythonpath()
 
 
@@ -92,9 +92,7 @@ def test_flink_run_command() -> None:
     assert detached[1:5] == ["run", "-m", "localhost:18091", "-d"]
     assert detached[-3:] == [str(JOB_FILE), "--delivery", "exactly-once"]
     assert detached[detached.index("-pyclientexec") + 1] == sys.executable
-    attached = flink_run_command(config, [], detached=False)
-    assert "-d" not in attached
-    assert "execution.shutdown-on-attached-exit=true" in attached
+    assert "-d" not in flink_run_command(config, [], detached=False)
     env = flink_run_env(config, {"JOB_NAME": "x"})
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
     assert env["FLINK_CONF_DIR"] == str(config.conf_dir.resolve())
@@ -109,16 +107,16 @@ def test_cluster_flag_submits_the_same_file(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("FLINK_REST_PORT", "18091")
     monkeypatch.delenv("JOB_PARALLELISM", raising=False)
     monkeypatch.delenv("CHECKPOINT_DIR", raising=False)
-    calls: list[tuple[list[str], dict[str, Any]]] = []
+    calls: list[tuple[ClusterConfig, dict[str, str], list[str]]] = []
 
-    def fake_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        calls.append((cmd, kwargs))
-        return subprocess.CompletedProcess(cmd, 0)
+    def fake_run_attached(config: ClusterConfig, job_env: dict[str, str], job_args: list[str]) -> int:
+        calls.append((config, job_env, job_args))
+        return 0
 
-    monkeypatch.setattr(scoring_job.subprocess, "run", fake_run)
+    monkeypatch.setattr("deploy.local.cluster.run_attached", fake_run_attached)
     assert scoring_job.main(["--cluster", "--delivery", "exactly-once"]) == 0
-    ((cmd, kwargs),) = calls
-    assert cmd[:4] == [str(Path(cmd[0])), "run", "-m", "localhost:18091"]
-    assert cmd[-3:] == [str(JOB_FILE), "--delivery", "exactly-once"]
-    assert kwargs["env"]["JOB_PARALLELISM"] == "2"
-    assert kwargs["env"]["CHECKPOINT_DIR"] == str((config.checkpoint_dir / "fraud-scoring").resolve())
+    ((used, job_env, job_args),) = calls
+    assert used == config
+    assert job_args == ["--delivery", "exactly-once"]
+    assert job_env["JOB_PARALLELISM"] == "2"
+    assert job_env["CHECKPOINT_DIR"] == str((config.checkpoint_dir / "fraud-scoring").resolve())
