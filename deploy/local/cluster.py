@@ -325,12 +325,12 @@ class SubmittedJob:
         """RUNNING, RESTARTING, FAILED, CANCELED, ..."""
         return str(self.details()["state"])
 
-    def restarts(self) -> int:
-        """How often the job has restarted since it was submitted (the job's ``numRestarts``)."""
-        resp = requests.get(f"{self.rest_url}/jobs/{self.job_id}/metrics?get=numRestarts", timeout=5)
+    def failures(self) -> list[dict[str, Any]]:
+        """The job's failures since submission, newest first, from its exception history (each
+        restart follows one); ``exceptionName``, ``taskName``, ``taskManagerId``, ``timestamp``."""
+        resp = requests.get(f"{self.rest_url}/jobs/{self.job_id}/exceptions", timeout=5)
         resp.raise_for_status()
-        values = [int(float(m["value"])) for m in resp.json()]
-        return values[0] if values else 0
+        return list(resp.json()["exceptionHistory"]["entries"])
 
     def wait_running(self, timeout_s: float = 120.0) -> None:
         """Wait until every task of the job is running (not merely the job scheduled)."""

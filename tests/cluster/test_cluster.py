@@ -86,7 +86,7 @@ def test_exactly_once_survives_a_taskmanager_kill(  # type: ignore[no-untyped-de
         collector.wait_for(sent, timeout_s=600)
         collector.drain(idle_s=5)
         assert job.state() == "RUNNING"
-        assert job.restarts() >= 1
+        assert job.failures(), "the job did not notice the lost TaskManager"
         assert cluster.taskmanager_pids()[1] is None
         assert _busy_taskmanagers(cluster) == {second}  # recovered on the remaining slots
 
