@@ -191,9 +191,9 @@ class Cluster(ServiceGroup):
             "# Written by deploy/local/cluster.py at each `make cluster`; edit ClusterConfig instead.\n"
             + yaml.safe_dump(conf, sort_keys=True, width=1 << 16)
         )
-        # lib/ = the wheel's lib/ plus the Python driver from opt/ (as the Flink image for PyFlink
-        # does): in lib/, PEMJA's native library is loaded once per JVM, not once per job's class
-        # loader, which a restarted task would otherwise fail on.
+        # lib/ = the wheel's lib/ plus the Python driver from opt/, as our Flink image does
+        # (deploy/docker/flink.Dockerfile): the driver and PEMJA's JNI bridge then live in the
+        # parent class loader, loaded once per TaskManager rather than with each job's classes.
         lib = cfg.state_dir / "lib"
         lib.mkdir(parents=True, exist_ok=True)
         for old in lib.iterdir():
@@ -226,7 +226,6 @@ class Cluster(ServiceGroup):
 
     def _taskmanager(self, index: int) -> Service:
         name = f"taskmanager-{index}"
-
         id_file = self.config.state_dir / f"{name}.resource-id"
 
         def command() -> list[str]:
