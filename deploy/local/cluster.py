@@ -372,6 +372,8 @@ def flink_run_env(config: ClusterConfig, job_env: Mapping[str, str]) -> dict[str
     client's path (the job file imports ``flink_jobs`` and ``fraud_core``)."""
     env = {**os.environ, **job_env}
     env["FLINK_CONF_DIR"] = str(config.conf_dir.resolve())
+    # The client's own log, which would otherwise go into the wheel's folder inside the venv.
+    env["FLINK_LOG_DIR"] = str((config.state_dir / "log").resolve())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
