@@ -8,10 +8,10 @@ INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job consumers produce model bench faults backtest demo test lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers produce model bench faults backtest demo test lint clean
 
 help: ## One line per target
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 needed)"; exit 1; }
@@ -44,8 +44,17 @@ serve: $(INSTALLED) ## Run the scoring service in the foreground (trains a model
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m inference_service $(ARGS)
 
-job: $(FETCHED) ## Run the streaming job in the foreground (PyFlink mini-cluster, local stack)
+job: $(FETCHED) ## Run the streaming job in the foreground (mini-cluster; ARGS="--cluster": on `make cluster`)
 	$(PY) -m flink_jobs.scoring_job $(ARGS)
+
+cluster: $(FETCHED) ## Start a standalone Flink session cluster (1 JobManager, 2 TaskManagers, UI on :8091)
+	$(PY) -m deploy.local.cluster up
+
+cluster-down: $(INSTALLED) ## Stop what `make cluster` started (by PID)
+	$(PY) -m deploy.local.cluster down
+
+cluster-status: $(INSTALLED) ## Show the Flink cluster's processes, PIDs and logs
+	$(PY) -m deploy.local.cluster status
 
 consumers: $(INSTALLED) ## Run the action consumers in the foreground
 	$(PY) -m actions $(ARGS)

@@ -2,7 +2,8 @@
 ``payments.approved``, bad records on ``payments.dlq``.
 
 Locally (``make job``) it runs in PyFlink's embedded mini-cluster; on a cluster the same file runs
-with ``flink run -py flink_jobs/scoring_job.py`` or the Kubernetes operator. The Kafka source and
+with ``flink run -py flink_jobs/scoring_job.py`` (``make job ARGS="--cluster"`` does that for the
+local standalone cluster of ``make cluster``) or the Kubernetes operator. The Kafka source and
 sinks are Flink SQL tables in ``raw`` format (so partition, offset, timestamp and headers are
 available, and the exactly-once sink is Flink's own); everything between is Python.
 """
@@ -34,7 +35,7 @@ from flink_jobs.operators import (
     ScoringFunction,
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
-from fraud_core.exceptions import ConfigError
+from fraud_core.exceptions import ConfigError, StackError
 
 log = logging.getLogger("scoring_job")
 
@@ -373,11 +374,18 @@ def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]
         default="latest",
         help="latest (newest retained checkpoint, if any) | none | <checkpoint path>",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="submit this file with `flink run -py` to the local standalone cluster of `make cluster` "
+        "(FLINK_REST_PORT, default 8091) instead of running a mini-cluster; parallelism 2 unless set, "
+        "checkpoints under the cluster's state folder unless CHECKPOINT_DIR is set",
+    )
     args = parser.parse_args(argv)
     overrides = {
         name.upper(): value
         for name, value in vars(args).items()
-        if value is not None and name not in ("restore", "parallelism")
+        if value is not None and name not in ("restore", "parallelism", "cluster")
     }
     if args.parallelism is not None:
         overrides["JOB_PARALLELISM"] = args.parallelism
@@ -388,9 +396,40 @@ def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]
     return settings, args
 
 
+def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: list[str]) -> int:
+    """``--cluster``: run ``bin/flink run -py <this file> <the other flags>`` against the local
+    standalone cluster, in the foreground; the submitted file then builds the same job graph, and
+    ``get_execution_environment`` inside ``flink run`` returns the cluster's environment."""
+    from deploy.local.cluster import ClusterConfig, run_attached
+
+    cluster = ClusterConfig.from_env()
+    job_env: dict[str, str] = {}
+    if args.parallelism is None and "JOB_PARALLELISM" not in os.environ:
+        job_env["JOB_PARALLELISM"] = "2"
+    if not settings.CHECKPOINT_DIR:
+        job_env["CHECKPOINT_DIR"] = str(cluster.job_checkpoint_dir(settings.JOB_NAME).resolve())
+    try:
+        return run_attached(cluster, job_env, [a for a in argv if a != "--cluster"])
+    except StackError as exc:
+        log.error("cannot submit: %s", exc)
+        return 2
+
+
+def _cluster_config(env: StreamExecutionEnvironment) -> dict[str, str] | None:
+    """The client configuration when this file runs inside ``flink run`` (the environment then
+    submits to a cluster), else None (the embedded mini-cluster)."""
+    j_env = env._j_stream_execution_environment
+    if j_env.getClass().getSimpleName() != "StreamContextEnvironment":
+        return None
+    return dict(j_env.getConfiguration().toMap())
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     settings, args = parse_args(argv)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.cluster:
+        return submit_to_cluster(settings, args, argv)
     log.info(
         "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
         settings.JOB_NAME,
@@ -408,8 +447,17 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    client_conf = _cluster_config(env)
     try:
-        env.execute(settings.JOB_NAME)
+        if client_conf is None:
+            env.execute(settings.JOB_NAME)
+            return 0
+        client = env.execute_async(settings.JOB_NAME)
+        job_id = str(client.get_job_id())
+        web = f"http://{client_conf.get('rest.address', 'localhost')}:{client_conf.get('rest.port', '8081')}"
+        log.info("submitted: job id %s, web UI %s/#/job/running/%s/overview", job_id, web, job_id)
+        if client_conf.get("execution.attached", "false") == "true":
+            client.get_job_execution_result().result()
     except KeyboardInterrupt:
         log.info("interrupted; the last checkpoint is retained for the next start")
         return 130

@@ -126,9 +126,42 @@ def job_topics(make_topic: Callable[..., str]) -> Callable[..., JobTopics]:
 
 
 @pytest.fixture(scope="session")
+def job_env(stack, scoring_service) -> Callable[..., dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The job's environment for given topics, on the session stack and scoring service."""
+
+    def make(
+        topics: JobTopics,
+        checkpoint_dir: Path,
+        scoring_url: str | None = None,
+        redis_url: str | None = None,
+        group_id: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        return {
+            "APP_ENV": "test",
+            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+            "SCHEMA_REGISTRY_URL": stack.registry_url,
+            "REDIS_URL": redis_url or stack.redis_url,
+            "SCORING_URL": scoring_url or scoring_service.url,
+            "SCORING_API_KEY": scoring_service.api_key,
+            "INPUT_TOPIC": topics.input,
+            "FLAGGED_TOPIC": topics.flagged,
+            "APPROVED_TOPIC": topics.approved,
+            "DLQ_TOPIC": topics.dlq,
+            "GROUP_ID": group_id or f"job-{uuid.uuid4().hex[:8]}",
+            "CHECKPOINT_DIR": str(checkpoint_dir),
+            "METRICS_PORT": "0",
+            "START_FROM": "earliest",
+            **(env or {}),
+        }
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def run_job(
-    stack, scoring_service, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., ManagedProcess]]:  # type: ignore[no-untyped-def]
+    job_env: Callable[..., dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ManagedProcess]]:
     """Start the job on given topics; every job started is stopped at the end of the session."""
     started: list[ManagedProcess] = []
 
@@ -142,24 +175,10 @@ def run_job(
         env: dict[str, str] | None = None,
     ) -> ManagedProcess:
         logs = tmp_path_factory.mktemp("job")
-        job_env = {
-            "APP_ENV": "test",
-            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-            "SCHEMA_REGISTRY_URL": stack.registry_url,
-            "REDIS_URL": redis_url or stack.redis_url,
-            "SCORING_URL": scoring_url or scoring_service.url,
-            "SCORING_API_KEY": scoring_service.api_key,
-            "INPUT_TOPIC": topics.input,
-            "FLAGGED_TOPIC": topics.flagged,
-            "APPROVED_TOPIC": topics.approved,
-            "DLQ_TOPIC": topics.dlq,
-            "GROUP_ID": group_id or f"job-{uuid.uuid4().hex[:8]}",
-            "CHECKPOINT_DIR": str(checkpoint_dir or logs / "checkpoints"),
-            "METRICS_PORT": "0",
-            "START_FROM": "earliest",
-            **(env or {}),
-        }
-        process = start_job(job_env, list(args), logs / "job.log")
+        variables = job_env(
+            topics, checkpoint_dir or logs / "checkpoints", scoring_url, redis_url, group_id, env
+        )
+        process = start_job(variables, list(args), logs / "job.log")
         started.append(process)
         return process
 

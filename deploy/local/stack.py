@@ -75,11 +75,18 @@ class StackConfig:
 
 @dataclass
 class Service:
+    """One long-running local process: how to start it and how to tell it is ready.
+
+    ``port`` is the port it must own (checked free before the start), or 0 when it picks its own;
+    ``env`` is added to this process's environment when it is started.
+    """
+
     name: str
     port: int
     command: Callable[[], list[str]]
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = field(default=lambda: None)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def port_open(port: int) -> bool:
@@ -117,13 +124,140 @@ def _redis_server() -> str:
     return str(bundled)
 
 
-class Stack:
+class ServiceGroup:
+    """Start, stop and inspect local processes by PID file, never by name.
+
+    Each :class:`Service` gets ``<state>/<name>.pid`` (the PID and the process start time, so a
+    recycled PID is never signalled) and ``<state>/<name>.log``. The local stack and the local
+    Flink cluster (``deploy/local/cluster.py``) are both groups of this kind.
+    """
+
+    port_hint = "KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REDIS_PORT"
+
+    def __init__(self, state: Path, services: list[Service]) -> None:
+        self.state = state
+        self.services = services
+
+    def _pid_file(self, svc: Service) -> Path:
+        return self.state / f"{svc.name}.pid"
+
+    def _log_file(self, svc: Service) -> Path:
+        return self.state / f"{svc.name}.log"
+
+    def pid(self, svc: Service) -> int | None:
+        """PID of the service if it is running and was started by this stack, else None."""
+        try:
+            pid_text, started = self._pid_file(svc).read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        # Guard against a recycled PID: the process must have the start time recorded at launch.
+        if _start_time(pid) != started:
+            return None
+        return pid
+
+    def _tail(self, svc: Service, lines: int = 25) -> str:
+        try:
+            return "\n".join(self._log_file(svc).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def start(self, svc: Service) -> str:
+        """Start ``svc`` unless it runs already, and wait until it is healthy."""
+        if self.pid(svc) is not None:
+            if svc.healthy():
+                return "already running"
+            return self._wait(svc, self.pid(svc) or 0, "was starting")
+        return self._wait(svc, self.launch(svc), "started")
+
+    def launch(self, svc: Service) -> int:
+        """Start ``svc``'s process and record its PID file, without waiting; returns the PID."""
+        if svc.port and port_open(svc.port):
+            raise StackError(
+                f"{svc.name}: port {svc.port} is already taken by a process this stack did not start. "
+                f"Stop it, or choose another port ({self.port_hint})."
+            )
+        svc.prepare()
+        self.state.mkdir(parents=True, exist_ok=True)
+        cmd = svc.command()
+        with self._log_file(svc).open("ab") as logf:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **svc.env} if svc.env else None,
+            )
+        self._pid_file(svc).write_text(f"{proc.pid} {_start_time(proc.pid)}")
+        return proc.pid
+
+    def _wait(self, svc: Service, pid: int, verb: str) -> str:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < START_TIMEOUT_S:
+            if not _running(pid):
+                self._pid_file(svc).unlink(missing_ok=True)
+                raise StackError(
+                    f"{svc.name} died at start. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
+                )
+            if svc.healthy():
+                return f"{verb} in {time.monotonic() - t0:.1f}s (pid {pid})"
+            time.sleep(0.3)
+        raise StackError(
+            f"{svc.name} not healthy after {START_TIMEOUT_S:.0f}s. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
+        )
+
+    def stop(self, svc: Service, sig: int = signal.SIGTERM) -> str:
+        """Stop ``svc`` by the PID in its PID file: ``sig`` (SIGTERM: a clean shutdown), then
+        SIGKILL after 30 s. ``sig=SIGKILL`` is a hard crash, as a lost machine would be."""
+        pid = self.pid(svc)
+        if pid is None:
+            self._pid_file(svc).unlink(missing_ok=True)
+            return "not running"
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 30
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file(svc).unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def kill(self, svc: Service) -> str:
+        """SIGKILL, as a machine failure would: no shutdown hook runs (the fault suite uses it)."""
+        return self.stop(svc, signal.SIGKILL)
+
+    def down(self) -> None:
+        """Stop every service of the group, in reverse order of start."""
+        for svc in reversed(self.services):
+            log.info("%-8s %s", svc.name, self.stop(svc))
+
+    def status(self) -> bool:
+        """Log each service's state, port, PID and log file; True when all are healthy."""
+        ok = True
+        for svc in self.services:
+            pid = self.pid(svc)
+            healthy = pid is not None and svc.healthy()
+            ok &= healthy
+            state = "healthy" if healthy else ("unhealthy" if pid else "stopped")
+            log.info(
+                "%-13s %-9s port %-5s pid %s  log %s",
+                svc.name,
+                state,
+                svc.port or "-",
+                pid or "-",
+                self._log_file(svc),
+            )
+        return ok
+
+
+class Stack(ServiceGroup):
     """Start, stop and inspect the three services for one :class:`StackConfig`."""
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.state = config.state_dir
-        self.services = [self._kafka(), self._registry(), self._redis()]
+        super().__init__(config.state_dir, [self._kafka(), self._registry(), self._redis()])
 
     # ---- service definitions -------------------------------------------------------------
     def _kafka(self) -> Service:
@@ -280,92 +414,6 @@ class Stack:
 
         return Service("redis", cfg.redis_port, command, healthy)
 
-    # ---- process management --------------------------------------------------------------
-    def _pid_file(self, svc: Service) -> Path:
-        return self.state / f"{svc.name}.pid"
-
-    def _log_file(self, svc: Service) -> Path:
-        return self.state / f"{svc.name}.log"
-
-    def pid(self, svc: Service) -> int | None:
-        """PID of the service if it is running and was started by this stack, else None."""
-        try:
-            pid_text, started = self._pid_file(svc).read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None
-        # Guard against a recycled PID: the process must have the start time recorded at launch.
-        if _start_time(pid) != started:
-            return None
-        return pid
-
-    def _tail(self, svc: Service, lines: int = 25) -> str:
-        try:
-            return "\n".join(self._log_file(svc).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def start(self, svc: Service) -> str:
-        if self.pid(svc) is not None:
-            if svc.healthy():
-                return "already running"
-            return self._wait(svc, self.pid(svc) or 0, "was starting")
-        if port_open(svc.port):
-            raise StackError(
-                f"{svc.name}: port {svc.port} is already taken by a process this stack did not start. "
-                f"Stop it, or choose another port (KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REDIS_PORT)."
-            )
-        svc.prepare()
-        self.state.mkdir(parents=True, exist_ok=True)
-        cmd = svc.command()
-        with self._log_file(svc).open("ab") as logf:
-            proc = subprocess.Popen(
-                cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self._pid_file(svc).write_text(f"{proc.pid} {_start_time(proc.pid)}")
-        return self._wait(svc, proc.pid, "started")
-
-    def _wait(self, svc: Service, pid: int, verb: str) -> str:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < START_TIMEOUT_S:
-            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
-                self._pid_file(svc).unlink(missing_ok=True)
-                raise StackError(
-                    f"{svc.name} died at start. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
-                )
-            if svc.healthy():
-                return f"{verb} in {time.monotonic() - t0:.1f}s (pid {pid})"
-            time.sleep(0.3)
-        raise StackError(
-            f"{svc.name} not healthy after {START_TIMEOUT_S:.0f}s. Last lines of {self._log_file(svc)}:\n{self._tail(svc)}"
-        )
-
-    def stop(self, svc: Service) -> str:
-        pid = self.pid(svc)
-        if pid is None:
-            self._pid_file(svc).unlink(missing_ok=True)
-            return "not running"
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and not _is_zombie(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
-            os.kill(pid, signal.SIGKILL)
-        self._pid_file(svc).unlink(missing_ok=True)
-        return f"stopped (pid {pid})"
-
-    def kill(self, svc: Service) -> str:
-        """SIGKILL, as a machine failure would: no shutdown hook runs (the fault suite uses it)."""
-        pid = self.pid(svc)
-        if pid is None:
-            return "not running"
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and not _is_zombie(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self._pid_file(svc).unlink(missing_ok=True)
-        return f"killed (pid {pid})"
-
     def up(self) -> None:
         """Start every service (idempotent), then create topics and register schemas."""
         from deploy.local.bootstrap import bootstrap
@@ -373,27 +421,6 @@ class Stack:
         for svc in self.services:
             log.info("%-8s %s", svc.name, self.start(svc))
         bootstrap(self.config.bootstrap, self.config.registry_url)
-
-    def down(self) -> None:
-        for svc in reversed(self.services):
-            log.info("%-8s %s", svc.name, self.stop(svc))
-
-    def status(self) -> bool:
-        ok = True
-        for svc in self.services:
-            pid = self.pid(svc)
-            healthy = pid is not None and svc.healthy()
-            ok &= healthy
-            state = "healthy" if healthy else ("unhealthy" if pid else "stopped")
-            log.info(
-                "%-8s %-9s port %-5d pid %s  log %s",
-                svc.name,
-                state,
-                svc.port,
-                pid or "-",
-                self._log_file(svc),
-            )
-        return ok
 
 
 @contextmanager
@@ -417,6 +444,10 @@ def _start_time(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def _running(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
