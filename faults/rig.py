@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -35,6 +35,15 @@ from producers.simulator import SimConfig, SimEvent, Simulator
 
 DAY_MS = 24 * 3600 * 1000
 DECISION_PARTITIONS = 4
+
+
+class JobHandle(Protocol):
+    """A running job: a mini-cluster process, or a job submitted to the standalone cluster."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def tail(self, lines: int = 30) -> str: ...
 
 
 @dataclass
@@ -301,7 +310,7 @@ class Rig:
         self.jobs.append(job)
         return job
 
-    def wait_running(self, job: ManagedProcess, tap: Tap, timeout_s: float = 300) -> None:
+    def wait_running(self, job: JobHandle, tap: Tap, timeout_s: float = 300) -> None:
         """Until the job has decided something, so faults hit a running job, not its start-up."""
         deadline = time.monotonic() + timeout_s
         while not tap.decisions:

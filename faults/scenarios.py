@@ -18,7 +18,9 @@ from typing import Any
 import fastavro
 
 import schemas
-from deploy.local.processes import spawn
+from deploy.local.cluster import Cluster, ClusterConfig, SubmittedJob, submit_job
+from deploy.local.processes import ManagedProcess, spawn
+from deploy.local.stack import free_port
 from faults.proxy import Mode
 from faults.rig import Feed, Rig, Row, Tap, tally, wipe
 from fraud_core.registry import RegistryClient
@@ -42,7 +44,9 @@ class Load:
 class Run:
     """One scenario's job, feed and tap, with the start, fault and end steps every scenario shares."""
 
-    def __init__(self, rig: Rig, name: str, delivery: str, load: Load, seed: int = 41) -> None:
+    def __init__(
+        self, rig: Rig, name: str, delivery: str, load: Load, seed: int = 41, cluster: Cluster | None = None
+    ) -> None:
         self.rig = rig
         self.name = name
         self.delivery = delivery
@@ -51,7 +55,18 @@ class Run:
         self.group = f"faults-{name}-{uuid.uuid4().hex[:6]}"
         self.checkpoints = rig.work_dir / f"checkpoints-{self.group}"
         self.env = rig.job_env(self.topics, delivery, self.group, self.checkpoints)
-        self.job = rig.start_job(self.env, f"job-{self.group}.log")
+        self.job: ManagedProcess | ClusterJob
+        if cluster is None:
+            self.job = rig.start_job(self.env, f"job-{self.group}.log")
+        else:
+            self.env |= {
+                "JOB_NAME": self.group,
+                "CHECKPOINT_DIR": cluster.config.job_checkpoint_dir(self.group).as_uri(),
+            }
+            log = rig.work_dir / f"flink-run-{self.group}.log"
+            submitted = submit_job(cluster.config, self.env, ["--parallelism", "2"], log)
+            submitted.wait_running(timeout_s=300)
+            self.job = ClusterJob(submitted, log)
         self.tap = Tap(rig.bootstrap, rig.registry_url, self.topics)
         self.feed = Feed(rig.bootstrap, rig.registry_url, self.topics.input, seed)
         self.feed.prime(20)
@@ -69,6 +84,54 @@ class Run:
         self.job.stop(timeout_s=15)
         self.tap.close()
         return tally(self.name, self.delivery, self.feed, self.tap, recovery, note, **extra)
+
+
+class ClusterJob:
+    """A job submitted to the standalone cluster, with the few calls :class:`Run` makes."""
+
+    def __init__(self, job: SubmittedJob, log_path: Path) -> None:
+        self.submitted = job
+        self.log_path = log_path
+
+    @property
+    def alive(self) -> bool:
+        return self.submitted.state() in ("RUNNING", "RESTARTING", "CREATED", "INITIALIZING")
+
+    def tail(self, lines: int = 30) -> str:
+        return f"{self.submitted.web_url}\n" + "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self.submitted.cancel(timeout_s)
+
+    def kill(self) -> None:
+        self.stop()
+
+
+def taskmanager_kill(rig: Rig, delivery: str, load: Load) -> Row:
+    """The job on a standalone cluster (`make cluster`: one JobManager, two TaskManagers, the job
+    at parallelism 2, one slot on each); one TaskManager SIGKILLed mid-stream. The job restarts
+    from its last checkpoint on the surviving TaskManager's slots without waiting for a
+    replacement, so ``recovery_s`` counts from the kill. The killed one is started again later."""
+    config = ClusterConfig(
+        state_dir=rig.work_dir / "flink-cluster",
+        rest_port=free_port(),
+        rpc_port=free_port(),
+        metrics_ports="",
+    )
+    cluster = Cluster(config)
+    cluster.up()
+    try:
+        run = Run(rig, "taskmanager-kill", delivery, load, cluster=cluster)
+        cluster.kill_taskmanager(1)
+        killed = time.monotonic()
+        time.sleep(load.outage_s)
+        row = run.finish(killed, "1 of 2 TaskManagers SIGKILLed; job restarted on the other (parallelism 2)")
+        assert isinstance(run.job, ClusterJob)
+        row.extra = {"job_failures": len(run.job.submitted.failures())}
+        row.holds = row.holds and row.extra["job_failures"] >= 1  # the kill really hit the job
+        return row
+    finally:
+        cluster.down()
 
 
 def broker_kill(rig: Rig, delivery: str, load: Load) -> Row:
@@ -275,4 +338,5 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...]]] = {
     "model-promoted": (model_promoted, (AT_LEAST_ONCE,)),
     "checkpoints-lost": (checkpoints_lost, (AT_LEAST_ONCE, EXACTLY_ONCE)),
     "consumer-kill": (consumers_killed, (EXACTLY_ONCE,)),
+    "taskmanager-kill": (taskmanager_kill, (EXACTLY_ONCE,)),
 }
