@@ -23,10 +23,14 @@ ACTION = "action"
 
 
 @cache
+def _file_text(name: str) -> str:
+    return (SCHEMA_DIR / f"{name}.avsc").read_text(encoding="utf-8")
+
+
 def load_json(name: str) -> dict[str, Any]:
-    """Return the schema ``name`` (file stem under ``schemas/``) as parsed JSON."""
-    with (SCHEMA_DIR / f"{name}.avsc").open(encoding="utf-8") as f:
-        return dict(json.load(f))
+    """Return the schema ``name`` (file stem under ``schemas/``) as parsed JSON: a fresh copy on
+    every call, so a caller that derives a new version from it cannot change everyone's schema."""
+    return dict(json.loads(_file_text(name)))
 
 
 def load_text(name: str) -> str:

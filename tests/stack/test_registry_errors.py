@@ -106,3 +106,9 @@ def test_a_5xx_is_retried_and_never_a_dead_letter(fake_registry: tuple[str, type
     handler.status = 502
     with pytest.raises(RegistryUnavailable):
         avro.decode(_framed(7), RegistryClient(url, read_retry_backoff_s=FAST).parsed_schema)
+
+
+def test_a_schema_derived_from_ours_leaves_ours_unchanged() -> None:
+    derived = schemas.load_json(schemas.TRANSACTION)
+    derived["fields"].append({"name": "promo_code", "type": ["null", "string"], "default": None})
+    assert "promo_code" not in schemas.load_text(schemas.TRANSACTION)
