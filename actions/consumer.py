@@ -98,7 +98,12 @@ class ActionConsumer:
         self._dlq_schema_id = self.registry.lookup_id(
             f"{settings.DLQ_TOPIC}-value", schemas.load_text(schemas.DEAD_LETTER)
         )
-        self.store = ActionStore(settings.REDIS_URL, settings.BLOCK_TTL_S, settings.IDEMPOTENCY_TTL_S)
+        self.store = ActionStore(
+            settings.REDIS_URL,
+            settings.BLOCK_TTL_S,
+            settings.IDEMPOTENCY_TTL_S,
+            on_malformed_profile=self.metrics.malformed_profiles.inc,
+        )
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,

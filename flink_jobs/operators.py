@@ -218,11 +218,12 @@ class ScoringFunction(KeyedProcessFunction):
         self.approved = group.counter("decisions_approved")
         self.degraded = group.counter("decisions_degraded")
         self.batches = group.counter("scoring_batches")
+        self.malformed_profiles = group.counter("profiles_malformed")
         self.batch_size = group.distribution("scoring_batch_size")
         self.scoring_ms = group.distribution("scoring_latency_ms")
         self.enrichment_ms = group.distribution("enrichment_latency_ms")
         # Counter updates are calls into Java: summed here, published at most once a second.
-        self.unpublished = [0, 0, 0, 0]  # flagged, approved, degraded, batches
+        self.unpublished = [0, 0, 0, 0, 0]  # flagged, approved, degraded, batches, malformed profiles
         self.published_at = time.monotonic()
 
     def process_element(self, event: bytes, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
@@ -266,13 +267,16 @@ class ScoringFunction(KeyedProcessFunction):
         counts[1] += n - outcome.flagged
         counts[2] += outcome.degraded
         counts[3] += 1
+        counts[4] += outcome.malformed_profiles
         if time.monotonic() - self.published_at >= 1.0:
             for counter, value in zip(
-                (self.flagged, self.approved, self.degraded, self.batches), counts, strict=True
+                (self.flagged, self.approved, self.degraded, self.batches, self.malformed_profiles),
+                counts,
+                strict=True,
             ):
                 if value:
                     counter.inc(value)
-            self.unpublished = [0, 0, 0, 0]
+            self.unpublished = [0, 0, 0, 0, 0]
             self.published_at = time.monotonic()
         for record in outcome.records:
             yield _row(record)

@@ -28,6 +28,20 @@ class ValidationError(DecodeError):
         self.value = value
 
 
+class InvalidProfile(FraudPipelineError):
+    """A stored user profile is malformed; the message names the field and (a shortened form of) the value.
+
+    Never the event's fault: callers treat the profile as absent (a new user) and log the key.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = f"{shown[:60]}... ({len(shown)} chars)"
+        super().__init__(f"profile field {field!r}={shown}: {reason}")
+        self.field = field
+
+
 class SerializationError(FraudPipelineError):
     """A record does not fit its schema; the message names the field and the value."""
 

@@ -79,6 +79,7 @@ class BatchOutcome:
     flagged: int = 0
     blocked: int = 0
     degraded: int = 0
+    malformed_profiles: int = 0
     enrichment_s: float = 0.0
     scoring_s: float = 0.0
 
@@ -114,6 +115,7 @@ class ScoringStep:
             return out
         enrichment = self.store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
         out.enrichment_s = enrichment.latency_s
+        out.malformed_profiles = enrichment.malformed_profiles
         features = [
             build_features(t, v, p) for t, v, p in zip(txns, velocities, enrichment.profiles, strict=True)
         ]
