@@ -42,6 +42,13 @@ class InvalidProfile(FraudPipelineError):
         self.field = field
 
 
+class MalformedAnswer(FraudPipelineError):
+    """The scoring service answered 200 with a body that is not one valid result per item, in order.
+
+    A transient fault of the service (retried, then the fallback), never the events' fault.
+    """
+
+
 class SerializationError(FraudPipelineError):
     """A record does not fit its schema; the message names the field and the value."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,9 +10,15 @@ from typing import Any
 from fraud_core.exceptions import ValidationError
 from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
 
+# The identifier patterns the scoring service checks too (inference_service/api/payloads.py imports
+# them): an event this validation lets through is never one the service refuses. Both ends match
+# the whole string (``fullmatch`` here, anchors there): ``$`` alone would let a trailing newline in.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_UUID = re.compile(UUID_PATTERN)
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _MCC = re.compile(r"^[0-9]{4}$")
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ID = re.compile(ID_PATTERN)
 _PAN = re.compile(r"^[0-9]{13,19}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -67,7 +72,7 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def _require_id(field: str, value: object) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ValidationError(field, value, "must be 1-64 characters of letters, digits, _ . : -")
     return value
 
@@ -79,13 +84,13 @@ def validate(record: dict[str, Any]) -> Transaction:
         ValidationError: naming the first offending field and its value.
     """
     event_id = record.get("event_id")
-    try:
-        uuid.UUID(str(event_id))
-    except ValueError as exc:
-        raise ValidationError("event_id", event_id, "must be a UUID") from exc
+    # Only the canonical 8-4-4-4-12 form: uuid.UUID also takes "urn:uuid:...", braces and 32 bare
+    # hex digits, which the scoring service refuses and joins on event_id would not match.
+    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
+        raise ValidationError("event_id", event_id, "must be a UUID in canonical 8-4-4-4-12 hex form")
     user_id = _require_id("user_id", record.get("user_id"))
     card_id = _require_id("card_id", record.get("card_id"))
-    if _PAN.match(card_id) and _luhn_ok(card_id):
+    if _PAN.fullmatch(card_id) and _luhn_ok(card_id):
         # Never echo what looks like a real card number, not even in the error.
         raise ValidationError("card_id", "<redacted>", "looks like a card number (PAN); only tokens allowed")
     amount = record.get("amount_minor")
@@ -98,10 +103,10 @@ def validate(record: dict[str, Any]) -> Transaction:
         raise ValidationError("currency", currency, "unknown ISO 4217 currency")
     merchant_id = _require_id("merchant_id", record.get("merchant_id"))
     mcc = record.get("merchant_category")
-    if not isinstance(mcc, str) or not _MCC.match(mcc):
+    if not isinstance(mcc, str) or not _MCC.fullmatch(mcc):
         raise ValidationError("merchant_category", mcc, "must be a 4-digit MCC")
     country = record.get("country")
-    if not isinstance(country, str) or not _COUNTRY.match(country):
+    if not isinstance(country, str) or not _COUNTRY.fullmatch(country):
         raise ValidationError("country", country, "must be an ISO 3166-1 alpha-2 code in upper case")
     channel = record.get("channel")
     if channel not in CHANNELS:
