@@ -35,7 +35,7 @@ from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
-from fraud_core.transaction import Transaction
+from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,21 @@ class FeaturesFunction(KeyedProcessFunction):
     would be computed from another key's history, and per-user order would not hold in Kafka either.
     """
 
-    def __init__(self, registry_url: str, dlq_topic: str, shard_keys: list[int]) -> None:
+    def __init__(
+        self,
+        registry_url: str,
+        dlq_topic: str,
+        shard_keys: list[int],
+        time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
+    ) -> None:
         self.registry_url = registry_url
         self.dlq_topic = dlq_topic
         self.shard_keys = shard_keys
+        self.time_bounds = time_bounds
 
     def open(self, runtime_context: RuntimeContext) -> None:
         registry = RegistryClient(self.registry_url)
-        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE)
+        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE, self.time_bounds)
         self.intake.prepare()
         ttl = (
             StateTtlConfig.new_builder(Time.milliseconds(HORIZON_MS + ALLOWED_LATENESS_MS))

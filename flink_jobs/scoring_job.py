@@ -35,6 +35,7 @@ from flink_jobs.operators import (
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError
+from fraud_core.transaction import EventTimeBounds
 
 log = logging.getLogger("scoring_job")
 
@@ -325,7 +326,15 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     shards = shard_keys(settings.JOB_PARALLELISM, settings.SCORING_SHARDS_PER_SUBTASK)
     features = (
         keyed_by_first_field(raw, Types.STRING())
-        .process(FeaturesFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC, shards), SHARDED_EVENT)
+        .process(
+            FeaturesFunction(
+                settings.SCHEMA_REGISTRY_URL,
+                settings.DLQ_TOPIC,
+                shards,
+                EventTimeBounds(settings.EVENT_TIME_MAX_AHEAD_MS, settings.EVENT_TIME_MAX_AGE_MS),
+            ),
+            SHARDED_EVENT,
+        )
         .name("decode-validate-velocity")
     )
     decisions = (

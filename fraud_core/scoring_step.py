@@ -22,7 +22,7 @@ from fraud_core.exceptions import DecodeError
 from fraud_core.features import build_features
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import RuleSource, WatchedRules
-from fraud_core.transaction import Transaction, validate
+from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction, validate
 
 PROPAGATED_HEADERS = ("correlation_id", "traceparent")
 
@@ -142,21 +142,33 @@ class ScoringStep:
 class Intake:
     """Raw Kafka value -> validated :class:`Transaction`, or the dead-letter record that keeps it."""
 
-    def __init__(self, registry: RegistryClient, encoder: RecordEncoder, dlq_topic: str, stage: str) -> None:
+    def __init__(
+        self,
+        registry: RegistryClient,
+        encoder: RecordEncoder,
+        dlq_topic: str,
+        stage: str,
+        time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
+    ) -> None:
         self.registry = registry
         self.encoder = encoder
         self.dlq_topic = dlq_topic
         self.stage = stage
+        self.time_bounds = time_bounds
         self._reader = schemas.load(schemas.TRANSACTION)
 
     def prepare(self) -> None:
         """Resolve the dead-letter schema id now: fail at start, not on the first bad record."""
         self.encoder.schema_id(self.dlq_topic, schemas.DEAD_LETTER)
 
-    def decode(self, value: bytes | None) -> Transaction:
-        """Raises:
-        DecodeError: its ``error_type`` is the dead-letter reason."""
-        return validate(avro.decode(value, self.registry.parsed_schema, self._reader))
+    def decode(self, value: bytes | None, now_ms: int | None = None) -> Transaction:
+        """The validated event; its ``event_time`` within the bounds of ``now_ms`` (default: now).
+
+        Raises:
+            DecodeError: its ``error_type`` is the dead-letter reason."""
+        return validate(
+            avro.decode(value, self.registry.parsed_schema, self._reader), self.time_bounds, now_ms
+        )
 
     def dead_letter(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,64 @@ _ID = re.compile(ID_PATTERN)
 _PAN = re.compile(r"^[0-9]{13,19}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+DAY_MS = 24 * 3600 * 1000
+# No card payment of this system predates it: an earlier event_time is a broken record.
+EVENT_TIME_FLOOR_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeBounds:
+    """How far an ``event_time`` may lie from the processing time; outside, the event is refused
+    (dead-lettered as VALIDATION), never clamped: a clamped time would be a made-up fact.
+
+    ``max_ahead_ms`` (default one day) keeps a far-future event from moving a user's velocity
+    horizon forward, which would prune the user's whole history and stop pruning after it.
+    ``max_age_ms`` (default None: only the fixed floor of 2000-01-01 applies) refuses events older
+    than that. It is off by default because the simulator's event time starts at a fixed date and
+    backtests replay months-old topics; a deployment that only sees live traffic sets it (30 days,
+    say) with ``EVENT_TIME_MAX_AGE_MS``.
+    """
+
+    max_ahead_ms: int = DAY_MS
+    max_age_ms: int | None = None
+
+    def check(self, event_time: int, now_ms: int) -> None:
+        """Raises:
+        ValidationError: naming ``event_time``, its value, the bound and the processing time."""
+        if event_time > now_ms + self.max_ahead_ms:
+            raise ValidationError(
+                "event_time",
+                event_time,
+                f"more than {self.max_ahead_ms} ms ahead of the processing time {_iso(now_ms)} "
+                f"(it is {_iso(event_time)}; bound: EVENT_TIME_MAX_AHEAD_MS)",
+            )
+        if event_time < EVENT_TIME_FLOOR_MS:
+            raise ValidationError(
+                "event_time",
+                event_time,
+                f"before 2000-01-01 (it is {_iso(event_time)}): not a real payment time",
+            )
+        if self.max_age_ms is not None and event_time < now_ms - self.max_age_ms:
+            raise ValidationError(
+                "event_time",
+                event_time,
+                f"more than {self.max_age_ms} ms behind the processing time {_iso(now_ms)} "
+                f"(it is {_iso(event_time)}; bound: EVENT_TIME_MAX_AGE_MS)",
+            )
+
+
+DEFAULT_EVENT_TIME_BOUNDS = EventTimeBounds()
+
+
+def _iso(ms: int) -> str:
+    try:
+        return (_EPOCH + ms * _MS).isoformat(timespec="milliseconds")
+    except OverflowError:
+        return "beyond year 9999"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +136,11 @@ def _require_id(field: str, value: object) -> str:
     return value
 
 
-def validate(record: dict[str, Any]) -> Transaction:
-    """Check a decoded ``payments.initiated`` record against the business rules.
+def validate(
+    record: dict[str, Any], bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS, now_ms: int | None = None
+) -> Transaction:
+    """Check a decoded ``payments.initiated`` record against the business rules; ``event_time``
+    within ``bounds`` of ``now_ms`` (the processing time; default the wall clock).
 
     Raises:
         ValidationError: naming the first offending field and its value.
@@ -116,6 +178,7 @@ def validate(record: dict[str, Any]) -> Transaction:
         event_time = (event_time - _EPOCH) // _MS
     if not isinstance(event_time, int) or event_time <= 0:
         raise ValidationError("event_time", event_time, "must be a positive epoch-millisecond timestamp")
+    bounds.check(event_time, wall_clock_ms() if now_ms is None else now_ms)
     device_id = record.get("device_id")
     if device_id is not None:
         device_id = _require_id("device_id", device_id)
