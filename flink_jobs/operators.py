@@ -28,6 +28,7 @@ from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
@@ -209,6 +210,9 @@ class ScoringFunction(KeyedProcessFunction):
             approved_topic=c["approved_topic"],
             # Reloaded when the file changes (checked at most once a second): no restart needed.
             rules=WatchedRules(c.get("rules_file") or None),
+            blocklist_policy=BlocklistPolicy(
+                c.get("blocklist_when_unavailable", "closed"), c.get("blocklist_closed_above_eur", 100.0)
+            ),
         )
         self.step.prepare()
         self.batch_max: int = c["batch_max"]

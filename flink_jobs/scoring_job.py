@@ -266,6 +266,8 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
         "scoring_timeout_ms": settings.SCORING_TIMEOUT_MS,
         "scoring_retries": settings.SCORING_RETRIES,
         "redis_timeout_ms": settings.REDIS_TIMEOUT_MS,
+        "blocklist_when_unavailable": settings.BLOCKLIST_WHEN_UNAVAILABLE,
+        "blocklist_closed_above_eur": settings.BLOCKLIST_CLOSED_ABOVE_EUR,
     }
 
 

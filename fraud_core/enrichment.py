@@ -69,7 +69,8 @@ def parse_profile(raw: bytes | str | None, key: str = "") -> Profile | None:
 @dataclass(frozen=True, slots=True)
 class Enrichment:
     profiles: list[Profile | None]
-    blocklisted: list[bool]
+    # None: unknown, Redis could not be read (fraud_core.decision.BlocklistPolicy decides).
+    blocklisted: list[bool | None]
     degraded: bool
     latency_s: float
     malformed_profiles: int = 0
@@ -78,8 +79,9 @@ class Enrichment:
 class ProfileStore:
     """Batched reads of profiles and blocklist flags, with a bounded timeout.
 
-    When Redis is slow or down the batch gets neutral defaults and ``degraded=True``; the next
-    batch tries again, so enrichment recovers by itself when Redis returns.
+    When Redis is slow or down the batch gets no profiles, an unknown blocklist state (None, for
+    the blocklist policy to decide) and ``degraded=True``; the next batch tries again, so
+    enrichment recovers by itself when Redis returns.
     """
 
     def __init__(self, url: str, timeout_s: float = 0.2) -> None:
@@ -95,9 +97,10 @@ class ProfileStore:
             pipe.mget([profile_key(u) for u in user_ids])
             pipe.mget([blocklist_key(c) for c in card_ids])
             raw_profiles, raw_blocks = pipe.execute()
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError, TimeoutError) as exc:
             n = len(user_ids)
-            return Enrichment([None] * n, [False] * n, True, time.perf_counter() - t0)
+            log.warning("Redis enrichment failed for a batch of %d, blocklist state unknown: %r", n, exc)
+            return Enrichment([None] * n, [None] * n, True, time.perf_counter() - t0)
         profiles = [parse_profile(r, profile_key(u)) for r, u in zip(raw_profiles, user_ids, strict=True)]
         malformed = sum(p is None and r is not None for p, r in zip(profiles, raw_profiles, strict=True))
         return Enrichment(

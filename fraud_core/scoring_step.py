@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import schemas
 from fraud_core import avro
-from fraud_core.decision import ScoreResult, decide, topic_for
+from fraud_core.decision import DEFAULT_BLOCKLIST_POLICY, BlocklistPolicy, ScoreResult, decide, topic_for
 from fraud_core.enrichment import Enrichment
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import build_features
@@ -98,6 +98,7 @@ class ScoringStep:
     flagged_topic: str
     approved_topic: str
     rules: RuleSource = field(default_factory=WatchedRules)
+    blocklist_policy: BlocklistPolicy = DEFAULT_BLOCKLIST_POLICY
 
     def prepare(self) -> None:
         """Resolve the output schema ids now, so a missing subject fails at start, not mid-stream."""
@@ -127,7 +128,9 @@ class ScoringStep:
         for txn, feats, result, blocked, hdrs in zip(
             txns, features, results, enrichment.blocklisted, headers, strict=True
         ):
-            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at, rules)
+            record = decide(
+                txn, feats, result, blocked, enrichment.degraded, decided_at, rules, self.blocklist_policy
+            )
             topic = topic_for(record, self.flagged_topic, self.approved_topic)
             out.flagged += topic == self.flagged_topic
             out.blocked += record["action"] == "BLOCK"
