@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 import schemas
 from fraud_core import avro
+from fraud_core.cards import mask_pans
 from fraud_core.decision import DEFAULT_BLOCKLIST_POLICY, BlocklistPolicy, ScoreResult, decide, topic_for
 from fraud_core.enrichment import Enrichment
-from fraud_core.exceptions import DecodeError
+from fraud_core.exceptions import CardNumberRefused, DecodeError
 from fraud_core.features import build_features
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import RuleSource, WatchedRules
@@ -183,6 +184,9 @@ class Intake:
     ) -> OutputRecord:
         """The dead-letter record of a record that failed: its original bytes, where it came from, why."""
         topic, partition, offset = source
+        if isinstance(error, CardNumberRefused) and value is not None:
+            # Same length, so the masked value is still the original Avro record.
+            value = value.replace(error.pan.encode(), mask_pans(error.pan).encode())
         envelope = {
             "source_topic": topic,
             "source_partition": partition,
