@@ -7,14 +7,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
 from fraud_core.decision import scoring_request
 from fraud_core.exceptions import ValidationError
 from fraud_core.features import FEATURE_NAMES
+from fraud_core.scoring_client import refused_items
 from fraud_core.transaction import Transaction, validate
-from inference_service.api.payloads import ScoreItem
+from inference_service.api.payloads import BatchRequest, ScoreItem
+from inference_service.api.routes.score import _invalid
 
 TXN = Transaction(
     event_id="3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
@@ -73,3 +76,18 @@ def test_intake_and_service_accept_the_same_values(field: str, value: Any) -> No
 
 def test_the_baseline_event_passes_both() -> None:
     assert _intake_accepts(TXN) and _service_accepts(TXN)
+
+
+def test_the_client_reads_which_items_the_service_refused_from_its_own_422() -> None:
+    """The service's 422 body (as the route writes it) names the refused items in a form the
+    client parses: only those go to the fallback."""
+    good = scoring_request(TXN, FEATURES)
+    bad = scoring_request(TXN, FEATURES | {"amount_eur": 1e13})
+    body = orjson.dumps({"items": [good, bad, good, {**good, "channel": "SATELLITE"}]})
+    with pytest.raises(PydanticValidationError) as info:
+        BatchRequest.model_validate_json(body)
+    answer = _invalid(info.value)
+    assert answer.status == 422
+    refused = refused_items(answer.body, 4)
+    assert sorted(refused) == [1, 3]
+    assert refused[1].startswith("features.amount_eur") and refused[3].startswith("channel")
