@@ -28,7 +28,8 @@ from actions.notify import Notifier, notifier_for
 from actions.settings import ConsumerSettings
 from actions.store import ActionStore, Outcome
 from fraud_core import avro
-from fraud_core.exceptions import DecodeError, RegistryUnavailable, SerializationError
+from fraud_core.cards import mask_pans
+from fraud_core.exceptions import CardNumberRefused, DecodeError, RegistryUnavailable, SerializationError
 from fraud_core.features import Profile
 from fraud_core.registry import RegistryClient
 
@@ -98,7 +99,12 @@ class ActionConsumer:
         self._dlq_schema_id = self.registry.lookup_id(
             f"{settings.DLQ_TOPIC}-value", schemas.load_text(schemas.DEAD_LETTER)
         )
-        self.store = ActionStore(settings.REDIS_URL, settings.BLOCK_TTL_S, settings.IDEMPOTENCY_TTL_S)
+        self.store = ActionStore(
+            settings.REDIS_URL,
+            settings.BLOCK_TTL_S,
+            settings.IDEMPOTENCY_TTL_S,
+            on_malformed_profile=self.metrics.malformed_profiles.inc,
+        )
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
@@ -304,12 +310,15 @@ class ActionConsumer:
         error_type = exc.error_type if isinstance(exc, DecodeError) else "AUDIT_ENCODE"
         self.metrics.dead_letters.labels(error_type).inc()
         log.warning("%s correlation_id=%s dead letter: %s %s", source, correlation_id, error_type, exc)
+        original = msg.value()
+        if isinstance(exc, CardNumberRefused) and original is not None:
+            original = original.replace(exc.pan.encode(), mask_pans(exc.pan).encode())  # same length
         envelope = {
             "source_topic": msg.topic(),
             "source_partition": msg.partition(),
             "source_offset": msg.offset(),
             "key": msg.key(),
-            "value": msg.value(),
+            "value": original,
             "error_type": error_type,
             "error_message": str(exc),
             "failed_at": now_ms(),

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from fraud_core.cards import is_pan
 from fraud_core.decision import APPROVE, FLAG
-from fraud_core.exceptions import ValidationError
+from fraud_core.exceptions import CardNumberRefused, ValidationError
 from fraud_core.features import BLOCKLIST_REASON, Profile
 from fraud_core.reference import CURRENCIES, to_eur
 from fraud_core.rules import APPROVE as ACTION_APPROVE
@@ -109,6 +110,8 @@ def parse_decision(record: Mapping[str, Any]) -> Decision:
     if decision not in (FLAG, APPROVE):
         raise ValidationError("decision", decision, f"must be {FLAG} or {APPROVE}")
     card_id = record.get("card_id") or ""
+    if isinstance(card_id, str) and is_pan(card_id):
+        raise CardNumberRefused("card_id", card_id)
     if decision == FLAG and not (isinstance(card_id, str) and _ID.match(card_id)):
         raise ValidationError(
             "card_id", mask_card(str(card_id)), "a flagged decision needs the card to block"

@@ -30,6 +30,11 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.malformed_profiles = Counter(
+            "fraud_actions_malformed_profiles",
+            "Stored profiles that were malformed, read as absent and replaced.",
+            registry=r,
+        )
         self.latency = Histogram(
             "fraud_actions_processing_seconds",
             "Time to act on one record (decode to effects applied), seconds.",

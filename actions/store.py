@@ -61,11 +61,13 @@ class ActionStore:
         marker_ttl_s: int,
         timeout_s: float = 5.0,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        on_malformed_profile: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self.block_ttl_s = block_ttl_s
         self.marker_ttl_s = marker_ttl_s
         self._clock_ms = clock_ms
+        self._on_malformed_profile = on_malformed_profile
 
     def block_entry(self, card_id: str) -> dict[str, Any] | None:
         """The blocklist entry of a card (why it is blocked), or None when it is not blocked."""
@@ -96,7 +98,11 @@ class ActionStore:
                             pipe.unwatch()
                             return _from_marker(existing)
                         raw_profile = cast("bytes | None", pipe.get(pkey))
-                        before = parse_profile(raw_profile)
+                        # A malformed profile reads as none (logged with its key) and is
+                        # replaced by the fresh one the decision builds: it never halts the consumer.
+                        before = parse_profile(raw_profile, pkey)
+                        if before is None and raw_profile is not None:
+                            self._on_malformed_profile()
                         after = updated_profile(before, decision)
                         records = audits(before, after)
                         pipe.multi()

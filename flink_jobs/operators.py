@@ -28,6 +28,7 @@ from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
@@ -35,7 +36,7 @@ from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
-from fraud_core.transaction import Transaction
+from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,21 @@ class FeaturesFunction(KeyedProcessFunction):
     would be computed from another key's history, and per-user order would not hold in Kafka either.
     """
 
-    def __init__(self, registry_url: str, dlq_topic: str, shard_keys: list[int]) -> None:
+    def __init__(
+        self,
+        registry_url: str,
+        dlq_topic: str,
+        shard_keys: list[int],
+        time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
+    ) -> None:
         self.registry_url = registry_url
         self.dlq_topic = dlq_topic
         self.shard_keys = shard_keys
+        self.time_bounds = time_bounds
 
     def open(self, runtime_context: RuntimeContext) -> None:
         registry = RegistryClient(self.registry_url)
-        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE)
+        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE, self.time_bounds)
         self.intake.prepare()
         ttl = (
             StateTtlConfig.new_builder(Time.milliseconds(HORIZON_MS + ALLOWED_LATENESS_MS))
@@ -202,6 +210,9 @@ class ScoringFunction(KeyedProcessFunction):
             approved_topic=c["approved_topic"],
             # Reloaded when the file changes (checked at most once a second): no restart needed.
             rules=WatchedRules(c.get("rules_file") or None),
+            blocklist_policy=BlocklistPolicy(
+                c.get("blocklist_when_unavailable", "closed"), c.get("blocklist_closed_above_eur", 100.0)
+            ),
         )
         self.step.prepare()
         self.batch_max: int = c["batch_max"]
@@ -218,11 +229,12 @@ class ScoringFunction(KeyedProcessFunction):
         self.approved = group.counter("decisions_approved")
         self.degraded = group.counter("decisions_degraded")
         self.batches = group.counter("scoring_batches")
+        self.malformed_profiles = group.counter("profiles_malformed")
         self.batch_size = group.distribution("scoring_batch_size")
         self.scoring_ms = group.distribution("scoring_latency_ms")
         self.enrichment_ms = group.distribution("enrichment_latency_ms")
         # Counter updates are calls into Java: summed here, published at most once a second.
-        self.unpublished = [0, 0, 0, 0]  # flagged, approved, degraded, batches
+        self.unpublished = [0, 0, 0, 0, 0]  # flagged, approved, degraded, batches, malformed profiles
         self.published_at = time.monotonic()
 
     def process_element(self, event: bytes, ctx: KeyedProcessFunction.Context) -> Iterator[Row]:
@@ -266,13 +278,16 @@ class ScoringFunction(KeyedProcessFunction):
         counts[1] += n - outcome.flagged
         counts[2] += outcome.degraded
         counts[3] += 1
+        counts[4] += outcome.malformed_profiles
         if time.monotonic() - self.published_at >= 1.0:
             for counter, value in zip(
-                (self.flagged, self.approved, self.degraded, self.batches), counts, strict=True
+                (self.flagged, self.approved, self.degraded, self.batches, self.malformed_profiles),
+                counts,
+                strict=True,
             ):
                 if value:
                     counter.inc(value)
-            self.unpublished = [0, 0, 0, 0]
+            self.unpublished = [0, 0, 0, 0, 0]
             self.published_at = time.monotonic()
         for record in outcome.records:
             yield _row(record)

@@ -36,6 +36,7 @@ from flink_jobs.operators import (
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError, StackError
+from fraud_core.transaction import EventTimeBounds
 
 log = logging.getLogger("scoring_job")
 
@@ -266,6 +267,8 @@ def score_config(settings: JobSettings) -> dict[str, Any]:
         "scoring_timeout_ms": settings.SCORING_TIMEOUT_MS,
         "scoring_retries": settings.SCORING_RETRIES,
         "redis_timeout_ms": settings.REDIS_TIMEOUT_MS,
+        "blocklist_when_unavailable": settings.BLOCKLIST_WHEN_UNAVAILABLE,
+        "blocklist_closed_above_eur": settings.BLOCKLIST_CLOSED_ABOVE_EUR,
     }
 
 
@@ -326,7 +329,15 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     shards = shard_keys(settings.JOB_PARALLELISM, settings.SCORING_SHARDS_PER_SUBTASK)
     features = (
         keyed_by_first_field(raw, Types.STRING())
-        .process(FeaturesFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC, shards), SHARDED_EVENT)
+        .process(
+            FeaturesFunction(
+                settings.SCHEMA_REGISTRY_URL,
+                settings.DLQ_TOPIC,
+                shards,
+                EventTimeBounds(settings.EVENT_TIME_MAX_AHEAD_MS, settings.EVENT_TIME_MAX_AGE_MS),
+            ),
+            SHARDED_EVENT,
+        )
         .name("decode-validate-velocity")
     )
     decisions = (

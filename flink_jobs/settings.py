@@ -45,6 +45,16 @@ class JobSettings(ScoringClientSettings):
     SCORING_TIMEOUT_MS: int = Field(default=500, ge=10)
     SCORING_RETRIES: int = Field(default=2, ge=0)
     REDIS_TIMEOUT_MS: int = Field(default=200, ge=1)
+    # When the blocklist cannot be read (Redis slow or down): "open" lets the model and rules decide
+    # alone; "closed" holds payments above BLOCKLIST_CLOSED_ABOVE_EUR for REVIEW (0: every payment).
+    # See fraud_core.decision.BlocklistPolicy.
+    BLOCKLIST_WHEN_UNAVAILABLE: Literal["open", "closed"] = "closed"
+    BLOCKLIST_CLOSED_ABOVE_EUR: float = Field(default=100.0, ge=0, allow_inf_nan=False)
+    # Bounds of an event's event_time around the processing time; outside them it is dead-lettered
+    # (VALIDATION). Unset max age: only the floor of 2000-01-01 (replays of old topics must pass).
+    # See fraud_core.transaction.EventTimeBounds.
+    EVENT_TIME_MAX_AHEAD_MS: int = Field(default=24 * 3600 * 1000, ge=0)
+    EVENT_TIME_MAX_AGE_MS: int | None = Field(default=None, ge=0)
     # cProfile every Python operator; stats go to the job's log (where the time goes).
     PYTHON_PROFILE: bool = False
     METRICS_PORT: int = Field(default=9249, ge=0)

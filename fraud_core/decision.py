@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fraud_core.features import BLOCKLIST_REASON
+from fraud_core.reference import to_eur
 from fraud_core.rules import APPROVE as ACTION_APPROVE
 from fraud_core.rules import BLOCK, FALLBACK_VERSION, REVIEW, RuleBook, strongest
 from fraud_core.topics import APPROVED, FLAGGED
@@ -66,23 +67,54 @@ def model_action(result: ScoreResult) -> str:
     return REVIEW if result.score >= result.threshold else ACTION_APPROVE
 
 
+BLOCKLIST_UNAVAILABLE_REASON = "card blocklist could not be checked (Redis unavailable)"
+
+
+@dataclass(frozen=True, slots=True)
+class BlocklistPolicy:
+    """What a payment gets when the blocklist could not be read (Redis slow or down).
+
+    ``when_unavailable="open"``: it is treated as not blocklisted (model and rules decide alone).
+    ``"closed"`` (the default): a payment above ``closed_above_eur`` is held for REVIEW (flagged,
+    the card not blocked), so a blocklisted card cannot pass a large payment while Redis is out;
+    smaller ones are treated as open. ``closed_above_eur=0`` holds every payment.
+    """
+
+    when_unavailable: Literal["open", "closed"] = "closed"
+    closed_above_eur: float = 100.0
+
+    def action_when_unknown(self, txn: Transaction) -> str | None:
+        """REVIEW when this payment is held because its blocklist state is unknown, else None."""
+        if self.when_unavailable == "open":
+            return None
+        return REVIEW if to_eur(txn.amount_minor, txn.currency) > self.closed_above_eur else None
+
+
+DEFAULT_BLOCKLIST_POLICY = BlocklistPolicy()
+
+
 def decide(
     txn: Transaction,
     features: Mapping[str, float],
     result: ScoreResult,
-    blocklisted: bool,
+    blocklisted: bool | None,
     enrichment_degraded: bool,
     decided_at_ms: int,
     rules: RuleBook,
+    blocklist_policy: BlocklistPolicy = DEFAULT_BLOCKLIST_POLICY,
 ) -> dict[str, Any]:
     """The decision record of one event (see the module docstring for how the action is made).
 
-    Reasons, in order: the blocklist (when the card is on it), the reason of each rule that fired,
-    then the model's reason codes.
+    ``blocklisted`` is None when the blocklist could not be read: ``blocklist_policy`` then says
+    whether the payment is held for review. Reasons, in order: the blocklist (when the card is on
+    it, or could not be checked and the payment is held), the reason of each rule that fired, then
+    the model's reason codes.
     """
     fired = rules.fired(txn, features, model_down=result.degraded)
-    action = strongest([model_action(result), *(r.action for r in fired), *((BLOCK,) if blocklisted else ())])
-    reasons = [BLOCKLIST_REASON] if blocklisted else []
+    held = blocklist_policy.action_when_unknown(txn) if blocklisted is None else None
+    extra = (BLOCK,) if blocklisted else (held,) if held else ()
+    action = strongest([model_action(result), *(r.action for r in fired), *extra])
+    reasons = [BLOCKLIST_REASON] if blocklisted else [BLOCKLIST_UNAVAILABLE_REASON] if held else []
     reasons += [r.reason for r in fired]
     reasons += result.reasons
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fraud_core.cards import mask_pans
+
 
 class FraudPipelineError(Exception):
     """Root of every error raised by this project."""
@@ -20,12 +22,55 @@ class DecodeError(FraudPipelineError):
 
 
 class ValidationError(DecodeError):
-    """A decoded record breaks a business rule (negative amount, unknown currency, ...)."""
+    """A decoded record breaks a business rule (negative amount, unknown currency, ...).
+
+    The message never echoes a card number (a PAN in a text value shows its last four digits
+    only) nor more than the first 100 characters of a long value.
+    """
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__("VALIDATION", f"field {field!r}={value!r}: {reason}")
+        if isinstance(value, str):
+            value = mask_pans(value)
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = f"{shown[:100]}... ({len(shown)} characters)"
+        super().__init__("VALIDATION", f"field {field!r}={shown}: {reason}")
         self.field = field
         self.value = value
+
+
+class CardNumberRefused(ValidationError):
+    """A ``card_id`` is a card number (PAN), not a token. ``pan`` is the raw value, kept only so the
+    dead-letter record can mask it in the original bytes: never log it."""
+
+    def __init__(self, field: str, pan: str) -> None:
+        super().__init__(
+            field,
+            pan,
+            "is a card number (PAN), masked here and in the dead-letter record's value; only tokens allowed",
+        )
+        self.pan = pan
+
+
+class InvalidProfile(FraudPipelineError):
+    """A stored user profile is malformed; the message names the field and (a shortened form of) the value.
+
+    Never the event's fault: callers treat the profile as absent (a new user) and log the key.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = f"{shown[:60]}... ({len(shown)} chars)"
+        super().__init__(f"profile field {field!r}={shown}: {reason}")
+        self.field = field
+
+
+class MalformedAnswer(FraudPipelineError):
+    """The scoring service answered 200 with a body that is not one valid result per item, in order.
+
+    A transient fault of the service (retried, then the fallback), never the events' fault.
+    """
 
 
 class SerializationError(FraudPipelineError):

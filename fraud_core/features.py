@@ -11,10 +11,12 @@ time seen) is pruned, so state per user is bounded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraud_core.exceptions import InvalidProfile
 from fraud_core.reference import CHANNELS, mcc_risk, to_eur
 from fraud_core.transaction import Transaction
 
@@ -92,16 +94,23 @@ class Profile:
     txn_count: int = 0
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Profile:
-        """Build a profile from its JSON form, tolerating missing fields (older writers)."""
+    def from_mapping(cls, data: object) -> Profile:
+        """Build a profile from its JSON form, tolerating missing fields (older writers).
+
+        Raises:
+            InvalidProfile: ``data`` is not an object, or a field has the wrong type, is not finite,
+                is out of range or too long.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidProfile("<profile>", data, "must be a JSON object")
         return cls(
-            avg_amount=float(data.get("avg_amount", 0.0)),
-            home_country=str(data.get("home_country", "")),
-            account_created_ms=int(data.get("account_created_ms", 0)),
-            risk_tier=int(data.get("risk_tier", 0)),
-            devices=tuple(data.get("devices", ())),
-            countries=tuple(data.get("countries", ())),
-            txn_count=int(data.get("txn_count", 0)),
+            avg_amount=_number(data, "avg_amount"),
+            home_country=_text(data, "home_country"),
+            account_created_ms=_integer(data, "account_created_ms"),
+            risk_tier=_integer(data, "risk_tier", PROFILE_MAX_RISK_TIER),
+            devices=_texts(data, "devices"),
+            countries=_texts(data, "countries"),
+            txn_count=_integer(data, "txn_count"),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -115,6 +124,56 @@ class Profile:
             "countries": list(self.countries),
             "txn_count": self.txn_count,
         }
+
+
+# Bounds of a stored profile's fields: beyond them the profile is malformed, not merely unusual.
+PROFILE_MAX_TEXT = 256
+PROFILE_MAX_ITEMS = 1000
+PROFILE_MAX_RISK_TIER = 100
+_MAX_LONG = 2**63 - 1
+
+
+def _number(data: Mapping[str, Any], name: str) -> float:
+    value = data.get(name, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidProfile(name, value, "must be a number")
+    if not math.isfinite(value) or not 0 <= value <= _MAX_LONG:
+        raise InvalidProfile(name, value, "must be a finite number >= 0")
+    return float(value)
+
+
+def _integer(data: Mapping[str, Any], name: str, maximum: int = _MAX_LONG) -> int:
+    value = data.get(name, 0)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3.0 from a writer that does not keep ints; 1e999 (inf) fails is_integer
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidProfile(name, value, "must be an integer")
+    if not 0 <= value <= maximum:
+        raise InvalidProfile(name, value, f"must be between 0 and {maximum}")
+    return value
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidProfile(name, value, "must be a string")
+    if len(value) > PROFILE_MAX_TEXT:
+        raise InvalidProfile(name, value, f"longer than {PROFILE_MAX_TEXT} characters")
+    return value
+
+
+def _texts(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, ())
+    if not isinstance(value, list | tuple):
+        raise InvalidProfile(name, value, "must be a list of strings")
+    if len(value) > PROFILE_MAX_ITEMS:
+        raise InvalidProfile(name, value, f"more than {PROFILE_MAX_ITEMS} items")
+    for item in value:
+        if not isinstance(item, str) or len(item) > PROFILE_MAX_TEXT:
+            raise InvalidProfile(
+                name, item, f"items must be strings of at most {PROFILE_MAX_TEXT} characters"
+            )
+    return tuple(value)
 
 
 # One remembered past event: (event_time_ms, amount_eur, merchant_id, country).

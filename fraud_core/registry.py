@@ -138,6 +138,79 @@ class RegistryClient:
             parsed = fastavro.parse_schema(json.loads(data["schema"]))
         except Exception as exc:  # JSON or fastavro's SchemaParseError and friends
             raise RegistryError(f"schema id {schema_id} is not an Avro schema: {exc!r}") from exc
+        unsafe = zero_size_array(parsed)
+        if unsafe is not None:
+            raise RegistryError(
+                f"schema id {schema_id} has an array of items that take no bytes ({unsafe}): a record "
+                "claiming 2^62 of them would keep the decoder busy for ever, so it is not accepted"
+            )
         with self._lock:
             self._by_id[schema_id] = parsed
         return parsed
+
+
+def zero_size_array(schema: Any) -> str | None:
+    """The path of an array whose items encode in zero bytes (``null``, ``fixed`` of size 0, a
+    record of such fields), or None. fastavro reads (or skips) an array item by item: with items
+    of no size a forged block count near 2^62 never reaches the end of the buffer and never fails.
+    """
+    names: dict[str, Any] = {}
+
+    def collect(t: Any) -> None:
+        if isinstance(t, list):
+            for branch in t:
+                collect(branch)
+        elif isinstance(t, dict):
+            if t.get("type") in ("record", "error", "enum", "fixed") and "name" in t:
+                names[t["name"]] = t
+            for f in t.get("fields", ()):
+                collect(f["type"])
+            for key in ("items", "values"):
+                if key in t:
+                    collect(t[key])
+            if isinstance(t.get("type"), dict | list):
+                collect(t["type"])
+
+    def empty(t: Any, seen: frozenset[str]) -> bool:
+        if isinstance(t, str):
+            if t == "null":
+                return True
+            return t in names and t not in seen and empty(names[t], seen | {t})
+        if isinstance(t, dict):
+            kind = t.get("type")
+            if kind in ("record", "error"):
+                inner = seen | {t.get("name", "")}
+                return all(empty(f["type"], inner) for f in t.get("fields", ()))
+            if kind == "fixed":
+                return int(t.get("size", 1)) == 0
+            if isinstance(kind, str | dict) and kind not in ("array", "map", "enum"):
+                return empty(kind, seen)
+        return False  # a union's branch index and an array's block count take a byte at least
+
+    def find(t: Any, path: str, seen: frozenset[str]) -> str | None:
+        if isinstance(t, str):
+            return find(names[t], path, seen | {t}) if t in names and t not in seen else None
+        if isinstance(t, list):
+            for branch in t:
+                if (hit := find(branch, path, seen)) is not None:
+                    return hit
+            return None
+        if not isinstance(t, dict):
+            return None
+        if t.get("type") == "array":
+            if empty(t.get("items"), frozenset()):
+                return path or "<root>"
+            return find(t.get("items"), f"{path}[]", seen)
+        if t.get("type") == "map":
+            return find(t.get("values"), f"{path}{{}}", seen)
+        if t.get("type") in ("record", "error"):
+            inner = seen | {t.get("name", "")}
+            for f in t.get("fields", ()):
+                if (hit := find(f["type"], f"{path}.{f['name']}" if path else f["name"], inner)) is not None:
+                    return hit
+            return None
+        kind = t.get("type")
+        return find(kind, path, seen) if isinstance(kind, dict | list) else None
+
+    collect(schema)
+    return find(schema, "", frozenset())

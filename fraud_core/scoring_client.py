@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from fraud_core.decision import ScoreResult, degraded_result, result_from_response, scoring_request
-from fraud_core.exceptions import ConfigError
+from fraud_core.exceptions import ConfigError, MalformedAnswer
 from fraud_core.transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,58 @@ class KeepAliveConnection:
         return int(rest[:3]), chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def parse_results(content: bytes, requests: Sequence[Mapping[str, Any]]) -> list[ScoreResult]:
+    """The results of a 200 answer to ``requests``: exactly one valid result per item, in order.
+
+    Raises:
+        MalformedAnswer: the body is not JSON, has no ``results`` list of the right length, or a
+            result is for another event or lacks a finite score in [0, 1], a threshold or a version.
+    """
+    try:
+        raw = orjson.loads(content)["results"]
+    except (orjson.JSONDecodeError, TypeError, KeyError, IndexError) as exc:
+        raise MalformedAnswer(f"no 'results' list in {content[:200]!r}") from exc
+    if not isinstance(raw, list) or len(raw) != len(requests):
+        count = len(raw) if isinstance(raw, list) else type(raw).__name__
+        raise MalformedAnswer(f"{count} results for {len(requests)} items")
+    results = []
+    for i, (item, request) in enumerate(zip(raw, requests, strict=True)):
+        if not isinstance(item, dict):
+            raise MalformedAnswer(f"result {i} is {item!r:.100}, not an object")
+        if item.get("event_id", request["event_id"]) != request["event_id"]:
+            raise MalformedAnswer(
+                f"result {i} is for event {item['event_id']!r:.100}, not {request['event_id']!r}"
+            )
+        try:
+            result = result_from_response(item)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedAnswer(f"result {i} is unreadable ({exc!r}): {item!r:.200}") from exc
+        if not 0.0 <= result.score <= 1.0 or not math.isfinite(result.threshold):
+            raise MalformedAnswer(f"result {i} has score {result.score!r}, threshold {result.threshold!r}")
+        if not all(isinstance(r, str) for r in result.reasons):
+            raise MalformedAnswer(f"result {i} has reasons that are not strings: {result.reasons!r:.200}")
+        results.append(result)
+    return results
+
+
+def refused_items(content: bytes, n: int) -> dict[int, str]:
+    """Index -> why, for each item a 422 answer names (``loc`` = body, items, index, field...)."""
+    try:
+        detail = orjson.loads(content)["detail"]
+    except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+        return {}
+    refused: dict[int, str] = {}
+    for error in detail if isinstance(detail, list) else ():
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if isinstance(loc, list) and len(loc) >= 3 and loc[:2] == ["body", "items"]:
+            index = loc[2]
+            if isinstance(index, int) and 0 <= index < n and index not in refused:
+                # The field and the message, never the echoed input (it may hold anything).
+                field = ".".join(str(part) for part in loc[3:]) or "item"
+                refused[index] = f"{field}: {error.get('msg', '')}"
+    return refused
+
+
 class BatchScorer:
     """Scores batches through ``POST /v1/score/batch``; falls back to rules when the service fails.
 
@@ -203,30 +257,79 @@ class BatchScorer:
     def score(
         self, items: Sequence[tuple[Transaction, Mapping[str, float]]], correlation_id: str = ""
     ) -> list[ScoreResult]:
-        """One score per item, in order: from the model when the service answers, else the fallback."""
+        """One score per item, in order: from the model when the service answers, else the fallback.
+
+        Failures are per item: when the service refuses some items (422 naming them), those get the
+        fallback and the others are sent again once, without counting against the breaker. A 200
+        whose body is not one valid result per item is a transient fault, like a timeout.
+        """
         if not items:
             return []
-        if self.breaker.allow():
-            body = orjson.dumps({"items": [scoring_request(t, f) for t, f in items]})
-            head = self._head
-            if _SAFE_HEADER_VALUE.fullmatch(correlation_id) and len(correlation_id) <= 128:
-                head += b"X-Correlation-ID: %s\r\n" % correlation_id.encode("ascii")
-            for attempt in range(self._retries + 1):
-                try:
-                    status, content = self._conn.post(head, body)
-                except (OSError, http.client.HTTPException) as exc:
-                    log.warning("scoring call failed (attempt %d): %r", attempt + 1, exc)
-                else:
-                    if status == 200:
+        if not self.breaker.allow():
+            return [fallback(f) for _t, f in items]
+        head = self._head
+        if _SAFE_HEADER_VALUE.fullmatch(correlation_id) and len(correlation_id) <= 128:
+            head += b"X-Correlation-ID: %s\r\n" % correlation_id.encode("ascii")
+        requests = [scoring_request(t, f) for t, f in items]
+        answer = self._call(head, requests)
+        if isinstance(answer, list):
+            return answer
+        if not answer or len(answer) == len(requests):
+            return [fallback(f) for _t, f in items]
+        kept = [i for i in range(len(requests)) if i not in answer]
+        retried = self._call(head, [requests[i] for i in kept])
+        if not isinstance(retried, list):
+            return [fallback(f) for _t, f in items]
+        results = [fallback(f) for _t, f in items]
+        for i, result in zip(kept, retried, strict=True):
+            results[i] = result
+        return results
+
+    def _call(self, head: bytes, requests: list[dict[str, Any]]) -> list[ScoreResult] | set[int]:
+        """The results of ``requests``; or the indices of the items the service refused (422);
+        or an empty set after a transient failure (counted by the breaker) or another refusal."""
+        body = orjson.dumps({"items": requests})
+        for attempt in range(self._retries + 1):
+            try:
+                status, content = self._conn.post(head, body)
+            except (OSError, http.client.HTTPException) as exc:
+                log.warning("scoring call failed (attempt %d): %r", attempt + 1, exc)
+            else:
+                if status == 200:
+                    try:
+                        results = parse_results(content, requests)
+                    except MalformedAnswer as exc:
+                        log.warning(
+                            "scoring service answered 200 with a malformed body (attempt %d), treated "
+                            "as a transient fault: %s",
+                            attempt + 1,
+                            exc,
+                        )
+                    else:
                         self.breaker.record_success()
-                        return [result_from_response(r) for r in orjson.loads(content)["results"]]
+                        return results
+                elif status == 422:
+                    refused = refused_items(content, len(requests))
+                    for i, why in sorted(refused.items()):
+                        log.warning(
+                            "scoring service refused item %d of %d (event_id=%s), it gets the fallback: %s",
+                            i,
+                            len(requests),
+                            requests[i]["event_id"],
+                            why,
+                        )
+                    if refused:
+                        return set(refused)
+                    log.warning("scoring service answered HTTP 422 naming no item: %s", content[:300])
+                    return set()
+                else:
                     log.warning("scoring service answered HTTP %d: %s", status, content[:300])
                     if 400 <= status < 500 and status != 429:
                         break  # our request is wrong; retrying will not fix it
-                if attempt < self._retries:
-                    time.sleep(self._backoff_s * 2**attempt)
-            self.breaker.record_failure()
-        return [fallback(f) for _t, f in items]
+            if attempt < self._retries:
+                time.sleep(self._backoff_s * 2**attempt)
+        self.breaker.record_failure()
+        return set()
 
     def close(self) -> None:
         self._conn.close()

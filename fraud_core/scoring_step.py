@@ -16,13 +16,14 @@ from typing import Any, Protocol
 
 import schemas
 from fraud_core import avro
-from fraud_core.decision import ScoreResult, decide, topic_for
+from fraud_core.cards import mask_pans
+from fraud_core.decision import DEFAULT_BLOCKLIST_POLICY, BlocklistPolicy, ScoreResult, decide, topic_for
 from fraud_core.enrichment import Enrichment
-from fraud_core.exceptions import DecodeError
+from fraud_core.exceptions import CardNumberRefused, DecodeError
 from fraud_core.features import build_features
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import RuleSource, WatchedRules
-from fraud_core.transaction import Transaction, validate
+from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction, validate
 
 PROPAGATED_HEADERS = ("correlation_id", "traceparent")
 
@@ -79,6 +80,7 @@ class BatchOutcome:
     flagged: int = 0
     blocked: int = 0
     degraded: int = 0
+    malformed_profiles: int = 0
     enrichment_s: float = 0.0
     scoring_s: float = 0.0
 
@@ -97,6 +99,7 @@ class ScoringStep:
     flagged_topic: str
     approved_topic: str
     rules: RuleSource = field(default_factory=WatchedRules)
+    blocklist_policy: BlocklistPolicy = DEFAULT_BLOCKLIST_POLICY
 
     def prepare(self) -> None:
         """Resolve the output schema ids now, so a missing subject fails at start, not mid-stream."""
@@ -114,6 +117,7 @@ class ScoringStep:
             return out
         enrichment = self.store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
         out.enrichment_s = enrichment.latency_s
+        out.malformed_profiles = enrichment.malformed_profiles
         features = [
             build_features(t, v, p) for t, v, p in zip(txns, velocities, enrichment.profiles, strict=True)
         ]
@@ -125,7 +129,9 @@ class ScoringStep:
         for txn, feats, result, blocked, hdrs in zip(
             txns, features, results, enrichment.blocklisted, headers, strict=True
         ):
-            record = decide(txn, feats, result, blocked, enrichment.degraded, decided_at, rules)
+            record = decide(
+                txn, feats, result, blocked, enrichment.degraded, decided_at, rules, self.blocklist_policy
+            )
             topic = topic_for(record, self.flagged_topic, self.approved_topic)
             out.flagged += topic == self.flagged_topic
             out.blocked += record["action"] == "BLOCK"
@@ -140,21 +146,33 @@ class ScoringStep:
 class Intake:
     """Raw Kafka value -> validated :class:`Transaction`, or the dead-letter record that keeps it."""
 
-    def __init__(self, registry: RegistryClient, encoder: RecordEncoder, dlq_topic: str, stage: str) -> None:
+    def __init__(
+        self,
+        registry: RegistryClient,
+        encoder: RecordEncoder,
+        dlq_topic: str,
+        stage: str,
+        time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
+    ) -> None:
         self.registry = registry
         self.encoder = encoder
         self.dlq_topic = dlq_topic
         self.stage = stage
+        self.time_bounds = time_bounds
         self._reader = schemas.load(schemas.TRANSACTION)
 
     def prepare(self) -> None:
         """Resolve the dead-letter schema id now: fail at start, not on the first bad record."""
         self.encoder.schema_id(self.dlq_topic, schemas.DEAD_LETTER)
 
-    def decode(self, value: bytes | None) -> Transaction:
-        """Raises:
-        DecodeError: its ``error_type`` is the dead-letter reason."""
-        return validate(avro.decode(value, self.registry.parsed_schema, self._reader))
+    def decode(self, value: bytes | None, now_ms: int | None = None) -> Transaction:
+        """The validated event; its ``event_time`` within the bounds of ``now_ms`` (default: now).
+
+        Raises:
+            DecodeError: its ``error_type`` is the dead-letter reason."""
+        return validate(
+            avro.decode(value, self.registry.parsed_schema, self._reader), self.time_bounds, now_ms
+        )
 
     def dead_letter(
         self,
@@ -166,6 +184,9 @@ class Intake:
     ) -> OutputRecord:
         """The dead-letter record of a record that failed: its original bytes, where it came from, why."""
         topic, partition, offset = source
+        if isinstance(error, CardNumberRefused) and value is not None:
+            # Same length, so the masked value is still the original Avro record.
+            value = value.replace(error.pan.encode(), mask_pans(error.pan).encode())
         envelope = {
             "source_topic": topic,
             "source_partition": partition,

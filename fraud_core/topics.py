@@ -39,4 +39,6 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 BY_NAME = {t.name: t for t in TOPICS}
 
-COMPATIBILITY = "BACKWARD_TRANSITIVE"
+# FULL_TRANSITIVE: producers upgrade before consumers, so a new writer schema must stay readable by
+# every old reader (FORWARD) as well as the reverse (BACKWARD), against every earlier version.
+COMPATIBILITY = "FULL_TRANSITIVE"

@@ -1,8 +1,10 @@
 """Create the topics and register the schemas (``python -m deploy.local.bootstrap``).
 
 Idempotent: existing topics are kept (their partition count is checked), registering an unchanged
-schema returns its existing id. The registry's compatibility is set to BACKWARD_TRANSITIVE globally
-and per subject, because Apicurio enforces nothing until a rule exists.
+schema returns its existing id. The registry's compatibility is set to FULL_TRANSITIVE
+(``fraud_core.topics.COMPATIBILITY``) globally and per subject, because Apicurio enforces nothing
+until a rule exists. An existing subject gets the rule before its schema is registered, so a
+subject left at an older, weaker level by an earlier bootstrap is checked at the current one.
 """
 
 from __future__ import annotations
@@ -59,11 +61,14 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
 
 
 def register_schemas(registry_url: str, specs: Iterable[TopicSpec]) -> dict[str, int]:
-    """Register each topic's value schema with BACKWARD_TRANSITIVE; returns subject -> schema id."""
+    """Register each topic's value schema under ``COMPATIBILITY``; returns subject -> schema id."""
     client = RegistryClient(registry_url)
     client.set_compatibility(COMPATIBILITY)
+    existing = set(client.subjects())
     ids = {}
     for spec in specs:
+        if spec.subject in existing:
+            client.set_compatibility(COMPATIBILITY, spec.subject)
         ids[spec.subject] = client.register(spec.subject, schemas.load_text(spec.schema))
         client.set_compatibility(COMPATIBILITY, spec.subject)
     return ids

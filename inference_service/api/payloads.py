@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from fraud_core.features import FEATURE_NAMES, REASON_TEXT, SECONDS_SINCE_PREV_CAP
 from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
+from fraud_core.transaction import ID_PATTERN, UUID_PATTERN
 from inference_service.core.config import BATCH_SIZE_CEILING
 
 _BIG = 1e12  # sums and ratios of amounts: generous, but finite and far from float overflow
@@ -43,8 +44,10 @@ FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
     "profile_missing": (0, 1),
 }
 
-_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+# The same patterns the stream job's intake validation uses: an event it lets through is never
+# refused here (tests/inference_service/test_inference_units.py checks the two agree).
+_UUID = UUID_PATTERN
+_ID = ID_PATTERN
 
 
 def _features_type() -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -27,6 +28,7 @@ from producers.simulator import SimConfig, SimEvent, Simulator
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
 N_EVENTS = 3000
+PAN = "4111-1111-1111-1111"  # a test card number, written with dashes
 WINDOWS_S = {"1m": 60, "10m": 600, "1h": 3600}
 
 
@@ -44,7 +46,15 @@ def _broken(publisher: AvroPublisher, topic: str, valid: Transaction) -> list[tu
     ]
     # Valid, but keyed by another user: velocity state is keyed by the record key (CONTRACT).
     records.append(("u-wrong-key", good, "KEY_MISMATCH"))
-    for field, value in (("amount_minor", -5), ("currency", "XXX"), ("user_id", "")):
+    far_future = time.time_ns() // 1_000_000 + 400 * 24 * 3600 * 1000
+    for field, value in (
+        ("amount_minor", -5),
+        ("currency", "XXX"),
+        ("user_id", ""),
+        ("event_id", f"urn:uuid:{valid.event_id}"),  # uuid.UUID takes it, the scoring service not
+        ("event_time", far_future),  # would wipe the user's velocity history
+        ("card_id", PAN),
+    ):
         bad = dataclasses.replace(valid, **{field: value})
         records.append(
             (f"u-bad-{field}", publisher.encode(topic, schemas.TRANSACTION, bad.to_record()), "VALIDATION")
@@ -123,6 +133,9 @@ def test_dead_letters_keep_original_bytes_and_reason(scenario: dict[str, Any]) -
     dead = {r.record["key"]: r.record for r in scenario["out"] if r.topic == topics.dlq}  # type: ignore[index]
     for key, value, error_type in scenario["broken"]:
         envelope = dead[key.encode()]
+        if key == "u-bad-card_id":  # kept, with the card number masked in place
+            assert value is not None and PAN.encode() in value
+            value = value.replace(PAN.encode(), b"****-****-****-1111")
         assert envelope["value"] == value
         assert envelope["error_type"] == error_type
         assert envelope["source_topic"] == topics.input
@@ -131,6 +144,9 @@ def test_dead_letters_keep_original_bytes_and_reason(scenario: dict[str, Any]) -
     messages = {k.decode(): v["error_message"] for k, v in dead.items()}
     assert "amount_minor" in messages["u-bad-amount_minor"] and "-5" in messages["u-bad-amount_minor"]
     assert "XXX" in messages["u-bad-currency"]
+    assert "event_time" in messages["u-bad-event_time"] and "ahead" in messages["u-bad-event_time"]
+    assert "urn:uuid:" in messages["u-bad-event_id"]
+    assert "****-****-****-1111" in messages["u-bad-card_id"] and "4111-1111" not in messages["u-bad-card_id"]
 
 
 def _reference_velocity(events: list[SimEvent]) -> dict[str, dict[str, float]]:

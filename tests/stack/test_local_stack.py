@@ -51,7 +51,8 @@ def test_up_status_down_lifecycle(stack_env: dict[str, str]) -> None:
             assert len(topics[spec.name].partitions) == spec.partitions
         registry = RegistryClient(f"http://127.0.0.1:{stack_env['REGISTRY_PORT']}/apis/ccompat/v7")
         assert {s.subject for s in TOPICS} <= set(registry.subjects())
-        assert registry.get_compatibility() == "BACKWARD_TRANSITIVE"
+        assert registry.get_compatibility() == "FULL_TRANSITIVE"
+        assert {registry.get_compatibility(s.subject) for s in TOPICS} == {"FULL_TRANSITIVE"}
         assert redis.Redis(port=int(stack_env["REDIS_PORT"])).ping()
         pids = [
             Path(stack_env["STACK_DIR"], f"{n}.pid").read_text().split()[0]

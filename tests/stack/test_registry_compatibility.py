@@ -1,4 +1,8 @@
-"""The real registry enforces BACKWARD_TRANSITIVE on our subjects."""
+"""The real registry enforces FULL_TRANSITIVE on our subjects, per subject and as the global rule.
+
+Producers upgrade before consumers, so a new writer schema must be readable by every old reader
+(FORWARD) and the reverse (BACKWARD), against every earlier version (TRANSITIVE).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,91 @@ def _with_fields(fields: list[dict[str, object]]) -> str:
     return json.dumps(schema)
 
 
+def _transaction_fields() -> list[dict[str, object]]:
+    return list(schemas.load_json(schemas.TRANSACTION)["fields"])
+
+
+def test_the_project_level_is_full_transitive_globally_and_per_subject(  # type: ignore[no-untyped-def]
+    stack, make_topic: Callable[..., str]
+) -> None:
+    assert COMPATIBILITY == "FULL_TRANSITIVE"
+    client = RegistryClient(stack.registry_url)
+    assert client.get_compatibility() == COMPATIBILITY
+    assert client.get_compatibility(f"{make_topic('compat')}-value") == COMPATIBILITY
+
+
+@pytest.mark.parametrize("per_subject", [True, False], ids=["subject-rule", "global-rule"])
+def test_removing_a_field_without_default_is_refused(  # type: ignore[no-untyped-def]
+    stack, make_topic: Callable[..., str], per_subject: bool
+) -> None:
+    """The finding of issue 16: under BACKWARD_TRANSITIVE a producer could drop ``merchant_id`` and
+    every consumer still on the old schema would then dead-letter each record. Refused under
+    the subject's rule and, for a subject that has none, under the global one."""
+    if per_subject:
+        subject = f"{make_topic('compat')}-value"
+    else:
+        subject = f"{make_topic('compat', schema=None)}-value"
+        RegistryClient(stack.registry_url).register(subject, schemas.load_text(schemas.TRANSACTION))
+    fields = [f for f in _transaction_fields() if f["name"] != "merchant_id"]
+    with pytest.raises(RegistryError, match="409"):
+        RegistryClient(stack.registry_url).register(subject, _with_fields(fields))
+
+
+def test_removing_a_field_with_default_registers(stack, make_topic: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
+    subject = f"{make_topic('compat')}-value"
+    client = RegistryClient(stack.registry_url)
+    with_default = [*_transaction_fields(), {"name": "mcc_group", "type": "string", "default": ""}]
+    client.register(subject, _with_fields(with_default))
+    assert client.register(subject, schemas.load_text(schemas.TRANSACTION)) > 0
+
+
+def _with_symbol(schema_name: str, field: str, symbol: str) -> str:
+    schema = copy.deepcopy(schemas.load_json(schema_name))
+    for f in schema["fields"]:
+        if f["name"] == field:
+            f["type"]["symbols"].append(symbol)
+    return json.dumps(schema)
+
+
+def test_adding_an_enum_symbol_without_enum_default_is_refused(  # type: ignore[no-untyped-def]
+    stack, make_topic: Callable[..., str]
+) -> None:
+    """An old reader cannot read a ``decision`` symbol it does not know (that enum has no default)."""
+    subject = f"{make_topic('compat', schema=schemas.DECISION)}-value"
+    with pytest.raises(RegistryError, match="409"):
+        RegistryClient(stack.registry_url).register(
+            subject, _with_symbol(schemas.DECISION, "decision", "HELD")
+        )
+
+
+def test_adding_a_channel_symbol_registers_thanks_to_the_enum_default(  # type: ignore[no-untyped-def]
+    stack, make_topic: Callable[..., str]
+) -> None:
+    """``channel`` has the enum default UNKNOWN, so an old reader maps a new symbol to it."""
+    subject = f"{make_topic('compat')}-value"
+    new_id = RegistryClient(stack.registry_url).register(
+        subject, _with_symbol(schemas.TRANSACTION, "channel", "SATELLITE")
+    )
+    assert new_id > 0
+
+
+def test_compatibility_is_checked_against_every_earlier_version(  # type: ignore[no-untyped-def]
+    stack, make_topic: Callable[..., str]
+) -> None:
+    """v1 has ``note: string``; v2 drops it (its default makes that legal); v3 brings it back as a
+    long. v3 is compatible with v2, its only neighbour, but not with v1: TRANSITIVE refuses it."""
+    subject = f"{make_topic('compat', schema=None)}-value"
+    client = RegistryClient(stack.registry_url)
+    client.register(
+        subject, _with_fields([*_transaction_fields(), {"name": "note", "type": "string", "default": ""}])
+    )
+    client.set_compatibility(COMPATIBILITY, subject)
+    client.register(subject, _with_fields(_transaction_fields()))
+    v3 = _with_fields([*_transaction_fields(), {"name": "note", "type": "long", "default": 0}])
+    with pytest.raises(RegistryError, match="409"):
+        client.register(subject, v3)
+
+
 def test_optional_field_with_default_registers(stack, make_topic: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
     subject = f"{make_topic('compat')}-value"
     fields = [
@@ -37,7 +126,7 @@ def test_optional_field_with_default_registers(stack, make_topic: Callable[..., 
 
 def test_adding_a_field_without_default_is_refused(stack, make_topic: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
     subject = f"{make_topic('compat')}-value"
-    # A new reader cannot fill a field without default from old data: BACKWARD breaks.
+    # A new reader cannot fill a field without default from old data: BACKWARD (hence FULL) breaks.
     fields = [*schemas.load_json(schemas.TRANSACTION)["fields"], {"name": "risk_flag", "type": "boolean"}]
     with pytest.raises(RegistryError, match="409"):
         RegistryClient(stack.registry_url).register(subject, _with_fields(fields))
