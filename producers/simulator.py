@@ -139,7 +139,7 @@ class SimConfig:
     n_users: int = 2000
     n_merchants: int = 400
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-    rate_eps: float = 10.0
+    rate_eps: float = 2.0
     card_testing_rate: float = 0.0008
     account_takeover_rate: float = 0.0012
     merchant_burst_rate: float = 0.0008

@@ -98,6 +98,9 @@ class TrainConfig:
     calibration_fraction: float = 0.2
     review_cost_eur: float = 5.0
     false_block_cost_eur: float = 100.0
+    # A missed fraud costs at least this much: a card-testing probe of 1 EUR that passes validates
+    # the card for the larger fraud that follows, so its cost is not its amount.
+    min_missed_fraud_eur: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -275,11 +278,12 @@ def fit(
 
 
 def business_cost(
-    scores: FloatArray, data: Dataset, threshold: float, review_cost: float
+    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
 ) -> dict[str, float]:
-    """Missed fraud amount plus review cost of every flagged payment, in EUR."""
+    """Missed fraud cost (its amount, at least ``min_missed``) plus review cost of every flagged
+    payment, in EUR."""
     flagged = scores >= threshold
-    missed = float(data.amount_eur[(data.y == 1) & ~flagged].sum())
+    missed = float(np.maximum(data.amount_eur, min_missed)[(data.y == 1) & ~flagged].sum())
     reviews = float(flagged.sum()) * review_cost
     return {"missed_fraud_eur": missed, "review_eur": reviews, "total_eur": missed + reviews}
 
@@ -288,11 +292,11 @@ MAX_CANDIDATES = 800
 
 
 def choose_thresholds(
-    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float
+    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float, min_missed: float = 0.0
 ) -> tuple[float, float | None]:
     """The (review, block) thresholds with the lowest business cost on ``data``.
 
-    Cost = fraud amount scored below the review threshold + ``review_cost`` per payment between
+    Cost = fraud amount (at least ``min_missed``) scored below the review threshold + ``review_cost`` per payment between
     the two thresholds + ``false_block_cost`` per legitimate payment at or above the block
     threshold. Candidates are midpoints between consecutive distinct scores (thinned to
     :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
@@ -307,7 +311,8 @@ def choose_thresholds(
     order = np.argsort(scores)
     sorted_scores = scores[order]
     fraud = data.y[order] == 1
-    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, data.amount_eur[order], 0.0))])
+    fraud_cost = np.maximum(data.amount_eur[order], min_missed)
+    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, fraud_cost, 0.0))])
     legit_below = np.concatenate([[0], np.cumsum(~fraud)])
     n = len(scores)
     idx = np.searchsorted(sorted_scores, candidates, side="left")  # events below each candidate
@@ -347,7 +352,9 @@ def _recall_at_fpr(y: npt.NDArray[np.int8], scores: FloatArray, max_fpr: float) 
     return float(tpr[fpr <= max_fpr].max())
 
 
-def evaluate(scores: FloatArray, data: Dataset, threshold: float, review_cost: float) -> dict[str, Any]:
+def evaluate(
+    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
+) -> dict[str, Any]:
     """Held-out metrics: overall and per fraud scenario (each scenario's frauds against all legit)."""
     flagged = scores >= threshold
     fraud = data.y == 1
@@ -361,7 +368,7 @@ def evaluate(scores: FloatArray, data: Dataset, threshold: float, review_cost: f
         "recall_at_threshold": tp / max(int(fraud.sum()), 1),
         "flag_rate": float(flagged.mean()),
         "recall_at_1pct_fpr": _recall_at_fpr(data.y, scores, 0.01),
-        "cost_at_threshold": business_cost(scores, data, threshold, review_cost),
+        "cost_at_threshold": business_cost(scores, data, threshold, review_cost, min_missed),
         "cost_flag_nothing_eur": float(data.amount_eur[fraud].sum()),
     }
     per: dict[str, Any] = {}
@@ -398,9 +405,11 @@ def _variant(
     """Fit on ``columns``, choose both thresholds on ``cal``, evaluate on ``test``."""
     model = fit(train.x[:, columns], train.y, cal.x[:, columns], cal.y, config)
     cal_scores = model.predict_proba(cal.x[:, columns])[:, 1]
-    threshold, block = choose_thresholds(cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur)
+    threshold, block = choose_thresholds(
+        cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur, config.min_missed_fraud_eur
+    )
     test_scores = model.predict_proba(test.x[:, columns])[:, 1]
-    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur)
+    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur, config.min_missed_fraud_eur)
     metrics["actions"] = _rounded(action_metrics(test_scores, test, threshold, block))
     return model, threshold, block, metrics
 
@@ -499,7 +508,8 @@ def train(
         "threshold_rationale": (
             f"Both thresholds together minimise the business cost on the calibration period (the 20% "
             f"after the training period; the held-out metrics below are on the last 20%): each missed "
-            f"fraud costs its amount in EUR (chargeback), each payment sent to REVIEW costs "
+            f"fraud costs its amount in EUR (chargeback), at least {config.min_missed_fraud_eur:g} EUR "
+            f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
             f"{config.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
             f"{config.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
             f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
@@ -507,7 +517,8 @@ def train(
             f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
         ),
         "business_cost": {
-            "missed_fraud": "amount_eur of the payment",
+            "missed_fraud": "amount_eur of the payment, at least min_missed_fraud_eur",
+            "min_missed_fraud_eur": config.min_missed_fraud_eur,
             "review_eur_per_flag": config.review_cost_eur,
             "false_block_eur": config.false_block_cost_eur,
         },
