@@ -83,8 +83,16 @@ _MCC_PROFILE: dict[str, tuple[float, float, tuple[float, float, float]]] = {
 }
 assert set(_MCC_PROFILE) == set(MERCHANT_CATEGORIES), "every reference MCC needs a simulator profile"
 _LEGIT_CHANNELS = ("POS", "ECOM", "MOBILE")
-_CARD_TESTING_MCCS = frozenset({"5816", "4899", "5999", "5967", "5942"})
-_TAKEOVER_MCCS = frozenset({"5732", "5944", "6051", "4829", "4511", "7011"})
+# Card testing probes wherever a tiny payment is unremarkable: digital goods, streaming, misc
+# retail, direct marketing, books, fast food, transit, pharmacies, groceries.
+_CARD_TESTING_MCCS = frozenset({"5816", "4899", "5999", "5967", "5942", "5814", "4111", "5912", "5411"})
+_TAKEOVER_MCCS = frozenset({"5732", "5944", "6051", "4829", "4511", "7011", "5651", "5311"})
+# Channel mix of each scenario (POS, ECOM, MOBILE): fraud is not tied to one channel.
+_CARD_TESTING_CHANNELS = (0.1, 0.55, 0.35)
+_TAKEOVER_CHANNELS = (0.0, 0.6, 0.4)
+_BURST_CHANNELS = (0.15, 0.55, 0.3)
+_TRAVEL_CHANNELS = (0.75, 0.0, 0.25)  # a cloned card at terminals, or its details in a wallet abroad
+CROSS_BORDER_SHARE = 0.35  # card testing and bursts at merchants in another country (other currency)
 
 # Legit behaviour.
 FAVOURITE_SHARE = 0.85  # share of a user's payments at one of their favourite merchants
@@ -108,6 +116,12 @@ TRAVEL_COUNT = (2, 3)
 TRAVEL_FIRST_GAP_MS = (1 * MINUTE_MS, 10 * MINUTE_MS)
 TRAVEL_NEXT_GAP_MS = (30 * SECOND_MS, 5 * MINUTE_MS)
 EPISODE_COOLDOWN_MS = 2 * HOUR_MS  # a victim is in at most one episode at a time, plus this margin
+REISSUE_DELAY_MS = (2 * MINUTE_MS, 15 * MINUTE_MS)  # fraud confirmed -> new card, after the episode
+
+# Who has a profile: new customers are onboarded before the enrichment store knows them.
+NO_PROFILE_SHARE = 0.08  # users with no stored profile (opened their account during the stream)
+NEW_USER_SHARE = 0.08  # users with a profile but an account only days old and few payments
+STRESS_NO_PROFILE_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -116,18 +130,21 @@ class SimConfig:
 
     ``rate_eps`` is the mean number of legitimate payments per second of *event* time; the
     ``*_rate`` fields are the probability, per legitimate payment, that an episode of that fraud
-    scenario starts. The defaults give about 2% fraudulent events.
+    scenario starts. The defaults give about 2% fraudulent events. ``stress`` makes the held-out
+    stress variant (SCENARIOS.md): other user and merchant ids, more users without a profile, and
+    each signature's timings and amounts drawn from the far end of its bounds.
     """
 
     seed: int = 7
     n_users: int = 2000
     n_merchants: int = 400
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-    rate_eps: float = 10.0
+    rate_eps: float = 2.0
     card_testing_rate: float = 0.0008
     account_takeover_rate: float = 0.0012
     merchant_burst_rate: float = 0.0008
     impossible_travel_rate: float = 0.0012
+    stress: bool = False
 
     def __post_init__(self) -> None:
         if self.n_users < 1:
@@ -197,6 +214,9 @@ class Merchant:
     def pos(self) -> bool:
         return self.channels[0] > 0
 
+    def accepts(self, channel: str) -> bool:
+        return self.channels[_LEGIT_CHANNELS.index(channel)] > 0
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -213,6 +233,7 @@ class User:
     account_created_ms: int
     risk_tier: int
     past_txn_count: int
+    has_profile: bool = True
     avg_amount: float = field(default=0.0)
 
 
@@ -245,13 +266,22 @@ class Simulator:
         self._merchant_cum = tuple(accumulate(rng.lognormvariate(0, 1) for _ in self.merchants))
         self.users = self._make_users(rng)
         self._hour_cum = self._hourly_weights()
-        high_risk = [i for i, m in enumerate(self.merchants) if m.risk == 2]
-        ecom = [i for i, m in enumerate(self.merchants) if m.ecom]
-        testing = [i for i in ecom if self.merchants[i].mcc in _CARD_TESTING_MCCS]
-        self._testing_pool = testing if len(testing) >= CARD_TESTING_COUNT[1] else ecom
-        self._burst_pool = high_risk if len(high_risk) >= BURST_COUNT[1] else ecom
-        self._takeover_pool = [i for i in ecom if self.merchants[i].mcc in _TAKEOVER_MCCS] or ecom
+        self._testing_pools = self._pools(_CARD_TESTING_MCCS, CARD_TESTING_COUNT[1])
+        self._burst_pools = self._pools(
+            frozenset(m.mcc for m in self.merchants if m.risk == 2), BURST_COUNT[1]
+        )
+        self._takeover_pools = self._pools(_TAKEOVER_MCCS, 1)
         self._pos_pool = [i for i, m in enumerate(self.merchants) if m.pos]
+
+    def _pools(self, mccs: frozenset[str], at_least: int) -> dict[str, list[int]]:
+        """Per channel, the merchants of ``mccs`` that accept it (every merchant accepting it when
+        fewer than ``at_least``: a scenario needs that many distinct merchants)."""
+        pools = {}
+        for channel in _LEGIT_CHANNELS:
+            accepting = [i for i, m in enumerate(self.merchants) if m.accepts(channel)]
+            mine = [i for i in accepting if self.merchants[i].mcc in mccs]
+            pools[channel] = mine if len(mine) >= at_least else accepting
+        return pools
 
     # Population -------------------------------------------------------------------------------
 
@@ -264,7 +294,7 @@ class Simulator:
         width = max(4, len(str(self.config.n_merchants)))
         return [
             Merchant(
-                merchant_id=f"merch_{i:0{width}d}",
+                merchant_id=f"{'smerch' if self.config.stress else 'merch'}_{i:0{width}d}",
                 mcc=mcc,
                 risk=MERCHANT_CATEGORIES[mcc][1],
                 typical_eur=_MCC_PROFILE[mcc][1] * rng.lognormvariate(0, 0.25),
@@ -277,6 +307,8 @@ class Simulator:
         start = self.config.start_ms
         home_cum = list(accumulate(COUNTRIES[c][3] for c in _COUNTRY_CODES))
         width = max(5, len(str(self.config.n_users)))
+        prefix = "suser" if self.config.stress else "user"
+        no_profile = STRESS_NO_PROFILE_SHARE if self.config.stress else NO_PROFILE_SHARE
         users: list[User] = []
         for i in range(self.config.n_users):
             home = rng.choices(_COUNTRY_CODES, cum_weights=home_cum)[0]
@@ -298,8 +330,14 @@ class Simulator:
             favourites = tuple(dict.fromkeys(drawn))
             fav_cum = tuple(accumulate(rng.lognormvariate(0, 0.8) for _ in favourites))
             age_days = min(5000, max(1, int(rng.lognormvariate(6.0, 1.0))))
+            kind = rng.random()
+            has_profile = kind >= no_profile
+            if not has_profile:
+                age_days = 0  # the account opens as the stream starts
+            elif kind < no_profile + NEW_USER_SHARE:
+                age_days = rng.randint(1, 30)
             user = User(
-                user_id=f"user_{i:0{width}d}",
+                user_id=f"{prefix}_{i:0{width}d}",
                 home_country=home,
                 location=location,
                 cards=tuple(f"card_{_hex(rng, 64)}" for _ in range(rng.choice((1, 1, 1, 2)))),
@@ -312,6 +350,7 @@ class Simulator:
                 account_created_ms=start - age_days * DAY_MS - rng.randrange(DAY_MS),
                 risk_tier=rng.choices((0, 1, 2), weights=(85, 12, 3))[0],
                 past_txn_count=int(age_days * rng.uniform(0.3, 3.0)),
+                has_profile=has_profile,
             )
             users.append(_with_avg_amount(user, self.merchants, self._merchant_cum))
         return users
@@ -329,7 +368,8 @@ class Simulator:
         return tables
 
     def profiles(self) -> dict[str, Profile]:
-        """The profile of every user at the start of the stream, as seeded into Redis."""
+        """The profile of every user who has one at the start of the stream, as seeded into Redis
+        (users without one, :data:`NO_PROFILE_SHARE`, pay from the start all the same)."""
         return {
             u.user_id: Profile(
                 avg_amount=u.avg_amount,
@@ -341,6 +381,7 @@ class Simulator:
                 txn_count=u.past_txn_count,
             )
             for u in self.users
+            if u.has_profile
         }
 
     # Stream -----------------------------------------------------------------------------------
@@ -350,7 +391,8 @@ class Simulator:
 
         Stops after ``count`` events or at ``start_ms + duration_s`` of event time, whichever
         comes first; endless when both are None. Episodes still running at the end are cut
-        short. Each call starts the same stream afresh.
+        short. Each call starts the same stream afresh (cards reissued during one stream are
+        back to the population's at the next call).
         """
         if count is not None and count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
@@ -362,6 +404,7 @@ class Simulator:
         rate_per_ms = cfg.rate_eps / 1000
         thresholds = list(accumulate(cfg.fraud_rates().values()))
         busy_until: dict[int, int] = {}
+        cards = _Cards(self.users)
         pending: list[tuple[int, int, SimEvent]] = []  # heap of (event_time, seq, event)
         seq = 0
         emitted = 0
@@ -376,13 +419,15 @@ class Simulator:
                 emitted += 1
             if now >= end_ms or (count is not None and emitted >= count):
                 return
+            cards.apply_reissues(rng, now)
             user_index = self._pick_user(rng, now)
-            yield SimEvent(self._legit_txn(rng, self.users[user_index], now), False, None)
+            user = self.users[user_index]
+            yield SimEvent(self._legit_txn(rng, user, now, cards.of(user)), False, None)
             emitted += 1
             draw = rng.random()
             kind = bisect(thresholds, draw)
             if kind < len(FRAUD_TYPES):
-                episode = self._episode(rng, FRAUD_TYPES[kind], now, busy_until)
+                episode = self._episode(rng, FRAUD_TYPES[kind], now, busy_until, cards)
                 for event in episode:
                     heapq.heappush(pending, (event.txn.event_time, seq, event))
                     seq += 1
@@ -396,6 +441,14 @@ class Simulator:
                 return index
         return index
 
+    def _draw_ms(self, rng: Random, bounds: tuple[int, int]) -> int:
+        """A duration within ``bounds``: anywhere in training streams, in the slower half in the
+        stress variant (other timings, same signature)."""
+        lo, hi = bounds
+        if self.config.stress:
+            lo = (lo + hi) // 2
+        return rng.randrange(lo, hi)
+
     def _txn(
         self,
         rng: Random,
@@ -406,13 +459,13 @@ class Simulator:
         amount_minor: int,
         country: str,
         channel: str,
-        card: str | None = None,
+        card: str,
         device: str | None = None,
     ) -> Transaction:
         return Transaction(
             event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             user_id=user.user_id,
-            card_id=card or user.cards[0],
+            card_id=card,
             amount_minor=amount_minor,
             currency=_currency(country),
             merchant_id=merchant.merchant_id,
@@ -423,9 +476,9 @@ class Simulator:
             device_id=device if channel in ("ECOM", "MOBILE") else None,
         )
 
-    def _legit_txn(self, rng: Random, user: User, t: int) -> Transaction:
+    def _legit_txn(self, rng: Random, user: User, t: int, cards: tuple[str, ...]) -> Transaction:
         if rng.random() < MICRO_SHARE:
-            return self._micro_txn(rng, user, t)
+            return self._micro_txn(rng, user, t, cards[0])
         if rng.random() < FAVOURITE_SHARE:
             cum = user.favourite_cum_weights
             index = user.favourites[bisect(cum, rng.random() * cum[-1])]
@@ -434,7 +487,7 @@ class Simulator:
         merchant = self.merchants[min(index, len(self.merchants) - 1)]
         channel = rng.choices(_LEGIT_CHANNELS, weights=merchant.channels)[0]
         amount_eur = merchant.typical_eur * user.spend_level * rng.lognormvariate(0, AMOUNT_SIGMA)
-        card = user.cards[0] if len(user.cards) == 1 or rng.random() < 0.9 else user.cards[1]
+        card = cards[0] if len(cards) == 1 or rng.random() < 0.9 else cards[1]
         return self._txn(
             rng,
             user,
@@ -447,10 +500,11 @@ class Simulator:
             device=user.devices[0] if rng.random() < 0.8 else rng.choice(user.devices),
         )
 
-    def _micro_txn(self, rng: Random, user: User, t: int) -> Transaction:
+    def _micro_txn(self, rng: Random, user: User, t: int, card: str) -> Transaction:
         """A legitimate tiny online payment: alone it looks like one card-testing probe, which is
         why only the velocity features (many within seconds) separate card testing from it."""
-        merchant = self.merchants[rng.choice(self._testing_pool)]
+        channel = "ECOM" if rng.random() < 0.6 else "MOBILE"
+        merchant = self.merchants[rng.choice(self._testing_pools[channel])]
         new_device = rng.random() < MICRO_NEW_DEVICE_SHARE
         return self._txn(
             rng,
@@ -459,14 +513,16 @@ class Simulator:
             merchant=merchant,
             amount_minor=_minor(rng.uniform(0.10, CARD_TESTING_MAX_EUR), _currency(user.location)),
             country=user.location,
-            channel="ECOM",
-            card=user.cards[0],
+            channel=channel,
+            card=card,
             device=f"dev_{_hex(rng, 48)}" if new_device else user.devices[0],
         )
 
     # Fraud episodes ---------------------------------------------------------------------------
 
-    def _episode(self, rng: Random, kind: str, now: int, busy_until: dict[int, int]) -> list[SimEvent]:
+    def _episode(
+        self, rng: Random, kind: str, now: int, busy_until: dict[int, int], cards: _Cards
+    ) -> list[SimEvent]:
         index = self._pick_user(rng, now, exclude=busy_until)
         if busy_until.get(index, 0) > now:
             return []  # everyone we drew is already a victim; skip rather than overlap episodes
@@ -477,17 +533,29 @@ class Simulator:
             "merchant_burst": self._merchant_burst,
             "impossible_travel": self._impossible_travel,
         }[kind]
-        events = build(rng, user, now)
-        busy_until[index] = events[-1].txn.event_time + EPISODE_COOLDOWN_MS
+        events = build(rng, user, now, cards.of(user))
+        last = events[-1].txn
+        busy_until[index] = last.event_time + EPISODE_COOLDOWN_MS
+        # The fraud is confirmed and the bank reissues the card the fraudster used.
+        cards.schedule_reissue(last.event_time + rng.randrange(*REISSUE_DELAY_MS), user, last.card_id)
         return events
 
-    def _card_testing(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+    def _fraud_country(self, rng: Random, user: User) -> str:
+        """Where a card-not-present fraud pays: where the user is, or a merchant abroad."""
+        if rng.random() < CROSS_BORDER_SHARE:
+            return rng.choice([c for c in _COUNTRY_CODES if c != user.location])
+        return user.location
+
+    def _card_testing(self, rng: Random, user: User, now: int, cards: tuple[str, ...]) -> list[SimEvent]:
         n = rng.randint(*CARD_TESTING_COUNT)
         first = now + rng.randrange(5 * SECOND_MS)
-        offsets = [0, *sorted(rng.randrange(500, CARD_TESTING_SPAN_MS + 1) for _ in range(n - 1))]
-        merchants = rng.sample(self._testing_pool, n)
+        span = self._draw_ms(rng, (10 * SECOND_MS, CARD_TESTING_SPAN_MS + 1))
+        offsets = [0, *sorted(rng.randrange(500, span) for _ in range(n - 1))]
+        channel = rng.choices(_LEGIT_CHANNELS, weights=_CARD_TESTING_CHANNELS)[0]
+        merchants = rng.sample(self._testing_pools[channel], n)
         device = f"dev_{_hex(rng, 48)}"
-        currency = _currency(user.home_country)
+        country = self._fraud_country(rng, user)
+        low = 1.0 if self.config.stress else 0.10
         return [
             SimEvent(
                 self._txn(
@@ -495,9 +563,10 @@ class Simulator:
                     user,
                     t=first + off,
                     merchant=self.merchants[m],
-                    amount_minor=_minor(rng.uniform(0.10, CARD_TESTING_MAX_EUR), currency),
-                    country=user.home_country,
-                    channel="ECOM",
+                    amount_minor=_minor(rng.uniform(low, CARD_TESTING_MAX_EUR), _currency(country)),
+                    country=country,
+                    channel=channel,
+                    card=cards[0],
                     device=device,
                 ),
                 True,
@@ -506,37 +575,43 @@ class Simulator:
             for off, m in zip(offsets, merchants, strict=True)
         ]
 
-    def _account_takeover(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+    def _account_takeover(self, rng: Random, user: User, now: int, cards: tuple[str, ...]) -> list[SimEvent]:
         n = rng.randint(*TAKEOVER_COUNT)
         known = {user.home_country, user.location, *user.visited}
         country = rng.choice([c for c in _COUNTRY_CODES if c not in known])
         device = f"dev_{_hex(rng, 48)}"
+        channel = rng.choices(_LEGIT_CHANNELS, weights=_TAKEOVER_CHANNELS)[0]
+        pool = self._takeover_pools[channel]
+        top_ratio = 9.0 if self.config.stress else 15.0
         t = now + rng.randrange(MINUTE_MS)
         events = []
         for _ in range(n):
-            ratio = rng.uniform(TAKEOVER_MIN_RATIO, 15)
+            ratio = rng.uniform(TAKEOVER_MIN_RATIO, top_ratio)
             amount_eur = min(20_000.0, max(TAKEOVER_MIN_EUR, user.avg_amount * ratio))
             txn = self._txn(
                 rng,
                 user,
                 t=t,
-                merchant=self.merchants[rng.choice(self._takeover_pool)],
+                merchant=self.merchants[rng.choice(pool)],
                 amount_minor=_minor(amount_eur, _currency(country), round_up=True),
                 country=country,
-                channel="ECOM" if rng.random() < 0.7 else "MOBILE",
+                channel=channel,
+                card=cards[0],
                 device=device,
             )
             events.append(SimEvent(txn, True, "account_takeover"))
-            t += rng.randrange(*TAKEOVER_GAP_MS)
+            t += self._draw_ms(rng, TAKEOVER_GAP_MS)
         return events
 
-    def _merchant_burst(self, rng: Random, user: User, now: int) -> list[SimEvent]:
+    def _merchant_burst(self, rng: Random, user: User, now: int, cards: tuple[str, ...]) -> list[SimEvent]:
         n = rng.randint(*BURST_COUNT)
         first = now + rng.randrange(30 * SECOND_MS)
-        offsets = [0, *sorted(rng.randrange(10 * SECOND_MS, BURST_SPAN_MS + 1) for _ in range(n - 1))]
-        merchants = rng.sample(self._burst_pool, n)
+        span = self._draw_ms(rng, (MINUTE_MS, BURST_SPAN_MS + 1))
+        offsets = [0, *sorted(rng.randrange(10 * SECOND_MS, span) for _ in range(n - 1))]
+        channel = rng.choices(_LEGIT_CHANNELS, weights=_BURST_CHANNELS)[0]
+        merchants = rng.sample(self._burst_pools[channel], n)
         device = f"dev_{_hex(rng, 48)}"
-        currency = _currency(user.location)
+        country = self._fraud_country(rng, user)
         return [
             SimEvent(
                 self._txn(
@@ -544,9 +619,12 @@ class Simulator:
                     user,
                     t=first + off,
                     merchant=self.merchants[m],
-                    amount_minor=_minor(math.exp(rng.uniform(math.log(30), math.log(500))), currency),
-                    country=user.location,
-                    channel="ECOM",
+                    amount_minor=_minor(
+                        math.exp(rng.uniform(math.log(30), math.log(500))), _currency(country)
+                    ),
+                    country=country,
+                    channel=channel,
+                    card=cards[0],
                     device=device,
                 ),
                 True,
@@ -555,8 +633,8 @@ class Simulator:
             for off, m in zip(offsets, merchants, strict=True)
         ]
 
-    def _impossible_travel(self, rng: Random, user: User, now: int) -> list[SimEvent]:
-        anchor_merchant = self.merchants[rng.choice(self._pos_pool)]
+    def _impossible_travel(self, rng: Random, user: User, now: int, cards: tuple[str, ...]) -> list[SimEvent]:
+        anchor_merchant = self.merchants[rng.choice(self._testing_pools["POS"] + self._burst_pools["POS"])]
         t = now + rng.randrange(30 * SECOND_MS)
         anchor_eur = anchor_merchant.typical_eur * user.spend_level * rng.lognormvariate(0, AMOUNT_SIGMA)
         anchor = self._txn(
@@ -567,26 +645,50 @@ class Simulator:
             amount_minor=_minor(anchor_eur, _currency(user.location)),
             country=user.location,
             channel="POS",
+            card=cards[0],
         )
         events = [SimEvent(anchor, False, None)]  # the genuine card holder, at home
         far = rng.choice([c for c in _COUNTRY_CODES if _region(c) != _region(user.location)])
-        t += rng.randrange(*TRAVEL_FIRST_GAP_MS)
-        card = anchor.card_id  # the cloned card
+        channel = rng.choices(_LEGIT_CHANNELS, weights=_TRAVEL_CHANNELS)[0]
+        device = f"dev_{_hex(rng, 48)}"  # the fraudster's phone, when the card is in a wallet
+        t += self._draw_ms(rng, TRAVEL_FIRST_GAP_MS)
         for _ in range(rng.randint(*TRAVEL_COUNT)):
-            amount_eur = rng.uniform(40, 500)
             txn = self._txn(
                 rng,
                 user,
                 t=t,
                 merchant=self.merchants[rng.choice(self._pos_pool)],
-                amount_minor=_minor(amount_eur, _currency(far)),
+                amount_minor=_minor(rng.uniform(40, 500), _currency(far)),
                 country=far,
-                channel="POS",
-                card=card,
+                channel=channel,
+                card=anchor.card_id,  # the cloned card
+                device=device,
             )
             events.append(SimEvent(txn, True, "impossible_travel"))
-            t += rng.randrange(*TRAVEL_NEXT_GAP_MS)
+            t += self._draw_ms(rng, TRAVEL_NEXT_GAP_MS)
         return events
+
+
+class _Cards:
+    """The cards each user holds during one stream: the population's, until the bank reissues a
+    card after confirmed fraud on it (the genuine customer then pays with the new one)."""
+
+    def __init__(self, users: Sequence[User]) -> None:
+        self._users = {u.user_id: u for u in users}
+        self._current: dict[str, tuple[str, ...]] = {}
+        self._due: list[tuple[int, str, str]] = []  # heap of (reissue time, user_id, old card)
+
+    def of(self, user: User) -> tuple[str, ...]:
+        return self._current.get(user.user_id, user.cards)
+
+    def schedule_reissue(self, at_ms: int, user: User, card: str) -> None:
+        heapq.heappush(self._due, (at_ms, user.user_id, card))
+
+    def apply_reissues(self, rng: Random, now: int) -> None:
+        while self._due and self._due[0][0] <= now:
+            _, user_id, old = heapq.heappop(self._due)
+            held = self.of(self._users[user_id])
+            self._current[user_id] = tuple(f"card_{_hex(rng, 64)}" if c == old else c for c in held)
 
 
 def _with_avg_amount(user: User, merchants: Sequence[Merchant], merchant_cum: Sequence[float]) -> User:

@@ -180,6 +180,33 @@ def action_lines(v: View) -> list[str]:
     return lines
 
 
+def fraud_type_lines(v: View) -> list[str]:
+    """Per fraud type: how many of its payments were caught, by which action and for which cause,
+    and the precision of the flags against that type (its frauds among them plus every false flag)."""
+    labelled = set(v.labels) & set(v.actions_by_id)
+    flagged = {e for e in labelled if v.actions_by_id[e] != "APPROVE"}
+    false_flags = sum(1 for e in flagged if v.labels[e] is None)
+    by_type: dict[str, set[str]] = {}
+    for e in labelled:
+        kind = v.labels[e]
+        if kind is not None:
+            by_type.setdefault(kind, set()).add(e)
+    lines = ["per fraud type (recall = share of its payments flagged; precision = against all false flags):"]
+    for kind, ids in sorted(by_type.items()):
+        caught = ids & flagged
+        actions = Counter(v.actions_by_id[e] for e in caught)
+        causes = Counter(v.cause_by_id.get(e, "model") for e in caught)
+        fresh = len(caught) - causes["blocklist"]
+        lines.append(
+            f"  {kind:<18} {len(caught):>4} of {len(ids):<4} caught, recall {_share(len(caught), len(ids))} "
+            f"(without blocklist declines {_share(fresh, len(ids))}), precision "
+            f"{_share(len(caught), len(caught) + false_flags)}; {actions['REVIEW']} reviewed, {actions['BLOCK']} "
+            f"blocked; by the model {causes['model']}, by a rule {causes['rules']}, "
+            f"by the blocklist {causes['blocklist']}"
+        )
+    return lines
+
+
 def render(v: View, elapsed: float) -> list[str]:
     p50, p99 = v.latency()
     top = ", ".join(f"{r} ({n})" for r, n in v.reasons.most_common(3)) or "-"
@@ -196,8 +223,6 @@ def summary(v: View, elapsed: float) -> str:
     tp = len(labelled_flagged & fraud)
     precision = tp / len(labelled_flagged) if labelled_flagged else 0.0
     recall = tp / len(fraud) if fraud else 0.0
-    by_type = Counter(t for t in v.labels.values() if t)
-    caught = Counter(v.labels[e] for e in labelled_flagged & fraud)
     p50, p99 = v.latency()
     lines = [
         "",
@@ -209,8 +234,8 @@ def summary(v: View, elapsed: float) -> str:
         f"against ground truth, flagged = REVIEW or BLOCK: precision {precision:.1%}, recall {recall:.1%} "
         f"({tp} of {len(fraud)} frauds flagged)",
         *action_lines(v),
+        *fraud_type_lines(v),
     ]
-    lines += [f"  {t:<18} {caught[t]:>4} / {n:<4} flagged" for t, n in sorted(by_type.items())]
     lines += ["top reasons: " + "; ".join(f"{r} ({n})" for r, n in v.reasons.most_common(5))]
     return "\n".join(lines)
 

@@ -14,8 +14,14 @@
    period: every missed fraud costs its amount in EUR (the chargeback), every payment sent to
    review costs a manual review, every legitimate payment blocked costs a false block (a declined
    customer, a call, a reissued card). Blocked fraud and reviewed fraud are caught.
-5. Repeat 3-4 without the velocity features (the ablation), write ``<model-dir>/<version>/``
-   with ``model.joblib`` and ``card.json``, and point ``LIVE`` at it unless ``--no-promote``.
+5. Repeat 3-4 without the velocity features (the ablation).
+6. Score the held-out stress set (another seed, the simulator's stress variant: users and
+   merchants never seen in training, more users without a profile, slower timings within each
+   signature's bounds) and decide each event with :func:`fraud_core.decision.decide` and the
+   rules file, as the job does: precision and recall per fraud type for the model alone, the
+   rules alone and both together, and the ablation on the same set.
+7. Write ``<model-dir>/<version>/`` with ``model.joblib`` and ``card.json``, and point ``LIVE``
+   at it unless ``--no-promote``.
 
 Everything is a function of the seed and the data: the version is derived from the data
 fingerprint, the seed and the hyperparameters, and the card holds no wall-clock time.
@@ -44,6 +50,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from fraud_core.decision import ScoreResult, decide, model_action
 from fraud_core.features import (
     FEATURE_NAMES,
     VELOCITY_FEATURES,
@@ -53,6 +60,7 @@ from fraud_core.features import (
     to_row,
 )
 from fraud_core.reference import to_eur
+from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, strongest
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
 from inference_service.model_registry import LIVE_POINTER, save_version, write_pointer
@@ -90,6 +98,9 @@ class TrainConfig:
     calibration_fraction: float = 0.2
     review_cost_eur: float = 5.0
     false_block_cost_eur: float = 100.0
+    # A missed fraud costs at least this much: a card-testing probe of 1 EUR that passes validates
+    # the card for the larger fraud that follows, so its cost is not its amount.
+    min_missed_fraud_eur: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ def replay(events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]) -> 
     Raises:
         TrainingError: when the events are not in non-decreasing event-time order or are empty.
     """
+    return replay_with_transactions(events, profiles)[0]
+
+
+def replay_with_transactions(
+    events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]
+) -> tuple[Dataset, list[Transaction]]:
+    """:func:`replay`, plus the transactions themselves (the rules read payment fields)."""
+    txns: list[Transaction] = []
     states: dict[str, VelocityState] = {}
     rows: list[list[float]] = []
     labels: list[int] = []
@@ -136,6 +155,7 @@ def replay(events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]) -> 
                 f"event {txn.event_id} at {txn.event_time} is earlier than {last}: not in order"
             )
         last = txn.event_time
+        txns.append(txn)
         state = states.get(txn.user_id)
         if state is None:
             state = states[txn.user_id] = VelocityState()
@@ -147,13 +167,76 @@ def replay(events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]) -> 
         times.append(txn.event_time)
     if not rows:
         raise TrainingError("the simulator produced no events")
-    return Dataset(
+    data = Dataset(
         x=np.asarray(rows, dtype=np.float64),
         y=np.asarray(labels, dtype=np.int8),
         fraud_type=np.asarray(kinds, dtype=np.str_),
         amount_eur=np.asarray(amounts, dtype=np.float64),
         event_time=np.asarray(times, dtype=np.int64),
     )
+    return data, txns
+
+
+@dataclass(frozen=True)
+class StressSet:
+    """The held-out stress set: its replayed features, its transactions, how it was generated."""
+
+    data: Dataset
+    txns: list[Transaction]
+    source: Mapping[str, Any]
+
+
+def stress_actions(
+    scores: FloatArray,
+    stress: StressSet,
+    threshold: float,
+    block: float | None,
+    rules: RuleBook,
+    version: str,
+) -> dict[str, list[str]]:
+    """The action of every stress event by the model alone, the ``always`` rules alone, and both
+    together through :func:`fraud_core.decision.decide` (the job's code; no blocklist: a card
+    blocked earlier is a decline of its own, counted apart in the demo)."""
+    out: dict[str, list[str]] = {"model": [], "rules": [], "both": []}
+    for txn, row, score in zip(stress.txns, stress.data.x.tolist(), scores.tolist(), strict=True):
+        features = dict(zip(FEATURE_NAMES, row, strict=True))
+        result = ScoreResult(score, threshold, version, block_threshold=block)
+        out["model"].append(model_action(result))
+        out["rules"].append(strongest([r.action for r in rules.fired(txn, features, model_down=False)]))
+        out["both"].append(decide(txn, features, result, False, False, txn.event_time, rules)["action"])
+    return out
+
+
+def action_report(actions: Sequence[str], data: Dataset) -> dict[str, Any]:
+    """Precision and recall of REVIEW, BLOCK and flagged (REVIEW or BLOCK), overall and per fraud
+    type (a type's precision: its frauds among its frauds plus every legitimate payment flagged)."""
+    act = np.asarray(actions)
+    fraud = data.y == 1
+    masks = {"REVIEW": act == REVIEW, "BLOCK": act == BLOCK, "flagged": act != APPROVE}
+    out: dict[str, Any] = {}
+    for name, mask in masks.items():
+        hits = int((mask & fraud).sum())
+        out[name] = {
+            "payments": int(mask.sum()),
+            "frauds": hits,
+            "precision": hits / int(mask.sum()) if mask.any() else None,
+            "recall": hits / max(int(fraud.sum()), 1),
+        }
+    flagged = masks["flagged"]
+    false_flags = int((flagged & ~fraud).sum())
+    per: dict[str, Any] = {}
+    for kind in FRAUD_TYPES:
+        mine = data.fraud_type == kind
+        hits = int((flagged & mine).sum())
+        per[kind] = {
+            "frauds": int(mine.sum()),
+            "recall": hits / int(mine.sum()) if mine.any() else None,
+            "block_recall": int((masks["BLOCK"] & mine).sum()) / int(mine.sum()) if mine.any() else None,
+            "precision": hits / (hits + false_flags) if hits + false_flags else None,
+        }
+    out["per_fraud_type"] = per
+    rounded: dict[str, Any] = _rounded(out)
+    return rounded
 
 
 def split_by_time(data: Dataset, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
@@ -195,11 +278,12 @@ def fit(
 
 
 def business_cost(
-    scores: FloatArray, data: Dataset, threshold: float, review_cost: float
+    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
 ) -> dict[str, float]:
-    """Missed fraud amount plus review cost of every flagged payment, in EUR."""
+    """Missed fraud cost (its amount, at least ``min_missed``) plus review cost of every flagged
+    payment, in EUR."""
     flagged = scores >= threshold
-    missed = float(data.amount_eur[(data.y == 1) & ~flagged].sum())
+    missed = float(np.maximum(data.amount_eur, min_missed)[(data.y == 1) & ~flagged].sum())
     reviews = float(flagged.sum()) * review_cost
     return {"missed_fraud_eur": missed, "review_eur": reviews, "total_eur": missed + reviews}
 
@@ -208,11 +292,11 @@ MAX_CANDIDATES = 800
 
 
 def choose_thresholds(
-    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float
+    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float, min_missed: float = 0.0
 ) -> tuple[float, float | None]:
     """The (review, block) thresholds with the lowest business cost on ``data``.
 
-    Cost = fraud amount scored below the review threshold + ``review_cost`` per payment between
+    Cost = fraud amount (at least ``min_missed``) scored below the review threshold + ``review_cost`` per payment between
     the two thresholds + ``false_block_cost`` per legitimate payment at or above the block
     threshold. Candidates are midpoints between consecutive distinct scores (thinned to
     :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
@@ -227,7 +311,8 @@ def choose_thresholds(
     order = np.argsort(scores)
     sorted_scores = scores[order]
     fraud = data.y[order] == 1
-    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, data.amount_eur[order], 0.0))])
+    fraud_cost = np.maximum(data.amount_eur[order], min_missed)
+    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, fraud_cost, 0.0))])
     legit_below = np.concatenate([[0], np.cumsum(~fraud)])
     n = len(scores)
     idx = np.searchsorted(sorted_scores, candidates, side="left")  # events below each candidate
@@ -267,7 +352,9 @@ def _recall_at_fpr(y: npt.NDArray[np.int8], scores: FloatArray, max_fpr: float) 
     return float(tpr[fpr <= max_fpr].max())
 
 
-def evaluate(scores: FloatArray, data: Dataset, threshold: float, review_cost: float) -> dict[str, Any]:
+def evaluate(
+    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
+) -> dict[str, Any]:
     """Held-out metrics: overall and per fraud scenario (each scenario's frauds against all legit)."""
     flagged = scores >= threshold
     fraud = data.y == 1
@@ -281,7 +368,7 @@ def evaluate(scores: FloatArray, data: Dataset, threshold: float, review_cost: f
         "recall_at_threshold": tp / max(int(fraud.sum()), 1),
         "flag_rate": float(flagged.mean()),
         "recall_at_1pct_fpr": _recall_at_fpr(data.y, scores, 0.01),
-        "cost_at_threshold": business_cost(scores, data, threshold, review_cost),
+        "cost_at_threshold": business_cost(scores, data, threshold, review_cost, min_missed),
         "cost_flag_nothing_eur": float(data.amount_eur[fraud].sum()),
     }
     per: dict[str, Any] = {}
@@ -315,11 +402,14 @@ def _rounded(value: Any) -> Any:
 def _variant(
     train: Dataset, cal: Dataset, test: Dataset, columns: Sequence[int], config: TrainConfig
 ) -> tuple[CalibratedClassifierCV, float, float | None, dict[str, Any]]:
+    """Fit on ``columns``, choose both thresholds on ``cal``, evaluate on ``test``."""
     model = fit(train.x[:, columns], train.y, cal.x[:, columns], cal.y, config)
     cal_scores = model.predict_proba(cal.x[:, columns])[:, 1]
-    threshold, block = choose_thresholds(cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur)
+    threshold, block = choose_thresholds(
+        cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur, config.min_missed_fraud_eur
+    )
     test_scores = model.predict_proba(test.x[:, columns])[:, 1]
-    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur)
+    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur, config.min_missed_fraud_eur)
     metrics["actions"] = _rounded(action_metrics(test_scores, test, threshold, block))
     return model, threshold, block, metrics
 
@@ -333,8 +423,43 @@ def _period(part: Dataset) -> dict[str, Any]:
     }
 
 
+def _stress_section(
+    model: CalibratedClassifierCV,
+    ablation: CalibratedClassifierCV,
+    kept: Sequence[int],
+    thresholds: tuple[float, float | None],
+    ab_thresholds: tuple[float, float | None],
+    stress: StressSet,
+    rules: RuleBook,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The card's stress-set figures (model, rules, both) and the ablation's on the same set."""
+    data = stress.data
+    scores = model.predict_proba(data.x)[:, 1]
+    by_source = stress_actions(scores, stress, *thresholds, rules, "candidate")
+    section: dict[str, Any] = {
+        "source": dict(stress.source),
+        "events": len(data.y),
+        "frauds": int(data.y.sum()),
+        "rules_version": rules.version,
+        "pr_auc": round(float(average_precision_score(data.y, scores)), _ROUND),
+        **{name: action_report(actions, data) for name, actions in by_source.items()},
+    }
+    ab_scores = ablation.predict_proba(data.x[:, kept])[:, 1]
+    ab_actions = stress_actions(ab_scores, stress, *ab_thresholds, rules, "ablation")
+    ab_section: dict[str, Any] = {
+        "pr_auc": round(float(average_precision_score(data.y, ab_scores)), _ROUND),
+        "model": action_report(ab_actions["model"], data),
+        "both": action_report(ab_actions["both"], data),
+    }
+    return section, ab_section
+
+
 def train(
-    data: Dataset, config: TrainConfig, source: Mapping[str, Any]
+    data: Dataset,
+    config: TrainConfig,
+    source: Mapping[str, Any],
+    stress: StressSet | None = None,
+    rules: RuleBook | None = None,
 ) -> tuple[CalibratedClassifierCV, dict[str, Any]]:
     """Fit the model and its ablation on ``data``; return the estimator and its model card.
 
@@ -342,12 +467,26 @@ def train(
         data: the replayed stream (:func:`replay`).
         config: hyperparameters, split and business cost.
         source: how the data was generated (simulator settings), copied into the card.
+        stress: the held-out stress set; the card reports it under ``metrics.stress``.
+        rules: the rules decided with on the stress set (default: the rules file).
     """
     train_part, cal, test = split_by_time(data, config)
     all_columns = list(range(len(FEATURE_NAMES)))
     model, threshold, block_threshold, held_out = _variant(train_part, cal, test, all_columns, config)
     kept = [i for i, n in enumerate(FEATURE_NAMES) if n not in VELOCITY_FEATURES]
-    _, ab_threshold, _, ab_held_out = _variant(train_part, cal, test, kept, config)
+    ab_model, ab_threshold, ab_block, ab_held_out = _variant(train_part, cal, test, kept, config)
+    metrics: dict[str, Any] = {"held_out": held_out}
+    ablation_stress: dict[str, Any] | None = None
+    if stress is not None:
+        metrics["stress"], ablation_stress = _stress_section(
+            model,
+            ab_model,
+            kept,
+            (threshold, block_threshold),
+            (ab_threshold, ab_block),
+            stress,
+            rules or load_rules(),
+        )
     fingerprint = data.fingerprint()
     libraries = {
         "python": platform.python_version(),
@@ -369,7 +508,8 @@ def train(
         "threshold_rationale": (
             f"Both thresholds together minimise the business cost on the calibration period (the 20% "
             f"after the training period; the held-out metrics below are on the last 20%): each missed "
-            f"fraud costs its amount in EUR (chargeback), each payment sent to REVIEW costs "
+            f"fraud costs its amount in EUR (chargeback), at least {config.min_missed_fraud_eur:g} EUR "
+            f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
             f"{config.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
             f"{config.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
             f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
@@ -377,7 +517,8 @@ def train(
             f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
         ),
         "business_cost": {
-            "missed_fraud": "amount_eur of the payment",
+            "missed_fraud": "amount_eur of the payment, at least min_missed_fraud_eur",
+            "min_missed_fraud_eur": config.min_missed_fraud_eur,
             "review_eur_per_flag": config.review_cost_eur,
             "false_block_eur": config.false_block_cost_eur,
         },
@@ -393,7 +534,7 @@ def train(
         "reference_values": {
             n: float(v) for n, v in zip(FEATURE_NAMES, np.median(train_part.x, axis=0), strict=True)
         },
-        "metrics": {"held_out": held_out},
+        "metrics": metrics,
         "ablation": {
             "without": list(VELOCITY_FEATURES),
             "threshold": round(ab_threshold, 9),
@@ -408,6 +549,18 @@ def train(
             ),
         },
     }
+    if ablation_stress is not None:
+        stress_card = metrics["stress"]
+        card["ablation"]["stress"] = ablation_stress
+        card["ablation"]["velocity_adds_on_stress"] = _rounded(
+            {
+                "pr_auc": stress_card["pr_auc"] - ablation_stress["pr_auc"],
+                "model_flagged_recall": stress_card["model"]["flagged"]["recall"]
+                - ablation_stress["model"]["flagged"]["recall"],
+                "model_flagged_precision": (stress_card["model"]["flagged"]["precision"] or 0.0)
+                - (ablation_stress["model"]["flagged"]["precision"] or 0.0),
+            }
+        )
     return model, card
 
 
@@ -418,11 +571,12 @@ def train_and_register(
     model_dir: Path,
     source: Mapping[str, Any],
     promote: bool = True,
+    stress: StressSet | None = None,
 ) -> dict[str, Any]:
     """Replay, train, write ``<model_dir>/<version>/``, point LIVE at it if ``promote``; return the card."""
     data = replay(events, profiles)
     log.info("replayed stream", extra={"events": len(data.y), "frauds": int(data.y.sum())})
-    model, card = train(data, config, source)
+    model, card = train(data, config, source, stress)
     save_version(model_dir, card["version"], model, card)
     if promote:
         write_pointer(model_dir, LIVE_POINTER, card["version"])
@@ -450,6 +604,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=TrainConfig.false_block_cost_eur,
         help="cost of blocking one legitimate payment, in EUR (default 100)",
     )
+    parser.add_argument(
+        "--stress-seed", type=int, help="seed of the held-out stress set (default: seed + 1000)"
+    )
+    parser.add_argument(
+        "--stress-events", type=int, help="events in the stress set (default: a quarter of --events)"
+    )
     parser.add_argument("--no-promote", action="store_true", help="write the version but leave LIVE alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -468,6 +628,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_users": args.users,
         "events": args.events,
     }
+    stress_seed = args.seed + 1000 if args.stress_seed is None else args.stress_seed
+    stress_events = args.events // 4 if args.stress_events is None else args.stress_events
+    stress_sim = Simulator(SimConfig(seed=stress_seed, n_users=args.users, stress=True))
+    stress_data, stress_txns = replay_with_transactions(
+        stress_sim.events(count=stress_events), stress_sim.profiles()
+    )
+    stress_source = {
+        "generator": "producers.simulator (stress variant)",
+        "seed": stress_seed,
+        "n_users": args.users,
+        "events": stress_events,
+    }
     card = train_and_register(
         sim.events(count=args.events),
         sim.profiles(),
@@ -475,8 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.model_dir,
         source,
         promote=not args.no_promote,
+        stress=StressSet(stress_data, stress_txns, stress_source),
     )
     held = card["metrics"]["held_out"]
+    stress = card["metrics"]["stress"]
     summary = {
         "version": card["version"],
         "promoted": not args.no_promote,
@@ -486,6 +660,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pr_auc": held["pr_auc"],
         "recall_at_1pct_fpr": held["recall_at_1pct_fpr"],
         "pr_auc_without_velocity": card["ablation"]["held_out"]["pr_auc"],
+        "stress": {
+            source: {
+                "precision": stress[source]["flagged"]["precision"],
+                "block_precision": stress[source]["BLOCK"]["precision"],
+                "recall": {k: v["recall"] for k, v in stress[source]["per_fraud_type"].items()},
+            }
+            for source in ("model", "rules", "both")
+        },
+        "stress_velocity_adds": card["ablation"]["velocity_adds_on_stress"],
     }
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0

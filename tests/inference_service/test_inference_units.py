@@ -14,6 +14,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
 from fraud_core.features import FEATURE_NAMES, REASON_TEXT
+from fraud_core.rules import load_rules
 from inference_service.compiled import CompiledModel
 from inference_service.core.config import Settings
 from inference_service.exceptions import ModelRejectedError
@@ -28,7 +29,17 @@ from inference_service.model_registry import (
     write_pointer,
 )
 from inference_service.reasons import explain
-from inference_service.training.train import Dataset, action_metrics, choose_thresholds
+from inference_service.training.train import (
+    Dataset,
+    StressSet,
+    TrainConfig,
+    action_metrics,
+    choose_thresholds,
+    replay,
+    replay_with_transactions,
+    train,
+)
+from producers.simulator import SimConfig, Simulator
 
 N = len(FEATURE_NAMES)
 
@@ -155,3 +166,31 @@ def test_settings_require_a_real_key_outside_local() -> None:
         Settings(APP_ENV="production", SCORING_API_KEY="s3cret-of-some-length").api_key
         == "s3cret-of-some-length"
     )
+
+
+def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
+    """Training decides the stress set through fraud_core.decision.decide and the rules file: the
+    card holds precision and recall per fraud type for each source, and the ablation on it."""
+    sim = Simulator(SimConfig(seed=7, n_users=300, rate_eps=1.0))
+    data = replay(sim.events(count=20_000), sim.profiles())
+    stress_sim = Simulator(SimConfig(seed=1007, n_users=300, rate_eps=1.0, stress=True))
+    stress_data, txns = replay_with_transactions(stress_sim.events(count=8_000), stress_sim.profiles())
+    rules = load_rules()
+    _, card = train(data, TrainConfig(max_iter=30), {}, StressSet(stress_data, txns, {"seed": 1007}), rules)
+
+    stress = card["metrics"]["stress"]
+    assert stress["rules_version"] == rules.version and stress["frauds"] == int(stress_data.y.sum())
+    for source in ("model", "rules", "both"):
+        for action in ("REVIEW", "BLOCK", "flagged"):
+            assert {"payments", "frauds", "precision", "recall"} <= set(stress[source][action])
+        assert set(stress[source]["per_fraud_type"]) == {
+            "card_testing",
+            "account_takeover",
+            "merchant_burst",
+            "impossible_travel",
+        }
+        # decide() takes the most severe action: both flag at least what either source flags.
+        assert stress["both"]["flagged"]["frauds"] >= stress[source]["flagged"]["frauds"]
+    assert stress["rules"]["per_fraud_type"]["card_testing"]["recall"] > 0
+    assert {"model", "both", "pr_auc"} <= set(card["ablation"]["stress"])
+    assert "pr_auc" in card["ablation"]["velocity_adds_on_stress"]

@@ -149,8 +149,9 @@ def test_cli_file_profiles_and_replay(stack: Any, make_topic: Callable[..., str]
     assert len(consume(stack, labels_topic, schemas.LABEL, 300)) == 300
     client = redis.Redis.from_url(redis_url)
     profiles = Simulator(SimConfig(seed=5, n_users=50)).profiles()
-    stored = client.get(profile_key("user_00007"))
-    assert stored is not None and Profile.from_mapping(json.loads(stored)) == profiles["user_00007"]
+    user_id = sorted(profiles)[7]  # users without a profile (SCENARIOS.md) have none stored
+    stored = client.get(profile_key(user_id))
+    assert stored is not None and Profile.from_mapping(json.loads(stored)) == profiles[user_id]
 
     replay = run_cli(
         *common, "--replay-file", str(path), "--speed", "0", "--topic", replay_topic, "--labels-topic", ""
