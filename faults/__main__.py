@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from deploy.local.processes import ensure_model
 from deploy.local.stack import REPO_ROOT, Stack, StackConfig, free_port
-from faults.rig import Rig, Row, markdown, write_results
+from faults.rig import Rig, Row, markdown, merged_with_previous, write_results
 from faults.scenarios import SCENARIOS, Load
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if rig is not None:
             rig.close()
         stack.down()
+    if args.scenario or args.delivery:
+        rows = merged_with_previous(rows, RESULTS / "latest.json")
     json_path, md_path = write_results(rows, started_at, RESULTS)
     print()
     print(markdown(rows, started_at))

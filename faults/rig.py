@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +63,7 @@ class Row:
     holds: bool
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    ran_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -361,6 +363,23 @@ def tally(
         note=note,
         extra=extra,
     )
+
+
+def merged_with_previous(rows: list[Row], path: Path) -> list[Row]:
+    """``rows``, plus the rows of the previous ``latest.json`` for scenarios not run this time
+    (a partial run, ``--scenario``/``--delivery``, updates the table instead of replacing it)."""
+    try:
+        data = json.loads(path.read_text())
+        previous = [Row(**{"ran_at": data["started_at"], **r}) for r in data["scenarios"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return rows
+    ran = {(r.scenario, r.delivery) for r in rows}
+    fresh = {(r.scenario, r.delivery): r for r in rows}
+    order = [(r.scenario, r.delivery) for r in previous] + [
+        k for k in fresh if k not in {(p.scenario, p.delivery) for p in previous}
+    ]
+    kept = {(r.scenario, r.delivery): r for r in previous if (r.scenario, r.delivery) not in ran}
+    return [fresh.get(k) or kept[k] for k in order]
 
 
 def write_results(rows: list[Row], started_at: str, out_dir: Path) -> tuple[Path, Path]:
