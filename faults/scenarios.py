@@ -230,10 +230,13 @@ def model_promoted(rig: Rig, delivery: str, load: Load) -> Row:
         row = run.finish(None, f"LIVE {before} -> {after} under load")
     finally:
         write_pointer(rig.model_dir, LIVE_POINTER, before)
-    versions = [(t, r["model_version"]) for t, r in run.tap.decisions]
-    late = [v for t, v in versions if t > promoted + 10]
-    row.extra = {"versions": sorted({v for _, v in versions}), "from": before, "to": after}
-    row.holds = row.holds and row.degraded == 0 and bool(late) and set(late) == {after}
+    sent_at = run.feed.sent_at
+    versions = {r["model_version"] for _, r in run.tap.decisions}
+    # The service polls LIVE every second: events sent 3 s after the switch must all meet the new model.
+    late = [r["model_version"] for _, r in run.tap.decisions if sent_at[r["event_id"]] > promoted + 3]
+    row.extra = {"versions": sorted(versions), "from": before, "to": after, "events_after_switch": len(late)}
+    row.holds = row.holds and row.degraded == 0 and versions <= {before, after} and bool(late)
+    row.holds = row.holds and set(late) == {after}
     return row
 
 
