@@ -4,6 +4,7 @@ the rules on any channel, MCC and currency; the rules file is reloaded without a
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 from pathlib import Path
@@ -93,7 +94,13 @@ def test_burst_without_profile_is_flagged_and_rules_reload_without_restart(
 
         # Hot reload: add a rule to the file the running job watches; no restart.
         rules_file.write_text(
-            DEFAULT_RULES_FILE.read_text().replace('version = "2026-01-15.1"', 'version = "test-reload"')
+            re.sub(
+                r'^version = ".*"$',
+                'version = "test-reload"',
+                DEFAULT_RULES_FILE.read_text(),
+                count=1,
+                flags=re.M,
+            )
             + EXTRA_RULE
         )
         deadline = time.monotonic() + 120

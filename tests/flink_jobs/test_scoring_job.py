@@ -76,7 +76,8 @@ def _assert_scored_by_the_model(out: list[Received], topics: Any) -> None:
 @pytest.fixture(scope="module")
 def scenario(stack, job_topics, run_job) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     topics = job_topics()
-    simulator = Simulator(SimConfig(seed=11, n_users=300, rate_eps=25.0))
+    # Seed 5: 27 card-testing payments among 3,000 (seed 11 has none since the simulator mixes scenarios).
+    simulator = Simulator(SimConfig(seed=5, n_users=300, rate_eps=25.0))
     seed_profiles(stack.redis_url, simulator.profiles())
     events: list[SimEvent] = list(simulator.events(count=N_EVENTS))
     # Every 37th event arrives 20 s "late": its event time is before its predecessors'.
