@@ -205,12 +205,14 @@ def test_card_testing_is_flagged_more_than_normal_and_more_than_without_velocity
     decisions = [r.record for r in _decisions(scenario["out"], scenario["topics"]) if r.record is not None]
     kinds = np.array([truth[d["event_id"]] for d in decisions])
     flagged = np.array([d["decision"] == "FLAGGED" for d in decisions])
-    legit_rate = flagged[kinds == "legit"].mean()
-    testing_rate = flagged[kinds == "card_testing"].mean()
-    assert testing_rate >= 0.5
+    assert flagged[kinds == "card_testing"].mean() >= 0.5  # REVIEW or BLOCK
+    # REVIEW is cheap and generous (a quarter of this scenario's legit payments): compare on BLOCK.
+    blocked = np.array([d.get("action") == "BLOCK" for d in decisions])
+    legit_rate = blocked[kinds == "legit"].mean()
+    testing_rate = blocked[kinds == "card_testing"].mean()
     assert testing_rate > 5 * legit_rate
 
-    # The blind model gets the same false-positive budget: it flags the same share of legit events.
+    # The blind model gets the same false-positive budget: it blocks the same share of legit events.
     blind = _without_velocity_scores(decisions)
     cut = np.quantile(blind[kinds == "legit"], 1 - legit_rate)
     blind_testing_rate = (blind[kinds == "card_testing"] > cut).mean()
