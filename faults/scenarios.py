@@ -134,14 +134,21 @@ def taskmanager_kill(rig: Rig, delivery: str, load: Load) -> Row:
         cluster.down()
 
 
-def broker_kill(rig: Rig, delivery: str, load: Load) -> Row:
-    """SIGKILL the Kafka broker mid-stream, restart it ``outage_s`` later (same data folder)."""
-    run = Run(rig, "broker-kill", delivery, load)
-    kafka = rig.svc("kafka")
-    rig.stack.kill(kafka)
-    time.sleep(load.outage_s)
-    rig.stack.start(kafka)
-    return run.finish(time.monotonic(), "broker SIGKILLed, restarted on its data")
+def _service_killed(name: str, service: str, note: str) -> Callable[[Rig, str, Load], Row]:
+    def scenario(rig: Rig, delivery: str, load: Load) -> Row:
+        run = Run(rig, name, delivery, load)
+        svc = rig.svc(service)
+        rig.stack.kill(svc)
+        time.sleep(load.outage_s)
+        rig.stack.start(svc)
+        return run.finish(time.monotonic(), note)
+
+    scenario.__doc__ = f"SIGKILL {service} mid-stream, restart it ``outage_s`` later on its data."
+    return scenario
+
+
+broker_kill = _service_killed("broker-kill", "kafka", "broker SIGKILLed, restarted on its data")
+redis_down = _service_killed("redis-down", "redis", "Redis SIGKILLed and restarted")
 
 
 def registry_down(rig: Rig, delivery: str, load: Load) -> Row:
@@ -201,16 +208,6 @@ def scoring_down(rig: Rig, delivery: str, load: Load) -> Row:
     time.sleep(load.outage_s)
     rig.start_service()
     return run.finish(time.monotonic(), "service SIGKILLed and restarted")
-
-
-def redis_down(rig: Rig, delivery: str, load: Load) -> Row:
-    """Redis stopped mid-stream: enrichment degrades, decisions keep flowing."""
-    run = Run(rig, "redis-down", delivery, load)
-    redis_svc = rig.svc("redis")
-    rig.stack.kill(redis_svc)
-    time.sleep(load.outage_s)
-    rig.stack.start(redis_svc)
-    return run.finish(time.monotonic(), "Redis SIGKILLed and restarted")
 
 
 def model_promoted(rig: Rig, delivery: str, load: Load) -> Row:
