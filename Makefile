@@ -76,7 +76,8 @@ demo: $(FETCHED) ## The whole pipeline on a generated stream, live view, summary
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m deploy.local.demo $(ARGS)
 
-test: $(FETCHED) ## Run the whole test suite against real services (starts and stops them itself)
+test: $(FETCHED) ## Lint once, then the whole test suite against real services (starts and stops them itself)
+	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(INSTALLED) ## ruff check, ruff format --check, mypy

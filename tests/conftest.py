@@ -18,6 +18,28 @@ from deploy.local.stack import Stack, StackConfig, free_port
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 
+# Fixtures that start processes or train real models (tests/inference_service/conftest.py adds
+# `registry`, `service` and `private_service`). A test that reaches any of them is in the integration
+# tier whatever its file says, so `pytest -m "not integration"` starts no process and trains nothing.
+PROCESS_FIXTURES = frozenset(
+    {
+        "stack",
+        "make_topic",
+        "model_dir",
+        "scoring_service",
+        "job_env",
+        "registry",
+        "service",
+        "private_service",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @dataclass(frozen=True)
 class RunningStack:

@@ -34,6 +34,7 @@ def _proba(registry: Registry, version: str, items: list[dict[str, Any]]) -> np.
     return np.asarray(estimator.predict_proba(_rows(items))[:, 1])
 
 
+@pytest.mark.integration  # trains real models: minutes, not milliseconds
 def test_training_is_deterministic_and_has_an_ablation(tmp_path: Path) -> None:
     first = train_small(tmp_path / "a", seed=7, promote=True)
     second = train_small(tmp_path / "b", seed=7, promote=True)

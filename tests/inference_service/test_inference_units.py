@@ -168,6 +168,7 @@ def test_settings_require_a_real_key_outside_local() -> None:
     )
 
 
+@pytest.mark.integration  # trains real models: minutes, not milliseconds
 def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
     """Training decides the stress set through fraud_core.decision.decide and the rules file: the
     card holds precision and recall per fraud type for each source, and the ablation on it."""
