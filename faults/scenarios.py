@@ -238,14 +238,17 @@ def model_promoted(rig: Rig, delivery: str, load: Load) -> Row:
 
 
 def checkpoints_lost(rig: Rig, delivery: str, load: Load) -> Row:
-    """The job is SIGKILLed and its checkpoint folder is lost: the restart must say so and resume
-    from the offsets the last checkpoint committed to Kafka."""
+    """The job is SIGKILLed and its checkpoint folder is lost: the restart must say so, resume
+    near the offsets the last checkpoint committed to Kafka, and decide what the lost checkpoint
+    held without repeating what was published (flink_jobs/resume.py)."""
     run = Run(rig, "checkpoints-lost", delivery, load)
     run.job.kill()
     wipe(run.checkpoints)
     run.job = rig.start_job(run.env, f"job-{run.group}-restart.log")
     repaired = time.monotonic()
-    said = _log_says(run.job.log_path, "no completed checkpoint", 120)
+    said = _log_says(run.job.log_path, "no completed checkpoint", 120) and _log_says(
+        run.job.log_path, "no checkpoint: the last run of group", 10
+    )
     row = run.finish(repaired, "job SIGKILLed, checkpoint folder deleted", extra_holds=said)
     return row
 

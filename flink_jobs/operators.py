@@ -28,6 +28,7 @@ from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from flink_jobs.resume import Decided, Resume, already_decided
 from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
@@ -75,16 +76,31 @@ class FeaturesFunction(KeyedProcessFunction):
         dlq_topic: str,
         shard_keys: list[int],
         time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
+        resume: Resume | None = None,
+        bootstrap_servers: str = "",
     ) -> None:
         self.registry_url = registry_url
         self.dlq_topic = dlq_topic
         self.shard_keys = shard_keys
         self.time_bounds = time_bounds
+        self.resume = resume
+        self.bootstrap_servers = bootstrap_servers
 
     def open(self, runtime_context: RuntimeContext) -> None:
         registry = RegistryClient(self.registry_url)
         self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE, self.time_bounds)
         self.intake.prepare()
+        # Started without a checkpoint on rewound offsets: what the last run published is skipped.
+        self.decided = Decided()
+        if self.resume is not None:
+            conf = {"bootstrap.servers": self.bootstrap_servers}
+            self.decided = already_decided(conf, registry, self.resume, self.dlq_topic)
+            log.info(
+                "resuming: %d decisions and %d dead letters of rewound events are already published",
+                len(self.decided.event_ids),
+                len(self.decided.dead),
+            )
+        self.resumed_partitions: set[int] = set()
         ttl = (
             StateTtlConfig.new_builder(Time.milliseconds(HORIZON_MS + ALLOWED_LATENESS_MS))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
@@ -103,6 +119,7 @@ class FeaturesFunction(KeyedProcessFunction):
         self.state = runtime_context.get_state(descriptor)
         group = runtime_context.get_metrics_group().add_group("fraud")
         self.events_in = group.counter("events_in")
+        self.already_decided = group.counter("resume_already_decided")
         self.dlq_group = group
         # A metric update is a call into Java; events are counted here and published every second.
         self.uncounted = 0
@@ -118,6 +135,10 @@ class FeaturesFunction(KeyedProcessFunction):
         key: bytes | None = row["k"]
         value: bytes | None = row["v"]
         source = (row["topic"], row["partition"], row["offset"])
+        rewound = self.resume is not None and self.resume.may_be_decided(source[1], source[2])
+        if rewound and (source[1], source[2]) in self.decided.dead:
+            self.already_decided.inc()
+            return
         try:
             txn = self.intake.decode(value)
             if key is None or key != txn.user_id.encode():
@@ -148,8 +169,30 @@ class FeaturesFunction(KeyedProcessFunction):
         velocity = VelocityState.from_state(self.state.value())
         features = velocity.observe(txn)
         self.state.update(velocity.to_state())
+        if rewound:
+            if txn.event_id in self.decided.event_ids:
+                self.already_decided.inc()  # its velocity still counts for the user's next events
+                return
+            self._first_undecided(source)
         shard = self.shard_keys[crc32(key) % len(self.shard_keys)]
         yield Row(shard, marshal.dumps((txn.fields(), headers, features)))
+
+    def _first_undecided(self, source: tuple[str, int, int]) -> None:
+        """Say where, in each partition, the rewound events stop being already decided."""
+        topic, partition, offset = source
+        if partition in self.resumed_partitions or self.resume is None:
+            return
+        self.resumed_partitions.add(partition)
+        if offset == self.resume.start.get(partition) and partition in self.resume.limited:
+            log.warning(
+                "%s[%d]@%d, the first rewound event, was never published: the last run may have lost "
+                "events before it too; raise RESUME_REWIND_RECORDS and restart to find them",
+                topic,
+                partition,
+                offset,
+            )
+        else:
+            log.info("%s[%d]: deciding the events the last run did not publish from @%d on", *source)
 
 
 class Linger:

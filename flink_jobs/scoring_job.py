@@ -34,6 +34,7 @@ from flink_jobs.operators import (
     FeaturesFunction,
     ScoringFunction,
 )
+from flink_jobs.resume import Resume, flink_offsets, plan
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError, StackError
 from fraud_core.transaction import EventTimeBounds
@@ -75,8 +76,11 @@ def _position(options: dict[str, str], prefix: str, value: str) -> bool:
     return True
 
 
-def source_ddl(settings: JobSettings) -> str:
-    """The input table: raw key and value plus the record's partition, offset, timestamp and headers."""
+def source_ddl(settings: JobSettings, resume: Resume | None = None) -> str:
+    """The input table: raw key and value plus the record's partition, offset, timestamp and headers.
+
+    With ``resume`` (no checkpoint, see :mod:`flink_jobs.resume`) it starts at the rewound offsets.
+    """
     options = _kafka_options(settings, settings.INPUT_TOPIC)
     options["properties.group.id"] = settings.GROUP_ID
     options["properties.isolation.level"] = "read_committed"
@@ -85,7 +89,7 @@ def source_ddl(settings: JobSettings) -> str:
     # than 5 ms at low rates; with the default 1 byte the broker served a fetch per few records.
     options["properties.fetch.min.bytes"] = "8192"
     options["properties.fetch.max.wait.ms"] = "5"
-    start = settings.START_FROM
+    start = f"specific:{flink_offsets(resume.start)}" if resume is not None else settings.START_FROM
     if start == "group-offsets":
         options["scan.startup.mode"] = "group-offsets"
     elif start in ("earliest", "latest"):
@@ -309,11 +313,35 @@ def shard_keys(parallelism: int, per_subtask: int = 1) -> list[int]:
     return keys
 
 
+def resume_without_checkpoint(settings: JobSettings) -> Resume | None:
+    """The rewound start of a job that resumes from committed offsets without its checkpoint."""
+    if settings.START_FROM != "group-offsets" or not settings.RESUME_REWIND_RECORDS:
+        return None
+    outputs = [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC, settings.DLQ_TOPIC]
+    conf = {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS}
+    resume = plan(conf, settings.INPUT_TOPIC, settings.GROUP_ID, outputs, settings.RESUME_REWIND_RECORDS)
+    if resume is None:
+        log.info("group %s has no committed offsets: starting at the oldest records", settings.GROUP_ID)
+        return None
+    log.warning(
+        "no checkpoint: the last run of group %s committed %s; reading %d records again from %s, "
+        "and skipping each one whose decision or dead letter is already published",
+        settings.GROUP_ID,
+        ", ".join(f"{settings.INPUT_TOPIC}[{p}]@{o}" for p, o in sorted(resume.committed.items())),
+        resume.rewound(),
+        ", ".join(f"[{p}]@{o}" for p, o in sorted(resume.start.items())),
+    )
+    return resume
+
+
 def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvironment:
     """Build the job graph; the caller runs ``env.execute``."""
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, restore))
+    conf = flink_configuration(settings, restore)
+    restoring = bool(conf.get_string("execution.state-recovery.path", ""))
+    resume = None if restoring else resume_without_checkpoint(settings)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(source_ddl(settings))
+    t_env.execute_sql(source_ddl(settings, resume))
     outputs = {"flagged_sink": settings.FLAGGED_TOPIC, "approved_sink": settings.APPROVED_TOPIC}
     outputs["dlq_sink"] = settings.DLQ_TOPIC
     for table, topic in outputs.items():
@@ -335,6 +363,8 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
                 settings.DLQ_TOPIC,
                 shards,
                 EventTimeBounds(settings.EVENT_TIME_MAX_AHEAD_MS, settings.EVENT_TIME_MAX_AGE_MS),
+                resume,
+                settings.KAFKA_BOOTSTRAP_SERVERS,
             ),
             SHARDED_EVENT,
         )

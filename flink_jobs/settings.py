@@ -23,6 +23,9 @@ class JobSettings(ScoringClientSettings):
     GROUP_ID: str = "fraud-scoring-job"
     # group-offsets (committed, else earliest) | earliest | latest | timestamp:<epoch ms>
     START_FROM: str = "group-offsets"
+    # group-offsets without a checkpoint: read this many records per partition again before the
+    # committed offsets, skipping those already decided (flink_jobs/resume.py); 0 = no rewind.
+    RESUME_REWIND_RECORDS: int = Field(default=20_000, ge=0)
     # For bounded runs (backtests): stop at the latest offsets at start, or at a timestamp.
     STOP_AT: Literal["none", "latest"] | str = "none"
     DELIVERY: Literal["at-least-once", "exactly-once"] = "at-least-once"

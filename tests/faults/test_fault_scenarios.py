@@ -1,6 +1,6 @@
 """The important fault scenarios, with the same oracle as ``make faults`` (faults/rig.py), on the
 session's real stack: a registry outage while a new writer schema appears, a broker SIGKILL under
-exactly-once, and a lost checkpoint folder.
+exactly-once, and a lost checkpoint folder under exactly-once.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def test_a_broker_sigkill_under_exactly_once_loses_and_duplicates_nothing(rig: R
     assert row.holds
 
 
-def test_a_lost_checkpoint_folder_resumes_from_committed_offsets_and_says_so(rig: Rig) -> None:
-    row = checkpoints_lost(rig, "at-least-once", LOAD)
-    assert row.lost == 0, row
-    assert row.holds, row  # includes: the restart's log says no checkpoint was found
+def test_a_lost_checkpoint_folder_under_exactly_once_loses_and_repeats_nothing_and_says_so(rig: Rig) -> None:
+    row = checkpoints_lost(rig, "exactly-once", LOAD)
+    assert (row.lost, row.duplicates) == (0, 0), row
+    assert row.holds, row  # includes: the restart's log says no checkpoint was found, and the rewind
 
 
 def test_the_fault_proxy_injects_errors_and_passes_through(rig: Rig) -> None:
