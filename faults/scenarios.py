@@ -246,8 +246,10 @@ def checkpoints_lost(rig: Rig, delivery: str, load: Load) -> Row:
     wipe(run.checkpoints)
     run.job = rig.start_job(run.env, f"job-{run.group}-restart.log")
     repaired = time.monotonic()
-    said = _log_says(run.job.log_path, "no completed checkpoint", 120) and _log_says(
-        run.job.log_path, "no checkpoint: the last run of group", 10
+    said = all(
+        _log_says(run.job.log_path, needle, 120)
+        # the launcher's plan, then the operator's count (Python operators log through the JVM)
+        for needle in ("no completed checkpoint", "no checkpoint: the last run of group", "resuming:")
     )
     row = run.finish(repaired, "job SIGKILLed, checkpoint folder deleted", extra_holds=said)
     return row

@@ -95,7 +95,7 @@ class FeaturesFunction(KeyedProcessFunction):
         if self.resume is not None:
             conf = {"bootstrap.servers": self.bootstrap_servers}
             self.decided = already_decided(conf, registry, self.resume, self.dlq_topic)
-            log.info(
+            log.warning(
                 "resuming: %d decisions and %d dead letters of rewound events are already published",
                 len(self.decided.event_ids),
                 len(self.decided.dead),
@@ -192,7 +192,7 @@ class FeaturesFunction(KeyedProcessFunction):
                 offset,
             )
         else:
-            log.info("%s[%d]: deciding the events the last run did not publish from @%d on", *source)
+            log.warning("%s[%d]: deciding the events the last run did not publish from @%d on", *source)
 
 
 class Linger:

@@ -465,12 +465,28 @@ def _cluster_config(env: StreamExecutionEnvironment) -> dict[str, str] | None:
     return dict(j_env.getConfiguration().toMap())
 
 
+def job_log_dir(settings: JobSettings) -> Path:
+    """Point the JVM's logging at a folder of this job's own, with warnings also on stdout.
+
+    Must run before the JVM starts (PyFlink reads ``FLINK_LOG_DIR`` and ``LOG4J_PROPERTIES`` when
+    it launches it). The Python operators log through the JVM in THREAD mode, so this is where
+    their lines land too.
+    """
+    if "FLINK_LOG_DIR" not in os.environ:
+        folder = REPO_ROOT / ".stack" / "logs" / "flink" / f"{settings.JOB_NAME}-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["FLINK_LOG_DIR"] = str(folder)
+    os.environ.setdefault("LOG4J_PROPERTIES", str(Path(__file__).with_name("log4j-job.properties")))
+    return Path(os.environ["FLINK_LOG_DIR"])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     settings, args = parse_args(argv)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.cluster:
         return submit_to_cluster(settings, args, argv)
+    log.info("Flink's and the operators' logs: %s (warnings also here)", job_log_dir(settings))
     log.info(
         "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
         settings.JOB_NAME,
