@@ -57,6 +57,8 @@ class Decision:
     device_id: str | None = None
     action: str = ACTION_APPROVE
     rules_fired: tuple[str, ...] = ()
+    # Who decided a BLOCK when not the pipeline: an analyst's verdict or the review timeout policy.
+    decided_by: str = ""
 
     @property
     def flagged(self) -> bool:
@@ -175,7 +177,9 @@ def plan_actions(decision: Decision) -> list[ActionType]:
 
 def block_reason(decision: Decision) -> str:
     """Why a card is blocked, as recorded with the blocklist entry: the rules that fired, else the
-    score against the block threshold."""
+    score against the block threshold, or who decided when not the pipeline."""
+    if decision.decided_by:
+        return decision.decided_by
     if decision.reasons and decision.reasons[0] == BLOCKLIST_REASON:
         return "already on the blocklist"
     if decision.rules_fired:
