@@ -58,11 +58,19 @@ def test_queue_orders_by_risk_first_then_amount() -> None:
         "mid risk": priority(0.7, 100.0),
     }
     order = sorted(cases, key=cases.__getitem__, reverse=True)
-    assert order == ["high risk, larger amount", "high risk, small amount", "mid risk", "low risk, huge amount"]
+    assert order == [
+        "high risk, larger amount",
+        "high risk, small amount",
+        "mid risk",
+        "low risk, huge amount",
+    ]
     assert priority(1.0, 10**12) > priority(0.99, 10**12)  # huge amounts never overflow into the risk
 
 
-@pytest.mark.parametrize(("eur", "expected"), [(499.99, Verdict.POLICY_APPROVE), (500.0, Verdict.POLICY_APPROVE), (500.01, Verdict.POLICY_BLOCK)])
+@pytest.mark.parametrize(
+    ("eur", "expected"),
+    [(499.99, Verdict.POLICY_APPROVE), (500.0, Verdict.POLICY_APPROVE), (500.01, Verdict.POLICY_BLOCK)],
+)
 def test_policy_blocks_only_above_the_amount(eur: float, expected: Verdict) -> None:
     assert policy_verdict(eur, 500.0) is expected
     assert expected.by_policy
@@ -136,7 +144,9 @@ def test_verdict_audits_carry_actor_and_verdict_and_fit_the_schema() -> None:
     assert {r["action_id"] for r in confirm} == {"e-1:CONFIRM:BLOCK_CARD", "e-1:CONFIRM:RAISE_RISK_TIER"}
     assert "analyst alice" in confirm[0]["detail"] and "card-1234" not in confirm[0]["detail"]
     clear = verdict_audits(case, Verdict.POLICY_APPROVE, "policy", None, Profile(), T0, 3600)
-    assert [(r["action"], r["actor"], r["verdict"]) for r in clear] == [("NOTIFY", "policy", "POLICY_APPROVE")]
+    assert [(r["action"], r["actor"], r["verdict"]) for r in clear] == [
+        ("NOTIFY", "policy", "POLICY_APPROVE")
+    ]
     assert "review hold on card ****1234 lifted" in clear[0]["detail"]
     for r in [*confirm, *clear]:
         avro.encode(1, schemas.load(schemas.ACTION), r)
