@@ -78,6 +78,20 @@ def _now_s() -> int:
     return int(time.time())
 
 
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def session(request: Request) -> Session | None:
+    """The request's session, or None when the cookie is missing, forged or expired."""
+    settings: ConsoleSettings = request.app.state.settings
+    return read_session(request.cookies.get(COOKIE), settings.secret_key, _now_s())
+
+
+Svc = Annotated[Services, Depends(services)]
+Sess = Annotated[Session | None, Depends(session)]
+
+
 def create_app(settings: ConsoleSettings) -> FastAPI:
     """The console app; its lifespan connects to Redis, Kafka and the registry and starts the
     health sampler and the sweeper (both stopped on shutdown)."""
@@ -102,16 +116,10 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             verdicts.close()
             cases.close()
 
-    app = FastAPI(title="Fraud review console", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    def services(request: Request) -> Services:
-        return request.app.state.services  # type: ignore[no-any-return]
-
-    def session(request: Request) -> Session | None:
-        return read_session(request.cookies.get(COOKIE), settings.secret_key, _now_s())
-
-    Svc = Annotated[Services, Depends(services)]
-    Sess = Annotated[Session | None, Depends(session)]
+    app = FastAPI(
+        title="Fraud review console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.settings = settings
 
     def with_cookie(response: Response, s: Session) -> Response:
         response.set_cookie(

@@ -9,6 +9,7 @@ from typing import Any
 
 from actions.logic import mask_card
 from console.cases import Case
+from fraud_core.reference import CURRENCIES
 
 # Features in an analyst's words: what the number means, and how to show it.
 FEATURE_WORDS: dict[str, tuple[str, str]] = {
@@ -72,8 +73,12 @@ def when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def money(amount_minor: int, currency: str, eur: float) -> str:
-    shown = f"{amount_minor / 100:,.2f} {currency}"
+def money(amount_minor: int, currency: str, eur: float | None = None) -> str:
+    """An amount in its currency's units, with its EUR value when the currency is another."""
+    exponent = CURRENCIES[currency][0] if currency in CURRENCIES else 2
+    shown = f"{amount_minor / 10**exponent:,.{exponent}f} {currency}"
+    if eur is None:
+        return shown
     return shown if currency == "EUR" else f"{shown} ({eur:,.2f} EUR)"
 
 
@@ -169,7 +174,7 @@ def _features(features: dict[str, Any]) -> str:
 
 
 def _recent_row(r: dict[str, Any]) -> str:
-    amount = f"{int(r.get('amount_minor') or 0) / 100:,.2f} {r.get('currency', '')}"
+    amount = money(int(r.get("amount_minor") or 0), str(r.get("currency", "")))
     cells = [when(int(r.get("event_time") or 0)), escape(amount)]
     cells += [escape(str(r.get(k, ""))) for k in ("merchant_id", "country", "action")]
     cells.append(f"{float(r.get('score') or 0):.3f}")

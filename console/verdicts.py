@@ -232,12 +232,20 @@ class Verdicts:
             self.store.mark_done([marker])
         self.cases.finish(case)
 
-    def sweep(self) -> int:
+    def sweep(self, outbox_grace_s: float = 2 * FLUSH_TIMEOUT_S) -> int:
         """Finish verdicts left half done, then resolve overdue cases by the policy; returns how
-        many cases were resolved by the policy."""
-        for event_id in self.cases.pending_effects():
-            self.carry_out(self.cases.get(event_id))
+        many cases were resolved by the policy.
+
+        Args:
+            outbox_grace_s: a verdict resolved less than this long ago is still being carried out
+                by whoever resolved it: left alone, so its records are not written twice.
+        """
         now = self._clock_ms()
+        for event_id in self.cases.pending_effects():
+            case = self.cases.get(event_id)
+            if now - case.resolved_at >= outbox_grace_s * 1000:
+                log.warning("case %s: finishing a verdict left half done (%s)", event_id, case.verdict)
+                self.carry_out(case)
         resolved = 0
         for event_id in self.cases.overdue(now, self.settings.REVIEW_TIMEOUT_S):
             case = self.cases.get(event_id)

@@ -219,7 +219,12 @@ def test_resolve_times_and_warmup() -> None:
 def test_analyst_labels_count_like_simulator_labels_and_sources_are_reported() -> None:
     decisions = [
         {"event_id": e, "score": s, "decision": d, "amount_minor": 1000, "currency": "EUR"}
-        for e, s, d in (("a", 0.9, "FLAGGED"), ("b", 0.1, "APPROVED"), ("c", 0.8, "FLAGGED"), ("d", 0.2, "APPROVED"))
+        for e, s, d in (
+            ("a", 0.9, "FLAGGED"),
+            ("b", 0.1, "APPROVED"),
+            ("c", 0.8, "FLAGGED"),
+            ("d", 0.2, "APPROVED"),
+        )
     ]
     labels = {
         "a": {"event_id": "a", "is_fraud": True, "fraud_type": "card_testing", "source": "simulator"},
@@ -231,4 +236,7 @@ def test_analyst_labels_count_like_simulator_labels_and_sources_are_reported() -
     assert sorted(joined.event_id.tolist()) == ["a", "b", "c"]
     assert joined.is_fraud.tolist() == [True, False, True]  # the analyst's confirmation is a fraud like any
     assert joined.unlabelled == 1
-    assert evaluate.label_sources(labels, [d["event_id"] for d in decisions]) == {"analyst": 1, "simulator": 2}
+    assert evaluate.label_sources(labels, [d["event_id"] for d in decisions]) == {
+        "analyst": 1,
+        "simulator": 2,
+    }

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import schemas
-from console import auth
+from console import auth, pages
 from console.cases import Case, Verdict, new_case, overdue_cutoff_ms, policy_verdict, priority, recent_entry
 from console.health import Health, histogram_quantile, parse, summarise
 from console.settings import DEV_SECRET_KEY, ConsoleSettings
@@ -191,3 +191,15 @@ def test_histogram_quantile_interpolates_within_the_bucket() -> None:
     assert histogram_quantile(samples, "d", 0.5) == pytest.approx(0.01)
     assert histogram_quantile(samples, "d", 0.7) == pytest.approx(0.015)
     assert histogram_quantile(samples, "d", 0.99) == pytest.approx(0.02)
+
+
+def test_pages_show_the_case_in_words_escaped_and_without_the_card() -> None:
+    case = _case(reasons=["<script>alert(1)</script> new device"], currency="JPY", amount_minor=1500)
+    html = pages.case_page(case, True, "alice", "tok")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; new device" in html and "<script>alert" not in html
+    assert "payments by this user in the last minute" in html and "amount in EUR" in html
+    assert "card-1234" not in html and "****1234 (on review hold)" in html
+    assert "1,500 JPY" in html  # the currency's own minor unit
+    assert html.count('name="csrf" value="tok"') == 3  # confirm, clear, log out
+    queue = pages.queue_page([case], [], {"open": 1, "resolved": 0}, 900, "alice", "tok")
+    assert f'href="/cases/{case.event_id}"' in queue and "card-1234" not in queue

@@ -232,8 +232,10 @@ def test_a_verdict_interrupted_before_its_effects_is_finished_by_the_sweeper_onc
     # The console died right after the resolution: nothing else happened.
     verdicts.cases.resolve(record["event_id"], Verdict.CONFIRM, "analyst:alice", time.time_ns() // 1_000_000)
     assert record["event_id"] in verdicts.cases.pending_effects()
-    verdicts.sweep()
-    verdicts.sweep()  # nothing left to do: the tier is raised once
+    verdicts.sweep()  # within the grace period: the resolving console may still be at work
+    assert record["event_id"] in verdicts.cases.pending_effects()
+    verdicts.sweep(outbox_grace_s=0)
+    verdicts.sweep(outbox_grace_s=0)  # nothing left to do: the tier is raised once
     store = redis.Redis.from_url(stack.redis_url)
     assert store.exists(blocklist_key(record["card_id"]))
     assert b'"risk_tier":1' in store.get(profile_key(record["user_id"]))
