@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from console import pages
 from console.auth import Session, csrf_ok, read_session, sign_session, verify_password
 from console.cases import CaseStore, Verdict
-from console.exceptions import CaseConflict, CaseNotFound, ConsoleError
+from console.exceptions import CaseConflict, CaseNotFound, ConsoleError, EffectsPending
 from console.health import HealthSampler
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
@@ -237,9 +237,12 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             return HTMLResponse(page, status_code=409)
         except CaseNotFound as exc:
             return HTMLResponse(pages.message_page("No such case", str(exc), sess.user, sess.csrf), 404)
-        except ConsoleError as exc:
+        except EffectsPending as exc:
             text = f"The verdict is recorded; its effects are retried in the background: {exc}"
             return HTMLResponse(pages.message_page("Effects pending", text, sess.user, sess.csrf), 503)
+        except ConsoleError as exc:
+            text = f"The verdict was not recorded; try again: {exc}"
+            return HTMLResponse(pages.message_page("Unavailable", text, sess.user, sess.csrf), 503)
         done = (
             "Fraud confirmed: card blocked, risk tier raised"
             if chosen.blocks

@@ -30,3 +30,8 @@ class StoreUnavailable(ConsoleError):
 class PublishFailed(ConsoleError):
     """A label or audit record was not acknowledged by Kafka; the case stays in the outbox and is
     retried by the sweeper."""
+
+
+class EffectsPending(ConsoleError):
+    """The verdict is recorded, but its block, label or audit could not be completed now; the
+    sweeper completes them. The HTTP edge answers 503 saying so."""

@@ -31,7 +31,7 @@ from actions.exceptions import TransientError
 from actions.logic import ActionType, Decision, audit_records, mask_card
 from actions.store import ActionStore
 from console.cases import Case, CaseStore, Verdict, policy_verdict
-from console.exceptions import CaseConflict, PublishFailed, StoreUnavailable
+from console.exceptions import CaseConflict, EffectsPending, PublishFailed, StoreUnavailable
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from fraud_core import avro
@@ -172,7 +172,8 @@ class Verdicts:
         Raises:
             CaseConflict: the case was resolved already (the other verdict won).
             CaseNotFound: no such case.
-            StoreUnavailable, PublishFailed: the verdict stands; the sweeper finishes its effects.
+            StoreUnavailable: Redis failed before the verdict was recorded: nothing happened.
+            EffectsPending: the verdict stands; the sweeper finishes its effects.
         """
         note = ""
         if verdict.by_policy:
@@ -188,7 +189,12 @@ class Verdicts:
             raise
         self.metrics.verdicts.labels(verdict.value).inc()
         log.info("case %s resolved: %s by %s", event_id, verdict.value, actor)
-        self.carry_out(case)
+        try:
+            self.carry_out(case)
+        except (StoreUnavailable, PublishFailed) as exc:
+            raise EffectsPending(
+                f"case {event_id}: {verdict.value} recorded; effects pending: {exc}"
+            ) from exc
         return case
 
     def carry_out(self, case: Case) -> None:
