@@ -64,7 +64,9 @@ def make_verdicts(console_settings: ConsoleSettings) -> Iterator[Callable[..., V
 
 def review(**overrides: Any) -> dict[str, Any]:
     """A REVIEW decision record with unique ids."""
-    return decision("FLAGGED", action="REVIEW", score=0.71, reasons=["possible card testing"], **overrides)
+    return decision(
+        "FLAGGED", **({"action": "REVIEW", "score": 0.71, "reasons": ["possible card testing"]} | overrides)
+    )
 
 
 def open_case(stack: Any, record: dict[str, Any]) -> None:
