@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ import schemas
 from actions.consumer import ActionConsumer
 from actions.settings import ConsumerSettings
 from console.auth import hash_password
-from console.cases import hold_key
+from console.cases import case_key, hold_key
 from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import REPO_ROOT, free_port
 from fraud_core.enrichment import blocklist_key, profile_key
@@ -182,6 +183,10 @@ def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
     store = redis.Redis.from_url(stack.redis_url)
     url = pipeline["url"]
 
+    deadline = time.monotonic() + 120
+    while not store.exists(case_key(event_id)):  # the action consumer opens the case
+        assert time.monotonic() < deadline, "the action consumer never opened the case"
+        time.sleep(0.2)
     assert requests.get(f"{url}/", timeout=5, allow_redirects=False).status_code == 303  # log-in first
     _forged_posts_are_refused(url, event_id)
     browser.get(f"{url}/login")
@@ -210,6 +215,7 @@ def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
     assert "payments by this user in the last minute" in page  # the features, in words
     assert "card_testing_probe" in page  # the rules that fired
     assert card_id not in page and "(on review hold)" in page
+    browser.set_window_size(1400, 2200)  # the whole case: payment, reasons, verdict, signals, history
     browser.save_screenshot(str(SCREENSHOTS / "case.png"))
 
     first_tab = browser.current_window_handle
