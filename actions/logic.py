@@ -165,7 +165,8 @@ def plan_actions(decision: Decision) -> list[ActionType]:
     BLOCK blocklists the card (with an expiry), raises the user's risk tier and notifies. REVIEW
     only notifies (step-up or an analyst decides): blocking the card or raising the tier on a
     mere suspicion would make every later payment of a genuine customer look worse, the
-    false-positive cascade a review must not start. APPROVE teaches the profile (flagged payments
+    false-positive cascade a review must not start (the store opens the REVIEW's case for the
+    analysts and marks the card's review hold, which declines nothing). APPROVE teaches the profile (flagged payments
     are not learnt from: they may not be the user's).
     """
     if decision.blocks:
