@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers produce model bench faults backtest demo test lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console produce model bench faults backtest demo test lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ cluster-status: $(INSTALLED) ## Show the Flink cluster's processes, PIDs and log
 consumers: $(INSTALLED) ## Run the action consumers in the foreground
 	$(PY) -m actions $(ARGS)
 
+console: $(INSTALLED) ## The analyst console (review queue, pipeline health) on :8090
+	$(PY) -m console $(ARGS)
+
 produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--help")
 	$(PY) -m producers.produce $(ARGS)
 
@@ -76,7 +79,18 @@ demo: $(FETCHED) ## The whole pipeline on a generated stream, live view, summary
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m deploy.local.demo $(ARGS)
 
-test: $(FETCHED) ## Lint once, then the whole test suite against real services (starts and stops them itself)
+# The console's browser test drives Debian's headless Chromium through its chromedriver: installed
+# once, only when missing (as root, or through sudo), never downloaded at test time.
+CHROMIUM := .stack/.sysdeps-chromium
+$(CHROMIUM):
+	@mkdir -p $(dir $@)
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	fi
+	@touch $@
+
+test: $(FETCHED) $(CHROMIUM) ## Lint once, then the whole test suite against real services (starts and stops them itself)
 	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q $(ARGS)
 

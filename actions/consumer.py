@@ -223,8 +223,9 @@ class ActionConsumer:
         )
         self.metrics.consumed.labels(topic).inc()
         try:
-            decision = parse_decision(self._decode(msg.value()))
-            self._act(decision, headers, correlation_id, source, topic)
+            record = self._decode(msg.value())
+            decision = parse_decision(record)
+            self._act(decision, record, headers, correlation_id, source, topic)
         except (DecodeError, SerializationError) as exc:
             self._dead_letter(msg, exc, headers, correlation_id, source)
         self._batch.offsets[(topic, partition)] = offset + 1
@@ -238,17 +239,24 @@ class ActionConsumer:
             raise TransientError(str(exc)) from exc
 
     def _act(
-        self, decision: Decision, headers: dict[str, bytes], correlation_id: str, source: str, topic: str
+        self,
+        decision: Decision,
+        record: dict[str, Any],
+        headers: dict[str, bytes],
+        correlation_id: str,
+        source: str,
+        topic: str,
     ) -> None:
         if decision.event_id in self._batch.seen:
             self._skip_duplicate(decision, correlation_id, source, topic)
             return
-        applied = self.store.apply(decision, self._audit_builder(decision))
+        applied = self.store.apply(decision, self._audit_builder(decision), record, headers=headers)
         if applied.outcome is Outcome.DONE:
             self._skip_duplicate(decision, correlation_id, source, topic)
             return
         actions = [a.value for a in plan_actions(decision)]
         if applied.outcome is Outcome.NEW:  # counted once, when the effects land in Redis
+            self.metrics.decisions.labels(decision.action).inc()
             for action in actions:
                 self.metrics.actions.labels(action).inc()
         if decision.flagged:

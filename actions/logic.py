@@ -57,6 +57,8 @@ class Decision:
     device_id: str | None = None
     action: str = ACTION_APPROVE
     rules_fired: tuple[str, ...] = ()
+    # Who decided a BLOCK when not the pipeline: an analyst's verdict or the review timeout policy.
+    decided_by: str = ""
 
     @property
     def flagged(self) -> bool:
@@ -163,7 +165,8 @@ def plan_actions(decision: Decision) -> list[ActionType]:
     BLOCK blocklists the card (with an expiry), raises the user's risk tier and notifies. REVIEW
     only notifies (step-up or an analyst decides): blocking the card or raising the tier on a
     mere suspicion would make every later payment of a genuine customer look worse, the
-    false-positive cascade a review must not start. APPROVE teaches the profile (flagged payments
+    false-positive cascade a review must not start (the store opens the REVIEW's case for the
+    analysts and marks the card's review hold, which declines nothing). APPROVE teaches the profile (flagged payments
     are not learnt from: they may not be the user's).
     """
     if decision.blocks:
@@ -175,7 +178,9 @@ def plan_actions(decision: Decision) -> list[ActionType]:
 
 def block_reason(decision: Decision) -> str:
     """Why a card is blocked, as recorded with the blocklist entry: the rules that fired, else the
-    score against the block threshold."""
+    score against the block threshold, or who decided when not the pipeline."""
+    if decision.decided_by:
+        return decision.decided_by
     if decision.reasons and decision.reasons[0] == BLOCKLIST_REASON:
         return "already on the blocklist"
     if decision.rules_fired:

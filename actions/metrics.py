@@ -14,6 +14,12 @@ class Metrics:
         self.consumed = Counter(
             "fraud_actions_messages_consumed", "Records consumed, by topic.", ["topic"], registry=r
         )
+        self.decisions = Counter(
+            "fraud_actions_decisions",
+            "Decisions acted on, by action (APPROVE, REVIEW, BLOCK); every REVIEW opens a review case.",
+            ["action"],
+            registry=r,
+        )
         self.actions = Counter("fraud_actions_taken", "Actions taken, by type.", ["action"], registry=r)
         self.duplicates = Counter(
             "fraud_actions_duplicates_skipped", "Decisions already acted on, skipped.", ["topic"], registry=r

@@ -10,13 +10,17 @@ leave the effects applied without the marker (or the reverse), and two consumers
 event apply it once. The marker records the event's audit records while they are unacknowledged
 (``applied``) and shrinks to ``done`` once Kafka has them: a redelivery in between re-sends the
 same audit records instead of losing them.
+
+Given the decoded record, the same transaction also appends the decision to the user's recent
+decisions and, for a REVIEW, opens its review case and puts the card on review hold
+(:mod:`console.cases`, whose key is watched too): a case exists exactly when its REVIEW was acted on.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -26,8 +30,10 @@ from redis.exceptions import RedisError, WatchError
 
 from actions.exceptions import TransientError
 from actions.logic import Decision, blocklist_entry, updated_profile
+from console.cases import CaseStore, case_key, new_case, recent_entry
 from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
 from fraud_core.features import Profile
+from fraud_core.rules import REVIEW
 
 MARKER_PREFIX = "actions:done:"
 DONE = "done"
@@ -64,6 +70,7 @@ class ActionStore:
         on_malformed_profile: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.cases = CaseStore(self._redis, hold_ttl_s=block_ttl_s)
         self.block_ttl_s = block_ttl_s
         self.marker_ttl_s = marker_ttl_s
         self._clock_ms = clock_ms
@@ -80,23 +87,42 @@ class ActionStore:
             return {"reason": raw.decode("utf-8", "replace")}  # an entry from before the JSON form
         return entry if isinstance(entry, dict) else {"reason": str(entry)}
 
-    def apply(self, decision: Decision, audits: AuditBuilder) -> Applied:
+    def apply(
+        self,
+        decision: Decision,
+        audits: AuditBuilder,
+        record: Mapping[str, Any] | None = None,
+        marker_id: str | None = None,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> Applied:
         """Apply the decision's effects and set its marker atomically, unless the marker exists.
 
+        Args:
+            record: the decoded decision record. Given, it joins the user's recent decisions, and
+                a REVIEW opens its review case (:mod:`console.cases`) in the same transaction.
+            headers: the decision's propagated headers, kept with a new case.
+            marker_id: the idempotency id when it is not the decision's ``event_id`` (an analyst's
+                verdict acts on the same event a second time).
         Raises:
             TransientError: Redis is unreachable or failed; nothing or everything was applied.
         """
-        marker = marker_key(decision.event_id)
+        marker = marker_key(marker_id or decision.event_id)
         pkey = profile_key(decision.user_id)
+        opens_case = record is not None and decision.action == REVIEW
+        watched = [marker, pkey, case_key(decision.event_id)] if opens_case else [marker, pkey]
         try:
             with self._redis.pipeline() as pipe:
                 while True:
                     try:
-                        pipe.watch(marker, pkey)  # type: ignore[no-untyped-call]
+                        pipe.watch(*watched)  # type: ignore[no-untyped-call]
                         existing = cast("bytes | None", pipe.get(marker))
                         if existing is not None:
                             pipe.unwatch()
                             return _from_marker(existing)
+                        case = None
+                        if opens_case and record is not None and not pipe.exists(case_key(decision.event_id)):
+                            recent = self.cases.recent(pipe, decision.user_id)
+                            case = new_case(record, self._clock_ms(), recent, headers)
                         raw_profile = cast("bytes | None", pipe.get(pkey))
                         # A malformed profile reads as none (logged with its key) and is
                         # replaced by the fresh one the decision builds: it never halts the consumer.
@@ -115,6 +141,10 @@ class ActionStore:
                                 ex=self.block_ttl_s,
                                 nx=True,
                             )
+                        if case is not None:
+                            self.cases.queue_open(pipe, case)
+                        if record is not None:
+                            self.cases.queue_remember(pipe, decision.user_id, recent_entry(record))
                         pipe.set(marker, json.dumps({"audits": records}), ex=self.marker_ttl_s)
                         pipe.execute()
                         return Applied(Outcome.NEW, records)

@@ -319,6 +319,7 @@ def run(args: argparse.Namespace) -> Path:
                 },
                 "dead_letters": {"total": len(dead), "by_type": evaluate.dead_letter_counts(dead)},
                 "labels_source": labels_source,
+                "labels_by_source": evaluate.label_sources(labels, event_ids),
                 "enrichment": {
                     "mode": enrich.mode,
                     "redis_url": enrich.redis_url,

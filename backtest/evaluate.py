@@ -106,6 +106,19 @@ def join(decisions: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[st
     )
 
 
+def label_sources(labels: Mapping[str, Mapping[str, Any]], event_ids: Iterable[str]) -> dict[str, int]:
+    """How many of the labels of ``event_ids`` came from each source (simulator, analyst,
+    chargeback). Every source counts the same in the metrics; labels written before the field
+    existed read as ``simulator``."""
+    counts: dict[str, int] = {}
+    for event_id in set(event_ids):
+        label = labels.get(event_id)
+        if label is not None:
+            source = str(label.get("source") or "simulator")
+            counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def flagged_at(j: Joined, threshold: float) -> BoolArray:
     """What the decision flags at review threshold ``threshold``: blocklisted cards, payments a rule
     fired on, and scores at or above it (the model's block threshold only turns REVIEW into BLOCK,

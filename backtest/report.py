@@ -166,7 +166,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             if run["dead_letters"]["total"]
             else ""
         ),
-        f"- Labels: {run['labels_source']}",
+        f"- Labels: {run['labels_source']}; by source: "
+        + (", ".join(f"{k} {v:,}" for k, v in run.get("labels_by_source", {}).items()) or "none"),
         f"- Enrichment: **{run['enrichment']['mode']}** — {run['enrichment']['description']}",
         f"- Models: {', '.join(models)} (reference: live model `{ref}`)",
         "- Job: `flink_jobs.scoring_job` (the live job's code), bounded, one run per model; settings "

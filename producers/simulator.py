@@ -195,6 +195,7 @@ class SimEvent:
             "is_fraud": self.is_fraud,
             "fraud_type": self.fraud_type,
             "labelled_at": self.txn.event_time + delay_ms,
+            "source": "simulator",
         }
 
 

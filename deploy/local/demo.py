@@ -1,7 +1,8 @@
 """``make demo``: the whole pipeline on a generated stream, with a live view and a summary.
 
 Starts (only what is not running yet) the local stack, trains a model if none is live, starts the
-scoring service, the stream job and the action consumers, produces about a minute of simulated
+scoring service, the stream job, the action consumers and the analyst console (its URL is
+printed: review cases while the demo runs), produces about a minute of simulated
 payments with fraud scenarios and labels, shows what flows, prints a summary including how well
 the flagged set matched the ground truth, and stops everything it started (``KEEP_RUNNING=1``
 leaves it all up).
@@ -21,6 +22,9 @@ from typing import Any
 import numpy as np
 from confluent_kafka import TopicPartition
 
+from console.cases import CaseStore
+from console.exceptions import ConsoleError
+from console.settings import DEV_ANALYST, DEV_ANALYST_PASSWORD
 from deploy.local.processes import (
     ManagedProcess,
     ensure_model,
@@ -38,6 +42,30 @@ from fraud_core.settings import DEV_API_KEY
 from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED, INITIATED, LABELS
 
 LOGS = REPO_ROOT / ".stack" / "logs"
+CONSOLE_PORT = 8090
+CONSOLE_URL = f"http://127.0.0.1:{CONSOLE_PORT}/"
+
+
+def console_login() -> str:
+    """How to log in to the console: the development analyst in local mode, else the configured users."""
+    if os.environ.get("CONSOLE_USERS") or os.environ.get("APP_ENV", "local") not in ("local", "test"):
+        return "log in as one of CONSOLE_USERS"
+    return f"log in as {DEV_ANALYST} / {DEV_ANALYST_PASSWORD}: development credentials, local mode only"
+
+
+def case_line(redis_url: str) -> str:
+    """The review queue at the end of the run."""
+    cases = CaseStore.from_url(redis_url)
+    try:
+        counts = cases.counts()
+    except ConsoleError as exc:
+        return f"review queue: unavailable ({exc})"
+    finally:
+        cases.close()
+    return (
+        f"review queue: {counts['open']} cases open, {counts['resolved']} resolved "
+        f"(by analysts in the console or by the timeout policy)"
+    )
 
 
 @dataclass
@@ -260,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             "SCORING_API_KEY": os.environ.get("SCORING_API_KEY", DEV_API_KEY),
         }
         try:
-            if port_open(8000):
-                raise SystemExit(
-                    "error: port 8000 is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
-                )
+            for port in (8000, CONSOLE_PORT):
+                if port_open(port):
+                    raise SystemExit(
+                        f"error: port {port} is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
+                    )
             started.append(
                 start_scoring_service(
                     REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"]
@@ -282,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 needle="flink_taskmanager_job_task_operator",
             )
             started.append(spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env))
+            console = spawn(
+                "console", ["-m", "console"], LOGS / "console.log", env | {"CONSOLE_PORT": str(CONSOLE_PORT)}
+            )
+            started.append(console)
+            wait_http(f"{CONSOLE_URL}healthz", console, timeout_s=60)
             view = View()
             watcher = Watcher(cfg, view)
             watcher.start()
@@ -298,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "pipeline running. Metrics: scoring http://127.0.0.1:8000/metrics, job http://127.0.0.1:9249/metrics, "
                 f"consumers http://127.0.0.1:9102/metrics\nlogs in {LOGS.relative_to(REPO_ROOT)}/ "
-                "(job.log, scoring.log, consumers.log, producer.log). Ctrl-C stops.\n"
+                "(job.log, scoring.log, consumers.log, console.log, producer.log). Ctrl-C stops.\n"
+                f"analyst console: {CONSOLE_URL} ({console_login()})\n"
             )
             t0 = time.monotonic()
             settle_until: float | None = None
@@ -327,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             watcher.stop.set()
             watcher.join(timeout=5)
             print(summary(view, time.monotonic() - t0))
+            print(case_line(cfg.redis_url))
             if producer.proc.returncode not in (0, None):
                 print(f"producer exited with {producer.proc.returncode}; see {producer.log_path}")
         except KeyboardInterrupt:
@@ -334,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if keep:
                 print(
-                    "KEEP_RUNNING=1: the stack, scoring service, job and consumers stay up; `make down` stops the stack"
+                    "KEEP_RUNNING=1: the stack, scoring service, job, consumers and console stay up "
+                    f"(review cases at {CONSOLE_URL}); `make down` stops the stack"
                 )
             else:
                 for p in reversed(started):

@@ -214,3 +214,29 @@ def test_resolve_times_and_warmup() -> None:
     assert r.events == 3 and r.warmup_events == 1
     everything = resolve(inspector)
     assert [(p.start, p.end) for p in everything.partitions] == [(5, 10), (0, 4)]
+
+
+def test_analyst_labels_count_like_simulator_labels_and_sources_are_reported() -> None:
+    decisions = [
+        {"event_id": e, "score": s, "decision": d, "amount_minor": 1000, "currency": "EUR"}
+        for e, s, d in (
+            ("a", 0.9, "FLAGGED"),
+            ("b", 0.1, "APPROVED"),
+            ("c", 0.8, "FLAGGED"),
+            ("d", 0.2, "APPROVED"),
+        )
+    ]
+    labels = {
+        "a": {"event_id": "a", "is_fraud": True, "fraud_type": "card_testing", "source": "simulator"},
+        "b": {"event_id": "b", "is_fraud": False, "fraud_type": None},  # written before `source` existed
+        "c": {"event_id": "c", "is_fraud": True, "fraud_type": None, "source": "analyst"},
+        "x": {"event_id": "x", "is_fraud": False, "fraud_type": None, "source": "chargeback"},  # not replayed
+    }
+    joined = evaluate.join(decisions, labels)
+    assert sorted(joined.event_id.tolist()) == ["a", "b", "c"]
+    assert joined.is_fraud.tolist() == [True, False, True]  # the analyst's confirmation is a fraud like any
+    assert joined.unlabelled == 1
+    assert evaluate.label_sources(labels, [d["event_id"] for d in decisions]) == {
+        "analyst": 1,
+        "simulator": 2,
+    }

@@ -142,6 +142,7 @@ def test_labels_match_ground_truth(dense: tuple[Simulator, list[SimEvent]]) -> N
             "is_fraud": e.is_fraud,
             "fraud_type": e.fraud_type,
             "labelled_at": e.txn.event_time + 5000,
+            "source": "simulator",
         }
 
 

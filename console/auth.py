@@ -1,0 +1,138 @@
+"""Analyst log-in as pure functions: password hashes, the users list, signed sessions, CSRF tokens.
+
+Only the standard library: PBKDF2-HMAC-SHA256 hashes in the form
+``pbkdf2_sha256$<iterations>$<salt, base64>$<hash, base64>`` (``python -m console hash-password``
+prints one), and a session cookie that is a JSON payload signed with HMAC-SHA256 under the
+console's secret key. The session carries the analyst's name (or none before log-in), a CSRF token
+that every form posts back, and an expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+ALGORITHM = "pbkdf2_sha256"
+ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
+USER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """The stored form of ``password``: algorithm, iterations, salt and hash."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"{ALGORITHM}${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def check_hash_format(encoded: str) -> None:
+    """Raise ValueError (saying what is wrong, never echoing the hash) unless ``encoded`` is a hash
+    :func:`hash_password` could have written."""
+    parts = encoded.split("$")
+    if len(parts) != 4 or parts[0] != ALGORITHM:
+        raise ValueError(f"not a {ALGORITHM}$<iterations>$<salt>$<hash> password hash")
+    if not parts[1].isdigit() or int(parts[1]) < 100_000:
+        raise ValueError("password hash iterations must be a number of at least 100000")
+    try:
+        _unb64(parts[2]), _unb64(parts[3])
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("password hash salt or digest is not base64") from exc
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Whether ``password`` matches the stored hash (constant-time comparison)."""
+    try:
+        check_hash_format(encoded)
+    except ValueError:
+        return False
+    _, iterations, salt, digest = encoded.split("$")
+    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), _unb64(salt), int(iterations))
+    return hmac.compare_digest(candidate, _unb64(digest))
+
+
+def parse_users(text: str) -> dict[str, str]:
+    """Users from ``name:hash`` entries separated by commas or new lines (blank lines and lines
+    starting with ``#`` are skipped).
+
+    Raises:
+        ValueError: naming the entry (by its position and user name, never the hash) that is wrong.
+    """
+    users: dict[str, str] = {}
+    entries = [e.strip() for line in text.splitlines() for e in line.split(",")]
+    for n, entry in enumerate(entries, start=1):
+        if not entry or entry.startswith("#"):
+            continue
+        name, sep, encoded = entry.partition(":")
+        if not sep or not USER_NAME.match(name):
+            raise ValueError(
+                f"user entry {n}: expected <name>:<hash> with a name of 1-32 letters, digits, _ . -"
+            )
+        try:
+            check_hash_format(encoded)
+        except ValueError as exc:
+            raise ValueError(f"user entry {n} ({name}): {exc}") from exc
+        if name in users:
+            raise ValueError(f"user entry {n}: {name} is listed twice")
+        users[name] = encoded
+    return users
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What the signed cookie carries."""
+
+    user: str | None
+    csrf: str
+    expires_at_s: int
+
+    @classmethod
+    def anonymous(cls, now_s: int, ttl_s: int) -> Session:
+        return cls(None, secrets.token_urlsafe(32), now_s + ttl_s)
+
+    def logged_in(self, user: str, now_s: int, ttl_s: int) -> Session:
+        """A fresh session for ``user``: a new CSRF token, so one seen before log-in is worthless."""
+        return Session(user, secrets.token_urlsafe(32), now_s + ttl_s)
+
+
+def sign_session(session: Session, key: bytes) -> str:
+    """The cookie value: base64 JSON payload, a dot, base64 HMAC-SHA256 of the payload."""
+    payload = _b64(json.dumps({"u": session.user, "c": session.csrf, "e": session.expires_at_s}).encode())
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{_b64(mac)}"
+
+
+def read_session(cookie: str | None, key: bytes, now_s: int) -> Session | None:
+    """The session of a cookie, or None when it is missing, forged, malformed or expired."""
+    if not cookie or "." not in cookie:
+        return None
+    payload, _, mac = cookie.rpartition(".")
+    expected = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(expected, _unb64(mac)):
+            return None
+        data: dict[str, Any] = json.loads(_unb64(payload))
+        session = Session(data["u"], str(data["c"]), int(data["e"]))
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        return None
+    return session if session.expires_at_s > now_s else None
+
+
+def csrf_ok(session: Session | None, token: str | None) -> bool:
+    """Whether a posted form's CSRF token is the session's (constant-time)."""
+    if session is None or not token:
+        return False
+    return hmac.compare_digest(session.csrf.encode(), token.encode())
