@@ -30,6 +30,7 @@ SETTINGS = {
     "flink-taskmanager": "flink_jobs.settings:JobSettings",
     "flink-submit": "flink_jobs.settings:JobSettings",
     "consumers": "actions.settings:ConsumerSettings",
+    "drift-monitor": "monitoring.settings:MonitorSettings",
     "producer": "producers.settings:ProducerSettings",
 }
 
