@@ -134,3 +134,18 @@ def test_rules_read_metrics_that_are_exported() -> None:
                 if not known:
                     unknown.append(f"{rule['alert']}: {name}")
     assert not unknown, unknown
+
+
+def test_dashboard_has_a_drift_panel_per_feature_and_the_alert_list() -> None:
+    import json
+
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "pipeline.json").read_text())
+    panels = dashboard["panels"]
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "feature"]
+    assert "label_values(fraud_feature_psi, feature)" in variable["definition"]
+    repeated = [p for p in panels if p.get("repeat") == "feature"]
+    assert repeated and any(
+        'fraud_feature_psi{feature="$feature"}' in t["expr"] for t in repeated[0]["targets"]
+    )
+    assert any(p["type"] == "alertlist" for p in panels)
+    assert any("fraud_score_psi" in t["expr"] for p in panels for t in p["targets"])
