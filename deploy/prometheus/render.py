@@ -36,7 +36,8 @@ def prometheus_rule(groups: list[dict[str, Any]]) -> dict[str, Any]:
 def render() -> str:
     """The manifest text for the current alerts.yml."""
     groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
-    return HEADER + yaml.safe_dump(prometheus_rule(groups), sort_keys=False, width=100)
+    body: str = yaml.safe_dump(prometheus_rule(groups), sort_keys=False, width=100)
+    return HEADER + body
 
 
 def main() -> int:
