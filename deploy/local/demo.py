@@ -480,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if keep:
                 print(
-                    "KEEP_RUNNING=1: the stack, scoring service, job and consumers stay up; `make down` stops the stack"
+                    "KEEP_RUNNING=1: the stack, scoring service, job, consumers, drift monitor and Prometheus stay up; "
+                    "`make down` stops the stack, `python -m deploy.local.prometheus down` Prometheus"
                 )
             else:
                 for p in reversed(started):

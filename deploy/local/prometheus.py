@@ -9,9 +9,12 @@ to ``<state>/prometheus.yml`` and points at the one rules file, ``deploy/prometh
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import requests
 import yaml
 
-from deploy.local.stack import REPO_ROOT, Service, ServiceGroup
+from deploy.local.stack import REPO_ROOT, Service, ServiceGroup, StackConfig
 from fraud_core.exceptions import StackError
 
 ALERTS_FILE = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -124,3 +127,22 @@ class LocalPrometheus(ServiceGroup):
             return []
         result: list[dict[str, Any]] = body.get("data", {}).get("result", [])
         return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deploy.local.prometheus down|status``: for a Prometheus a KEEP_RUNNING demo left up."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.prometheus", description=main.__doc__)
+    parser.add_argument("command", choices=["down", "status"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prom = LocalPrometheus(
+        StackConfig.from_env().state_dir, int(os.environ.get("PROMETHEUS_PORT", "9090")), {}
+    )
+    if args.command == "down":
+        prom.down()
+        return 0
+    return 0 if prom.status() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
