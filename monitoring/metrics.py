@@ -76,7 +76,7 @@ class Metrics:
         )
         self.last_decision = Gauge(
             "fraud_drift_last_decision_timestamp_seconds",
-            "Wall-clock time the last decision was consumed (0 until the first).",
+            "Wall-clock time the last decision was consumed (the monitor's start time until the first).",
             registry=r,
         )
         self.cpu_seconds = Counter(

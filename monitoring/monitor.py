@@ -138,6 +138,8 @@ class DriftMonitor:
             [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],
             on_revoke=lambda _consumer, partitions: forget_lag(self.metrics, partitions),
         )
+        # Silence is measured from the start: a monitor that just started has not missed anything yet.
+        self.metrics.last_decision.set(time.time())
         self._stop = threading.Event()
         self._publish_due = 0.0
         self._lag_due = 0.0
