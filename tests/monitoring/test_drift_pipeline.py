@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import schemas
-from deploy.local.processes import ManagedProcess, spawn
+from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import free_port
 from fraud_core.kafka_io import AvroPublisher, new_headers
 from producers.profiles import seed_profiles
@@ -105,6 +105,7 @@ def test_a_shifted_stream_raises_feature_psi_above_the_alert_threshold_and_an_un
         },
     )
     try:
+        wait_http(url, monitor)
         run_job(topics, env={"SCORING_TIMEOUT_MS": "10000", "REDIS_TIMEOUT_MS": "5000"})
         publisher = AvroPublisher(stack.bootstrap, stack.registry_url)
 
