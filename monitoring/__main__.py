@@ -3,7 +3,8 @@
 Consumes the decision topics with a group of its own, compares a sliding window of each model
 version's decisions with the reference distributions in its model card, and serves the result
 as Prometheus gauges (``fraud_feature_psi``, ``fraud_score_psi``, Jensen-Shannon distances, flag
-rate, missing-profile rate). Every flag falls back to an environment variable (shown in
+rate, missing-profile rate). The API key comes only from SCORING_API_KEY in the environment.
+Every flag falls back to an environment variable (shown in
 ``--help``), which falls back to the local default. SIGINT/SIGTERM stop it cleanly. Exit codes:
 0 stopped, 1 failure (a fatal Kafka error), 2 invalid setting.
 """
@@ -33,10 +34,9 @@ _HELP = {
     "LOG_LEVEL": "Log level.",
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers.",
     "SCHEMA_REGISTRY_URL": "Confluent-compatible schema registry base URL.",
-    "REDIS_URL": "Not used by the monitor.",
-    "SCORING_API_KEY": "API key for GET /v1/model (never logged).",
 }
-_SKIP = {"REDIS_URL"}
+# Not flags: REDIS_URL is unused; a secret on the command line would show in the process list.
+_SKIP = {"REDIS_URL", "SCORING_API_KEY"}
 
 
 def _flag(name: str) -> str:
@@ -50,8 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name in _SKIP:
             continue
         default = "unset" if info.default is None else info.default
-        if name == "SCORING_API_KEY":
-            default = "the development key when APP_ENV is local or test"
         text = info.description or _HELP[name]
         kwargs: dict[str, object] = {"help": f"{text} [env {name}; default {default}]", "dest": name}
         kind = info.annotation

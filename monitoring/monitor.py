@@ -45,7 +45,9 @@ class CardSource:
     """Model cards by version: ``<model_dir>/<version>/card.json``, else the scoring service's
     ``GET /v1/model`` when the version asked for is the live one there."""
 
-    def __init__(self, model_dir: Path, scoring_url: str, api_key: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, model_dir: Path, scoring_url: str, api_key: str | None, timeout_s: float = 5.0
+    ) -> None:
         self.model_dir = model_dir
         self.scoring_url = scoring_url.rstrip("/")
         self._api_key = api_key
@@ -70,6 +72,10 @@ class CardSource:
                     return loaded
                 raise InvalidReference(version, f"{path} is not a JSON object")
         url = f"{self.scoring_url}/v1/model"
+        if self._api_key is None:
+            raise InvalidReference(
+                version, f"no card in {self.model_dir}, and no SCORING_API_KEY to ask {url}"
+            )
         try:
             resp = requests.get(url, headers={"X-API-Key": self._api_key}, timeout=self.timeout_s)
             resp.raise_for_status()

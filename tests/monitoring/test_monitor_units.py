@@ -16,6 +16,7 @@ from monitoring.exceptions import InvalidReference
 from monitoring.metrics import Metrics
 from monitoring.monitor import CardSource, publish
 from monitoring.reference import reference_section
+from monitoring.settings import MonitorSettings
 from monitoring.tracker import DriftTracker
 
 
@@ -42,6 +43,15 @@ def test_cards_come_from_the_model_folder_and_a_missing_one_is_named(tmp_path: P
     (tmp_path / "broken" / "card.json").write_text("{not json")
     with pytest.raises(InvalidReference, match="cannot read"):
         source.reference("broken")
+
+
+def test_without_an_api_key_only_the_model_folder_is_asked(tmp_path: Path) -> None:
+    settings = MonitorSettings(APP_ENV="production", MODEL_DIR=tmp_path)
+    assert settings.api_key is None  # on Kubernetes the monitor gets no key
+    source = CardSource(settings.MODEL_DIR, settings.SCORING_URL, settings.api_key)
+    with pytest.raises(InvalidReference, match="no SCORING_API_KEY"):
+        source.reference("m9")
+    assert MonitorSettings(APP_ENV="local").api_key is not None
 
 
 def test_gauges_carry_the_contract_names_and_labels(tmp_path: Path) -> None:
