@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
+PROMETHEUS_PKG := .stack/.prometheus-installed
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console produce model bench faults backtest demo test lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce model bench faults backtest demo test lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,6 +26,15 @@ install: $(INSTALLED) ## Create .venv and install the pinned Python dependencies
 $(FETCHED): $(INSTALLED) deploy/maven/pom.xml deploy/local/fetch.py
 	$(PY) -m deploy.local.fetch
 	@touch $@
+
+# Debian's prometheus package: promtool for the alert-rule tests, prometheus for the demo. apt-get runs
+# only when promtool is missing (and needs root); the stamp records that the check passed once.
+$(PROMETHEUS_PKG):
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "error: promtool not found; run: sudo apt-get install prometheus"; exit 1; fi; }
+	@mkdir -p $(@D) && touch $@
 
 fetch: $(FETCHED) ## Fetch Kafka, the Flink Kafka connector and Apicurio Registry into .stack/lib (once)
 
@@ -62,6 +72,9 @@ consumers: $(INSTALLED) ## Run the action consumers in the foreground
 console: $(INSTALLED) ## The analyst console (review queue, pipeline health) on :8090
 	$(PY) -m console $(ARGS)
 
+monitor: $(INSTALLED) ## Run the drift monitor in the foreground (metrics on :9104; ARGS="--help")
+	$(PY) -m monitoring $(ARGS)
+
 produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--help")
 	$(PY) -m producers.produce $(ARGS)
 
@@ -75,7 +88,7 @@ faults: $(FETCHED) ## Fault suite on a private real stack -> faults/results/late
 backtest: $(FETCHED) ## Replay a topic range through the scoring logic and write a report (ARGS="--help")
 	$(PY) -m backtest $(ARGS)
 
-demo: $(FETCHED) ## The whole pipeline on a generated stream, live view, summary; KEEP_RUNNING=1 keeps it up
+demo: $(FETCHED) $(PROMETHEUS_PKG) ## The whole pipeline on a generated stream, live view, summary; KEEP_RUNNING=1 keeps it up
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m deploy.local.demo $(ARGS)
 
@@ -90,7 +103,7 @@ $(CHROMIUM):
 	fi
 	@touch $@
 
-test: $(FETCHED) $(CHROMIUM) ## Lint once, then the whole test suite against real services (starts and stops them itself)
+test: $(FETCHED) $(CHROMIUM) $(PROMETHEUS_PKG) ## Lint once, then the whole test suite against real services (starts and stops them itself)
 	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q $(ARGS)
 

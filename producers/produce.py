@@ -48,6 +48,7 @@ FLAGS: dict[str, str] = {
     "--label-delay-s": "PRODUCER_LABEL_DELAY_S",
     "--speed": "PRODUCER_SPEED",
     "--linger-ms": "PRODUCER_LINGER_MS",
+    "--drift-at": "PRODUCER_DRIFT_AT",
     "--log-level": "LOG_LEVEL",
 }
 _FIELD_TO_FLAG = {v: k for k, v in FLAGS.items()}
@@ -99,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-delay-s",
         type=float,
         help=helptext("--label-delay-s", "Chargeback delay before labels are sent."),
+    )
+    what.add_argument(
+        "--drift-at",
+        type=int,
+        metavar="N",
+        help=helptext(
+            "--drift-at",
+            "Shift the population after N events: from then on most legitimate payments come from "
+            "new countries, for larger amounts, at riskier merchants (the drift scenario).",
+        ),
     )
     what.add_argument(
         "--linger-ms", type=int, help=helptext("--linger-ms", "Producer batching delay (linger.ms).")
@@ -172,7 +183,9 @@ def _events(
 ) -> tuple[Iterator[SimEvent], SimConfig | None]:
     if args.replay_file:
         return read_stream(args.replay_file), read_config(args.replay_file)
-    config = SimConfig(seed=settings.PRODUCER_SEED, n_users=settings.PRODUCER_USERS)
+    config = SimConfig(
+        seed=settings.PRODUCER_SEED, n_users=settings.PRODUCER_USERS, drift_at=settings.PRODUCER_DRIFT_AT
+    )
     count = settings.PRODUCER_COUNT
     if count is None and settings.PRODUCER_DURATION_S is None:
         count = DEFAULT_COUNT
@@ -187,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.replay_file and not args.replay_file.is_file():
         _fail(f"--replay-file {args.replay_file} does not exist")
+    if args.replay_file and settings.PRODUCER_DRIFT_AT is not None:
+        _fail("--drift-at shifts the simulated population; a --replay-file is sent as recorded")
     if args.no_kafka and not args.avro_file:
         _fail("--no-kafka needs --avro-file (there is nowhere else to write)")
     if args.no_kafka and settings.PRODUCER_DURATION_S is not None:

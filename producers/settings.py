@@ -24,6 +24,12 @@ class ProducerSettings(ConnectionSettings):
     PRODUCER_SPEED: float = Field(
         1.0, ge=0, description="Replay pace: 1 = original event-time gaps, 0 = max."
     )
+    PRODUCER_DRIFT_AT: int | None = Field(
+        None,
+        ge=0,
+        description="Shift the population after this many events (new countries, larger amounts, "
+        "riskier merchant mix); unset: no shift.",
+    )
     PRODUCER_LINGER_MS: int = Field(5, ge=0, le=10_000, description="librdkafka linger.ms (batching delay).")
 
     @model_validator(mode="after")

@@ -123,6 +123,15 @@ NO_PROFILE_SHARE = 0.08  # users with no stored profile (opened their account du
 NEW_USER_SHARE = 0.08  # users with a profile but an account only days old and few payments
 STRESS_NO_PROFILE_SHARE = 0.2
 
+# The population shift (``SimConfig.drift_at``): a new market opens. From then on this share of
+# legitimate payments are customers paying in countries far from the training mix, at the
+# merchants of expensive and risky categories, mostly online, for several times their usual amounts.
+DRIFT_SHARE = 0.6
+DRIFT_COUNTRIES = ("BR", "IN", "JP", "AU", "US", "CA")
+DRIFT_MCCS = frozenset({"5732", "4511", "7011", "6051", "7995", "5967", "5944", "4829"})
+DRIFT_CHANNELS = (0.1, 0.6, 0.3)  # POS, ECOM, MOBILE
+DRIFT_AMOUNT_FACTOR = 3.0
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -145,6 +154,7 @@ class SimConfig:
     merchant_burst_rate: float = 0.0008
     impossible_travel_rate: float = 0.0012
     stress: bool = False
+    drift_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_users < 1:
@@ -153,6 +163,8 @@ class SimConfig:
             raise ValueError(f"n_merchants must be >= {len(MERCHANT_CATEGORIES)}, got {self.n_merchants}")
         if not self.rate_eps > 0:
             raise ValueError(f"rate_eps must be > 0, got {self.rate_eps}")
+        if self.drift_at is not None and self.drift_at < 0:
+            raise ValueError(f"drift_at must be >= 0 (an event count), got {self.drift_at}")
         rates = self.fraud_rates()
         for name, rate in rates.items():
             if not 0 <= rate <= 1:
@@ -272,6 +284,7 @@ class Simulator:
             frozenset(m.mcc for m in self.merchants if m.risk == 2), BURST_COUNT[1]
         )
         self._takeover_pools = self._pools(_TAKEOVER_MCCS, 1)
+        self._drift_pools = self._pools(DRIFT_MCCS, 1)
         self._pos_pool = [i for i, m in enumerate(self.merchants) if m.pos]
 
     def _pools(self, mccs: frozenset[str], at_least: int) -> dict[str, list[int]]:
@@ -423,7 +436,11 @@ class Simulator:
             cards.apply_reissues(rng, now)
             user_index = self._pick_user(rng, now)
             user = self.users[user_index]
-            yield SimEvent(self._legit_txn(rng, user, now, cards.of(user)), False, None)
+            # Drawn only after the shift, so the stream before it is the unshifted one, exactly.
+            if cfg.drift_at is not None and emitted >= cfg.drift_at and rng.random() < DRIFT_SHARE:
+                yield SimEvent(self._shifted_txn(rng, user, now, cards.of(user)), False, None)
+            else:
+                yield SimEvent(self._legit_txn(rng, user, now, cards.of(user)), False, None)
             emitted += 1
             draw = rng.random()
             kind = bisect(thresholds, draw)
@@ -499,6 +516,29 @@ class Simulator:
             channel=channel,
             card=card,
             device=user.devices[0] if rng.random() < 0.8 else rng.choice(user.devices),
+        )
+
+    def _shifted_txn(self, rng: Random, user: User, t: int, cards: tuple[str, ...]) -> Transaction:
+        """A legitimate payment of the shifted population (after ``drift_at``): a new market."""
+        country = rng.choice([c for c in DRIFT_COUNTRIES if c != user.home_country])
+        channel = rng.choices(_LEGIT_CHANNELS, weights=DRIFT_CHANNELS)[0]
+        merchant = self.merchants[rng.choice(self._drift_pools[channel])]
+        amount_eur = (
+            merchant.typical_eur
+            * user.spend_level
+            * DRIFT_AMOUNT_FACTOR
+            * rng.lognormvariate(0, AMOUNT_SIGMA)
+        )
+        return self._txn(
+            rng,
+            user,
+            t=t,
+            merchant=merchant,
+            amount_minor=_minor(amount_eur, _currency(country)),
+            country=country,
+            channel=channel,
+            card=cards[0],
+            device=user.devices[0],
         )
 
     def _micro_txn(self, rng: Random, user: User, t: int, card: str) -> Transaction:

@@ -1,22 +1,30 @@
 """``make demo``: the whole pipeline on a generated stream, with a live view and a summary.
 
 Starts (only what is not running yet) the local stack, trains a model if none is live, starts the
-scoring service, the stream job, the action consumers and the analyst console (its URL is
-printed: review cases while the demo runs), produces about a minute of simulated
-payments with fraud scenarios and labels, shows what flows, prints a summary including how well
-the flagged set matched the ground truth, and stops everything it started (``KEEP_RUNNING=1``
-leaves it all up).
+scoring service, the stream job, the action consumers, the analyst console (its URL is
+printed: review cases while the demo runs), the drift monitor and a local Prometheus that
+scrapes them all and evaluates the alert rules, produces about a minute of simulated
+payments with fraud scenarios and labels, shows what flows and which alerts fire, prints a
+summary including how well the flagged set matched the ground truth, and stops everything it
+started (``KEEP_RUNNING=1`` leaves it all up).
+
+``--drift`` shifts the simulated population a third of the way through the stream (new
+countries, larger amounts, riskier merchants): the drift gauges rise and the ``FeatureDrift``
+alert fires; the summary gives the time from the shift to the alert.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,6 +41,7 @@ from deploy.local.processes import (
     start_scoring_service,
     wait_http,
 )
+from deploy.local.prometheus import LocalPrometheus
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
 from fraud_core.decision import ScoreResult, model_action
 from fraud_core.features import BLOCKLIST_REASON
@@ -66,6 +75,11 @@ def case_line(redis_url: str) -> str:
         f"review queue: {counts['open']} cases open, {counts['resolved']} resolved "
         f"(by analysts in the console or by the timeout policy)"
     )
+PROMETHEUS_PORT = int(os.environ.get("PROMETHEUS_PORT", "9090"))
+MONITOR_PORT = 9104
+DRIFT_FRACTION = 1 / 3  # where in the stream --drift shifts the population
+DRIFT_ALERT = "FeatureDrift"
+DRIFT_WAIT_S = 150.0  # after the stream ends, how long --drift waits for the alert to fire
 
 
 @dataclass
@@ -85,6 +99,8 @@ class View:
     labels: dict[str, str | None] = field(default_factory=dict)
     pending_latency: dict[str, int] = field(default_factory=dict)
     latencies: list[int] = field(default_factory=list)
+    drift_at: int | None = None  # the input event count at which the producer shifts the population
+    shift_ms: int | None = None  # Kafka timestamp of that event
 
     def latency(self) -> tuple[float, float]:
         if not self.latencies:
@@ -129,6 +145,8 @@ class Watcher(threading.Thread):
                 continue
             if topic == INITIATED:
                 v.input_ts[record["event_id"]] = msg.timestamp()[1]
+                if v.drift_at is not None and v.shift_ms is None and len(v.input_ts) > v.drift_at:
+                    v.shift_ms = msg.timestamp()[1]
                 if record["event_id"] in v.pending_latency:
                     v.latencies.append(v.pending_latency.pop(record["event_id"]) - msg.timestamp()[1])
             elif topic == LABELS:
@@ -147,6 +165,94 @@ class Watcher(threading.Thread):
                 else:
                     v.latencies.append(now - sent)
         self.consumer.close()
+
+
+@dataclass
+class AlertView:
+    """What the local Prometheus says: alerts, the largest drift, and when the drift alert began."""
+
+    firing: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    top_psi: tuple[str, float] | None = None
+    score_psi: float | None = None
+    flag_rate: float | None = None
+    drift_pending_ms: int | None = None  # activeAt of the drift alert: the PSI crossed the threshold
+    drift_firing_ms: int | None = None  # first seen firing (after its `for:`)
+    drift_feature: str = ""
+
+
+def _alert_label(alert: dict[str, Any]) -> str:
+    labels = alert.get("labels", {})
+    detail = labels.get("feature") or labels.get("topic") or labels.get("job") or ""
+    return f"{labels.get('alertname', '?')}({detail})" if detail else str(labels.get("alertname", "?"))
+
+
+def _rfc3339_ms(text: str) -> int | None:
+    """Milliseconds of Prometheus' RFC 3339 timestamps (nanosecond fractions are cut to micro)."""
+    match = re.match(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    stamp = datetime.fromisoformat(match.group(1) + fraction + match.group(3).replace("Z", "+00:00"))
+    return int(stamp.timestamp() * 1000)
+
+
+def poll_prometheus(prom: LocalPrometheus, a: AlertView) -> None:
+    """Refresh ``a`` from Prometheus' alerts and a few instant queries."""
+    alerts = prom.alerts()
+    a.firing = sorted({_alert_label(x) for x in alerts if x.get("state") == "firing"})
+    a.pending = sorted({_alert_label(x) for x in alerts if x.get("state") == "pending"})
+    drift = [x for x in alerts if x.get("labels", {}).get("alertname") == DRIFT_ALERT]
+    if drift and a.drift_pending_ms is None:
+        first = min(drift, key=lambda x: str(x.get("activeAt", "")))
+        a.drift_pending_ms = _rfc3339_ms(str(first.get("activeAt", "")))
+        a.drift_feature = str(first.get("labels", {}).get("feature", ""))
+    if a.drift_firing_ms is None and any(x.get("state") == "firing" for x in drift):
+        a.drift_firing_ms = time.time_ns() // 1_000_000
+    top = prom.query('topk(1, fraud_feature_psi{feature!="hour_of_day"})')
+    if top:
+        a.top_psi = (str(top[0]["metric"].get("feature", "?")), float(top[0]["value"][1]))
+    for attr, expr in (("score_psi", "max(fraud_score_psi)"), ("flag_rate", "max(fraud_flag_rate)")):
+        found = prom.query(expr)
+        if found:
+            setattr(a, attr, float(found[0]["value"][1]))
+
+
+def alert_lines(a: AlertView) -> list[str]:
+    top = f"{a.top_psi[0]} {a.top_psi[1]:.2f}" if a.top_psi else "-"
+    score = f"{a.score_psi:.2f}" if a.score_psi is not None else "-"
+    flag = f"{a.flag_rate:.1%}" if a.flag_rate is not None else "-"
+    return [
+        f"         drift: largest feature PSI {top}, score PSI {score}, flag rate {flag}   "
+        f"alerts firing: {', '.join(a.firing) or 'none'}; pending: {', '.join(a.pending) or 'none'}"
+    ]
+
+
+def drift_summary(v: View, a: AlertView, prom: LocalPrometheus) -> list[str]:
+    """The drift section: time from the shift to the alert, and the monitor's cost per decision."""
+    lines = ["", "=== monitoring ==="]
+    cost = prom.query("sum(fraud_drift_cpu_seconds_total) / sum(fraud_drift_decisions_total)")
+    if cost and not math.isnan(float(cost[0]["value"][1])):
+        lines.append(f"drift monitor cost: {float(cost[0]['value'][1]) * 1e6:.1f} us CPU per decision")
+    lines.append(f"alerts firing at the end: {', '.join(a.firing) or 'none'}")
+    if v.drift_at is None:
+        return lines
+    if v.shift_ms is None:
+        lines.append(f"the population shift (after {v.drift_at} payments) was not reached")
+        return lines
+    if a.drift_pending_ms is None:
+        lines.append(f"population shifted after {v.drift_at} payments; {DRIFT_ALERT} did not become active")
+        return lines
+    lines.append(
+        f"population shifted after {v.drift_at} payments; {DRIFT_ALERT} ({a.drift_feature}) PSI above "
+        f"threshold {(a.drift_pending_ms - v.shift_ms) / 1000:.1f}s after the shift"
+        + (
+            f", alert firing {(a.drift_firing_ms - v.shift_ms) / 1000:.1f}s after it (rule `for: 1m`)"
+            if a.drift_firing_ms is not None
+            else ", not yet firing"
+        )
+    )
+    return lines
 
 
 def cause(record: dict[str, Any]) -> str:
@@ -273,12 +379,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
     parser.add_argument("--rate", type=float, default=1000.0, help="payments per second (default 1000)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="shift the population a third of the way through (new countries, larger amounts, riskier "
+        "merchants) and wait for the drift alert",
+    )
     args = parser.parse_args(argv)
     keep = os.environ.get("KEEP_RUNNING") == "1"
     tty = sys.stdout.isatty()
     LOGS.mkdir(parents=True, exist_ok=True)
     ensure_model(REPO_ROOT / "models")
     started: list[ManagedProcess] = []
+    prom: LocalPrometheus | None = None
+    drift_at = int(args.rate * args.duration * DRIFT_FRACTION) if args.drift else None
     with ensure_stack(keep_running=keep) as cfg:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
@@ -316,7 +430,29 @@ def main(argv: list[str] | None = None) -> int:
             )
             started.append(console)
             wait_http(f"{CONSOLE_URL}healthz", console, timeout_s=60)
-            view = View()
+            if port_open(MONITOR_PORT):
+                raise SystemExit(f"error: port {MONITOR_PORT} (drift monitor metrics) is taken")
+            monitor = spawn(
+                "drift-monitor",
+                ["-m", "monitoring"],
+                LOGS / "drift-monitor.log",
+                {**env, "MODEL_DIR": str(REPO_ROOT / "models"), "MONITOR_METRICS_PORT": str(MONITOR_PORT)},
+            )
+            started.append(monitor)
+            wait_http(f"http://127.0.0.1:{MONITOR_PORT}/metrics", monitor)
+            prom = LocalPrometheus(
+                cfg.state_dir,
+                PROMETHEUS_PORT,
+                {
+                    "scoring": "127.0.0.1:8000/metrics",
+                    "flink": "127.0.0.1:9249",
+                    "consumers": "127.0.0.1:9102/metrics",
+                    "drift-monitor": f"127.0.0.1:{MONITOR_PORT}/metrics",
+                },
+            )
+            print(f"prometheus: {prom.up()}")
+            view = View(drift_at=drift_at)
+            alert_view = AlertView()
             watcher = Watcher(cfg, view)
             watcher.start()
             producer = spawn(
@@ -324,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     *("-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)),
                     *("--seed", str(args.seed), "--seed-profiles", "--no-progress"),
+                    *(("--drift-at", str(drift_at)) if drift_at is not None else ()),
                 ],
                 LOGS / "producer.log",
                 env,
@@ -331,9 +468,12 @@ def main(argv: list[str] | None = None) -> int:
             started.append(producer)
             print(
                 "pipeline running. Metrics: scoring http://127.0.0.1:8000/metrics, job http://127.0.0.1:9249/metrics, "
-                f"consumers http://127.0.0.1:9102/metrics\nlogs in {LOGS.relative_to(REPO_ROOT)}/ "
-                "(job.log, scoring.log, consumers.log, console.log, producer.log). Ctrl-C stops.\n"
+                f"consumers http://127.0.0.1:9102/metrics, drift monitor http://127.0.0.1:{MONITOR_PORT}/metrics\n"
+                f"Prometheus (rules: deploy/prometheus/alerts.yml) {prom.url}/alerts\n"
+                f"logs in {LOGS.relative_to(REPO_ROOT)}/ (job.log, scoring.log, consumers.log, console.log, "
+                "drift-monitor.log, producer.log). Ctrl-C stops.\n"
                 f"analyst console: {CONSOLE_URL} ({console_login()})\n"
+                + (f"the population shifts after {drift_at} payments\n" if drift_at is not None else "")
             )
             t0 = time.monotonic()
             settle_until: float | None = None
@@ -344,18 +484,23 @@ def main(argv: list[str] | None = None) -> int:
                 for p in started:
                     if p is not producer and not p.alive:
                         raise SystemExit(f"error: {p.name} stopped. Last lines of {p.log_path}:\n{p.tail()}")
-                lines = render(view, elapsed)
+                poll_prometheus(prom, alert_view)
+                lines = render(view, elapsed) + alert_lines(alert_view)
                 if tty:
                     sys.stdout.write(
-                        ("\x1b[2A" if last_print else "") + "\n".join(f"\x1b[2K{x}" for x in lines) + "\n"
+                        (f"\x1b[{len(lines)}A" if last_print else "")
+                        + "\n".join(f"\x1b[2K{x}" for x in lines)
+                        + "\n"
                     )
                     last_print = elapsed
                 elif elapsed - last_print >= 5:
                     print("\n".join(lines), flush=True)
                     last_print = elapsed
                 if not producer.alive and settle_until is None:
-                    settle_until = time.monotonic() + 30
+                    settle_until = time.monotonic() + (DRIFT_WAIT_S if args.drift else 30)
                 done = sum(view.decisions.values()) + view.dlq >= len(view.input_ts) > 0
+                if args.drift:
+                    done = done and alert_view.drift_firing_ms is not None
                 if settle_until is not None and (done or time.monotonic() > settle_until):
                     time.sleep(2)
                     break
@@ -363,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             watcher.join(timeout=5)
             print(summary(view, time.monotonic() - t0))
             print(case_line(cfg.redis_url))
+            print("\n".join(drift_summary(view, alert_view, prom)))
             if producer.proc.returncode not in (0, None):
                 print(f"producer exited with {producer.proc.returncode}; see {producer.log_path}")
         except KeyboardInterrupt:
@@ -370,12 +516,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if keep:
                 print(
-                    "KEEP_RUNNING=1: the stack, scoring service, job, consumers and console stay up "
-                    f"(review cases at {CONSOLE_URL}); `make down` stops the stack"
+                    "KEEP_RUNNING=1: the stack, scoring service, job, consumers, console, drift monitor and "
+                    f"Prometheus stay up (review cases at {CONSOLE_URL}); `make down` stops the stack, "
+                    "`python -m deploy.local.prometheus down` Prometheus"
                 )
             else:
                 for p in reversed(started):
                     p.stop(timeout_s=15)
+                if prom is not None:
+                    prom.down()
     return 0
 
 

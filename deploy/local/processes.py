@@ -7,6 +7,7 @@ does: as separate processes talking through Kafka, Redis and HTTP.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -85,14 +86,25 @@ def spawn(
 
 
 def ensure_model(model_dir: Path, events: int = 200_000, seed: int = 7) -> None:
-    """Train and promote a model into ``model_dir`` unless one is live there already."""
-    if (model_dir / "LIVE").exists():
+    """Train and promote a model into ``model_dir`` unless one is live there already whose card
+    carries the drift reference (cards written before it existed are retrained: training is
+    deterministic, so the version stays the same and only the card gains the reference)."""
+    if _live_card_has_drift_reference(model_dir):
         return
     cmd = [sys.executable, "-m", "inference_service.training.train", "--seed", str(seed)]
     cmd += ["--events", str(events), "--model-dir", str(model_dir)]
     res = subprocess.run(cmd, cwd=REPO_ROOT, check=False)
     if res.returncode != 0:
         raise StackError(f"training failed (exit {res.returncode}): {' '.join(cmd)}")
+
+
+def _live_card_has_drift_reference(model_dir: Path) -> bool:
+    try:
+        version = (model_dir / "LIVE").read_text(encoding="utf-8").strip()
+        card = json.loads((model_dir / version / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and "drift_reference" in card
 
 
 def start_scoring_service(

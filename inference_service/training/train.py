@@ -20,7 +20,10 @@
    signature's bounds) and decide each event with :func:`fraud_core.decision.decide` and the
    rules file, as the job does: precision and recall per fraud type for the model alone, the
    rules alone and both together, and the ablation on the same set.
-7. Write ``<model-dir>/<version>/`` with ``model.joblib`` and ``card.json``, and point ``LIVE``
+7. Bin every feature (training period) and the score (held-out period) into the card's
+   ``drift_reference`` (:mod:`monitoring.reference`), the baseline the drift monitor compares live
+   traffic with.
+8. Write ``<model-dir>/<version>/`` with ``model.joblib`` and ``card.json``, and point ``LIVE``
    at it unless ``--no-promote``.
 
 Everything is a function of the seed and the data: the version is derived from the data
@@ -64,6 +67,7 @@ from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, stron
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
 from inference_service.model_registry import LIVE_POINTER, save_version, write_pointer
+from monitoring.reference import reference_section
 
 log = logging.getLogger(__name__)
 
@@ -534,6 +538,13 @@ def train(
         "reference_values": {
             n: float(v) for n, v in zip(FEATURE_NAMES, np.median(train_part.x, axis=0), strict=True)
         },
+        "drift_reference": reference_section(
+            {n: train_part.x[:, i] for i, n in enumerate(FEATURE_NAMES)},
+            model.predict_proba(test.x)[:, 1],
+            feature_source="training period (the rows the model was fitted on)",
+            score_source="held-out period (scores on rows the model was neither fitted nor calibrated on, "
+            "as live traffic is)",
+        ),
         "metrics": metrics,
         "ablation": {
             "without": list(VELOCITY_FEATURES),

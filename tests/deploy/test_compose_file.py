@@ -31,6 +31,7 @@ SETTINGS = {
     "flink-submit": "flink_jobs.settings:JobSettings",
     "consumers": "actions.settings:ConsumerSettings",
     "console": "console.settings:ConsoleSettings",
+    "drift-monitor": "monitoring.settings:MonitorSettings",
     "producer": "producers.settings:ProducerSettings",
 }
 

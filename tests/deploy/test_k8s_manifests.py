@@ -20,6 +20,7 @@ K8S_VERSION = "1.32.0"
 SETTINGS = {
     ("Deployment", "scoring"): "inference_service.core.config:Settings",
     ("Deployment", "consumers"): "actions.settings:ConsumerSettings",
+    ("Deployment", "drift-monitor"): "monitoring.settings:MonitorSettings",
     ("Job", "fraud-bootstrap"): "fraud_core.settings:ConnectionSettings",
     ("FlinkDeployment", "scoring-job"): "flink_jobs.settings:JobSettings",
 }
@@ -95,6 +96,7 @@ def test_custom_resources_validate_against_the_vendored_crds(
         "KafkaTopic",
         "FlinkDeployment",
         "PodMonitor",
+        "PrometheusRule",
     }
     for doc in custom:
         key = (doc["apiVersion"], doc["kind"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fraud_core.features import Profile, VelocityState
-from fraud_core.reference import mcc_risk, to_eur
+from fraud_core.reference import MERCHANT_CATEGORIES, mcc_risk, to_eur
 from fraud_core.transaction import validate
 from producers import simulator as sim
 from producers.avro_file import read_config, read_stream, write_stream
@@ -349,3 +349,36 @@ def test_avro_stream_file_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "stream.labels.avro").exists()
     assert list(read_stream(path)) == events
     assert read_config(path) == config
+
+
+def _abroad_share(events: list[SimEvent], homes: dict[str, str]) -> float:
+    return sum(e.txn.country != homes[e.txn.user_id] for e in events) / len(events)
+
+
+def test_drift_switch_leaves_the_stream_before_it_unchanged_and_shifts_it_after() -> None:
+    base = SimConfig(seed=4, n_users=300)
+    plain = list(Simulator(base).events(count=6000))
+    shifted = list(Simulator(replace(base, drift_at=3000)).events(count=6000))
+    assert [txn_record(e.txn) for e in shifted[:3000]] == [txn_record(e.txn) for e in plain[:3000]]
+    homes = {u.user_id: u.home_country for u in Simulator(base).users}
+    unshifted, after = plain[3000:], shifted[3000:]
+    assert _abroad_share(after, homes) > _abroad_share(unshifted, homes) + 0.4
+    risky = {m for m, (_label, risk) in MERCHANT_CATEGORIES.items() if risk == 2}
+    share_risky = [
+        sum(e.txn.merchant_category in risky for e in part) / len(part) for part in (unshifted, after)
+    ]
+    assert share_risky[1] > 2 * share_risky[0]
+    median_eur = [
+        sorted(to_eur(e.txn.amount_minor, e.txn.currency) for e in part)[len(part) // 2]
+        for part in (unshifted, after)
+    ]
+    assert median_eur[1] > 2 * median_eur[0]
+    for e in after:
+        validate(txn_record(e.txn))
+    again = list(Simulator(replace(base, drift_at=3000)).events(count=6000))
+    assert [txn_record(e.txn) for e in again] == [txn_record(e.txn) for e in shifted]
+
+
+def test_drift_at_must_be_an_event_count() -> None:
+    with pytest.raises(ValueError, match="drift_at must be >= 0"):
+        SimConfig(drift_at=-1)
