@@ -75,6 +75,8 @@ def case_line(redis_url: str) -> str:
         f"review queue: {counts['open']} cases open, {counts['resolved']} resolved "
         f"(by analysts in the console or by the timeout policy)"
     )
+
+
 PROMETHEUS_PORT = int(os.environ.get("PROMETHEUS_PORT", "9090"))
 MONITOR_PORT = 9104
 DRIFT_FRACTION = 1 / 3  # where in the stream --drift shifts the population
