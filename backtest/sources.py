@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from backtest.exceptions import BadInputError
 from backtest.replay import _reader, create_owned_topics, end_offsets, read_partitions
+from fraud_core.connections import KafkaConnection
 from fraud_core.exceptions import FraudPipelineError
 from fraud_core.kafka_io import AvroPublisher, new_headers
 from fraud_core.topics import TopicSpec
@@ -23,7 +24,7 @@ _LIVE_MARGIN_MS = 10 * 60 * 1000
 
 
 def read_labels(
-    bootstrap: str, registry_url: str, topic: str, event_ids: set[str]
+    bootstrap: str | KafkaConnection, registry_url: str, topic: str, event_ids: set[str]
 ) -> dict[str, dict[str, Any]]:
     """The labels of ``event_ids`` from ``topic`` (everything retained is scanned; the last label wins)."""
     bounds = _existing_bounds(bootstrap, [topic])
@@ -37,7 +38,7 @@ def read_labels(
 
 
 def read_live_decisions(
-    bootstrap: str, registry_url: str, topics: list[str], event_ids: set[str], since_ms: int
+    bootstrap: str | KafkaConnection, registry_url: str, topics: list[str], event_ids: set[str], since_ms: int
 ) -> dict[str, dict[str, Any]]:
     """Live decisions of ``event_ids`` on ``topics``, from records written after ``since_ms`` (less a
     margin): a decision is always written after its input record, so older records cannot match."""
@@ -61,7 +62,9 @@ def read_live_decisions(
     return out
 
 
-def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+def _existing_bounds(
+    bootstrap: str | KafkaConnection, topics: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int]]:
     c: Consumer = _reader(bootstrap)
     try:
         names = set(c.list_topics(timeout=10).topics)
@@ -74,7 +77,7 @@ def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, i
 
 
 def publish_avro_file(
-    bootstrap: str, registry_url: str, path: Path, topic: str, partitions: int = 4
+    bootstrap: str | KafkaConnection, registry_url: str, path: Path, topic: str, partitions: int = 4
 ) -> tuple[int, dict[str, dict[str, Any]]]:
     """Publish the events of a producer Avro file into ``topic`` (created here, key = user_id, in
     file order); returns (events, labels by event_id from the file's labels file, if any).

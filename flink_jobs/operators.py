@@ -28,6 +28,7 @@ from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
@@ -191,16 +192,20 @@ class ScoringFunction(KeyedProcessFunction):
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
+        # Plain, non-secret values only (scoring_job.score_config): this object is pickled into
+        # the job graph.
         self.config = config
 
     def open(self, runtime_context: RuntimeContext) -> None:
         c = self.config
+        # Secrets come from this TaskManager's environment, never from the pickled config.
+        secrets = OperatorSecrets()
         registry = RegistryClient(c["registry_url"])
         self.step = ScoringStep(
-            store=ProfileStore(c["redis_url"], timeout_s=c["redis_timeout_ms"] / 1000),
+            store=ProfileStore(secrets.redis_url(c["redis_url"]), timeout_s=c["redis_timeout_ms"] / 1000),
             scorer=BatchScorer(
                 c["scoring_url"],
-                c["api_key"],
+                secrets.api_key,
                 timeout_s=c["scoring_timeout_ms"] / 1000,
                 retries=c["scoring_retries"],
                 breaker=CircuitBreaker(),

@@ -48,7 +48,8 @@ def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
     return {
         "connector": "kafka",
         "topic": topic,
-        "properties.bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        # Bootstrap servers and security; the SASL password stays an ${env:...} reference.
+        **settings.kafka.flink_properties(),
         "key.format": "raw",
         "key.fields": "k",
         "value.format": "raw",
@@ -57,7 +58,10 @@ def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
 
 
 def _with(options: dict[str, str]) -> str:
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    def quoted(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    return ", ".join(f"{quoted(k)} = {quoted(v)}" for k, v in options.items())
 
 
 def _position(options: dict[str, str], prefix: str, value: str) -> bool:
@@ -252,12 +256,13 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
 
 
 def score_config(settings: JobSettings) -> dict[str, Any]:
-    """The plain values the async scoring operator needs (pickled into the job graph)."""
+    """The plain values the scoring operator needs (pickled into the job graph). No secret: the
+    API key and the Redis password are read from the environment in ``open()``
+    (:class:`flink_jobs.settings.OperatorSecrets`); ``REDIS_URL`` here has no password."""
     return {
         "registry_url": settings.SCHEMA_REGISTRY_URL,
         "redis_url": settings.REDIS_URL,
         "scoring_url": settings.SCORING_URL,
-        "api_key": settings.api_key,
         "flagged_topic": settings.FLAGGED_TOPIC,
         "approved_topic": settings.APPROVED_TOPIC,
         "rules_file": settings.RULES_FILE,

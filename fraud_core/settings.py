@@ -11,6 +11,14 @@ from typing import Literal
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraud_core.connections import (
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+    redacted_url,
+    redis_url,
+    url_password,
+)
 from fraud_core.rules import RulesError, load_rules
 
 # Only valid when APP_ENV is local or test; refused anywhere else.
@@ -27,11 +35,51 @@ class AppSettings(BaseSettings):
 
 
 class ConnectionSettings(AppSettings):
-    """Where the shared services are. Defaults point at the local stack of ``make up``."""
+    """Where the shared services are and how to authenticate to them. Defaults point at the local
+    stack of ``make up`` (PLAINTEXT Kafka, Redis without a password).
+
+    Clients are built from :attr:`kafka` (the librdkafka dict, the Flink connector options) and
+    :attr:`redis_connect_url`; see :mod:`fraud_core.connections`. A password written inside
+    ``REDIS_URL`` is moved to ``REDIS_PASSWORD`` at start, so ``REDIS_URL`` is safe to log.
+    """
 
     KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
+    KAFKA_SECURITY_PROTOCOL: SecurityProtocol = "PLAINTEXT"
+    KAFKA_SASL_MECHANISM: SaslMechanism | None = None
+    KAFKA_SASL_USERNAME: str | None = None
+    KAFKA_SASL_PASSWORD: SecretStr | None = None
+    # PEM bundle of the CA that signed the brokers' certificates; unset: the system's CAs.
+    KAFKA_SSL_CA_FILE: str | None = None
     SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
     REDIS_URL: str = "redis://localhost:6379/0"
+    # The Redis ACL user of this application and its password (or both inside REDIS_URL).
+    REDIS_USERNAME: str | None = None
+    REDIS_PASSWORD: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _connections_valid(self) -> ConnectionSettings:
+        if self.REDIS_PASSWORD is None and (inline := url_password(self.REDIS_URL)) is not None:
+            object.__setattr__(self, "REDIS_PASSWORD", inline)
+        object.__setattr__(self, "REDIS_URL", redacted_url(self.REDIS_URL))
+        self.kafka  # noqa: B018 - an incomplete SASL setting fails at start, not at the first client
+        return self
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How every Kafka client of this deployable connects."""
+        return KafkaConnection(
+            bootstrap_servers=self.KAFKA_BOOTSTRAP_SERVERS,
+            security_protocol=self.KAFKA_SECURITY_PROTOCOL,
+            sasl_mechanism=self.KAFKA_SASL_MECHANISM,
+            sasl_username=self.KAFKA_SASL_USERNAME or None,
+            sasl_password=self.KAFKA_SASL_PASSWORD,
+            ssl_ca_file=self.KAFKA_SSL_CA_FILE or None,
+        )
+
+    @property
+    def redis_connect_url(self) -> str:
+        """``REDIS_URL`` with the credentials in it, for ``redis.Redis.from_url``: never log it."""
+        return redis_url(self.REDIS_URL, self.REDIS_USERNAME or None, self.REDIS_PASSWORD)
 
 
 class ApiKeySettings(AppSettings):
