@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ValidationError
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -36,6 +37,7 @@ from flink_jobs.operators import (
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError, StackError
+from fraud_core.settings import settings_errors
 from fraud_core.transaction import EventTimeBounds
 
 log = logging.getLogger("scoring_job")
@@ -407,8 +409,8 @@ def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]
         overrides["JOB_PARALLELISM"] = args.parallelism
     try:
         settings = JobSettings(**overrides)
-    except ValueError as exc:
-        parser.exit(2, f"error: invalid setting: {exc}\n")
+    except ValidationError as exc:
+        parser.exit(2, f"error: invalid setting: {settings_errors(exc)}\n")
     return settings, args
 
 
