@@ -124,9 +124,11 @@ def read_partitions(
     bounds: Mapping[tuple[str, int], tuple[int, int]],
     keep: Callable[[dict[str, Any]], bool] = lambda _r: True,
     timeout_s: float = 120.0,
+    decode: Callable[[bytes | None], dict[str, Any] | None] | None = None,
 ) -> list[tuple[str, int, int, dict[str, Any] | None]]:
     """Decoded records ``(topic, partition, offset, record)`` of each ``(topic, partition)`` in
-    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept).
+    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept,
+    as None). ``decode`` (default: any registered Avro schema) returns None for a value it refuses.
 
     Raises:
         BacktestError: the offsets were not all reached within ``timeout_s``.
@@ -135,7 +137,7 @@ def read_partitions(
     out: list[tuple[str, int, int, dict[str, Any] | None]] = []
     if not todo:
         return out
-    decode = decoder(registry_url)
+    decode = decode or decoder(registry_url)
     c = _reader(bootstrap)
     c.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in todo.items()])
     deadline = time.monotonic() + timeout_s
