@@ -207,8 +207,10 @@ class VelocityState:
         self.max_event_time = max(self.max_event_time, t)
         features = velocity_features(self.entries, t)
         cutoff = reference - HORIZON_MS - ALLOWED_LATENESS_MS
-        # Entries are in arrival order, not event-time order: every entry is checked.
-        if any(e[0] <= cutoff for e in self.entries):
+        # Entries are in arrival order. In order, the first is the oldest: one comparison decides.
+        # When the first is ahead of the reference (it came early), every entry is checked.
+        first = self.entries[0][0]
+        if first <= cutoff or (first > reference and any(e[0] <= cutoff for e in self.entries)):
             self.entries = [e for e in self.entries if e[0] > cutoff]
         if len(self.entries) > MAX_HISTORY_ENTRIES:
             del self.entries[: len(self.entries) - MAX_HISTORY_ENTRIES]
