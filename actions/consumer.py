@@ -100,29 +100,31 @@ class ActionConsumer:
             f"{settings.DLQ_TOPIC}-value", schemas.load_text(schemas.DEAD_LETTER)
         )
         self.store = ActionStore(
-            settings.REDIS_URL,
+            settings.redis_connect_url,
             settings.BLOCK_TTL_S,
             settings.IDEMPOTENCY_TTL_S,
             on_malformed_profile=self.metrics.malformed_profiles.inc,
         )
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "group.id": settings.GROUP_ID,
-                "client.id": f"{settings.GROUP_ID}-consumer",
-                "enable.auto.commit": False,
-                "auto.offset.reset": settings.AUTO_OFFSET_RESET,
-                "isolation.level": "read_committed",
-            }
+            settings.kafka.librdkafka(
+                **{
+                    "group.id": settings.GROUP_ID,
+                    "client.id": f"{settings.GROUP_ID}-consumer",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": settings.AUTO_OFFSET_RESET,
+                    "isolation.level": "read_committed",
+                }
+            )
         )
         self.producer = Producer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "client.id": f"{settings.GROUP_ID}-producer",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-            }
+            settings.kafka.librdkafka(
+                **{
+                    "client.id": f"{settings.GROUP_ID}-producer",
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                }
+            )
         )
         self.consumer.subscribe(
             [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],

@@ -135,6 +135,11 @@ def parse_decision(record: Mapping[str, Any]) -> Decision:
     device_id = record.get("device_id")
     if device_id is not None and not (isinstance(device_id, str) and _ID.match(device_id)):
         raise ValidationError("device_id", device_id, "must be 1-64 characters of letters, digits, _ . : -")
+    for name in ("score", "threshold"):
+        value = record.get(name, 0.0)
+        # NaN or infinity would reach the audit records and the notification (and JSON has neither).
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            raise ValidationError(name, value, "must be a number from 0 to 1")
     return Decision(
         event_id=event_id,
         user_id=user_id,

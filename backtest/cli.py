@@ -23,6 +23,7 @@ from backtest.exceptions import BadInputError
 from backtest.parity import compare_with_live
 from fraud_core.exceptions import FraudPipelineError
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS
+from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import APPROVED, FLAGGED, INITIATED, LABELS
 
 log = logging.getLogger("backtest")
@@ -190,7 +191,12 @@ def run(args: argparse.Namespace) -> Path:
     if args.parity_with_live and live and live not in [m.version for m in chosen]:
         chosen = [*models.resolve_models(args.model_dir, [live]), *chosen]
     reference = live if live in [m.version for m in chosen] else chosen[0].version
-    bootstrap, registry = args.bootstrap_servers, args.registry_url
+    # Security settings (SASL, TLS, Redis credentials) come from the environment, as for every client.
+    try:
+        conn = ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS=args.bootstrap_servers, REDIS_URL=args.redis_url)
+    except ValueError as exc:
+        raise BadInputError(f"connection settings: {exc}") from exc
+    bootstrap, registry = conn.kafka, args.registry_url
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / f".{run_id}.work"
@@ -229,7 +235,7 @@ def run(args: argparse.Namespace) -> Path:
             inspector.close()
         log.info("range: %s, warm-up %d records", rng.describe(), rng.warmup_events)
 
-        enrich = enrichment.prepare(args.redis_url, args.snapshot_db, args.enrichment)
+        enrich = enrichment.prepare(conn.redis_connect_url, args.snapshot_db, args.enrichment)
         warmup_ids = replay.warmup_event_ids(bootstrap, registry, rng) if rng.warmup_events else set()
 
         results: dict[str, replay.ReplayResult] = {}
@@ -244,7 +250,7 @@ def run(args: argparse.Namespace) -> Path:
                     topics,
                     bootstrap=bootstrap,
                     registry_url=registry,
-                    redis_url=enrich.redis_url,
+                    redis_url=enrichment.with_db(conn.redis_connect_url, args.snapshot_db),
                     scoring_url=service.url,
                     api_key=service.api_key,
                     group_id=f"backtest-{run_id}-{model.slug}",

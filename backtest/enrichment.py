@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from backtest.exceptions import BacktestError, BadInputError
+from fraud_core.connections import redacted_url
 from fraud_core.enrichment import BLOCKLIST_PREFIX, PROFILE_PREFIX
 
 EnrichmentMode = Literal["snapshot", "none"]
@@ -24,7 +25,7 @@ class EnrichmentSource:
     """What the backtest's job reads, for the report."""
 
     mode: EnrichmentMode
-    redis_url: str  # the backtest's own database
+    redis_url: str  # the backtest's own database (without its password: it goes into the report)
     source_url: str  # the live database copied (snapshot) or not touched (none)
     profiles: int
     blocklisted_cards: int
@@ -54,7 +55,7 @@ def prepare(live_url: str, db: int, mode: EnrichmentMode, now_ms: int | None = N
     """
     if db == db_index(live_url):
         raise BadInputError(
-            f"--snapshot-db {db} is the live Redis database of {live_url}; choose another index"
+            f"--snapshot-db {db} is the live Redis database of {redacted_url(live_url)}; choose another index"
         )
     target_url = with_db(live_url, db)
     source = redis.Redis.from_url(live_url)
@@ -66,14 +67,16 @@ def prepare(live_url: str, db: int, mode: EnrichmentMode, now_ms: int | None = N
             for prefix in counts:
                 counts[prefix] = _copy(source, target, f"{prefix}*")
     except redis.RedisError as exc:
-        raise BacktestError(f"enrichment snapshot from {live_url} to database {db} failed: {exc}") from exc
+        raise BacktestError(
+            f"enrichment snapshot from {redacted_url(live_url)} to database {db} failed: {exc}"
+        ) from exc
     finally:
         source.close()
         target.close()
     return EnrichmentSource(
         mode,
-        target_url,
-        live_url,
+        redacted_url(target_url),
+        redacted_url(live_url),
         counts[PROFILE_PREFIX],
         counts[BLOCKLIST_PREFIX],
         now_ms if now_ms is not None else time.time_ns() // 1_000_000,

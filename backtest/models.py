@@ -99,7 +99,9 @@ def serve(model_dir: Path, model: ModelInfo, work_dir: Path) -> Iterator[Private
     port = free_port()
     log_path = work_dir / f"scoring-{model.slug}.log"
     try:
-        service = start_scoring_service(private, port, log_path, api_key, {"SHADOW_MODEL_VERSION": ""})
+        # Its own admin key too: outside local mode the service refuses to start without one.
+        extra = {"SHADOW_MODEL_VERSION": "", "ADMIN_API_KEY": "backtest-admin-" + secrets.token_hex(16)}
+        service = start_scoring_service(private, port, log_path, api_key, extra)
     except StackError as exc:
         raise StackError(f"scoring service for model {model.version} did not start: {exc}") from exc
     try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from backtest.exceptions import BadInputError, EmptyRangeError, RetentionError
+from fraud_core.connections import KafkaConnection, as_connection
 
 _OFFSETS_ITEM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*-\s*(\d+)\s*$")
 
@@ -128,15 +129,16 @@ class _Partition:
 class TopicInspector:
     """Watermarks, timestamp lookups and first-record timestamps of one topic (read-only, no commits)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, topic: str) -> None:
         self.topic = topic
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"backtest-inspect-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
+            as_connection(bootstrap).librdkafka(
+                **{
+                    "group.id": f"backtest-inspect-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                }
+            )
         )
         try:
             # All topics, not list_topics(topic): asking for one topic may auto-create it.

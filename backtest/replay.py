@@ -26,6 +26,7 @@ from backtest.exceptions import BacktestError
 from backtest.ranges import ReplayRange
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import start_job
+from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.kafka_io import decoder
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
@@ -55,7 +56,9 @@ class RunTopics:
         return [self.flagged, self.approved, self.dlq]
 
 
-def create_owned_topics(bootstrap: str, registry_url: str, specs: Iterable[TopicSpec]) -> None:
+def create_owned_topics(
+    bootstrap: str | KafkaConnection, registry_url: str, specs: Iterable[TopicSpec]
+) -> None:
     """Create the run's topics and register their value schemas (as ``make up`` does for live)."""
     specs = list(specs)
     create_topics(bootstrap, specs)
@@ -73,11 +76,11 @@ def output_specs(topics: RunTopics, partitions: int) -> list[TopicSpec]:
     ]
 
 
-def delete_topics(bootstrap: str, names: list[str]) -> None:
+def delete_topics(bootstrap: str | KafkaConnection, names: list[str]) -> None:
     """Delete the run's topics (best effort: a failure is logged, the report is already written)."""
     if not names:
         return
-    futures = AdminClient({"bootstrap.servers": bootstrap}).delete_topics(names, operation_timeout=30)
+    futures = AdminClient(as_connection(bootstrap).librdkafka()).delete_topics(names, operation_timeout=30)
     for name, fut in futures.items():
         try:
             fut.result()
@@ -85,7 +88,9 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
             log.warning("could not delete backtest topic %s: %s", name, exc)
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+def end_offsets(
+    bootstrap: str | KafkaConnection, topics: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int]]:
     """(low, high) watermark of every partition of ``topics``."""
     c = _reader(bootstrap)
     try:
@@ -99,28 +104,31 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], 
         c.close()
 
 
-def _reader(bootstrap: str) -> Consumer:
+def _reader(bootstrap: str | KafkaConnection) -> Consumer:
     # A throwaway group that never commits: reading leaves no trace on the broker.
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"backtest-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
+        as_connection(bootstrap).librdkafka(
+            **{
+                "group.id": f"backtest-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
     )
 
 
 def read_partitions(
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     registry_url: str,
     bounds: Mapping[tuple[str, int], tuple[int, int]],
     keep: Callable[[dict[str, Any]], bool] = lambda _r: True,
     timeout_s: float = 120.0,
+    decode: Callable[[bytes | None], dict[str, Any] | None] | None = None,
 ) -> list[tuple[str, int, int, dict[str, Any] | None]]:
     """Decoded records ``(topic, partition, offset, record)`` of each ``(topic, partition)`` in
-    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept).
+    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept,
+    as None). ``decode`` (default: any registered Avro schema) returns None for a value it refuses.
 
     Raises:
         BacktestError: the offsets were not all reached within ``timeout_s``.
@@ -129,7 +137,7 @@ def read_partitions(
     out: list[tuple[str, int, int, dict[str, Any] | None]] = []
     if not todo:
         return out
-    decode = decoder(registry_url)
+    decode = decode or decoder(registry_url)
     c = _reader(bootstrap)
     c.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in todo.items()])
     deadline = time.monotonic() + timeout_s
@@ -189,7 +197,7 @@ def run_job(
     replay: ReplayRange,
     topics: RunTopics,
     *,
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     registry_url: str,
     redis_url: str,
     scoring_url: str,
@@ -206,7 +214,8 @@ def run_job(
         BacktestError: the job exited non-zero (the message carries the end of its log).
     """
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        # The security settings (KAFKA_SASL_*, REDIS_PASSWORD) reach the job through the inherited environment.
+        "KAFKA_BOOTSTRAP_SERVERS": as_connection(bootstrap).bootstrap_servers,
         "SCHEMA_REGISTRY_URL": registry_url,
         "REDIS_URL": redis_url,
         "SCORING_URL": scoring_url,
@@ -248,7 +257,11 @@ def run_job(
 
 
 def collect(
-    bootstrap: str, registry_url: str, topics: RunTopics, replay: ReplayRange, warmup_ids: set[str]
+    bootstrap: str | KafkaConnection,
+    registry_url: str,
+    topics: RunTopics,
+    replay: ReplayRange,
+    warmup_ids: set[str],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, float]:
     """(decisions in the range, dead letters in the range, events replayed, processing seconds)."""
     bounds = end_offsets(bootstrap, topics.all)
@@ -272,7 +285,7 @@ def collect(
     return decisions, dead, replayed, processing
 
 
-def warmup_event_ids(bootstrap: str, registry_url: str, replay: ReplayRange) -> set[str]:
+def warmup_event_ids(bootstrap: str | KafkaConnection, registry_url: str, replay: ReplayRange) -> set[str]:
     """The event ids of the warm-up records (replayed for state, not evaluated)."""
     bounds = {(replay.topic, p.partition): (p.warmup_start, p.start) for p in replay.partitions}
     return {

@@ -5,7 +5,10 @@ All reads use throwaway consumer groups that never commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +17,81 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from backtest.exceptions import BadInputError
 from backtest.replay import _reader, create_owned_topics, end_offsets, read_partitions
-from fraud_core.exceptions import FraudPipelineError
+from fraud_core import avro
+from fraud_core.connections import KafkaConnection
+from fraud_core.exceptions import DecodeError, FraudPipelineError, ValidationError
 from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.registry import RegistryClient
 from fraud_core.topics import TopicSpec
+from fraud_core.transaction import UUID_PATTERN
 from producers.avro_file import labels_path, read_stream
 
 _LIVE_MARGIN_MS = 10 * 60 * 1000
+_LABEL_READER = schemas.load(schemas.LABEL)
+_UUID = re.compile(UUID_PATTERN)
+_FRAUD_TYPE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+log = logging.getLogger(__name__)
+
+
+def decode_label(value: bytes | None, writer_schema: Callable[[int], Any]) -> dict[str, Any]:
+    """A ``payments.labels`` value, decoded and checked (what the labels reader keeps).
+
+    Raises:
+        DecodeError: the value is not a label (its ``error_type`` says why; a ValidationError names
+            the field and value).
+    """
+    record = avro.decode(value, writer_schema, _LABEL_READER)
+    event_id = record.get("event_id")
+    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
+        raise ValidationError("event_id", event_id, "must be a UUID in canonical 8-4-4-4-12 hex form")
+    fraud_type = record.get("fraud_type")
+    if fraud_type is not None and not (isinstance(fraud_type, str) and _FRAUD_TYPE.fullmatch(fraud_type)):
+        raise ValidationError("fraud_type", fraud_type, "must be null or 1-64 printable characters")
+    return record
 
 
 def read_labels(
-    bootstrap: str, registry_url: str, topic: str, event_ids: set[str]
+    bootstrap: str | KafkaConnection, registry_url: str, topic: str, event_ids: set[str]
 ) -> dict[str, dict[str, Any]]:
-    """The labels of ``event_ids`` from ``topic`` (everything retained is scanned; the last label wins)."""
+    """The labels of ``event_ids`` from ``topic`` (everything retained is scanned; the last label
+    wins). A value that is not a valid label is left out and logged with its reason: its payment
+    then counts as unlabelled."""
     bounds = _existing_bounds(bootstrap, [topic])
+    registry = RegistryClient(registry_url)
+    refused: Counter[str] = Counter()
+
+    def decode(value: bytes | None) -> dict[str, Any] | None:
+        try:
+            return decode_label(value, registry.parsed_schema)
+        except DecodeError as exc:
+            if not refused:
+                log.warning("label refused (%s): %s", exc.error_type, exc)
+            refused[exc.error_type] += 1
+            return None
+
     out: dict[str, dict[str, Any]] = {}
     for _t, _p, _o, record in read_partitions(
-        bootstrap, registry_url, bounds, keep=lambda r: r.get("event_id") in event_ids, timeout_s=600
+        bootstrap,
+        registry_url,
+        bounds,
+        keep=lambda r: r.get("event_id") in event_ids,
+        timeout_s=600,
+        decode=decode,
     ):
         if record is not None:
             out[str(record["event_id"])] = record
+    if refused:
+        log.warning(
+            "%d values of %s are not labels and were left out: %s",
+            sum(refused.values()),
+            topic,
+            ", ".join(f"{k}={v}" for k, v in sorted(refused.items())),
+        )
     return out
 
 
 def read_live_decisions(
-    bootstrap: str, registry_url: str, topics: list[str], event_ids: set[str], since_ms: int
+    bootstrap: str | KafkaConnection, registry_url: str, topics: list[str], event_ids: set[str], since_ms: int
 ) -> dict[str, dict[str, Any]]:
     """Live decisions of ``event_ids`` on ``topics``, from records written after ``since_ms`` (less a
     margin): a decision is always written after its input record, so older records cannot match."""
@@ -61,7 +115,9 @@ def read_live_decisions(
     return out
 
 
-def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+def _existing_bounds(
+    bootstrap: str | KafkaConnection, topics: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int]]:
     c: Consumer = _reader(bootstrap)
     try:
         names = set(c.list_topics(timeout=10).topics)
@@ -74,7 +130,7 @@ def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, i
 
 
 def publish_avro_file(
-    bootstrap: str, registry_url: str, path: Path, topic: str, partitions: int = 4
+    bootstrap: str | KafkaConnection, registry_url: str, path: Path, topic: str, partitions: int = 4
 ) -> tuple[int, dict[str, dict[str, Any]]]:
     """Publish the events of a producer Avro file into ``topic`` (created here, key = user_id, in
     file order); returns (events, labels by event_id from the file's labels file, if any).

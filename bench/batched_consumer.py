@@ -43,7 +43,7 @@ def run(settings: JobSettings) -> None:
     intake = Intake(registry, encoder, settings.DLQ_TOPIC, "batched-consumer")
     intake.prepare()
     step = ScoringStep(
-        ProfileStore(settings.REDIS_URL, timeout_s=settings.REDIS_TIMEOUT_MS / 1000),
+        ProfileStore(settings.redis_connect_url, timeout_s=settings.REDIS_TIMEOUT_MS / 1000),
         BatchScorer(settings.SCORING_URL, settings.api_key, timeout_s=settings.SCORING_TIMEOUT_MS / 1000),
         encoder,
         settings.FLAGGED_TOPIC,
@@ -52,22 +52,24 @@ def run(settings: JobSettings) -> None:
     )
     step.prepare()
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-            "group.id": settings.GROUP_ID,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 5,
-        }
+        settings.kafka.librdkafka(
+            **{
+                "group.id": settings.GROUP_ID,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 5,
+            }
+        )
     )
     producer = Producer(
-        {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 1,
-        }
+        settings.kafka.librdkafka(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 1,
+            }
+        )
     )
     consumer.subscribe([settings.INPUT_TOPIC])
     velocity: dict[str, VelocityState] = defaultdict(VelocityState)

@@ -39,6 +39,7 @@ from deploy.local.bootstrap import create_topics, register_schemas
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
 from fraud_core import avro
+from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.kafka_io import consumer, new_headers
 from fraud_core.registry import RegistryClient
 from fraud_core.settings import DEV_API_KEY
@@ -116,9 +117,9 @@ class Receiver:
 class Sender:
     """Sends pre-encoded events at a paced rate; the Kafka timestamp is the send time."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection) -> None:
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 1}
+            as_connection(bootstrap).librdkafka(**{"enable.idempotence": True, "acks": "all", "linger.ms": 1})
         )
 
     def send(

@@ -46,21 +46,20 @@ def run(settings: JobSettings) -> None:
         t: registry.lookup_id(f"{t}-value", schemas.load_text(schemas.DECISION))
         for t in (settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
     }
-    store = redis.Redis.from_url(settings.REDIS_URL)
+    store = redis.Redis.from_url(settings.redis_connect_url)
     http = requests.Session()
     url = settings.SCORING_URL.rstrip("/") + "/v1/score"
     headers = {"X-API-Key": settings.api_key}
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-            "group.id": settings.GROUP_ID,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
+        settings.kafka.librdkafka(
+            **{
+                "group.id": settings.GROUP_ID,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
     )
-    producer = Producer(
-        {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS, "enable.idempotence": True, "acks": "all"}
-    )
+    producer = Producer(settings.kafka.librdkafka(**{"enable.idempotence": True, "acks": "all"}))
     consumer.subscribe([settings.INPUT_TOPIC])
     velocity: dict[str, VelocityState] = defaultdict(VelocityState)
     rules = WatchedRules(settings.RULES_FILE or None)  # the same rules, reloaded as the job does

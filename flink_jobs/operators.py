@@ -29,7 +29,9 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from flink_jobs.resume import Decided, Resume, already_decided
+from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
+from fraud_core.settings import ConnectionSettings
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
@@ -93,7 +95,8 @@ class FeaturesFunction(KeyedProcessFunction):
         # Started without a checkpoint on rewound offsets: what the last run published is skipped.
         self.decided = Decided()
         if self.resume is not None:
-            conf = {"bootstrap.servers": self.bootstrap_servers}
+            # Security settings (and the password) from the TaskManager's environment, never the graph.
+            conf = ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers).kafka.librdkafka()
             self.decided = already_decided(conf, registry, self.resume, self.dlq_topic)
             log.warning(
                 "resuming: %d decisions and %d dead letters of rewound events are already published",
@@ -234,16 +237,20 @@ class ScoringFunction(KeyedProcessFunction):
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
+        # Plain, non-secret values only (scoring_job.score_config): this object is pickled into
+        # the job graph.
         self.config = config
 
     def open(self, runtime_context: RuntimeContext) -> None:
         c = self.config
+        # Secrets come from this TaskManager's environment, never from the pickled config.
+        secrets = OperatorSecrets()
         registry = RegistryClient(c["registry_url"])
         self.step = ScoringStep(
-            store=ProfileStore(c["redis_url"], timeout_s=c["redis_timeout_ms"] / 1000),
+            store=ProfileStore(secrets.redis_url(c["redis_url"]), timeout_s=c["redis_timeout_ms"] / 1000),
             scorer=BatchScorer(
                 c["scoring_url"],
-                c["api_key"],
+                secrets.api_key,
                 timeout_s=c["scoring_timeout_ms"] / 1000,
                 retries=c["scoring_retries"],
                 breaker=CircuitBreaker(),

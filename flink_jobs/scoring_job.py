@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ValidationError
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -37,6 +38,7 @@ from flink_jobs.operators import (
 from flink_jobs.resume import Resume, flink_offsets, plan
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.exceptions import ConfigError, StackError
+from fraud_core.settings import settings_errors
 from fraud_core.transaction import EventTimeBounds
 
 log = logging.getLogger("scoring_job")
@@ -49,7 +51,8 @@ def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
     return {
         "connector": "kafka",
         "topic": topic,
-        "properties.bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
+        # Bootstrap servers and security; the SASL password stays an ${env:...} reference.
+        **settings.kafka.flink_properties(),
         "key.format": "raw",
         "key.fields": "k",
         "value.format": "raw",
@@ -58,7 +61,10 @@ def _kafka_options(settings: JobSettings, topic: str) -> dict[str, str]:
 
 
 def _with(options: dict[str, str]) -> str:
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    def quoted(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    return ", ".join(f"{quoted(k)} = {quoted(v)}" for k, v in options.items())
 
 
 def _position(options: dict[str, str], prefix: str, value: str) -> bool:
@@ -256,12 +262,13 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
 
 
 def score_config(settings: JobSettings) -> dict[str, Any]:
-    """The plain values the async scoring operator needs (pickled into the job graph)."""
+    """The plain values the scoring operator needs (pickled into the job graph). No secret: the
+    API key and the Redis password are read from the environment in ``open()``
+    (:class:`flink_jobs.settings.OperatorSecrets`); ``REDIS_URL`` here has no password."""
     return {
         "registry_url": settings.SCHEMA_REGISTRY_URL,
         "redis_url": settings.REDIS_URL,
         "scoring_url": settings.SCORING_URL,
-        "api_key": settings.api_key,
         "flagged_topic": settings.FLAGGED_TOPIC,
         "approved_topic": settings.APPROVED_TOPIC,
         "rules_file": settings.RULES_FILE,
@@ -318,7 +325,7 @@ def resume_without_checkpoint(settings: JobSettings) -> Resume | None:
     if settings.START_FROM != "group-offsets" or not settings.RESUME_REWIND_RECORDS:
         return None
     outputs = [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC, settings.DLQ_TOPIC]
-    conf = {"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS}
+    conf = settings.kafka.librdkafka()
     resume = plan(conf, settings.INPUT_TOPIC, settings.GROUP_ID, outputs, settings.RESUME_REWIND_RECORDS)
     if resume is None:
         log.info("group %s has no committed offsets: starting at the oldest records", settings.GROUP_ID)
@@ -432,8 +439,8 @@ def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]
         overrides["JOB_PARALLELISM"] = args.parallelism
     try:
         settings = JobSettings(**overrides)
-    except ValueError as exc:
-        parser.exit(2, f"error: invalid setting: {exc}\n")
+    except ValidationError as exc:
+        parser.exit(2, f"error: invalid setting: {settings_errors(exc)}\n")
     return settings, args
 
 

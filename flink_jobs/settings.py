@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from fraud_core.settings import ScoringClientSettings
+from fraud_core.connections import redis_url, url_password
+from fraud_core.settings import ApiKeySettings, ScoringClientSettings
 from fraud_core.topics import APPROVED, DLQ, FLAGGED, INITIATED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +70,23 @@ class JobSettings(ScoringClientSettings):
         if self.CHECKPOINT_INTERVAL_MS is not None:
             return self.CHECKPOINT_INTERVAL_MS
         return 1000 if self.DELIVERY == "exactly-once" else 5000
+
+
+class OperatorSecrets(ApiKeySettings):
+    """The secrets the job's Python operators read from the TaskManager's environment in ``open()``.
+
+    They are never in the operators' pickled state (the job graph, which a JobManager stores and a
+    savepoint keeps): the graph carries ``REDIS_URL`` without its password and no API key. On
+    Kubernetes the TaskManager pods get these variables from Secrets; locally the job's process
+    has them (the mini-cluster runs in it).
+    """
+
+    # Only read for a password written inside it; where Redis is comes from the job graph.
+    REDIS_URL: str = ""
+    REDIS_USERNAME: str | None = None
+    REDIS_PASSWORD: SecretStr | None = None
+
+    def redis_url(self, url: str) -> str:
+        """``url`` (from the job graph) with this environment's Redis credentials in it."""
+        password = self.REDIS_PASSWORD or url_password(self.REDIS_URL)
+        return redis_url(url, self.REDIS_USERNAME or None, password)

@@ -25,6 +25,10 @@ WINDOWS_MS: dict[str, int] = {"1m": MINUTE_MS, "10m": 10 * MINUTE_MS, "1h": 60 *
 HORIZON_MS = max(WINDOWS_MS.values())
 ALLOWED_LATENESS_MS = 5 * MINUTE_MS
 SECONDS_SINCE_PREV_CAP = HORIZON_MS / 1000  # also the value when there is no previous event
+# A user's velocity history is capped (oldest arrivals dropped first), so keyed state stays bounded
+# whatever the input: more payments than this within the horizon saturate the velocity counts, far
+# above anything the rules let through (card testing is blocked within a few dozen attempts).
+MAX_HISTORY_ENTRIES = 10_000
 DAY_MS = 24 * 3600 * 1000
 
 VELOCITY_FEATURES: tuple[str, ...] = (
@@ -188,15 +192,28 @@ class VelocityState:
     max_event_time: int = 0
 
     def observe(self, txn: Transaction) -> dict[str, float]:
-        """Return the velocity features of ``txn`` and remember it. Deterministic in arrival order."""
+        """Return the velocity features of ``txn`` and remember it. Deterministic in arrival order.
+
+        History older than the horizon (plus the allowed lateness) is pruned relative to
+        ``min(event_time, the latest event time seen before it)``: an event far ahead of the
+        others (a wrong clock; the job's bound lets one day through) neither wipes the history at
+        once nor, once it sits in the history, stops the pruning of what comes after it. A user's
+        history also never exceeds :data:`MAX_HISTORY_ENTRIES`.
+        """
         t = txn.event_time
         amount = to_eur(txn.amount_minor, txn.currency)
+        reference = min(t, self.max_event_time) if self.entries else t
         self.entries.append((t, amount, txn.merchant_id, txn.country))
         self.max_event_time = max(self.max_event_time, t)
         features = velocity_features(self.entries, t)
-        cutoff = self.max_event_time - HORIZON_MS - ALLOWED_LATENESS_MS
-        if self.entries[0][0] <= cutoff:
+        cutoff = reference - HORIZON_MS - ALLOWED_LATENESS_MS
+        # Entries are in arrival order. In order, the first is the oldest: one comparison decides.
+        # When the first is ahead of the reference (it came early), every entry is checked.
+        first = self.entries[0][0]
+        if first <= cutoff or (first > reference and any(e[0] <= cutoff for e in self.entries)):
             self.entries = [e for e in self.entries if e[0] > cutoff]
+        if len(self.entries) > MAX_HISTORY_ENTRIES:
+            del self.entries[: len(self.entries) - MAX_HISTORY_ENTRIES]
         return features
 
     def to_state(self) -> tuple[int, list[HistoryEntry]]:

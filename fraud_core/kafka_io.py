@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 import schemas
 from fraud_core import avro
+from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import DecodeError
 from fraud_core.registry import RegistryClient
 
@@ -31,15 +32,12 @@ def new_headers(correlation_id: str | None = None) -> list[tuple[str, bytes]]:
 class AvroPublisher:
     """Idempotent producer of Confluent-framed Avro values (schema id looked up once per topic)."""
 
-    def __init__(self, bootstrap: str, registry_url: str, linger_ms: int = 2) -> None:
+    def __init__(self, bootstrap: str | KafkaConnection, registry_url: str, linger_ms: int = 2) -> None:
         self.registry = RegistryClient(registry_url)
         self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": linger_ms,
-            }
+            as_connection(bootstrap).librdkafka(
+                **{"enable.idempotence": True, "acks": "all", "linger.ms": linger_ms}
+            )
         )
         self._ids: dict[str, int] = {}
         self.errors: list[str] = []
@@ -107,21 +105,23 @@ def decoder(registry_url: str) -> Callable[[bytes | None], dict[str, Any] | None
     return decode
 
 
-def consumer(bootstrap: str, group_id: str | None = None, **extra: Any) -> Consumer:
+def consumer(bootstrap: str | KafkaConnection, group_id: str | None = None, **extra: Any) -> Consumer:
+    """A read-committed consumer from the earliest offset (a fresh group unless ``group_id``)."""
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id or f"reader-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            **extra,
-        }
+        as_connection(bootstrap).librdkafka(
+            **{
+                "group.id": group_id or f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                **extra,
+            }
+        )
     )
 
 
 def stream(
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     registry_url: str,
     topics: Iterable[str],
     stop: Callable[[], bool],
@@ -153,7 +153,7 @@ def stream(
 
 
 def read_until(
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     registry_url: str,
     topics: Iterable[str],
     expected: int,
@@ -177,7 +177,7 @@ def read_until(
     return out
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap: str | KafkaConnection, topic: str) -> dict[int, int]:
     """High watermark per partition of ``topic``."""
     c = consumer(bootstrap)
     try:

@@ -9,12 +9,56 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraud_core.connections import (
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+    redacted_url,
+    redis_url,
+    url_password,
+)
 from fraud_core.rules import RulesError, load_rules
 
 # Only valid when APP_ENV is local or test; refused anywhere else.
 DEV_API_KEY = "dev-local-key-not-secret"
+# Outside local mode a key shorter than this is refused at start (32 random URL-safe characters
+# are about 190 bits).
+MIN_API_KEY_LENGTH = 32
+LOCAL_MODES = ("local", "test")
+_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def checked_key(name: str, key: SecretStr | None, app_env: str, dev_key: str) -> SecretStr:
+    """The key a setting ``name`` holds: ``dev_key`` in local mode when unset; elsewhere it must be
+    set, not ``dev_key``, and at least :data:`MIN_API_KEY_LENGTH` characters long.
+
+    Raises:
+        ValueError: naming the setting and what is wrong with it (never its value).
+    """
+    value = key.get_secret_value() if key else None
+    if app_env in LOCAL_MODES:
+        return key if key else SecretStr(dev_key)
+    if not value or value == dev_key:
+        raise ValueError(
+            f"{name} must be set (and not the development key) when APP_ENV={app_env}; {_KEY_HINT}"
+        )
+    if len(value) < MIN_API_KEY_LENGTH:
+        raise ValueError(
+            f"{name} is {len(value)} characters long; at least {MIN_API_KEY_LENGTH} are required when "
+            f"APP_ENV={app_env}; {_KEY_HINT}"
+        )
+    return key  # type: ignore[return-value]  # not None: value is set
+
+
+def settings_errors(exc: PydanticValidationError) -> str:
+    """The messages of a settings ``ValidationError``, without the input values (they may be secrets)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    )
 
 
 class AppSettings(BaseSettings):
@@ -27,28 +71,64 @@ class AppSettings(BaseSettings):
 
 
 class ConnectionSettings(AppSettings):
-    """Where the shared services are. Defaults point at the local stack of ``make up``."""
+    """Where the shared services are and how to authenticate to them. Defaults point at the local
+    stack of ``make up`` (PLAINTEXT Kafka, Redis without a password).
+
+    Clients are built from :attr:`kafka` (the librdkafka dict, the Flink connector options) and
+    :attr:`redis_connect_url`; see :mod:`fraud_core.connections`. A password written inside
+    ``REDIS_URL`` is moved to ``REDIS_PASSWORD`` at start, so ``REDIS_URL`` is safe to log.
+    """
 
     KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
+    KAFKA_SECURITY_PROTOCOL: SecurityProtocol = "PLAINTEXT"
+    KAFKA_SASL_MECHANISM: SaslMechanism | None = None
+    KAFKA_SASL_USERNAME: str | None = None
+    KAFKA_SASL_PASSWORD: SecretStr | None = None
+    # PEM bundle of the CA that signed the brokers' certificates; unset: the system's CAs.
+    KAFKA_SSL_CA_FILE: str | None = None
     SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
     REDIS_URL: str = "redis://localhost:6379/0"
+    # The Redis ACL user of this application and its password (or both inside REDIS_URL).
+    REDIS_USERNAME: str | None = None
+    REDIS_PASSWORD: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _connections_valid(self) -> ConnectionSettings:
+        if self.REDIS_PASSWORD is None and (inline := url_password(self.REDIS_URL)) is not None:
+            object.__setattr__(self, "REDIS_PASSWORD", inline)
+        object.__setattr__(self, "REDIS_URL", redacted_url(self.REDIS_URL))
+        self.kafka  # noqa: B018 - an incomplete SASL setting fails at start, not at the first client
+        return self
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How every Kafka client of this deployable connects."""
+        return KafkaConnection(
+            bootstrap_servers=self.KAFKA_BOOTSTRAP_SERVERS,
+            security_protocol=self.KAFKA_SECURITY_PROTOCOL,
+            sasl_mechanism=self.KAFKA_SASL_MECHANISM,
+            sasl_username=self.KAFKA_SASL_USERNAME or None,
+            sasl_password=self.KAFKA_SASL_PASSWORD,
+            ssl_ca_file=self.KAFKA_SSL_CA_FILE or None,
+        )
+
+    @property
+    def redis_connect_url(self) -> str:
+        """``REDIS_URL`` with the credentials in it, for ``redis.Redis.from_url``: never log it."""
+        return redis_url(self.REDIS_URL, self.REDIS_USERNAME or None, self.REDIS_PASSWORD)
 
 
 class ApiKeySettings(AppSettings):
-    """The scoring API key: the development key locally, required (and not that key) elsewhere."""
+    """The scoring API key: the development key locally; elsewhere required, not that key, and at
+    least :data:`MIN_API_KEY_LENGTH` characters (clients check it too, so a short key fails at
+    every start, not only at the service's)."""
 
     SCORING_API_KEY: SecretStr | None = None
 
     @model_validator(mode="after")
     def _api_key_required_outside_local(self) -> ApiKeySettings:
-        key = self.SCORING_API_KEY.get_secret_value() if self.SCORING_API_KEY else None
-        if self.APP_ENV in ("local", "test"):
-            if key is None:
-                object.__setattr__(self, "SCORING_API_KEY", SecretStr(DEV_API_KEY))
-        elif key is None or key == DEV_API_KEY:
-            raise ValueError(
-                f"SCORING_API_KEY must be set (and not the development key) when APP_ENV={self.APP_ENV}"
-            )
+        key = checked_key("SCORING_API_KEY", self.SCORING_API_KEY, self.APP_ENV, DEV_API_KEY)
+        object.__setattr__(self, "SCORING_API_KEY", key)
         return self
 
     @property

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from fraud_core.settings import settings_errors
 from inference_service.core.config import Settings
 from inference_service.core.logging import configure_logging
 from inference_service.main import create_app
@@ -19,7 +20,8 @@ def main() -> int:
         settings = Settings()
     except ValidationError as exc:
         configure_logging("INFO")
-        logging.getLogger(__name__).error("invalid settings: %s", exc)
+        # Messages only: a refused key must not reach the log.
+        logging.getLogger(__name__).error("invalid settings: %s", settings_errors(exc))
         return 2
     configure_logging(settings.LOG_LEVEL)
     uvicorn.run(

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from inference_service.api.deps import ServiceState
+from inference_service.api.limits import InFlightLimit
 from inference_service.api.middleware import RequestContextMiddleware
 from inference_service.api.routes import admin, health, model
 from inference_service.api.routes.score import ScoringRoutes, openapi_paths, validation_error_body
@@ -50,8 +51,20 @@ def create_app(settings: Settings) -> ASGIApp:
         summary="Scores payments with the live fraud model; shadow model, hot reload, Prometheus metrics.",
         lifespan=lifespan,
         max_body_size=settings.MAX_BODY_BYTES,
+        # Outside local mode the API is not advertised: no interactive docs, no OpenAPI document.
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    state = ServiceState(settings, metrics, registry, settings.api_key.encode("utf-8"))
+    state = ServiceState(
+        settings,
+        metrics,
+        registry,
+        settings.api_key.encode("utf-8"),
+        settings.admin_key.encode("utf-8"),
+        InFlightLimit(settings.MAX_IN_FLIGHT_PER_KEY, settings.RETRY_AFTER_S),
+        InFlightLimit(settings.ADMIN_MAX_IN_FLIGHT, settings.RETRY_AFTER_S),
+    )
     app.state.service = state
     for module in (model, health, admin):
         app.include_router(module.router)

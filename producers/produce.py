@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed_profiles:
             if config is None:
                 _fail(f"--seed-profiles: {args.replay_file} records no simulator config to rebuild profiles")
-            n = seed_profiles(settings.REDIS_URL, Simulator(config).profiles())
+            n = seed_profiles(settings.redis_connect_url, Simulator(config).profiles())
             log.info("seeded %d profiles into Redis at %s", n, settings.REDIS_URL)
         if args.no_kafka:
             n = write_stream(args.avro_file, takewhile(lambda _: not stop.is_set(), events), config)

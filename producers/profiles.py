@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import redis
 
+from fraud_core.connections import redacted_url
 from fraud_core.enrichment import profile_key
 from fraud_core.exceptions import ConfigError
 from fraud_core.features import Profile
@@ -29,7 +30,9 @@ def seed_profiles(redis_url: str, profiles: Mapping[str, Profile]) -> int:
                 pipe.execute()
         pipe.execute()
     except redis.RedisError as exc:
-        raise ConfigError(f"cannot write profiles to Redis at REDIS_URL={redis_url}: {exc}") from exc
+        raise ConfigError(
+            f"cannot write profiles to Redis at REDIS_URL={redacted_url(redis_url)}: {exc}"
+        ) from exc
     finally:
         client.close()
     return len(profiles)

@@ -166,15 +166,16 @@ class _Publisher:
         self._txn_ctx = SerializationContext(topic, MessageField.VALUE)
         self._label_ctx = SerializationContext(labels_topic or "", MessageField.VALUE)
         self.producer = Producer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "client.id": "fraud-producer",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": settings.PRODUCER_LINGER_MS,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 200_000,
-            }
+            settings.kafka.librdkafka(
+                **{
+                    "client.id": "fraud-producer",
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": settings.PRODUCER_LINGER_MS,
+                    "compression.type": "lz4",
+                    "queue.buffering.max.messages": 200_000,
+                }
+            )
         )
         self._check(registry, settings)
 
@@ -199,7 +200,7 @@ class _Publisher:
             metadata = self.producer.list_topics(timeout=10)
         except KafkaException as exc:
             raise ConfigError(
-                f"Kafka unreachable at KAFKA_BOOTSTRAP_SERVERS={settings.KAFKA_BOOTSTRAP_SERVERS}: {exc}"
+                f"Kafka unreachable at KAFKA_BOOTSTRAP_SERVERS={settings.kafka}: {exc}"
             ) from exc
         for t in topics:
             if t not in metadata.topics:

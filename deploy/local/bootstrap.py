@@ -19,16 +19,18 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
+from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import FraudPipelineError, StackError
 from fraud_core.registry import RegistryClient
+from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import COMPATIBILITY, TOPICS, TopicSpec
 
 log = logging.getLogger("bootstrap")
 
 
-def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
+def create_topics(bootstrap: str | KafkaConnection, specs: Iterable[TopicSpec]) -> None:
     """Create ``specs`` that do not exist yet; refuse an existing topic with the wrong partition count."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(as_connection(bootstrap).librdkafka())
     specs = list(specs)
     existing = admin.list_topics(timeout=10).topics
     missing = [s for s in specs if s.name not in existing]
@@ -74,7 +76,9 @@ def register_schemas(registry_url: str, specs: Iterable[TopicSpec]) -> dict[str,
     return ids
 
 
-def bootstrap(bootstrap_servers: str, registry_url: str, specs: Iterable[TopicSpec] = TOPICS) -> None:
+def bootstrap(
+    bootstrap_servers: str | KafkaConnection, registry_url: str, specs: Iterable[TopicSpec] = TOPICS
+) -> None:
     specs = list(specs)
     create_topics(bootstrap_servers, specs)
     ids = register_schemas(registry_url, specs)
@@ -97,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        bootstrap(args.bootstrap_servers, args.registry_url)
+        # SASL/TLS settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*) come from the environment.
+        conn = ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS=args.bootstrap_servers)
+    except ValueError as exc:
+        parser.exit(2, f"error: invalid setting: {exc}\n")
+    try:
+        bootstrap(conn.kafka, args.registry_url)
     except FraudPipelineError as exc:
         log.error("error: %s", exc)
         return 1

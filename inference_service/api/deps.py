@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from inference_service.api.limits import InFlightLimit
 from inference_service.core.config import Settings
 from inference_service.metrics import Metrics
 from inference_service.model_registry import ActiveModels, ModelRegistry
@@ -22,6 +24,9 @@ class ServiceState:
     metrics: Metrics
     registry: ModelRegistry
     api_key: bytes
+    admin_key: bytes
+    scoring_limit: InFlightLimit
+    admin_limit: InFlightLimit
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -44,6 +49,36 @@ async def require_api_key(state: StateDep, key: Annotated[str | None, Security(_
         )
 
 
+_admin_key_header = APIKeyHeader(
+    name="X-Admin-Key", scheme_name="AdminKeyHeader", auto_error=False, description="the admin API key"
+)
+
+
+async def require_admin_key(
+    state: StateDep, key: Annotated[str | None, Security(_admin_key_header)]
+) -> AsyncIterator[None]:
+    """401 unless ``X-Admin-Key`` equals ``ADMIN_API_KEY`` (the scoring key does not open the admin
+    routes); 429 with ``Retry-After`` while ``ADMIN_MAX_IN_FLIGHT`` admin requests are running."""
+    if key is None or not hmac.compare_digest(key.encode("utf-8", "surrogateescape"), state.admin_key):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid X-Admin-Key",
+            headers={"WWW-Authenticate": "X-Admin-Key"},
+        )
+    limit = state.admin_limit
+    ident = limit.key_id(state.admin_key)
+    if not limit.acquire(ident):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"an admin request is already running (limit {limit.limit}); retry later",
+            headers={"Retry-After": limit.retry_after.decode()},
+        )
+    try:
+        yield
+    finally:
+        limit.release(ident)
+
+
 async def get_models(state: StateDep) -> ActiveModels:
     """The models serving right now, read once per request; 503 until a live model is loaded."""
     active = state.registry.active
@@ -56,3 +91,4 @@ async def get_models(state: StateDep) -> ActiveModels:
 
 ModelsDep = Annotated[ActiveModels, Depends(get_models)]
 Authorized = Depends(require_api_key)
+AdminAuthorized = Depends(require_admin_key)

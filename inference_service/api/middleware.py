@@ -29,6 +29,7 @@ _ERROR_KINDS = {
     409: "model_refused",
     413: "body_too_large",
     422: "validation",
+    429: "rate_limited",
     503: "not_ready",
 }
 

@@ -44,6 +44,11 @@ def settings_for(service: str) -> type:
 OUR_SERVICES = tuple(SETTINGS)
 
 
+def host_port(mapping: str) -> int:
+    """The host port of a ``[ip:]host:container`` port mapping."""
+    return int(mapping.split(":")[-2])
+
+
 def env_of(service: dict[str, Any]) -> dict[str, Any]:
     env = service.get("environment") or {}
     if isinstance(env, list):
@@ -120,7 +125,7 @@ def test_host_ports_are_the_contract_defaults(compose: dict[str, Any]) -> None:
         "scoring": urlparse(defaults.SCORING_URL).port,
     }
     for name, port in expected.items():
-        published = {int(p.split(":")[0]) for p in compose["services"][name]["ports"]}
+        published = {host_port(p) for p in compose["services"][name]["ports"]}
         assert port in published, f"{name}: host port {port} (CONTRACT.md default) not published"
 
 
@@ -131,7 +136,7 @@ def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> Non
         a for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if a.startswith("INTERNAL://")
     )
     kafka_internal = internal.removeprefix("INTERNAL://")
-    registry_port = int(services["schema-registry"]["ports"][0].split(":")[1])
+    registry_port = int(services["schema-registry"]["ports"][0].split(":")[-1])
     scoring_port = int(services["scoring"]["environment"]["SCORING_PORT"])
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert int(kafka_env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) == 1
@@ -173,3 +178,104 @@ def test_env_example_covers_every_interpolated_variable() -> None:
     used = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text()))
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
     assert used <= documented, f".env.example lacks {sorted(used - documented)}"
+
+
+# --- Issue 16: the compose stack locked down (one test per property) ---------------------------
+
+# Host ports a user of this machine needs: the make targets' services and Grafana (Prometheus too).
+NEEDED_PORTS = {"kafka": 9092, "schema-registry": 8081, "redis": 6379, "scoring": 8000, "grafana": 3000}
+
+
+def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for mapping in svc.get("ports", []):
+            assert isinstance(mapping, str) and mapping.startswith("127.0.0.1:"), f"{name}: {mapping}"
+
+
+def test_only_the_ports_a_user_needs_are_published(compose: dict[str, Any]) -> None:
+    published = {
+        name: {host_port(p) for p in svc.get("ports", [])} for name, svc in compose["services"].items()
+    }
+    extra = {n: ports for n, ports in published.items() if ports and n not in (*NEEDED_PORTS, "prometheus")}
+    assert not extra, f"published without need: {extra}"
+    # The Flink REST API takes job cancels and jar uploads without authentication.
+    assert not published["flink-jobmanager"]
+
+
+def test_app_env_is_not_local_by_default(compose: dict[str, Any]) -> None:
+    for name in OUR_SERVICES:
+        app_env = env_of(compose["services"][name]).get("APP_ENV")
+        if app_env is not None:
+            match = INTERPOLATION.fullmatch(app_env)
+            default = app_env if match is None else app_env.partition(":-")[2].rstrip("}")
+            assert default not in ("local", "test", ""), f"{name}: APP_ENV defaults to {default!r}"
+
+
+def test_keys_and_passwords_are_required_from_the_env_file(compose: dict[str, Any]) -> None:
+    """Every key and password is ``${VAR:?message}``: compose refuses to start without it, and the
+    file never holds a value (the scoring service gets both keys, the job the scoring key)."""
+    for name in OUR_SERVICES:
+        for key, value in env_of(compose["services"][name]).items():
+            if re.search(r"KEY|PASSWORD", key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", str(value)), f"{name}: {key}={value!r}"
+    scoring = env_of(compose["services"]["scoring"])
+    assert {"SCORING_API_KEY", "ADMIN_API_KEY"} <= set(scoring)
+    assert scoring["SCORING_API_KEY"] != scoring["ADMIN_API_KEY"]
+
+
+def test_kafka_uses_sasl_and_every_client_authenticates(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    kafka = services["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["INTERNAL"].startswith("SASL_") and protocols["EXTERNAL"].startswith("SASL_")
+    users = set(re.findall(r"user_(\w+)=", kafka["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]))
+    # Passwords in the JAAS line are interpolated from .env, never written here.
+    for password in re.findall(
+        r'(?:password|user_\w+)="([^"]*)"', kafka["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]
+    ):
+        assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", password), password
+    for name in OUR_SERVICES:
+        env = env_of(services[name])
+        if "KAFKA_BOOTSTRAP_SERVERS" in env:
+            assert (
+                env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT" and env["KAFKA_SASL_MECHANISM"] == "PLAIN"
+            ), name
+            assert env["KAFKA_SASL_USERNAME"] in users, f"{name}: no broker user {env['KAFKA_SASL_USERNAME']}"
+            # The settings class accepts what compose passes (the SASL fields are complete).
+            settings = settings_for(name)
+            fields = {k: v for k, v in env.items() if k.startswith("KAFKA_")} | {"KAFKA_SASL_PASSWORD": "x"}
+            assert settings.model_fields.keys() >= fields.keys()
+    registry = services["schema-registry"]["environment"]
+    assert registry["APICURIO_KAFKA_COMMON_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert 'username="fraud_registry"' in registry["APICURIO_KAFKA_COMMON_SASL_JAAS_CONFIG"]
+
+
+def test_redis_has_one_acl_user_per_application(compose: dict[str, Any]) -> None:
+    from deploy.redis_users import DEFAULT_USER, USERS, password_variable, user_directive
+
+    command = compose["services"]["redis"]["command"]
+    directives = [command[i + 1] for i, arg in enumerate(command) if arg == "--user"]
+    expected = [DEFAULT_USER] + [
+        user_directive(u, f"${{{password_variable(u)}:?set {password_variable(u)} in .env}}") for u in USERS
+    ]
+    assert directives == expected
+    for name in OUR_SERVICES:
+        env = env_of(compose["services"][name])
+        if "REDIS_URL" in env:
+            user = env["REDIS_USERNAME"]
+            assert user in USERS, f"{name}: unknown Redis user {user}"
+            assert env["REDIS_PASSWORD"].startswith(f"${{{password_variable(user)}:?"), name
+
+
+def test_grafana_is_not_anonymous(compose: dict[str, Any]) -> None:
+    env = compose["services"]["grafana"]["environment"]
+    assert str(env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "false"
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]*\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+
+
+def test_env_example_leaves_every_secret_empty() -> None:
+    """Copying .env.example unchanged must not start anything with a guessable password."""
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and re.search(r"KEY|PASSWORD", name):
+            assert value == "", f".env.example gives {name} a value"

@@ -154,7 +154,11 @@ def test_flink_job_settings_agree_with_the_deployment(built: dict[str, list], ov
         ("s3://", "file:///flink-data")
     )
     if spec["flinkConfiguration"]["execution.checkpointing.dir"].startswith("file://"):
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["podTemplate"]["spec"]["volumes"]]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in spec["podTemplate"]["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        ]
         assert claims and all(
             any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == c for d in built[overlay])
             for c in claims

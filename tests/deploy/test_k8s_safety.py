@@ -84,11 +84,13 @@ def test_only_the_flink_job_and_prometheus_reach_scoring(built: dict[str, list],
     flink_labels = next(d for d in docs if d["kind"] == "FlinkDeployment")["spec"]["podTemplate"]["metadata"][
         "labels"
     ]
+    # The policies that let something in (the default deny selects every pod and allows nothing).
     policies = [
         p
         for p in docs
         if p["kind"] == "NetworkPolicy"
-        and p["spec"]["podSelector"]["matchLabels"].items() <= scoring_labels.items()
+        and p["spec"]["podSelector"].get("matchLabels", {}).items() <= scoring_labels.items()
+        and p["spec"].get("ingress")
     ]
     assert len(policies) == 1
     policy = policies[0]

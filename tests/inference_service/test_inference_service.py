@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fraud_core.features import FEATURE_NAMES, VELOCITY_FEATURES
+from inference_service.core.config import DEV_ADMIN_API_KEY
 from inference_service.model_registry import LIVE_POINTER, MODEL_FILE, write_pointer
 from tests.inference_service.conftest import API_KEY, MAX_BATCH, MAX_BODY, Registry, Service, train_small
 
@@ -300,7 +301,7 @@ def test_hot_reload_under_load_loses_nothing(
 
     # A model whose card does not match the features is refused; the old one keeps serving.
     write_pointer(svc.model_dir, LIVE_POINTER, registry.bad)
-    with svc.client() as client:
+    with svc.client(**{"X-Admin-Key": DEV_ADMIN_API_KEY}) as client:
         refused = client.post("/v1/admin/reload")
         assert refused.status_code == 409
         assert registry.bad in refused.json()["detail"]

@@ -5,15 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
-from inference_service.api.deps import Authorized, StateDep
+from inference_service.api.deps import AdminAuthorized, StateDep
 from inference_service.api.payloads import ReloadResponse
 from inference_service.model_registry import LIVE_POINTER, read_pointer
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Authorized])
+# Its own key (X-Admin-Key): a leaked scoring key, held by every job and baseline, cannot swap models.
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuthorized])
 
 
 @router.post(
-    "/reload", responses={409: {"description": "the version LIVE names was refused; old one serves"}}
+    "/reload",
+    responses={
+        401: {"description": "missing or invalid X-Admin-Key"},
+        409: {"description": "the version LIVE names was refused; old one serves"},
+        429: {"description": "a reload is already running; see Retry-After"},
+    },
 )
 async def reload(state: StateDep) -> ReloadResponse:
     """Load what LIVE/SHADOW name (on a worker thread: scoring goes on meanwhile) and swap it in.

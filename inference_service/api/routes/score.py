@@ -5,7 +5,8 @@ counts as much as its cost per row. Through FastAPI a request passed eight middl
 (three of them for the body limit), a dependency graph solved per request (API key, state,
 models, body) and a ``Request`` wrapper: about 0.3 ms of CPU before the first row was scored
 (``deploy/CAPACITY.md`` has the figures). Here the same checks are a few plain function calls.
-The contract is unchanged: 401 for a missing or wrong ``X-API-Key``, 413 for a body over
+The contract is unchanged: 401 for a missing or wrong ``X-API-Key``, 429 with ``Retry-After``
+when ``MAX_IN_FLIGHT_PER_KEY`` requests of the key are already being served, 413 for a body over
 ``MAX_BODY_BYTES``, 422 in FastAPI's format naming the field (and echoing the value), 503 until a
 model is loaded. The FastAPI app still serves everything else and the OpenAPI document, which
 describes these two operations through :func:`openapi_paths`.
@@ -85,6 +86,8 @@ class ScoringRoutes:
             BATCH.path: (BATCH, self._score_batch),
         }
         self._batch_size = {r.path: state.metrics.batch_size.labels(r.path) for r in (SCORE, BATCH)}
+        self._limit = state.scoring_limit
+        self._key_id = self._limit.key_id(state.api_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
@@ -96,9 +99,14 @@ class ScoringRoutes:
             if scope["method"] != "POST":
                 raise RequestError(405, _NOT_ALLOWED, [_JSON, (b"allow", b"POST")])
             self._check_length(scope)
-            self._authorize(scope)
-            body = await self._read_body(receive)
-            status, content, headers = 200, route[1](body), [_JSON]
+            ident = self._authorize(scope)
+            if not self._limit.acquire(ident):
+                raise RequestError(429, self._limit.body, [_JSON, (b"retry-after", self._limit.retry_after)])
+            try:
+                body = await self._read_body(receive)
+                status, content, headers = 200, route[1](body), [_JSON]
+            finally:
+                self._limit.release(ident)
         except RequestError as err:
             status, content, headers = err.status, err.body, err.headers
         await send(
@@ -110,11 +118,12 @@ class ScoringRoutes:
         )
         await send({"type": "http.response.body", "body": content})
 
-    def _authorize(self, scope: Scope) -> None:
+    def _authorize(self, scope: Scope) -> bytes:
+        """The identity of the request's valid key (for the per-key limit), else 401."""
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 if hmac.compare_digest(value, self.state.api_key):
-                    return
+                    return self._key_id
                 break
         raise RequestError(401, _UNAUTHORIZED, [_JSON, (b"www-authenticate", b"X-API-Key")])
 
@@ -201,6 +210,7 @@ def _operation(summary: str, body: type[BaseModel], response: type[BaseModel]) -
                 "200": {"description": "scored", "content": ref(response)},
                 "401": {"description": "missing or invalid X-API-Key"},
                 "413": {"description": "request body larger than MAX_BODY_BYTES"},
+                "429": {"description": "too many requests of this key in flight; see Retry-After"},
                 "422": {"description": "invalid body; `detail` names each invalid field and its value"},
                 "503": {"description": "no model loaded yet"},
             },

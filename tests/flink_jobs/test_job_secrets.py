@@ -1,0 +1,67 @@
+"""Secrets never travel in the Flink job graph: the pickled Python operators and the SQL options
+carry no API key or password; the operators read them from the TaskManager's environment."""
+
+from __future__ import annotations
+
+import cloudpickle
+import pytest
+
+from flink_jobs.operators import FeaturesFunction, ScoringFunction
+from flink_jobs.scoring_job import score_config, sink_ddl, source_ddl
+from flink_jobs.settings import JobSettings, OperatorSecrets
+
+API_KEY = "scoring-key-5d0c1f1e8a7b4b09a0f1c2d3e4f5a6b7"
+KAFKA_PASSWORD = "kafka-pass-9e8d7c6b5a4f3e2d"
+REDIS_PASSWORD = "redis-pass-1a2b3c4d5e6f7a8b"
+
+SECRET_ENV = {
+    "APP_ENV": "production",
+    "SCORING_API_KEY": API_KEY,
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "fraud-job",
+    "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+    "REDIS_URL": f"redis://fraud-job:{REDIS_PASSWORD}@redis:6379/0",
+}
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> JobSettings:
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    return JobSettings()
+
+
+def test_pickled_operators_carry_no_secret(settings: JobSettings) -> None:
+    operators = [
+        FeaturesFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC, [0, 1]),
+        ScoringFunction(score_config(settings)),
+    ]
+    blob = cloudpickle.dumps(operators)
+    for secret in (API_KEY, KAFKA_PASSWORD, REDIS_PASSWORD):
+        assert secret.encode() not in blob
+    # What the operator does need is there: where Redis is, with its ACL user.
+    assert b"redis://fraud-job@redis:6379/0" in blob
+
+
+def test_kafka_sql_options_carry_no_password(settings: JobSettings) -> None:
+    ddls = [source_ddl(settings), sink_ddl(settings, "flagged_sink", settings.FLAGGED_TOPIC)]
+    for ddl in ddls:
+        assert KAFKA_PASSWORD not in ddl
+        assert "'properties.security.protocol' = 'SASL_SSL'" in ddl
+        assert "'properties.sasl.mechanism' = 'SCRAM-SHA-512'" in ddl
+        assert "${env:KAFKA_SASL_PASSWORD}" in ddl
+
+
+def test_operators_read_the_secrets_from_the_environment_at_open(settings: JobSettings) -> None:
+    config = score_config(settings)
+    secrets = OperatorSecrets()
+    assert secrets.api_key == API_KEY
+    assert secrets.redis_url(config["redis_url"]) == f"redis://fraud-job:{REDIS_PASSWORD}@redis:6379/0"
+
+
+def test_operator_secrets_refuse_a_missing_key_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("SCORING_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="SCORING_API_KEY must be set"):
+        OperatorSecrets()

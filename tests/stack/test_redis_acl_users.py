@@ -1,0 +1,96 @@
+"""The Redis ACL users of deploy/redis_users.py against a real Redis: each application's own code
+works as its user, and what it has no business doing is refused. The users are created in the
+session's Redis with ACL SETUSER (the same rules compose and Kubernetes pass to ``--user``)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from actions.logic import audit_records, parse_decision
+from actions.store import ActionStore
+from deploy.redis_users import USERS
+from fraud_core.connections import redis_url
+from fraud_core.enrichment import ProfileStore, blocklist_key, profile_key
+from fraud_core.features import Profile
+from producers.profiles import seed_profiles
+from tests.actions.action_helpers import T0, decision
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def users(stack: Any) -> Iterator[dict[str, str]]:
+    """user -> a ``redis://user:password@...`` URL; users get a unique suffix and are deleted after."""
+    admin = redis.Redis.from_url(stack.redis_url)
+    suffix = uuid.uuid4().hex[:8]
+    urls = {}
+    for user, rules in USERS.items():
+        name, password = f"{user}-{suffix}", secrets.token_urlsafe(24)
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}", *rules.split())
+        urls[user] = redis_url(stack.redis_url, name, SecretStr(password))
+    yield urls
+    admin.execute_command("ACL", "DELUSER", *[f"{u}-{suffix}" for u in USERS])
+    admin.close()
+
+
+def test_the_job_reads_profiles_and_the_blocklist_and_writes_nothing(
+    stack: Any, users: dict[str, str]
+) -> None:
+    admin = redis.Redis.from_url(stack.redis_url)
+    user_id, card = f"u-{uuid.uuid4().hex[:8]}", f"card_{uuid.uuid4().hex[:8]}"
+    admin.set(profile_key(user_id), '{"txn_count": 3}')
+    admin.set(blocklist_key(card), "1")
+    store = ProfileStore(users["fraud-job"], timeout_s=2)
+    try:
+        got = store.fetch([user_id], [card])
+    finally:
+        store.close()
+    assert not got.degraded and got.blocklisted == [True] and got.profiles[0] is not None
+    job = redis.Redis.from_url(users["fraud-job"])
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        job.set(blocklist_key(card), "0")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        job.flushdb()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        job.get("some:other:key")
+    job.close()
+    admin.close()
+
+
+def test_the_consumers_apply_a_decision_and_cannot_touch_other_keys(users: dict[str, str]) -> None:
+    flagged = decision("FLAGGED")
+    store = ActionStore(users["fraud-consumers"], 60, 60)
+    try:
+        applied = store.apply(
+            parse_decision(flagged),
+            lambda before, after: audit_records(parse_decision(flagged), before, after, T0, 60, "test"),
+        )
+        store.mark_done([flagged["event_id"]])
+        assert store.block_entry(flagged["card_id"]) is not None
+    finally:
+        store.close()
+    assert applied.outcome.name == "NEW" and applied.audits
+    consumers = redis.Redis.from_url(users["fraud-consumers"])
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        consumers.keys("*")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        consumers.set("other:key", "x")
+    consumers.close()
+
+
+def test_the_producer_seeds_profiles_only(users: dict[str, str]) -> None:
+    user_id = f"u-{uuid.uuid4().hex[:8]}"
+    assert seed_profiles(users["fraud-producer"], {user_id: Profile()}) == 1
+    producer = redis.Redis.from_url(users["fraud-producer"])
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        producer.set(blocklist_key("card_x"), "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        producer.get(profile_key(user_id))
+    producer.close()
