@@ -29,8 +29,14 @@ _HELP = {
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers.",
     "SCHEMA_REGISTRY_URL": "Confluent-compatible schema registry base URL.",
     "REDIS_URL": "Redis holding the review cases, the blocklist and the profiles.",
+    "REDIS_USERNAME": "Redis ACL user of the console.",
+    "KAFKA_SECURITY_PROTOCOL": "Kafka security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
+    "KAFKA_SASL_MECHANISM": "Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).",
+    "KAFKA_SASL_USERNAME": "Kafka SASL user.",
+    "KAFKA_SSL_CA_FILE": "PEM file of the CA that signed the brokers' certificates.",
 }
-SECRET_FIELDS = {"CONSOLE_SECRET_KEY"}  # from the environment only: a flag would show in `ps`
+# From the environment only: a flag would show in `ps`.
+SECRET_FIELDS = {"CONSOLE_SECRET_KEY", "KAFKA_SASL_PASSWORD", "REDIS_PASSWORD"}
 
 
 def _flag(name: str) -> str:

@@ -99,7 +99,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = ConsoleMetrics()
-        cases = CaseStore.from_url(settings.REDIS_URL, retention_s=settings.CASE_RETENTION_S)
+        cases = CaseStore.from_url(settings.redis_connect_url, retention_s=settings.CASE_RETENTION_S)
         verdicts = Verdicts(settings, cases, metrics)
         health = HealthSampler(settings.metrics_urls, settings.HEALTH_INTERVAL_S)
         sweeper = Sweeper(verdicts, cases, metrics, settings.SWEEP_INTERVAL_S)

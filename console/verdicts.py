@@ -153,15 +153,11 @@ class Verdicts:
         self._action_id = registry.lookup_id(
             f"{settings.ACTIONS_TOPIC}-value", schemas.load_text(schemas.ACTION)
         )
-        self.store = ActionStore(settings.REDIS_URL, settings.BLOCK_TTL_S, settings.IDEMPOTENCY_TTL_S)
+        self.store = ActionStore(settings.redis_connect_url, settings.BLOCK_TTL_S, settings.IDEMPOTENCY_TTL_S)
         self.producer = Producer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "client.id": "fraud-console",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-            }
+            settings.kafka.librdkafka(
+                **{"client.id": "fraud-console", "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+            )
         )
         self._errors: list[str] = []
         self._lock = threading.Lock()

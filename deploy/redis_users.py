@@ -13,14 +13,26 @@ from __future__ import annotations
 # Commands every client sends on connecting (redis-py: AUTH is always allowed; CLIENT SETINFO, SELECT).
 _CONNECT = "+ping +hello +client|setinfo +select"
 
+# The review queue's keys and the commands that open a case (console/cases.py).
+_CASE_KEYS = "~case:* ~cases:* ~review:hold:card:* ~recent:user:*"
+_CASE_COMMANDS = "+hset +hget +zadd +sadd +expire +lpush +ltrim +lrange"
+
 USERS: dict[str, str] = {
     # The stream job: reads profiles and blocklist flags (one pipelined MGET of each per batch).
     "fraud-job": f"~profile:* ~blocklist:card:* resetchannels -@all {_CONNECT} +get +mget",
     # The action consumers: profile updates, blocklist entries and idempotency markers, in one
-    # WATCH/MULTI/EXEC per decision.
+    # WATCH/MULTI/EXEC per decision; a REVIEW also opens its case, holds the card and adds to the
+    # user's recent decisions (console/cases.py).
     "fraud-consumers": (
-        f"~profile:* ~blocklist:card:* ~actions:done:* resetchannels -@all {_CONNECT} "
-        "+get +mget +set +watch +unwatch +multi +exec +discard"
+        f"~profile:* ~blocklist:card:* ~actions:done:* {_CASE_KEYS} resetchannels -@all {_CONNECT} "
+        f"+get +mget +set +watch +unwatch +multi +exec +discard {_CASE_COMMANDS}"
+    ),
+    # The analyst console: reads and resolves cases (a Lua script makes a resolution atomic) and
+    # carries verdicts out through the consumers' action store.
+    "fraud-console": (
+        f"~profile:* ~blocklist:card:* ~actions:done:* {_CASE_KEYS} resetchannels -@all {_CONNECT} "
+        f"+get +mget +set +exists +watch +unwatch +multi +exec +discard {_CASE_COMMANDS} "
+        "+hgetall +smembers +scard +zcard +zrevrange +zrangebyscore +zrem +srem +keys +eval +evalsha +script|load"
     ),
     # The producer seeds the simulator's profiles (compose's --seed-profiles).
     "fraud-producer": f"~profile:* resetchannels -@all {_CONNECT} +set",

@@ -31,7 +31,6 @@ from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueS
 from flink_jobs.resume import Decided, Resume, already_decided
 from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
-from fraud_core.settings import ConnectionSettings
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
@@ -39,6 +38,7 @@ from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
 from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
+from fraud_core.settings import ConnectionSettings
 from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction
 
 log = logging.getLogger(__name__)

@@ -34,9 +34,13 @@ _HELP = {
     "LOG_LEVEL": "Log level.",
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers.",
     "SCHEMA_REGISTRY_URL": "Confluent-compatible schema registry base URL.",
+    "KAFKA_SECURITY_PROTOCOL": "Kafka security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
+    "KAFKA_SASL_MECHANISM": "Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).",
+    "KAFKA_SASL_USERNAME": "Kafka SASL user.",
+    "KAFKA_SSL_CA_FILE": "PEM file of the CA that signed the brokers' certificates.",
 }
-# Not flags: REDIS_URL is unused; a secret on the command line would show in the process list.
-_SKIP = {"REDIS_URL", "SCORING_API_KEY"}
+# Not flags: Redis is unused; a secret on the command line would show in the process list.
+_SKIP = {"REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD", "KAFKA_SASL_PASSWORD", "SCORING_API_KEY"}
 
 
 def _flag(name: str) -> str:

@@ -131,14 +131,15 @@ class DriftMonitor:
         self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
         self._reader = schemas.load(schemas.DECISION)
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-                "group.id": settings.GROUP_ID,
-                "client.id": f"{settings.GROUP_ID}-consumer",
-                "enable.auto.commit": True,
-                "auto.offset.reset": settings.AUTO_OFFSET_RESET,
-                "isolation.level": "read_committed",
-            }
+            settings.kafka.librdkafka(
+                **{
+                    "group.id": settings.GROUP_ID,
+                    "client.id": f"{settings.GROUP_ID}-consumer",
+                    "enable.auto.commit": True,
+                    "auto.offset.reset": settings.AUTO_OFFSET_RESET,
+                    "isolation.level": "read_committed",
+                }
+            )
         )
         self.consumer.subscribe(
             [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],

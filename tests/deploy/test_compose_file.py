@@ -183,7 +183,14 @@ def test_env_example_covers_every_interpolated_variable() -> None:
 # --- Issue 16: the compose stack locked down (one test per property) ---------------------------
 
 # Host ports a user of this machine needs: the make targets' services and Grafana (Prometheus too).
-NEEDED_PORTS = {"kafka": 9092, "schema-registry": 8081, "redis": 6379, "scoring": 8000, "grafana": 3000}
+NEEDED_PORTS = {
+    "kafka": 9092,
+    "schema-registry": 8081,
+    "redis": 6379,
+    "scoring": 8000,
+    "grafana": 3000,
+    "console": 8090,
+}
 
 
 def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
