@@ -118,7 +118,7 @@ def taskmanager_kill(rig: Rig, delivery: str, load: Load) -> Row:
         rpc_port=free_port(),
         metrics_ports="",
     )
-    cluster = Cluster(config)
+    cluster = Cluster(config, env={"SCORING_API_KEY": rig.api_key})
     cluster.up()
     try:
         run = Run(rig, "taskmanager-kill", delivery, load, cluster=cluster)

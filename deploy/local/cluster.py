@@ -171,8 +171,13 @@ class Cluster(ServiceGroup):
 
     port_hint = "FLINK_REST_PORT, FLINK_RPC_PORT"
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, env: Mapping[str, str] | None = None) -> None:
+        """``env`` is added to every process's environment: the job's operators read their secrets
+        (``SCORING_API_KEY``, Redis and Kafka passwords) from the TaskManager's environment at
+        ``open()``, never from the job graph, so a cluster must be started with them. ``make cluster``
+        passes its own environment on."""
         self.config = config
+        self.env = dict(env or {})
         services = [self._jobmanager()]
         services += [self._taskmanager(i) for i in range(1, config.taskmanagers + 1)]
         super().__init__(config.state_dir, services)
@@ -211,6 +216,7 @@ class Cluster(ServiceGroup):
             "FLINK_LOG_DIR": str(state / "log"),
             # The scripts record PIDs of their own there; ours are the `<name>.pid` files.
             "FLINK_PID_DIR": str(state / "script-pids"),
+            **self.env,
         }
 
     # ---- services -------------------------------------------------------------------------

@@ -27,12 +27,13 @@ EVENTS = 1500
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, scoring_service) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     """A private cluster: its own state folder and free ports, stopped by PID at the end."""
     config = ClusterConfig(
         state_dir=tmp_path / "flink-cluster", rest_port=free_port(), rpc_port=free_port(), metrics_ports=""
     )
-    running = Cluster(config)
+    # The operators read the API key from the TaskManagers' environment, not from the job graph.
+    running = Cluster(config, env={"SCORING_API_KEY": scoring_service.api_key})
     try:
         running.up()
         yield running
@@ -101,3 +102,5 @@ def test_exactly_once_survives_a_taskmanager_kill(  # type: ignore[no-untyped-de
         job.cancel()
     ids = [r["event_id"] for r in collector.records]
     assert len(ids) == len(set(ids)) == EVENTS  # nothing lost, nothing doubled
+    # Scored by the model: the TaskManagers had the API key (a wrong one would degrade every decision).
+    assert not [r for r in collector.records if r["degraded"]]
