@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from fraud_core import avro
 from fraud_core.exceptions import DecodeError, StackError
@@ -95,7 +95,7 @@ def plan(
     c = Consumer({**conf, "group.id": group_id, "enable.auto.commit": False})
     try:
         marks = _watermarks(c, input_topic)
-        got = c.committed([TopicPartition(input_topic, p) for p in marks], timeout=10)
+        got = committed_offsets(c, [TopicPartition(input_topic, p) for p in marks])
         committed = {tp.partition: tp.offset for tp in got if tp.offset >= 0}
         if not committed:
             return None
@@ -115,6 +115,33 @@ def plan(
         )
     finally:
         c.close()
+
+
+# The group coordinator is still loading on a broker that just started (or moved): wait, don't fail.
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def committed_offsets(
+    c: Any, partitions: list[TopicPartition], timeout_s: float = 60.0
+) -> list[TopicPartition]:
+    """The group's committed offsets, retried while the group coordinator is not ready."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(c.committed(partitions, timeout=10))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            ready = getattr(err, "code", lambda: None)() not in _COORDINATOR_NOT_READY
+            if ready or time.monotonic() > deadline:
+                raise
+            log.info("group coordinator not ready (%s); asking again", err)
+            time.sleep(1.0)
 
 
 def _timestamp_at(c: Consumer, topic: str, partition: int, offset: int) -> int | None:

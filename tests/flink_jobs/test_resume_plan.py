@@ -3,7 +3,10 @@ fault scenario, tests/faults/test_fault_scenarios.py)."""
 
 from __future__ import annotations
 
-from flink_jobs.resume import Resume, flink_offsets, rewind_offsets
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from flink_jobs.resume import Resume, committed_offsets, flink_offsets, rewind_offsets
 from flink_jobs.scoring_job import source_ddl
 from flink_jobs.settings import JobSettings
 
@@ -45,3 +48,28 @@ def test_the_source_starts_at_the_rewound_offsets() -> None:
     assert "'scan.startup.mode' = 'specific-offsets'" in ddl
     assert "'scan.startup.specific-offsets' = 'partition:0,offset:30000;partition:1,offset:100'" in ddl
     assert "'scan.startup.mode' = 'group-offsets'" in source_ddl(JobSettings(INPUT_TOPIC="in"))
+
+
+class fake_consumer:  # named like the fakes of tests/README.md
+    def __init__(self, failures: list[int]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.calls += 1
+        if self.failures:
+            raise KafkaException(KafkaError(self.failures.pop(0)))
+        return [TopicPartition(p.topic, p.partition, 42) for p in partitions]
+
+
+def test_committed_offsets_wait_for_a_group_coordinator_that_is_still_loading() -> None:
+    c = fake_consumer([KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS])
+    got = committed_offsets(c, [TopicPartition("in", 0)], timeout_s=30)
+    assert [tp.offset for tp in got] == [42] and c.calls == 3
+
+
+def test_committed_offsets_raise_other_errors_at_once() -> None:
+    c = fake_consumer([KafkaError.TOPIC_AUTHORIZATION_FAILED])
+    with pytest.raises(KafkaException):
+        committed_offsets(c, [TopicPartition("in", 0)], timeout_s=30)
+    assert c.calls == 1
