@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from tqdm import tqdm
 
@@ -26,7 +25,9 @@ from backtest.exceptions import BacktestError
 from backtest.ranges import ReplayRange
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import start_job
-from fraud_core.kafka_io import decoder
+from fraud_core.exceptions import ReadTimeout
+from fraud_core.kafka.readers import Bounds, RangeRecord, read_range, watermarks
+from fraud_core.kafka_io import consumer, decoder
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 
@@ -85,31 +86,13 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
             log.warning("could not delete backtest topic %s: %s", name, exc)
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> Bounds:
     """(low, high) watermark of every partition of ``topics``."""
-    c = _reader(bootstrap)
+    c = consumer(bootstrap, f"backtest-reader-{uuid.uuid4().hex[:8]}")
     try:
-        out = {}
-        for topic in topics:
-            meta = c.list_topics(topic, timeout=10).topics[topic]
-            for p in meta.partitions:
-                out[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        return out
+        return watermarks(c, topics)
     finally:
         c.close()
-
-
-def _reader(bootstrap: str) -> Consumer:
-    # A throwaway group that never commits: reading leaves no trace on the broker.
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"backtest-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
 
 
 def read_partitions(
@@ -118,49 +101,18 @@ def read_partitions(
     bounds: Mapping[tuple[str, int], tuple[int, int]],
     keep: Callable[[dict[str, Any]], bool] = lambda _r: True,
     timeout_s: float = 120.0,
-) -> list[tuple[str, int, int, dict[str, Any] | None]]:
+) -> list[RangeRecord]:
     """Decoded records ``(topic, partition, offset, record)`` of each ``(topic, partition)`` in
-    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept).
+    ``[start, end)``, read by a throwaway group that never commits (see :func:`read_range`).
 
     Raises:
         BacktestError: the offsets were not all reached within ``timeout_s``.
     """
-    todo = {tp: se for tp, se in bounds.items() if se[1] > se[0]}
-    out: list[tuple[str, int, int, dict[str, Any] | None]] = []
-    if not todo:
-        return out
-    decode = decoder(registry_url)
-    c = _reader(bootstrap)
-    c.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in todo.items()])
-    deadline = time.monotonic() + timeout_s
+    c = consumer(bootstrap, f"backtest-reader-{uuid.uuid4().hex[:8]}")
     try:
-        while todo:
-            if time.monotonic() > deadline:
-                missing = ", ".join(f"{t}[{p}] up to {e}" for (t, p), (_s, e) in todo.items())
-                raise BacktestError(f"reading back timed out after {timeout_s:.0f}s; not reached: {missing}")
-            for msg in c.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                tp = (msg.topic(), msg.partition())
-                if tp not in todo:
-                    continue
-                if msg.offset() < todo[tp][1]:
-                    record = decode(msg.value())
-                    if record is None or keep(record):
-                        out.append((tp[0], tp[1], msg.offset(), record))
-                if msg.offset() >= todo[tp][1] - 1:
-                    del todo[tp]
-                    c.incremental_unassign([TopicPartition(*tp)])
-            # Transaction markers can occupy the last offsets: a partition whose position
-            # reached its end is done.
-            if todo:
-                for tp_pos in c.position([TopicPartition(t, p) for (t, p) in todo]):
-                    key = (tp_pos.topic, tp_pos.partition)
-                    if tp_pos.offset >= todo[key][1]:
-                        del todo[key]
-    finally:
-        c.close()
-    return out
+        return read_range(c, decoder(registry_url), bounds, keep, timeout_s)
+    except ReadTimeout as exc:
+        raise BacktestError(str(exc)) from exc
 
 
 def epoch_ms(value: Any) -> int:

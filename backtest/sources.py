@@ -9,13 +9,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 import schemas
 from backtest.exceptions import BadInputError
-from backtest.replay import _reader, create_owned_topics, end_offsets, read_partitions
+from backtest.replay import create_owned_topics, end_offsets, read_partitions
 from fraud_core.exceptions import FraudPipelineError
-from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, consumer
 from fraud_core.topics import TopicSpec
 from producers.avro_file import labels_path, read_stream
 
@@ -44,7 +45,7 @@ def read_live_decisions(
     bounds = _existing_bounds(bootstrap, topics)
     if not bounds:
         return {}
-    c = _reader(bootstrap)
+    c = consumer(bootstrap)
     try:
         query = [TopicPartition(t, p, max(0, since_ms - _LIVE_MARGIN_MS)) for (t, p) in bounds]
         for tp in c.offsets_for_times(query, timeout=10):
@@ -62,7 +63,7 @@ def read_live_decisions(
 
 
 def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
-    c: Consumer = _reader(bootstrap)
+    c = consumer(bootstrap)
     try:
         names = set(c.list_topics(timeout=10).topics)
     finally:

@@ -29,7 +29,8 @@ from deploy.local.stack import Service, Stack, free_port
 from faults.proxy import FaultProxy
 from fraud_core import avro
 from fraud_core.exceptions import RegistryUnavailable
-from fraud_core.kafka_io import AvroPublisher, consumer, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, consumer
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 from producers.simulator import SimConfig, SimEvent, Simulator
