@@ -25,6 +25,8 @@ from backtest.exceptions import BacktestError
 from backtest.ranges import ReplayRange
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import start_job
+from flink_jobs.settings import JobSettings
+from fraud_core.cli import child_env
 from fraud_core.exceptions import ReadTimeout
 from fraud_core.kafka.readers import Bounds, RangeRecord, read_range, watermarks
 from fraud_core.kafka_io import consumer, decoder
@@ -34,7 +36,11 @@ from fraud_core.topics import COMPATIBILITY, TopicSpec
 log = logging.getLogger(__name__)
 
 # Settings of the job that differ from live (see the module docstring).
-JOB_OVERRIDES = {"SCORING_TIMEOUT_MS": "10000", "REDIS_TIMEOUT_MS": "5000", "DELIVERY": "at-least-once"}
+JOB_OVERRIDES: dict[str, object] = {
+    "SCORING_TIMEOUT_MS": 10_000,
+    "REDIS_TIMEOUT_MS": 5000,
+    "DELIVERY": "at-least-once",
+}
 _RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
@@ -157,24 +163,25 @@ def run_job(
     Raises:
         BacktestError: the job exited non-zero (the message carries the end of its log).
     """
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SCHEMA_REGISTRY_URL": registry_url,
-        "REDIS_URL": redis_url,
-        "SCORING_URL": scoring_url,
-        "SCORING_API_KEY": api_key,
-        "INPUT_TOPIC": replay.topic,
-        "FLAGGED_TOPIC": topics.flagged,
-        "APPROVED_TOPIC": topics.approved,
-        "DLQ_TOPIC": topics.dlq,
-        "GROUP_ID": group_id,
-        "START_FROM": replay.flink_start(),
-        "STOP_AT": replay.flink_stop(),
-        "CHECKPOINT_DIR": str(work_dir / f"checkpoints-{job_name}"),
-        "METRICS_PORT": "0",
-        "JOB_NAME": job_name,
+    env = child_env(
+        JobSettings,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        SCHEMA_REGISTRY_URL=registry_url,
+        REDIS_URL=redis_url,
+        SCORING_URL=scoring_url,
+        SCORING_API_KEY=api_key,
+        INPUT_TOPIC=replay.topic,
+        FLAGGED_TOPIC=topics.flagged,
+        APPROVED_TOPIC=topics.approved,
+        DLQ_TOPIC=topics.dlq,
+        GROUP_ID=group_id,
+        START_FROM=replay.flink_start(),
+        STOP_AT=replay.flink_stop(),
+        CHECKPOINT_DIR=str(work_dir / f"checkpoints-{job_name}"),
+        METRICS_PORT=0,
+        JOB_NAME=job_name,
         **JOB_OVERRIDES,
-    }
+    )
     log_path = work_dir / f"{job_name}.log"
     total = replay.events + replay.warmup_events
     t0 = time.monotonic()

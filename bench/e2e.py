@@ -38,6 +38,8 @@ from bench.stages import measure
 from deploy.local.bootstrap import create_topics, register_schemas
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
+from flink_jobs.settings import JobSettings
+from fraud_core.cli import child_env
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroSerializer
@@ -206,22 +208,23 @@ def start_system(
     logs: Path,
 ) -> ManagedProcess:
     kind, delivery, parallelism = SYSTEMS[name]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
-        "SCHEMA_REGISTRY_URL": cfg.registry_url,
-        "REDIS_URL": redis_url,
-        "SCORING_URL": scoring_url,
-        "SCORING_API_KEY": DEV_API_KEY,
-        "INPUT_TOPIC": topics["in"],
-        "FLAGGED_TOPIC": topics["flagged"],
-        "APPROVED_TOPIC": topics["approved"],
-        "DLQ_TOPIC": topics["dlq"],
-        "GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
-        "START_FROM": "earliest",
-        "METRICS_PORT": "0",
-        "CHECKPOINT_DIR": str(logs / f"{name}-checkpoints"),
-        "TRANSACTIONAL_ID_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
-    }
+    env = child_env(
+        JobSettings,  # the baselines read the job's settings too
+        KAFKA_BOOTSTRAP_SERVERS=cfg.bootstrap,
+        SCHEMA_REGISTRY_URL=cfg.registry_url,
+        REDIS_URL=redis_url,
+        SCORING_URL=scoring_url,
+        SCORING_API_KEY=DEV_API_KEY,
+        INPUT_TOPIC=topics["in"],
+        FLAGGED_TOPIC=topics["flagged"],
+        APPROVED_TOPIC=topics["approved"],
+        DLQ_TOPIC=topics["dlq"],
+        GROUP_ID=f"bench-{uuid.uuid4().hex[:8]}",
+        START_FROM="earliest",
+        METRICS_PORT=0,
+        CHECKPOINT_DIR=str(logs / f"{name}-checkpoints"),
+        TRANSACTIONAL_ID_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+    )
     if kind in ("naive-baseline", "batched-consumer"):
         return spawn(name, ["-m", f"bench.{kind.replace('-', '_')}"], logs / f"{name}.log", env)
     args = ["--delivery", delivery, "--parallelism", str(parallelism), "--restore", "none"]

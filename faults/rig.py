@@ -27,7 +27,9 @@ from deploy.local.bootstrap import create_topics
 from deploy.local.processes import ManagedProcess, start_job, start_scoring_service
 from deploy.local.stack import Service, Stack, free_port
 from faults.proxy import FaultProxy
+from flink_jobs.settings import JobSettings
 from fraud_core import avro
+from fraud_core.cli import child_env
 from fraud_core.exceptions import RegistryUnavailable
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, consumer
@@ -290,23 +292,24 @@ class Rig:
         return Topics(*(s.name for s in specs))
 
     def job_env(self, topics: Topics, delivery: str, group: str, checkpoints: Path) -> dict[str, str]:
-        return {
-            "APP_ENV": "test",
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "SCHEMA_REGISTRY_URL": self.registry_url,
-            "REDIS_URL": self.redis_url,
-            "SCORING_URL": self.proxy.url,
-            "SCORING_API_KEY": self.api_key,
-            "INPUT_TOPIC": topics.input,
-            "FLAGGED_TOPIC": topics.flagged,
-            "APPROVED_TOPIC": topics.approved,
-            "DLQ_TOPIC": topics.dlq,
-            "GROUP_ID": group,
-            "DELIVERY": delivery,
-            "TRANSACTIONAL_ID_PREFIX": group,
-            "CHECKPOINT_DIR": checkpoints.as_uri(),
-            "METRICS_PORT": "0",
-        }
+        return child_env(
+            JobSettings,
+            APP_ENV="test",
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            SCHEMA_REGISTRY_URL=self.registry_url,
+            REDIS_URL=self.redis_url,
+            SCORING_URL=self.proxy.url,
+            SCORING_API_KEY=self.api_key,
+            INPUT_TOPIC=topics.input,
+            FLAGGED_TOPIC=topics.flagged,
+            APPROVED_TOPIC=topics.approved,
+            DLQ_TOPIC=topics.dlq,
+            GROUP_ID=group,
+            DELIVERY=delivery,
+            TRANSACTIONAL_ID_PREFIX=group,
+            CHECKPOINT_DIR=checkpoints.as_uri(),
+            METRICS_PORT=0,
+        )
 
     def start_job(self, env: dict[str, str], log_name: str) -> ManagedProcess:
         job = start_job(env, [], self.work_dir / log_name)

@@ -10,7 +10,6 @@ available, and the exactly-once sink is Flink's own); everything between is Pyth
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import Field
+from pydantic_settings import CliToggleFlag
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -35,6 +36,7 @@ from flink_jobs.operators import (
     ScoringFunction,
 )
 from flink_jobs.settings import REPO_ROOT, JobSettings
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.exceptions import ConfigError, StackError
 from fraud_core.transaction import EventTimeBounds
 
@@ -356,58 +358,42 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     return env
 
 
-def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
-        prog="python -m flink_jobs.scoring_job",
-        description="Score payments.initiated into payments.flagged / payments.approved (bad records to "
-        "payments.dlq). Every flag falls back to the environment variable of the same name in upper case "
-        "(see flink_jobs/settings.py).",
+class JobCli(JobSettings):
+    __doc__ = (
+        "Score payments.initiated into payments.flagged / payments.approved (bad records to "
+        f"payments.dlq). {ENV_NOTE}"
     )
-    parser.add_argument("--delivery", choices=["at-least-once", "exactly-once"], help="DELIVERY")
-    parser.add_argument("--parallelism", type=int, help="JOB_PARALLELISM")
-    parser.add_argument("--checkpoint-interval-ms", type=int, help="CHECKPOINT_INTERVAL_MS")
-    parser.add_argument("--checkpoint-dir", help="CHECKPOINT_DIR")
-    parser.add_argument("--group-id", help="GROUP_ID: consumer group of the source")
-    parser.add_argument(
-        "--start-from",
-        help="START_FROM: group-offsets | earliest | latest | timestamp:<ms> | specific:<offsets>",
+
+    model_config = cli_config(
+        "python -m flink_jobs.scoring_job",
+        {
+            "DELIVERY": "delivery",
+            "JOB_PARALLELISM": "parallelism",
+            "CHECKPOINT_INTERVAL_MS": "checkpoint-interval-ms",
+            "CHECKPOINT_DIR": "checkpoint-dir",
+            "GROUP_ID": "group-id",
+            "START_FROM": "start-from",
+            "STOP_AT": "stop-at",
+            "INPUT_TOPIC": "input-topic",
+            "FLAGGED_TOPIC": "flagged-topic",
+            "APPROVED_TOPIC": "approved-topic",
+            "DLQ_TOPIC": "dlq-topic",
+            "METRICS_PORT": "metrics-port",
+        },
     )
-    parser.add_argument(
-        "--stop-at", help="STOP_AT: none | latest | timestamp:<ms> | specific:<offsets> (bounded)"
+
+    restore: str = Field(
+        "latest", description="latest (newest retained checkpoint, if any) | none | <checkpoint path>"
     )
-    parser.add_argument("--input-topic", help="INPUT_TOPIC")
-    parser.add_argument("--flagged-topic", help="FLAGGED_TOPIC")
-    parser.add_argument("--approved-topic", help="APPROVED_TOPIC")
-    parser.add_argument("--dlq-topic", help="DLQ_TOPIC")
-    parser.add_argument("--metrics-port", type=int, help="METRICS_PORT (Prometheus reporter; 0 = off)")
-    parser.add_argument(
-        "--restore",
-        default="latest",
-        help="latest (newest retained checkpoint, if any) | none | <checkpoint path>",
+    cluster: CliToggleFlag[bool] = Field(
+        False,
+        description="submit this file with `flink run -py` to the local standalone cluster of `make "
+        "cluster` (FLINK_REST_PORT, default 8091) instead of running a mini-cluster; parallelism 2 "
+        "unless set, checkpoints under the cluster's state folder unless CHECKPOINT_DIR is set",
     )
-    parser.add_argument(
-        "--cluster",
-        action="store_true",
-        help="submit this file with `flink run -py` to the local standalone cluster of `make cluster` "
-        "(FLINK_REST_PORT, default 8091) instead of running a mini-cluster; parallelism 2 unless set, "
-        "checkpoints under the cluster's state folder unless CHECKPOINT_DIR is set",
-    )
-    args = parser.parse_args(argv)
-    overrides = {
-        name.upper(): value
-        for name, value in vars(args).items()
-        if value is not None and name not in ("restore", "parallelism", "cluster")
-    }
-    if args.parallelism is not None:
-        overrides["JOB_PARALLELISM"] = args.parallelism
-    try:
-        settings = JobSettings(**overrides)
-    except ValueError as exc:
-        parser.exit(2, f"error: invalid setting: {exc}\n")
-    return settings, args
 
 
-def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: list[str]) -> int:
+def submit_to_cluster(settings: JobCli, argv: list[str]) -> int:
     """``--cluster``: run ``bin/flink run -py <this file> <the other flags>`` against the local
     standalone cluster, in the foreground; the submitted file then builds the same job graph, and
     ``get_execution_environment`` inside ``flink run`` returns the cluster's environment."""
@@ -415,7 +401,7 @@ def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: lis
 
     cluster = ClusterConfig.from_env()
     job_env: dict[str, str] = {}
-    if args.parallelism is None and "JOB_PARALLELISM" not in os.environ:
+    if "JOB_PARALLELISM" not in settings.model_fields_set:  # neither the flag nor the variable
         job_env["JOB_PARALLELISM"] = "2"
     if not settings.CHECKPOINT_DIR:
         job_env["CHECKPOINT_DIR"] = str(cluster.job_checkpoint_dir(settings.JOB_NAME).resolve())
@@ -437,10 +423,10 @@ def _cluster_config(env: StreamExecutionEnvironment) -> dict[str, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    settings, args = parse_args(argv)
+    settings = parse_settings(JobCli, argv)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.cluster:
-        return submit_to_cluster(settings, args, argv)
+    if settings.cluster:
+        return submit_to_cluster(settings, argv)
     log.info(
         "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
         settings.JOB_NAME,
@@ -453,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.JOB_PARALLELISM,
     )
     try:
-        env = build(settings, args.restore)
+        env = build(settings, settings.restore)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
