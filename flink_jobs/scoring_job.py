@@ -180,7 +180,7 @@ def check_embedded_imports(pythonpath: str) -> None:
 
 
 def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
-    """The Flink settings, with the latency knobs documented in flink_jobs/README.md."""
+    """The Flink configuration of :func:`flink_options`; creating it starts the JVM."""
     if settings.METRICS_PORT:
         # The Prometheus reporter ships in the wheel as a plugin, but the embedded mini-cluster
         # does not load plugins; its reporter factories come from the JVM's classpath. PyFlink's
@@ -195,34 +195,42 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
                 filter(None, [os.environ.get("HADOOP_CLASSPATH"), str(jar)])
             )
     conf = Configuration()
+    for key, value in flink_options(settings, restore).items():
+        conf.set_string(key, value)
+    return conf
+
+
+def flink_options(settings: JobSettings, restore: str) -> dict[str, str]:
+    """The Flink settings, with the latency knobs documented in flink_jobs/README.md (no JVM needed)."""
+    opts: dict[str, str] = {}
     jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
     if jars:  # on a cluster the connector sits in Flink's lib/ instead
-        conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in jars))
+        opts["pipeline.jars"] = ";".join(p.resolve().as_uri() for p in jars)
     # THREAD mode: the Python functions run inside the TaskManager's JVM (PEMJA), so an event
     # crosses into Python by a JNI call instead of a gRPC round trip per bundle to a worker process.
-    conf.set_string("python.execution-mode", "thread")
+    opts["python.execution-mode"] = "thread"
     pythonpath = os.environ.get("PYFLINK_PYTHONPATH") or embedded_pythonpath()
     check_embedded_imports(pythonpath)
-    conf.set_string("python.pythonpath", pythonpath)
-    conf.set_string("pipeline.max-parallelism", str(MAX_PARALLELISM))
-    conf.set_string("execution.buffer-timeout.interval", f"{settings.BUFFER_TIMEOUT_MS}ms")
-    conf.set_string("python.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
-    conf.set_string("python.client.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
-    conf.set_string("execution.checkpointing.interval", f"{settings.checkpoint_interval_ms}ms")
-    conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
-    conf.set_string("execution.checkpointing.num-retained", "2")
+    opts["python.pythonpath"] = pythonpath
+    opts["pipeline.max-parallelism"] = str(MAX_PARALLELISM)
+    opts["execution.buffer-timeout.interval"] = f"{settings.BUFFER_TIMEOUT_MS}ms"
+    opts["python.executable"] = os.environ.get("PYFLINK_PYTHON", sys.executable)
+    opts["python.client.executable"] = os.environ.get("PYFLINK_PYTHON", sys.executable)
+    opts["execution.checkpointing.interval"] = f"{settings.checkpoint_interval_ms}ms"
+    opts["execution.checkpointing.mode"] = "EXACTLY_ONCE"
+    opts["execution.checkpointing.externalized-checkpoint-retention"] = "RETAIN_ON_CANCELLATION"
+    opts["execution.checkpointing.num-retained"] = "2"
     checkpoint_uri, checkpoint_dir = storage_location(
         settings.CHECKPOINT_DIR or str(REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME)
     )
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    conf.set_string("execution.checkpointing.dir", checkpoint_uri)
+    opts["execution.checkpointing.dir"] = checkpoint_uri
     if restore == "latest":
         found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         if found is not None:
             log.info("restoring from checkpoint %s", found)
-            conf.set_string("execution.state-recovery.path", found.resolve().as_uri())
+            opts["execution.state-recovery.path"] = found.resolve().as_uri()
         elif checkpoint_dir is None:
             log.info(
                 "checkpoints go to %s; --restore latest lists only local folders, so this start "
@@ -237,20 +245,19 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
                 settings.START_FROM,
             )
     elif restore != "none":
-        conf.set_string("execution.state-recovery.path", storage_location(restore)[0])
-    conf.set_string("restart-strategy.type", "exponential-delay")
-    conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1s")
-    conf.set_string("restart-strategy.exponential-delay.max-backoff", "30s")
+        opts["execution.state-recovery.path"] = storage_location(restore)[0]
+    opts["restart-strategy.type"] = "exponential-delay"
+    opts["restart-strategy.exponential-delay.initial-backoff"] = "1s"
+    opts["restart-strategy.exponential-delay.max-backoff"] = "30s"
     if settings.METRICS_PORT:
-        conf.set_string(
-            "metrics.reporter.prom.factory.class",
-            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        opts["metrics.reporter.prom.factory.class"] = (
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
         )
-        conf.set_string("metrics.reporter.prom.port", str(settings.METRICS_PORT))
-    conf.set_string("parallelism.default", str(settings.JOB_PARALLELISM))
+        opts["metrics.reporter.prom.port"] = str(settings.METRICS_PORT)
+    opts["parallelism.default"] = str(settings.JOB_PARALLELISM)
     if settings.PYTHON_PROFILE:
-        conf.set_string("python.profile.enabled", "true")
-    return conf
+        opts["python.profile.enabled"] = "true"
+    return opts
 
 
 def score_config(settings: JobSettings) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent, txn_record
+from producers.simulator import SimConfig, SimEvent
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class _Publisher:
                 raise ConfigError(f"topic {name!r} does not exist (automatic creation is off); run `make up`")
 
     def send_event(self, event: SimEvent, headers: list[tuple[str, bytes]]) -> None:
-        value = self._txns.encode(self.topic, txn_record(event.txn))
+        value = self._txns.encode(self.topic, event.txn.to_record())
         self.publisher.produce(self.topic, event.txn.user_id.encode(), value, headers)
 
     def send_label(self, event: SimEvent, delay_ms: int, headers: list[tuple[str, bytes]]) -> None:
