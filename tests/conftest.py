@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 import schemas
 from deploy.local.bootstrap import create_topics
@@ -35,6 +36,14 @@ PROCESS_FIXTURES = frozenset(
         "private_service",
     }
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """Models fitted in the test process use one OpenMP thread: on this shared 2-core machine a
+    second thread spinning against the other work turned a 0.5 s fit into 8 s."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
