@@ -28,8 +28,8 @@ from deploy.local.processes import start_job
 from flink_jobs.settings import JobSettings
 from fraud_core.cli import child_env
 from fraud_core.exceptions import ReadTimeout
-from fraud_core.kafka.readers import Bounds, RangeRecord, read_range, watermarks
-from fraud_core.kafka_io import consumer, decoder
+from fraud_core.kafka.readers import RangeRecord, read_range
+from fraud_core.kafka_io import consumer, decoder, partition_bounds
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 
@@ -90,15 +90,6 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
             fut.result()
         except Exception as exc:  # the admin API raises KafkaException or others; none is fatal here
             log.warning("could not delete backtest topic %s: %s", name, exc)
-
-
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> Bounds:
-    """(low, high) watermark of every partition of ``topics``."""
-    c = consumer(bootstrap, f"backtest-reader-{uuid.uuid4().hex[:8]}")
-    try:
-        return watermarks(c, topics)
-    finally:
-        c.close()
 
 
 def read_partitions(
@@ -190,7 +181,7 @@ def run_job(
         with tqdm(total=total, desc=progress_label, unit="ev", disable=None, leave=True) as bar:
             while job.alive and time.monotonic() - t0 < timeout_s:
                 time.sleep(1.0)
-                done = sum(h - lo for lo, h in end_offsets(bootstrap, topics.all).values())
+                done = sum(h - lo for lo, h in partition_bounds(bootstrap, topics.all).values())
                 bar.update(max(0, min(done, total) - bar.n))
             if job.alive:
                 raise BacktestError(f"job {job_name} still running after {timeout_s:.0f}s; stopped")
@@ -210,7 +201,7 @@ def collect(
     bootstrap: str, registry_url: str, topics: RunTopics, replay: ReplayRange, warmup_ids: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, float]:
     """(decisions in the range, dead letters in the range, events replayed, processing seconds)."""
-    bounds = end_offsets(bootstrap, topics.all)
+    bounds = partition_bounds(bootstrap, topics.all)
     timestamps: list[int] = []
     decisions: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []

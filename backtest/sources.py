@@ -13,10 +13,10 @@ from confluent_kafka import TopicPartition
 
 import schemas
 from backtest.exceptions import BadInputError
-from backtest.replay import create_owned_topics, end_offsets, read_partitions
+from backtest.replay import create_owned_topics, read_partitions
 from fraud_core.exceptions import FraudPipelineError
 from fraud_core.kafka.headers import new_headers
-from fraud_core.kafka_io import AvroPublisher, consumer
+from fraud_core.kafka_io import AvroPublisher, consumer, partition_bounds
 from fraud_core.topics import TopicSpec
 from producers.avro_file import labels_path, read_stream
 
@@ -71,7 +71,7 @@ def _existing_bounds(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, i
     missing = [t for t in topics if t not in names]
     if missing:
         raise BadInputError(f"topic(s) {', '.join(missing)} do not exist at {bootstrap}")
-    return end_offsets(bootstrap, topics)
+    return partition_bounds(bootstrap, topics)
 
 
 def publish_avro_file(

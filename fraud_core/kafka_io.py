@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 
 from fraud_core.exceptions import DecodeError
 from fraud_core.kafka.publisher import Publisher
-from fraud_core.kafka.readers import watermarks
+from fraud_core.kafka.readers import Bounds, watermarks
 from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
 
@@ -159,10 +159,15 @@ def read_until(
     return out
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """High watermark per partition of ``topic``."""
+def partition_bounds(bootstrap: str, topics: Iterable[str]) -> Bounds:
+    """(low, high) watermark of every partition of ``topics``."""
     c = consumer(bootstrap)
     try:
-        return {p: high for (_t, p), (_low, high) in watermarks(c, [topic]).items()}
+        return watermarks(c, topics)
     finally:
         c.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """High watermark per partition of ``topic``."""
+    return {p: high for (_t, p), (_low, high) in partition_bounds(bootstrap, [topic]).items()}
