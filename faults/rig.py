@@ -32,6 +32,7 @@ from fraud_core import avro
 from fraud_core.cli import child_env
 from fraud_core.exceptions import RegistryUnavailable
 from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka.serde import AvroDeserializer
 from fraud_core.kafka_io import AvroPublisher, consumer
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
@@ -85,8 +86,9 @@ class Tap:
 
     def __init__(self, bootstrap: str, registry_url: str, topics: Topics) -> None:
         self.topics = topics
-        self._registry = RegistryClient(registry_url)
-        self._reader = schemas.load(schemas.TRANSACTION)
+        registry = RegistryClient(registry_url)
+        self._deserialize = AvroDeserializer(registry.parsed_schema)
+        self._deserialize_txn = AvroDeserializer(registry.parsed_schema, schemas.TRANSACTION)
         self._consumer = consumer(bootstrap)
         # Assigned, not subscribed: a group would rebalance when the broker restarts and, with no
         # committed offsets, read everything again, which would look like duplicates.
@@ -130,10 +132,10 @@ class Tap:
         """Decode, waiting out a registry outage (the registry-down scenario stops it)."""
         for _ in range(600):
             try:
-                return avro.decode(value, self._registry.parsed_schema)
+                return self._deserialize(value)
             except RegistryUnavailable:
                 time.sleep(0.5)
-        return avro.decode(value, self._registry.parsed_schema)
+        return self._deserialize(value)
 
     def decided(self) -> set[str]:
         return {r["event_id"] for _, r in self.decisions}
@@ -152,7 +154,7 @@ class Tap:
         out = set()
         for d in self.dead:
             try:
-                out.add(avro.decode(d["value"], self._registry.parsed_schema, self._reader)["event_id"])
+                out.add(self._deserialize_txn(d["value"])["event_id"])
             except Exception:
                 continue
         return out
