@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
-from pydantic_settings import CliToggleFlag
+from pydantic import Field, SecretStr
+from pydantic_settings import CliSuppress, CliToggleFlag
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -389,6 +389,8 @@ class JobCli(JobSettings):
         },
     )
 
+    # Secrets come from the environment only: a flag would show the key in `ps` and shell history.
+    SCORING_API_KEY: CliSuppress[SecretStr | None] = None
     restore: str = Field(
         "latest", description="latest (newest retained checkpoint, if any) | none | <checkpoint path>"
     )

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, get_args
 
 import pydantic
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, SettingsConfigDict
@@ -102,10 +102,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+def _is_secret(annotation: Any) -> bool:
+    return annotation is pydantic.SecretStr or any(_is_secret(a) for a in get_args(annotation))
+
+
 def parse_settings(cls: type[S], argv: Sequence[str] | None = None) -> S:
     """``cls`` from the command line ``argv`` (default ``sys.argv[1:]``), the environment and the
-    defaults, in that order; ``--help`` prints and exits 0, an invalid setting exits 2 naming it."""
+    defaults, in that order; ``--help`` prints and exits 0, an invalid setting exits 2 naming it.
+    A secret given as a flag exits 2 too: it would show in ``ps`` and the shell's history."""
     args = list(sys.argv[1:] if argv is None else argv)
+    for name, flag in _given(cls, args).items():
+        if _is_secret(cls.model_fields[name].annotation):
+            fail(f"{flag} is a secret: set {name} in the environment, never on the command line")
     try:
         return CliApp.run(cls, cli_args=args)
     except pydantic.ValidationError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraud_core.rules import RulesError, load_rules
@@ -22,22 +22,30 @@ class AppSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
-    APP_ENV: Literal["local", "test", "staging", "production"] = "local"
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    APP_ENV: Literal["local", "test", "staging", "production"] = Field(
+        "local", description="Where this runs; outside local and test, secrets have no development default."
+    )
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
 
 class ConnectionSettings(AppSettings):
     """Where the shared services are. Defaults point at the local stack of ``make up``."""
 
-    KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
-    SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
-    REDIS_URL: str = "redis://localhost:6379/0"
+    KAFKA_BOOTSTRAP_SERVERS: str = Field("localhost:9092", description="Kafka bootstrap servers.")
+    SCHEMA_REGISTRY_URL: str = Field(
+        "http://localhost:8081/apis/ccompat/v7", description="Confluent-compatible schema registry base URL."
+    )
+    REDIS_URL: str = Field(
+        "redis://localhost:6379/0", description="Redis: profiles, blocklist, idempotency markers."
+    )
 
 
 class ApiKeySettings(AppSettings):
     """The scoring API key: the development key locally, required (and not that key) elsewhere."""
 
-    SCORING_API_KEY: SecretStr | None = None
+    SCORING_API_KEY: SecretStr | None = Field(
+        None, description="X-API-Key of the scoring service; defaults to the development key locally."
+    )
 
     @model_validator(mode="after")
     def _api_key_required_outside_local(self) -> ApiKeySettings:
@@ -62,10 +70,12 @@ class ScoringClientSettings(ConnectionSettings, ApiKeySettings):
     """Connection settings plus the scoring service and the decision rules, for the parts that
     score and decide (the job, the baselines)."""
 
-    SCORING_URL: str = "http://localhost:8000"
-    # The decision rules (fraud_core/rules); empty = the packaged fraud_core/rules/default.toml.
-    # Checked at start; the job reloads the file when it changes.
-    RULES_FILE: str = ""
+    SCORING_URL: str = Field("http://localhost:8000", description="Base URL of the scoring service.")
+    RULES_FILE: str = Field(
+        "",
+        description="The decision rules (fraud_core/rules); empty: the packaged default.toml. Checked at "
+        "start; the job reloads the file when it changes.",
+    )
 
     @field_validator("RULES_FILE")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from actions.__main__ import ActionsCli
+from flink_jobs.scoring_job import JobCli
 from flink_jobs.settings import JobSettings
 from fraud_core.cli import child_env, help_text, parse_settings
 from fraud_core.exceptions import ConfigError
@@ -52,6 +53,17 @@ def test_booleans_take_true_or_false_and_refuse_anything_else(capsys: pytest.Cap
     with pytest.raises(SystemExit):
         parse_settings(ActionsCli, ["--audit-profile-updates", "maybe"])
     assert "--audit-profile-updates input should be a valid boolean" in capsys.readouterr().err
+
+
+def test_a_secret_is_refused_on_the_command_line_and_kept_out_of_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(JobCli, ["--SCORING-API-KEY", "s3cret-value"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "SCORING_API_KEY in the environment" in err and "s3cret-value" not in err
+    assert "API-KEY" not in help_text(JobCli)
 
 
 def test_help_comes_from_the_fields() -> None:
