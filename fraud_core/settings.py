@@ -23,20 +23,22 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
     APP_ENV: Literal["local", "test", "staging", "production"] = Field(
-        "local", description="Where this runs; outside local and test, secrets have no development default."
+        default="local",
+        description="Where this runs; outside local and test, secrets have no development default.",
     )
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
 
 class ConnectionSettings(AppSettings):
     """Where the shared services are. Defaults point at the local stack of ``make up``."""
 
-    KAFKA_BOOTSTRAP_SERVERS: str = Field("localhost:9092", description="Kafka bootstrap servers.")
+    KAFKA_BOOTSTRAP_SERVERS: str = Field(default="localhost:9092", description="Kafka bootstrap servers.")
     SCHEMA_REGISTRY_URL: str = Field(
-        "http://localhost:8081/apis/ccompat/v7", description="Confluent-compatible schema registry base URL."
+        default="http://localhost:8081/apis/ccompat/v7",
+        description="Confluent-compatible schema registry base URL.",
     )
     REDIS_URL: str = Field(
-        "redis://localhost:6379/0", description="Redis: profiles, blocklist, idempotency markers."
+        default="redis://localhost:6379/0", description="Redis: profiles, blocklist, idempotency markers."
     )
 
 
@@ -44,7 +46,7 @@ class ApiKeySettings(AppSettings):
     """The scoring API key: the development key locally, required (and not that key) elsewhere."""
 
     SCORING_API_KEY: SecretStr | None = Field(
-        None, description="X-API-Key of the scoring service; defaults to the development key locally."
+        default=None, description="X-API-Key of the scoring service; defaults to the development key locally."
     )
 
     @model_validator(mode="after")
@@ -70,9 +72,9 @@ class ScoringClientSettings(ConnectionSettings, ApiKeySettings):
     """Connection settings plus the scoring service and the decision rules, for the parts that
     score and decide (the job, the baselines)."""
 
-    SCORING_URL: str = Field("http://localhost:8000", description="Base URL of the scoring service.")
+    SCORING_URL: str = Field(default="http://localhost:8000", description="Base URL of the scoring service.")
     RULES_FILE: str = Field(
-        "",
+        default="",
         description="The decision rules (fraud_core/rules); empty: the packaged default.toml. Checked at "
         "start; the job reloads the file when it changes.",
     )
