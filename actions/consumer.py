@@ -17,42 +17,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import start_http_server
 
 import schemas
 from actions.exceptions import ActionsError, TransientError
-from actions.logic import Decision, audit_records, mask_card, notification, parse_decision, plan_actions
+from actions.logic import Decision, audit_records, notification, parse_decision, plan_actions
 from actions.metrics import Metrics
 from actions.notify import Notifier, notifier_for
 from actions.settings import ConsumerSettings
 from actions.store import ActionStore, Outcome
-from fraud_core import avro
-from fraud_core.cards import mask_pans
-from fraud_core.exceptions import CardNumberRefused, DecodeError, RegistryUnavailable, SerializationError
+from fraud_core.cards import mask_card
+from fraud_core.clock import now_ms
+from fraud_core.exceptions import DecodeError, RegistryUnavailable, SerializationError
 from fraud_core.features import Profile
+from fraud_core.kafka.dead_letter import dead_letter_record
+from fraud_core.kafka.headers import correlation_id, propagated
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 
 STAGE = "action-consumer"
-PROPAGATED_HEADERS = ("correlation_id", "traceparent")
 LAG_INTERVAL_S = 5.0
 FLUSH_TIMEOUT_S = 30.0
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _propagated(msg: Message) -> dict[str, bytes]:
-    """The headers that travel from a decision to everything derived from it."""
-    out: dict[str, bytes] = {}
-    for name, value in list(msg.headers() or []):
-        if name in PROPAGATED_HEADERS and value is not None:
-            out[name] = value if isinstance(value, bytes) else str(value).encode()
-    return out
 
 
 def _coordinates(msg: Message) -> tuple[str, int, int]:
@@ -64,12 +54,11 @@ def _coordinates(msg: Message) -> tuple[str, int, int]:
 
 @dataclass
 class _Batch:
-    """What one poll handled: offsets to commit, events to mark done, delivery failures."""
+    """What one poll handled: offsets to commit, events to mark done."""
 
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     acted: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
-    delivery_errors: list[str] = field(default_factory=list)
 
 
 class ActionConsumer:
@@ -91,14 +80,12 @@ class ActionConsumer:
         self.notifier = notifier or notifier_for(settings.NOTIFY_WEBHOOK_URL, settings.NOTIFY_TIMEOUT_S)
         self.metrics = metrics or Metrics()
         self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
-        self._reader = schemas.load(schemas.DECISION)
+        self._deserialize = AvroDeserializer(self.registry.parsed_schema, schemas.DECISION)
+        self._audits = AvroSerializer(self.registry, schemas.ACTION)
+        self._dead_letters = AvroSerializer(self.registry, schemas.DEAD_LETTER)
         # Resolve the output schema ids now: a missing subject fails at start, not on the first record.
-        self._action_schema_id = self.registry.lookup_id(
-            f"{settings.ACTIONS_TOPIC}-value", schemas.load_text(schemas.ACTION)
-        )
-        self._dlq_schema_id = self.registry.lookup_id(
-            f"{settings.DLQ_TOPIC}-value", schemas.load_text(schemas.DEAD_LETTER)
-        )
+        self._audits.schema_id(settings.ACTIONS_TOPIC)
+        self._dead_letters.schema_id(settings.DLQ_TOPIC)
         self.store = ActionStore(
             settings.redis_connect_url,
             settings.BLOCK_TTL_S,
@@ -126,6 +113,7 @@ class ActionConsumer:
                 }
             )
         )
+        self.publisher = Publisher(self.producer, drain_s=0.1)
         self.consumer.subscribe(
             [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],
             on_assign=self._on_assign,
@@ -170,7 +158,7 @@ class ActionConsumer:
             self._server = None
         if self.consumer is None:
             return
-        self.producer.flush(FLUSH_TIMEOUT_S)
+        self.publisher.flush(FLUSH_TIMEOUT_S)
         self.consumer.close()
         self.consumer = None  # type: ignore[assignment]
         self.store.close()
@@ -219,23 +207,21 @@ class ActionConsumer:
         t0 = time.perf_counter()
         topic, partition, offset = _coordinates(msg)
         source = f"{topic}[{partition}]@{offset}"
-        headers = _propagated(msg)
-        correlation_id = (
-            headers["correlation_id"].decode("utf-8", "replace") if "correlation_id" in headers else ""
-        )
+        headers = propagated(msg.headers())
+        correlation = correlation_id(headers)
         self.metrics.consumed.labels(topic).inc()
         try:
             record = self._decode(msg.value())
             decision = parse_decision(record)
-            self._act(decision, record, headers, correlation_id, source, topic)
+            self._act(decision, record, headers, correlation, source, topic)
         except (DecodeError, SerializationError) as exc:
-            self._dead_letter(msg, exc, headers, correlation_id, source)
+            self._dead_letter(msg, exc, headers, correlation, source)
         self._batch.offsets[(topic, partition)] = offset + 1
         self.metrics.latency.observe(time.perf_counter() - t0)
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         try:
-            return avro.decode(value, self.registry.parsed_schema, self._reader)
+            return self._deserialize(value)
         except RegistryUnavailable as exc:
             # An outage to wait out, never the record's fault (an unknown id is a DecodeError).
             raise TransientError(str(exc)) from exc
@@ -265,7 +251,7 @@ class ActionConsumer:
             http_headers = {k.replace("_", "-"): v.decode("utf-8", "replace") for k, v in headers.items()}
             self.notifier.notify(notification(decision, correlation_id), http_headers)
         for record in applied.audits:
-            value = avro.encode(self._action_schema_id, schemas.load(schemas.ACTION), record)
+            value = self._audits.encode(self.settings.ACTIONS_TOPIC, record)
             self._produce(self.settings.ACTIONS_TOPIC, decision.user_id.encode(), value, headers)
         self._batch.seen.add(decision.event_id)
         self._batch.acted.append(decision.event_id)
@@ -293,9 +279,8 @@ class ActionConsumer:
                 self.notifier.channel,
                 self.settings.AUDIT_PROFILE_UPDATES,
             )
-            schema = schemas.load(schemas.ACTION)
             for record in records:  # refuse a record that cannot be audited before any effect is applied
-                avro.encode(self._action_schema_id, schema, record)
+                self._audits.encode(self.settings.ACTIONS_TOPIC, record)
             return records
 
         return build
@@ -317,49 +302,28 @@ class ActionConsumer:
         correlation_id: str,
         source: str,
     ) -> None:
-        error_type = exc.error_type if isinstance(exc, DecodeError) else "AUDIT_ENCODE"
+        envelope = dead_letter_record(
+            _coordinates(msg), msg.key(), msg.value(), exc, STAGE, headers, error_type="AUDIT_ENCODE"
+        )
+        error_type = envelope["error_type"]
         self.metrics.dead_letters.labels(error_type).inc()
         log.warning("%s correlation_id=%s dead letter: %s %s", source, correlation_id, error_type, exc)
-        original = msg.value()
-        if isinstance(exc, CardNumberRefused) and original is not None:
-            original = original.replace(exc.pan.encode(), mask_pans(exc.pan).encode())  # same length
-        envelope = {
-            "source_topic": msg.topic(),
-            "source_partition": msg.partition(),
-            "source_offset": msg.offset(),
-            "key": msg.key(),
-            "value": original,
-            "error_type": error_type,
-            "error_message": str(exc),
-            "failed_at": now_ms(),
-            "stage": STAGE,
-            "correlation_id": correlation_id or None,
-        }
-        value = avro.encode(self._dlq_schema_id, schemas.load(schemas.DEAD_LETTER), envelope)
+        value = self._dead_letters.encode(self.settings.DLQ_TOPIC, envelope)
         self._produce(self.settings.DLQ_TOPIC, msg.key(), value, headers)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, bytes]) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value, key, headers=list(headers.items()), on_delivery=self._delivered
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)  # local queue full: let deliveries drain
-            except KafkaException as exc:
-                raise TransientError(f"cannot produce to {topic}: {exc}") from exc
-
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._batch.delivery_errors.append(f"{msg.topic()}: {err}")
+        try:
+            self.publisher.produce(topic, key, value, headers)
+        except KafkaException as exc:
+            raise TransientError(f"cannot produce to {topic}: {exc}") from exc
 
     def _finish(self) -> None:
         """Wait for every produced record, mark the events done, commit. Raises TransientError."""
         batch = self._batch
-        remaining = self.producer.flush(FLUSH_TIMEOUT_S)
-        if remaining or batch.delivery_errors:
-            problems = "; ".join(batch.delivery_errors[:3]) or f"{remaining} records unacknowledged"
+        remaining = self.publisher.flush(FLUSH_TIMEOUT_S)
+        errors = self.publisher.take_errors()
+        if remaining or errors:
+            problems = "; ".join(errors[:3]) or f"{remaining} records unacknowledged"
             raise TransientError(f"audit/dead-letter records not delivered: {problems}")
         if batch.acted:
             try:

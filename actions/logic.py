@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from fraud_core.cards import is_pan
+from fraud_core.cards import is_pan, mask_card
 from fraud_core.decision import APPROVE, FLAG
 from fraud_core.exceptions import CardNumberRefused, ValidationError
 from fraud_core.features import BLOCKLIST_REASON, Profile
@@ -157,11 +157,6 @@ def parse_decision(record: Mapping[str, Any]) -> Decision:
         action=action_of(record),
         rules_fired=tuple(record.get("rules_fired") or ()),
     )
-
-
-def mask_card(card_id: str) -> str:
-    """The card id as logs may show it: everything but the last four characters masked."""
-    return f"****{card_id[-4:]}" if len(card_id) > 4 else "****"
 
 
 def plan_actions(decision: Decision) -> list[ActionType]:

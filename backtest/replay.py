@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from tqdm import tqdm
 
@@ -26,15 +25,23 @@ from backtest.exceptions import BacktestError
 from backtest.ranges import ReplayRange
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import start_job
+from flink_jobs.settings import JobSettings
+from fraud_core.cli import child_env
 from fraud_core.connections import KafkaConnection, as_connection
-from fraud_core.kafka_io import decoder
+from fraud_core.exceptions import ReadTimeout
+from fraud_core.kafka.readers import RangeRecord, read_range
+from fraud_core.kafka_io import consumer, decoder, partition_bounds
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 
 log = logging.getLogger(__name__)
 
 # Settings of the job that differ from live (see the module docstring).
-JOB_OVERRIDES = {"SCORING_TIMEOUT_MS": "10000", "REDIS_TIMEOUT_MS": "5000", "DELIVERY": "at-least-once"}
+JOB_OVERRIDES: dict[str, object] = {
+    "SCORING_TIMEOUT_MS": 10_000,
+    "REDIS_TIMEOUT_MS": 5000,
+    "DELIVERY": "at-least-once",
+}
 _RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
@@ -88,36 +95,6 @@ def delete_topics(bootstrap: str | KafkaConnection, names: list[str]) -> None:
             log.warning("could not delete backtest topic %s: %s", name, exc)
 
 
-def end_offsets(
-    bootstrap: str | KafkaConnection, topics: Iterable[str]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """(low, high) watermark of every partition of ``topics``."""
-    c = _reader(bootstrap)
-    try:
-        out = {}
-        for topic in topics:
-            meta = c.list_topics(topic, timeout=10).topics[topic]
-            for p in meta.partitions:
-                out[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        return out
-    finally:
-        c.close()
-
-
-def _reader(bootstrap: str | KafkaConnection) -> Consumer:
-    # A throwaway group that never commits: reading leaves no trace on the broker.
-    return Consumer(
-        as_connection(bootstrap).librdkafka(
-            **{
-                "group.id": f"backtest-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-            }
-        )
-    )
-
-
 def read_partitions(
     bootstrap: str | KafkaConnection,
     registry_url: str,
@@ -125,50 +102,19 @@ def read_partitions(
     keep: Callable[[dict[str, Any]], bool] = lambda _r: True,
     timeout_s: float = 120.0,
     decode: Callable[[bytes | None], dict[str, Any] | None] | None = None,
-) -> list[tuple[str, int, int, dict[str, Any] | None]]:
+) -> list[RangeRecord]:
     """Decoded records ``(topic, partition, offset, record)`` of each ``(topic, partition)`` in
-    ``[start, end)``; records ``keep`` refuses are dropped while reading (undecodable ones are kept,
-    as None). ``decode`` (default: any registered Avro schema) returns None for a value it refuses.
+    ``[start, end)``, read by a throwaway group that never commits (see :func:`read_range`).
+    ``decode`` (default: any registered Avro schema) returns None for a value it refuses.
 
     Raises:
         BacktestError: the offsets were not all reached within ``timeout_s``.
     """
-    todo = {tp: se for tp, se in bounds.items() if se[1] > se[0]}
-    out: list[tuple[str, int, int, dict[str, Any] | None]] = []
-    if not todo:
-        return out
-    decode = decode or decoder(registry_url)
-    c = _reader(bootstrap)
-    c.assign([TopicPartition(t, p, s) for (t, p), (s, _e) in todo.items()])
-    deadline = time.monotonic() + timeout_s
+    c = consumer(bootstrap, f"backtest-reader-{uuid.uuid4().hex[:8]}")
     try:
-        while todo:
-            if time.monotonic() > deadline:
-                missing = ", ".join(f"{t}[{p}] up to {e}" for (t, p), (_s, e) in todo.items())
-                raise BacktestError(f"reading back timed out after {timeout_s:.0f}s; not reached: {missing}")
-            for msg in c.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                tp = (msg.topic(), msg.partition())
-                if tp not in todo:
-                    continue
-                if msg.offset() < todo[tp][1]:
-                    record = decode(msg.value())
-                    if record is None or keep(record):
-                        out.append((tp[0], tp[1], msg.offset(), record))
-                if msg.offset() >= todo[tp][1] - 1:
-                    del todo[tp]
-                    c.incremental_unassign([TopicPartition(*tp)])
-            # Transaction markers can occupy the last offsets: a partition whose position
-            # reached its end is done.
-            if todo:
-                for tp_pos in c.position([TopicPartition(t, p) for (t, p) in todo]):
-                    key = (tp_pos.topic, tp_pos.partition)
-                    if tp_pos.offset >= todo[key][1]:
-                        del todo[key]
-    finally:
-        c.close()
-    return out
+        return read_range(c, decode or decoder(registry_url), bounds, keep, timeout_s)
+    except ReadTimeout as exc:
+        raise BacktestError(str(exc)) from exc
 
 
 def epoch_ms(value: Any) -> int:
@@ -213,25 +159,26 @@ def run_job(
     Raises:
         BacktestError: the job exited non-zero (the message carries the end of its log).
     """
-    env = {
+    env = child_env(
+        JobSettings,
         # The security settings (KAFKA_SASL_*, REDIS_PASSWORD) reach the job through the inherited environment.
-        "KAFKA_BOOTSTRAP_SERVERS": as_connection(bootstrap).bootstrap_servers,
-        "SCHEMA_REGISTRY_URL": registry_url,
-        "REDIS_URL": redis_url,
-        "SCORING_URL": scoring_url,
-        "SCORING_API_KEY": api_key,
-        "INPUT_TOPIC": replay.topic,
-        "FLAGGED_TOPIC": topics.flagged,
-        "APPROVED_TOPIC": topics.approved,
-        "DLQ_TOPIC": topics.dlq,
-        "GROUP_ID": group_id,
-        "START_FROM": replay.flink_start(),
-        "STOP_AT": replay.flink_stop(),
-        "CHECKPOINT_DIR": str(work_dir / f"checkpoints-{job_name}"),
-        "METRICS_PORT": "0",
-        "JOB_NAME": job_name,
+        KAFKA_BOOTSTRAP_SERVERS=as_connection(bootstrap).bootstrap_servers,
+        SCHEMA_REGISTRY_URL=registry_url,
+        REDIS_URL=redis_url,
+        SCORING_URL=scoring_url,
+        SCORING_API_KEY=api_key,
+        INPUT_TOPIC=replay.topic,
+        FLAGGED_TOPIC=topics.flagged,
+        APPROVED_TOPIC=topics.approved,
+        DLQ_TOPIC=topics.dlq,
+        GROUP_ID=group_id,
+        START_FROM=replay.flink_start(),
+        STOP_AT=replay.flink_stop(),
+        CHECKPOINT_DIR=str(work_dir / f"checkpoints-{job_name}"),
+        METRICS_PORT=0,
+        JOB_NAME=job_name,
         **JOB_OVERRIDES,
-    }
+    )
     log_path = work_dir / f"{job_name}.log"
     total = replay.events + replay.warmup_events
     t0 = time.monotonic()
@@ -240,7 +187,7 @@ def run_job(
         with tqdm(total=total, desc=progress_label, unit="ev", disable=None, leave=True) as bar:
             while job.alive and time.monotonic() - t0 < timeout_s:
                 time.sleep(1.0)
-                done = sum(h - lo for lo, h in end_offsets(bootstrap, topics.all).values())
+                done = sum(h - lo for lo, h in partition_bounds(bootstrap, topics.all).values())
                 bar.update(max(0, min(done, total) - bar.n))
             if job.alive:
                 raise BacktestError(f"job {job_name} still running after {timeout_s:.0f}s; stopped")
@@ -264,7 +211,7 @@ def collect(
     warmup_ids: set[str],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, float]:
     """(decisions in the range, dead letters in the range, events replayed, processing seconds)."""
-    bounds = end_offsets(bootstrap, topics.all)
+    bounds = partition_bounds(bootstrap, topics.all)
     timestamps: list[int] = []
     decisions: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from backtest.document import BacktestReport
 from backtest.evaluate import Joined, pr_curve
 
 PLOTS = ("pr_curves.png", "score_distributions.png", "cost_vs_threshold.png", "confusion_matrices.png")
@@ -297,8 +298,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def write(folder: Path, doc: Mapping[str, Any], joined: Mapping[str, Joined]) -> None:
+def write(folder: Path, report: BacktestReport, joined: Mapping[str, Joined]) -> None:
     """Plots, scores, metrics.json and report.md into ``folder``."""
+    doc = report.model_dump(mode="json")
     plots = plot_all(folder, joined, doc["models"])
     full = {**doc, "plots": plots}
     write_scores(folder / "scores.csv.gz", joined)

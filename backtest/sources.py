@@ -12,15 +12,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 import schemas
 from backtest.exceptions import BadInputError
-from backtest.replay import _reader, create_owned_topics, end_offsets, read_partitions
+from backtest.replay import create_owned_topics, read_partitions
 from fraud_core import avro
-from fraud_core.connections import KafkaConnection
+from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import DecodeError, FraudPipelineError, ValidationError
-from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, consumer, partition_bounds
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import TopicSpec
 from fraud_core.transaction import UUID_PATTERN
@@ -98,7 +99,7 @@ def read_live_decisions(
     bounds = _existing_bounds(bootstrap, topics)
     if not bounds:
         return {}
-    c = _reader(bootstrap)
+    c = consumer(bootstrap)
     try:
         query = [TopicPartition(t, p, max(0, since_ms - _LIVE_MARGIN_MS)) for (t, p) in bounds]
         for tp in c.offsets_for_times(query, timeout=10):
@@ -118,15 +119,17 @@ def read_live_decisions(
 def _existing_bounds(
     bootstrap: str | KafkaConnection, topics: Iterable[str]
 ) -> dict[tuple[str, int], tuple[int, int]]:
-    c: Consumer = _reader(bootstrap)
+    c = consumer(bootstrap)
     try:
         names = set(c.list_topics(timeout=10).topics)
     finally:
         c.close()
     missing = [t for t in topics if t not in names]
     if missing:
-        raise BadInputError(f"topic(s) {', '.join(missing)} do not exist at {bootstrap}")
-    return end_offsets(bootstrap, topics)
+        raise BadInputError(
+            f"topic(s) {', '.join(missing)} do not exist at {as_connection(bootstrap).bootstrap_servers}"
+        )
+    return partition_bounds(bootstrap, topics)
 
 
 def publish_avro_file(

@@ -22,15 +22,19 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Producer
 
+import schemas
 from bench import baselines
 from flink_jobs.settings import JobSettings
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import VelocityState
+from fraud_core.kafka.headers import propagated
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer
-from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, propagated
+from fraud_core.scoring_step import Intake, ScoringStep
 from fraud_core.transaction import Transaction
 
 log = logging.getLogger("batched_consumer")
@@ -39,13 +43,14 @@ POLL_TIMEOUT_S = 0.005
 
 def run(settings: JobSettings) -> None:
     registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
-    encoder = RecordEncoder(registry)
-    intake = Intake(registry, encoder, settings.DLQ_TOPIC, "batched-consumer")
+    intake = Intake(
+        registry, AvroSerializer(registry, schemas.DEAD_LETTER), settings.DLQ_TOPIC, "batched-consumer"
+    )
     intake.prepare()
     step = ScoringStep(
         ProfileStore(settings.redis_connect_url, timeout_s=settings.REDIS_TIMEOUT_MS / 1000),
         BatchScorer(settings.SCORING_URL, settings.api_key, timeout_s=settings.SCORING_TIMEOUT_MS / 1000),
-        encoder,
+        AvroSerializer(registry, schemas.DECISION, validate=False),
         settings.FLAGGED_TOPIC,
         settings.APPROVED_TOPIC,
         WatchedRules(settings.RULES_FILE or None),
@@ -71,6 +76,7 @@ def run(settings: JobSettings) -> None:
             }
         )
     )
+    publisher = Publisher(producer, drain_s=0.01)
     consumer.subscribe([settings.INPUT_TOPIC])
     velocity: dict[str, VelocityState] = defaultdict(VelocityState)
     running = [True]
@@ -85,30 +91,24 @@ def run(settings: JobSettings) -> None:
             if msg.error():
                 log.warning("consumer error: %s", msg.error())
                 continue
-            hdrs = propagated(dict(msg.headers() or []))
+            hdrs = propagated(msg.headers())
             try:
                 txn = intake.decode(msg.value())
             except DecodeError as exc:
                 source = (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0))
                 log.warning("dead letter %s[%d]@%d: %s %s", *source, exc.error_type, exc)
-                topic, key, value, out_headers = intake.dead_letter(source, msg.key(), msg.value(), exc, hdrs)
-                producer.produce(topic, key=key, value=value, headers=list(out_headers.items()))
+                publisher.produce(*intake.dead_letter(source, msg.key(), msg.value(), exc, hdrs))
                 continue
             txns.append(txn)
             features.append(velocity[txn.user_id].observe(txn))
             headers.append(hdrs)
-        for topic, key, value, out_headers in step.run(txns, features, headers).records:
-            while True:
-                try:
-                    producer.produce(topic, key=key, value=value, headers=list(out_headers.items()))
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+        for record in step.run(txns, features, headers).records:
+            publisher.produce(*record)
         if msgs:
-            if producer.flush(30) > 0:
-                raise SystemExit("decisions not acknowledged within 30 s; offsets not committed")
+            if publisher.flush(30) > 0 or publisher.take_errors():
+                raise SystemExit("decisions not delivered within 30 s; offsets not committed")
             consumer.commit(asynchronous=True)
-    producer.flush(10)
+    publisher.flush(10)
     consumer.close()
 
 

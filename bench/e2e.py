@@ -38,9 +38,13 @@ from bench.stages import measure
 from deploy.local.bootstrap import create_topics, register_schemas
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
-from fraud_core import avro
+from flink_jobs.settings import JobSettings
+from fraud_core.cli import child_env
 from fraud_core.connections import KafkaConnection, as_connection
-from fraud_core.kafka_io import consumer, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.serde import AvroSerializer
+from fraud_core.kafka_io import consumer
 from fraud_core.registry import RegistryClient
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.topics import DAY_MS, TopicSpec
@@ -121,6 +125,7 @@ class Sender:
         self.producer = Producer(
             as_connection(bootstrap).librdkafka(**{"enable.idempotence": True, "acks": "all", "linger.ms": 1})
         )
+        self.publisher = Publisher(self.producer, drain_s=0.01)
 
     def send(
         self, topic: str, batch: list[tuple[str, bytes, bytes]], rate: float, bar: tqdm | None
@@ -131,19 +136,14 @@ class Sender:
             due = start + i / rate
             delay = due - time.monotonic()
             if delay > 0.002:
-                self.producer.poll(0)
+                self.publisher.poll(0)
                 time.sleep(delay)
             ts = time.time_ns() // 1_000_000
-            while True:
-                try:
-                    self.producer.produce(topic, key=key, value=value, headers=new_headers(), timestamp=ts)
-                    break
-                except BufferError:
-                    self.producer.poll(0.01)
+            self.publisher.produce(topic, key, value, new_headers(), timestamp_ms=ts)
             sent[event_id] = ts
             if bar is not None and i % 200 == 0:
                 bar.update(min(200, len(batch) - i))
-        self.producer.flush(30)
+        self.publisher.flush(30)
         return sent
 
 
@@ -209,22 +209,23 @@ def start_system(
     logs: Path,
 ) -> ManagedProcess:
     kind, delivery, parallelism = SYSTEMS[name]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
-        "SCHEMA_REGISTRY_URL": cfg.registry_url,
-        "REDIS_URL": redis_url,
-        "SCORING_URL": scoring_url,
-        "SCORING_API_KEY": DEV_API_KEY,
-        "INPUT_TOPIC": topics["in"],
-        "FLAGGED_TOPIC": topics["flagged"],
-        "APPROVED_TOPIC": topics["approved"],
-        "DLQ_TOPIC": topics["dlq"],
-        "GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
-        "START_FROM": "earliest",
-        "METRICS_PORT": "0",
-        "CHECKPOINT_DIR": str(logs / f"{name}-checkpoints"),
-        "TRANSACTIONAL_ID_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
-    }
+    env = child_env(
+        JobSettings,  # the baselines read the job's settings too
+        KAFKA_BOOTSTRAP_SERVERS=cfg.bootstrap,
+        SCHEMA_REGISTRY_URL=cfg.registry_url,
+        REDIS_URL=redis_url,
+        SCORING_URL=scoring_url,
+        SCORING_API_KEY=DEV_API_KEY,
+        INPUT_TOPIC=topics["in"],
+        FLAGGED_TOPIC=topics["flagged"],
+        APPROVED_TOPIC=topics["approved"],
+        DLQ_TOPIC=topics["dlq"],
+        GROUP_ID=f"bench-{uuid.uuid4().hex[:8]}",
+        START_FROM="earliest",
+        METRICS_PORT=0,
+        CHECKPOINT_DIR=str(logs / f"{name}-checkpoints"),
+        TRANSACTIONAL_ID_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+    )
     if kind in ("naive-baseline", "batched-consumer"):
         return spawn(name, ["-m", f"bench.{kind.replace('-', '_')}"], logs / f"{name}.log", env)
     args = ["--delivery", delivery, "--parallelism", str(parallelism), "--restore", "none"]
@@ -240,14 +241,11 @@ def encode_events(
     """The same simulated events for every system (encoded once per schema id), profiles seeded."""
     simulator = Simulator(SimConfig(seed=seed, n_users=5000, rate_eps=20.0))
     seed_profiles(redis_url, simulator.profiles())
-    schema_id = RegistryClient(cfg.registry_url).lookup_id(
-        f"{topic}-value", schemas.load_text(schemas.TRANSACTION)
-    )
-    key = (schema_id, seed, count)
+    serializer = AvroSerializer(RegistryClient(cfg.registry_url), schemas.TRANSACTION)
+    key = (serializer.schema_id(topic), seed, count)
     if key not in _ENCODED:
-        parsed = schemas.load(schemas.TRANSACTION)
         _ENCODED[key] = [
-            (e.txn.event_id, e.txn.user_id.encode(), avro.encode(schema_id, parsed, e.txn.to_record()))
+            (e.txn.event_id, e.txn.user_id.encode(), serializer.encode(topic, e.txn.to_record()))
             for e in simulator.events(count=count)
         ]
     return _ENCODED[key]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import time
 from collections import defaultdict
 
 import redis
@@ -25,11 +24,14 @@ from confluent_kafka import Consumer, Producer
 import schemas
 from bench import baselines
 from flink_jobs.settings import JobSettings
-from fraud_core import avro
+from fraud_core.clock import now_ms
 from fraud_core.decision import decide, result_from_response, scoring_request, topic_for
 from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
 from fraud_core.exceptions import DecodeError
 from fraud_core.features import VelocityState, build_features
+from fraud_core.kafka.headers import propagated
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import fallback
@@ -40,12 +42,10 @@ log = logging.getLogger("naive_baseline")
 
 def run(settings: JobSettings) -> None:
     registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
-    reader = schemas.load(schemas.TRANSACTION)
-    decision_schema = schemas.load(schemas.DECISION)
-    ids = {
-        t: registry.lookup_id(f"{t}-value", schemas.load_text(schemas.DECISION))
-        for t in (settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
-    }
+    deserialize = AvroDeserializer(registry.parsed_schema, schemas.TRANSACTION)
+    decisions = AvroSerializer(registry, schemas.DECISION)
+    for topic in (settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC):
+        decisions.schema_id(topic)  # a missing subject fails at start
     store = redis.Redis.from_url(settings.redis_connect_url)
     http = requests.Session()
     url = settings.SCORING_URL.rstrip("/") + "/v1/score"
@@ -60,6 +60,7 @@ def run(settings: JobSettings) -> None:
         )
     )
     producer = Producer(settings.kafka.librdkafka(**{"enable.idempotence": True, "acks": "all"}))
+    publisher = Publisher(producer)
     consumer.subscribe([settings.INPUT_TOPIC])
     velocity: dict[str, VelocityState] = defaultdict(VelocityState)
     rules = WatchedRules(settings.RULES_FILE or None)  # the same rules, reloaded as the job does
@@ -71,7 +72,7 @@ def run(settings: JobSettings) -> None:
         if msg is None or msg.error():
             continue
         try:
-            txn = validate(avro.decode(msg.value(), registry.parsed_schema, reader))
+            txn = validate(deserialize(msg.value()))
         except DecodeError as exc:
             log.warning("%s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)
             continue
@@ -88,18 +89,12 @@ def run(settings: JobSettings) -> None:
             result = result_from_response(resp.json())
         except requests.RequestException:
             result = fallback(features)
-        record = decide(
-            txn, features, result, bool(blocked), False, time.time_ns() // 1_000_000, rules.current()
-        )
+        record = decide(txn, features, result, bool(blocked), False, now_ms(), rules.current())
         topic = topic_for(record, settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC)
-        producer.produce(
-            topic,
-            key=txn.user_id.encode(),
-            value=avro.encode(ids[topic], decision_schema, record),
-            headers=[(k, v) for k, v in (msg.headers() or []) if k in ("correlation_id", "traceparent")],
+        publisher.produce(
+            topic, txn.user_id.encode(), decisions.encode(topic, record), propagated(msg.headers())
         )
-        producer.poll(0)
-    producer.flush(10)
+    publisher.flush(10)
     consumer.close()
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import schemas
-from fraud_core import avro
 from fraud_core.decision import ScoreResult, decide, topic_for
 from fraud_core.enrichment import ProfileStore
 from fraud_core.features import VelocityState, build_features
+from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import load_rules
 from fraud_core.scoring_client import BatchScorer
-from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep
+from fraud_core.scoring_step import Intake, ScoringStep
 from fraud_core.transaction import Transaction
 from inference_service.metrics import Metrics
 from inference_service.model_registry import LIVE_POINTER, ActiveModels, load_model, read_pointer
@@ -83,8 +83,8 @@ def measure(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Stage costs (µs per event) and the in-process limit over ``values`` (encoded input events)."""
     registry = RegistryClient(registry_url)
-    encoder = RecordEncoder(registry)
-    intake = Intake(registry, encoder, topics["dlq"], "bench")
+    decisions = AvroSerializer(registry, schemas.DECISION, validate=False)
+    intake = Intake(registry, AvroSerializer(registry, schemas.DEAD_LETTER), topics["dlq"], "bench")
     store = ProfileStore(redis_url, timeout_s=1.0)
     scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0)
     local = InProcessScorer(model_dir)
@@ -95,8 +95,7 @@ def measure(
     enrichment = store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
     features = [build_features(t, v, p) for t, v, p in zip(txns, vel, enrichment.profiles, strict=True)]
     items = list(zip(txns, features, strict=True))
-    decision_id = encoder.schema_id(topics["flagged"], schemas.DECISION)
-    decision_schema = schemas.load(schemas.DECISION)
+    decisions.schema_id(topics["flagged"])
     results = local.score(items)
     rules = load_rules()
 
@@ -143,8 +142,7 @@ def measure(
     def decide_encode_all() -> int:
         for txn, feats, result in zip(txns, features, results, strict=True):
             record = decide(txn, feats, result, False, False, 0, rules)
-            topic_for(record, topics["flagged"], topics["approved"])
-            avro.encode(decision_id, decision_schema, record, validate=False)  # as ScoringStep does
+            decisions.encode(topic_for(record, topics["flagged"], topics["approved"]), record)
         return len(txns)
 
     def event_hop_all() -> int:
@@ -163,7 +161,7 @@ def measure(
         f"model_in_process_batch{BATCH}": per_event_us(model_all, seconds),
         "decide_encode": per_event_us(decide_encode_all, seconds),
     }
-    limit = in_process_limit(values, intake, store, local, encoder, topics, seconds * 3)
+    limit = in_process_limit(values, intake, store, local, decisions, topics, seconds * 3)
     scorer.close()
     store.close()
     return {k: round(v, 1) for k, v in costs.items()}, limit
@@ -174,12 +172,12 @@ def in_process_limit(
     intake: Intake,
     store: ProfileStore,
     scorer: InProcessScorer,
-    encoder: RecordEncoder,
+    decisions: AvroSerializer,
     topics: Mapping[str, str],
     seconds: float,
 ) -> dict[str, Any]:
     """Every stage on batches of ``BATCH`` in this one process: the ceiling for this Python code."""
-    step = ScoringStep(store, scorer, encoder, topics["flagged"], topics["approved"])
+    step = ScoringStep(store, scorer, decisions, topics["flagged"], topics["approved"])
     batches = [values[i : i + BATCH] for i in range(0, len(values) - BATCH + 1, BATCH)]
     batch_ms: list[float] = []
 

@@ -27,9 +27,13 @@ from deploy.local.bootstrap import create_topics
 from deploy.local.processes import ManagedProcess, start_job, start_scoring_service
 from deploy.local.stack import Service, Stack, free_port
 from faults.proxy import FaultProxy
+from flink_jobs.settings import JobSettings
 from fraud_core import avro
+from fraud_core.cli import child_env
 from fraud_core.exceptions import RegistryUnavailable
-from fraud_core.kafka_io import AvroPublisher, consumer, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka.serde import AvroDeserializer
+from fraud_core.kafka_io import AvroPublisher, consumer
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 from producers.simulator import SimConfig, SimEvent, Simulator
@@ -82,8 +86,9 @@ class Tap:
 
     def __init__(self, bootstrap: str, registry_url: str, topics: Topics) -> None:
         self.topics = topics
-        self._registry = RegistryClient(registry_url)
-        self._reader = schemas.load(schemas.TRANSACTION)
+        registry = RegistryClient(registry_url)
+        self._deserialize = AvroDeserializer(registry.parsed_schema)
+        self._deserialize_txn = AvroDeserializer(registry.parsed_schema, schemas.TRANSACTION)
         self._consumer = consumer(bootstrap)
         # Assigned, not subscribed: a group would rebalance when the broker restarts and, with no
         # committed offsets, read everything again, which would look like duplicates.
@@ -127,10 +132,10 @@ class Tap:
         """Decode, waiting out a registry outage (the registry-down scenario stops it)."""
         for _ in range(600):
             try:
-                return avro.decode(value, self._registry.parsed_schema)
+                return self._deserialize(value)
             except RegistryUnavailable:
                 time.sleep(0.5)
-        return avro.decode(value, self._registry.parsed_schema)
+        return self._deserialize(value)
 
     def decided(self) -> set[str]:
         return {r["event_id"] for _, r in self.decisions}
@@ -149,7 +154,7 @@ class Tap:
         out = set()
         for d in self.dead:
             try:
-                out.add(avro.decode(d["value"], self._registry.parsed_schema, self._reader)["event_id"])
+                out.add(self._deserialize_txn(d["value"])["event_id"])
             except Exception:
                 continue
         return out
@@ -289,23 +294,24 @@ class Rig:
         return Topics(*(s.name for s in specs))
 
     def job_env(self, topics: Topics, delivery: str, group: str, checkpoints: Path) -> dict[str, str]:
-        return {
-            "APP_ENV": "test",
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "SCHEMA_REGISTRY_URL": self.registry_url,
-            "REDIS_URL": self.redis_url,
-            "SCORING_URL": self.proxy.url,
-            "SCORING_API_KEY": self.api_key,
-            "INPUT_TOPIC": topics.input,
-            "FLAGGED_TOPIC": topics.flagged,
-            "APPROVED_TOPIC": topics.approved,
-            "DLQ_TOPIC": topics.dlq,
-            "GROUP_ID": group,
-            "DELIVERY": delivery,
-            "TRANSACTIONAL_ID_PREFIX": group,
-            "CHECKPOINT_DIR": checkpoints.as_uri(),
-            "METRICS_PORT": "0",
-        }
+        return child_env(
+            JobSettings,
+            APP_ENV="test",
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            SCHEMA_REGISTRY_URL=self.registry_url,
+            REDIS_URL=self.redis_url,
+            SCORING_URL=self.proxy.url,
+            SCORING_API_KEY=self.api_key,
+            INPUT_TOPIC=topics.input,
+            FLAGGED_TOPIC=topics.flagged,
+            APPROVED_TOPIC=topics.approved,
+            DLQ_TOPIC=topics.dlq,
+            GROUP_ID=group,
+            DELIVERY=delivery,
+            TRANSACTIONAL_ID_PREFIX=group,
+            CHECKPOINT_DIR=checkpoints.as_uri(),
+            METRICS_PORT=0,
+        )
 
     def start_job(self, env: dict[str, str], log_name: str) -> ManagedProcess:
         job = start_job(env, [], self.work_dir / log_name)

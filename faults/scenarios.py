@@ -18,11 +18,13 @@ from typing import Any
 import fastavro
 
 import schemas
+from actions.settings import ConsumerSettings
 from deploy.local.cluster import Cluster, ClusterConfig, SubmittedJob, submit_job
 from deploy.local.processes import ManagedProcess, spawn
 from deploy.local.stack import free_port
 from faults.proxy import Mode
 from faults.rig import Feed, Rig, Row, Tap, tally, wipe
+from fraud_core.cli import child_env
 from fraud_core.registry import RegistryClient
 
 AT_LEAST_ONCE = "at-least-once"
@@ -275,19 +277,20 @@ def consumers_killed(rig: Rig, delivery: str, load: Load) -> Row:
 
     create_topics(rig.bootstrap, [TopicSpec(actions_topic, 4, 24 * 3600 * 1000, schemas.ACTION)])
     RegistryClient(rig.registry_url).register(f"{actions_topic}-value", schemas.load_text(schemas.ACTION))
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": rig.bootstrap,
-        "SCHEMA_REGISTRY_URL": rig.registry_url,
-        "REDIS_URL": rig.redis_url,
-        "FLAGGED_TOPIC": run.topics.flagged,
-        "APPROVED_TOPIC": run.topics.approved,
-        "ACTIONS_TOPIC": actions_topic,
-        "DLQ_TOPIC": run.topics.dlq,
-        "GROUP_ID": run.group,
-        "ACTIONS_METRICS_PORT": "0",
-        "AUTO_OFFSET_RESET": "earliest",
-        "BATCH_MAX": "200",
-    }
+    env = child_env(
+        ConsumerSettings,
+        KAFKA_BOOTSTRAP_SERVERS=rig.bootstrap,
+        SCHEMA_REGISTRY_URL=rig.registry_url,
+        REDIS_URL=rig.redis_url,
+        FLAGGED_TOPIC=run.topics.flagged,
+        APPROVED_TOPIC=run.topics.approved,
+        ACTIONS_TOPIC=actions_topic,
+        DLQ_TOPIC=run.topics.dlq,
+        GROUP_ID=run.group,
+        ACTIONS_METRICS_PORT=0,
+        AUTO_OFFSET_RESET="earliest",
+        BATCH_MAX=200,
+    )
     log = rig.work_dir / f"actions-{run.group}.log"
     consumers = spawn("actions", ["-m", "actions"], log, env)
     time.sleep(load.outage_s)

@@ -28,16 +28,19 @@ from pyflink.common import Row, Time, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+import schemas
 from flink_jobs.resume import Decided, Resume, already_decided
 from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
+from fraud_core.kafka.headers import correlation_id, propagated
+from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
-from fraud_core.scoring_step import Intake, RecordEncoder, ScoringStep, correlation_id, propagated
+from fraud_core.scoring_step import Intake, ScoringStep
 from fraud_core.settings import ConnectionSettings
 from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction
 
@@ -90,7 +93,8 @@ class FeaturesFunction(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         registry = RegistryClient(self.registry_url)
-        self.intake = Intake(registry, RecordEncoder(registry), self.dlq_topic, STAGE, self.time_bounds)
+        dead_letters = AvroSerializer(registry, schemas.DEAD_LETTER)
+        self.intake = Intake(registry, dead_letters, self.dlq_topic, STAGE, self.time_bounds)
         self.intake.prepare()
         # Started without a checkpoint on rewound offsets: what the last run published is skipped.
         self.decided = Decided()
@@ -255,7 +259,8 @@ class ScoringFunction(KeyedProcessFunction):
                 retries=c["scoring_retries"],
                 breaker=CircuitBreaker(),
             ),
-            encoder=RecordEncoder(registry),
+            # Unvalidated on purpose: see ScoringStep.
+            serializer=AvroSerializer(registry, schemas.DECISION, validate=False),
             flagged_topic=c["flagged_topic"],
             approved_topic=c["approved_topic"],
             # Reloaded when the file changes (checked at most once a second): no restart needed.

@@ -10,7 +10,6 @@ available, and the exactly-once sink is Flink's own); everything between is Pyth
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import ValidationError
+from pydantic import Field, SecretStr
+from pydantic_settings import CliSuppress, CliToggleFlag
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
@@ -37,8 +37,8 @@ from flink_jobs.operators import (
 )
 from flink_jobs.resume import Resume, flink_offsets, plan
 from flink_jobs.settings import REPO_ROOT, JobSettings
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.exceptions import ConfigError, StackError
-from fraud_core.settings import settings_errors
 from fraud_core.transaction import EventTimeBounds
 
 log = logging.getLogger("scoring_job")
@@ -188,7 +188,7 @@ def check_embedded_imports(pythonpath: str) -> None:
 
 
 def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
-    """The Flink settings, with the latency knobs documented in flink_jobs/README.md."""
+    """The Flink configuration of :func:`flink_options`; creating it starts the JVM."""
     if settings.METRICS_PORT:
         # The Prometheus reporter ships in the wheel as a plugin, but the embedded mini-cluster
         # does not load plugins; its reporter factories come from the JVM's classpath. PyFlink's
@@ -203,34 +203,42 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
                 filter(None, [os.environ.get("HADOOP_CLASSPATH"), str(jar)])
             )
     conf = Configuration()
+    for key, value in flink_options(settings, restore).items():
+        conf.set_string(key, value)
+    return conf
+
+
+def flink_options(settings: JobSettings, restore: str) -> dict[str, str]:
+    """The Flink settings, with the latency knobs documented in flink_jobs/README.md (no JVM needed)."""
+    opts: dict[str, str] = {}
     jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
     if jars:  # on a cluster the connector sits in Flink's lib/ instead
-        conf.set_string("pipeline.jars", ";".join(p.resolve().as_uri() for p in jars))
+        opts["pipeline.jars"] = ";".join(p.resolve().as_uri() for p in jars)
     # THREAD mode: the Python functions run inside the TaskManager's JVM (PEMJA), so an event
     # crosses into Python by a JNI call instead of a gRPC round trip per bundle to a worker process.
-    conf.set_string("python.execution-mode", "thread")
+    opts["python.execution-mode"] = "thread"
     pythonpath = os.environ.get("PYFLINK_PYTHONPATH") or embedded_pythonpath()
     check_embedded_imports(pythonpath)
-    conf.set_string("python.pythonpath", pythonpath)
-    conf.set_string("pipeline.max-parallelism", str(MAX_PARALLELISM))
-    conf.set_string("execution.buffer-timeout.interval", f"{settings.BUFFER_TIMEOUT_MS}ms")
-    conf.set_string("python.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
-    conf.set_string("python.client.executable", os.environ.get("PYFLINK_PYTHON", sys.executable))
-    conf.set_string("execution.checkpointing.interval", f"{settings.checkpoint_interval_ms}ms")
-    conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
-    conf.set_string("execution.checkpointing.num-retained", "2")
+    opts["python.pythonpath"] = pythonpath
+    opts["pipeline.max-parallelism"] = str(MAX_PARALLELISM)
+    opts["execution.buffer-timeout.interval"] = f"{settings.BUFFER_TIMEOUT_MS}ms"
+    opts["python.executable"] = os.environ.get("PYFLINK_PYTHON", sys.executable)
+    opts["python.client.executable"] = os.environ.get("PYFLINK_PYTHON", sys.executable)
+    opts["execution.checkpointing.interval"] = f"{settings.checkpoint_interval_ms}ms"
+    opts["execution.checkpointing.mode"] = "EXACTLY_ONCE"
+    opts["execution.checkpointing.externalized-checkpoint-retention"] = "RETAIN_ON_CANCELLATION"
+    opts["execution.checkpointing.num-retained"] = "2"
     checkpoint_uri, checkpoint_dir = storage_location(
         settings.CHECKPOINT_DIR or str(REPO_ROOT / ".stack" / "state" / "checkpoints" / settings.JOB_NAME)
     )
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    conf.set_string("execution.checkpointing.dir", checkpoint_uri)
+    opts["execution.checkpointing.dir"] = checkpoint_uri
     if restore == "latest":
         found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         if found is not None:
             log.info("restoring from checkpoint %s", found)
-            conf.set_string("execution.state-recovery.path", found.resolve().as_uri())
+            opts["execution.state-recovery.path"] = found.resolve().as_uri()
         elif checkpoint_dir is None:
             log.info(
                 "checkpoints go to %s; --restore latest lists only local folders, so this start "
@@ -245,20 +253,19 @@ def flink_configuration(settings: JobSettings, restore: str) -> Configuration:
                 settings.START_FROM,
             )
     elif restore != "none":
-        conf.set_string("execution.state-recovery.path", storage_location(restore)[0])
-    conf.set_string("restart-strategy.type", "exponential-delay")
-    conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1s")
-    conf.set_string("restart-strategy.exponential-delay.max-backoff", "30s")
+        opts["execution.state-recovery.path"] = storage_location(restore)[0]
+    opts["restart-strategy.type"] = "exponential-delay"
+    opts["restart-strategy.exponential-delay.initial-backoff"] = "1s"
+    opts["restart-strategy.exponential-delay.max-backoff"] = "30s"
     if settings.METRICS_PORT:
-        conf.set_string(
-            "metrics.reporter.prom.factory.class",
-            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        opts["metrics.reporter.prom.factory.class"] = (
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
         )
-        conf.set_string("metrics.reporter.prom.port", str(settings.METRICS_PORT))
-    conf.set_string("parallelism.default", str(settings.JOB_PARALLELISM))
+        opts["metrics.reporter.prom.port"] = str(settings.METRICS_PORT)
+    opts["parallelism.default"] = str(settings.JOB_PARALLELISM)
     if settings.PYTHON_PROFILE:
-        conf.set_string("python.profile.enabled", "true")
-    return conf
+        opts["python.profile.enabled"] = "true"
+    return opts
 
 
 def score_config(settings: JobSettings) -> dict[str, Any]:
@@ -393,58 +400,44 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     return env
 
 
-def parse_args(argv: list[str] | None) -> tuple[JobSettings, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
-        prog="python -m flink_jobs.scoring_job",
-        description="Score payments.initiated into payments.flagged / payments.approved (bad records to "
-        "payments.dlq). Every flag falls back to the environment variable of the same name in upper case "
-        "(see flink_jobs/settings.py).",
+class JobCli(JobSettings):
+    __doc__ = (
+        "Score payments.initiated into payments.flagged / payments.approved (bad records to "
+        f"payments.dlq). {ENV_NOTE}"
     )
-    parser.add_argument("--delivery", choices=["at-least-once", "exactly-once"], help="DELIVERY")
-    parser.add_argument("--parallelism", type=int, help="JOB_PARALLELISM")
-    parser.add_argument("--checkpoint-interval-ms", type=int, help="CHECKPOINT_INTERVAL_MS")
-    parser.add_argument("--checkpoint-dir", help="CHECKPOINT_DIR")
-    parser.add_argument("--group-id", help="GROUP_ID: consumer group of the source")
-    parser.add_argument(
-        "--start-from",
-        help="START_FROM: group-offsets | earliest | latest | timestamp:<ms> | specific:<offsets>",
+
+    model_config = cli_config(
+        "python -m flink_jobs.scoring_job",
+        {
+            "DELIVERY": "delivery",
+            "JOB_PARALLELISM": "parallelism",
+            "CHECKPOINT_INTERVAL_MS": "checkpoint-interval-ms",
+            "CHECKPOINT_DIR": "checkpoint-dir",
+            "GROUP_ID": "group-id",
+            "START_FROM": "start-from",
+            "STOP_AT": "stop-at",
+            "INPUT_TOPIC": "input-topic",
+            "FLAGGED_TOPIC": "flagged-topic",
+            "APPROVED_TOPIC": "approved-topic",
+            "DLQ_TOPIC": "dlq-topic",
+            "METRICS_PORT": "metrics-port",
+        },
     )
-    parser.add_argument(
-        "--stop-at", help="STOP_AT: none | latest | timestamp:<ms> | specific:<offsets> (bounded)"
+
+    # Secrets come from the environment only: a flag would show the key in `ps` and shell history.
+    SCORING_API_KEY: CliSuppress[SecretStr | None] = None
+    restore: str = Field(
+        "latest", description="latest (newest retained checkpoint, if any) | none | <checkpoint path>"
     )
-    parser.add_argument("--input-topic", help="INPUT_TOPIC")
-    parser.add_argument("--flagged-topic", help="FLAGGED_TOPIC")
-    parser.add_argument("--approved-topic", help="APPROVED_TOPIC")
-    parser.add_argument("--dlq-topic", help="DLQ_TOPIC")
-    parser.add_argument("--metrics-port", type=int, help="METRICS_PORT (Prometheus reporter; 0 = off)")
-    parser.add_argument(
-        "--restore",
-        default="latest",
-        help="latest (newest retained checkpoint, if any) | none | <checkpoint path>",
+    cluster: CliToggleFlag[bool] = Field(
+        False,
+        description="submit this file with `flink run -py` to the local standalone cluster of `make "
+        "cluster` (FLINK_REST_PORT, default 8091) instead of running a mini-cluster; parallelism 2 "
+        "unless set, checkpoints under the cluster's state folder unless CHECKPOINT_DIR is set",
     )
-    parser.add_argument(
-        "--cluster",
-        action="store_true",
-        help="submit this file with `flink run -py` to the local standalone cluster of `make cluster` "
-        "(FLINK_REST_PORT, default 8091) instead of running a mini-cluster; parallelism 2 unless set, "
-        "checkpoints under the cluster's state folder unless CHECKPOINT_DIR is set",
-    )
-    args = parser.parse_args(argv)
-    overrides = {
-        name.upper(): value
-        for name, value in vars(args).items()
-        if value is not None and name not in ("restore", "parallelism", "cluster")
-    }
-    if args.parallelism is not None:
-        overrides["JOB_PARALLELISM"] = args.parallelism
-    try:
-        settings = JobSettings(**overrides)
-    except ValidationError as exc:
-        parser.exit(2, f"error: invalid setting: {settings_errors(exc)}\n")
-    return settings, args
 
 
-def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: list[str]) -> int:
+def submit_to_cluster(settings: JobCli, argv: list[str]) -> int:
     """``--cluster``: run ``bin/flink run -py <this file> <the other flags>`` against the local
     standalone cluster, in the foreground; the submitted file then builds the same job graph, and
     ``get_execution_environment`` inside ``flink run`` returns the cluster's environment."""
@@ -452,7 +445,7 @@ def submit_to_cluster(settings: JobSettings, args: argparse.Namespace, argv: lis
 
     cluster = ClusterConfig.from_env()
     job_env: dict[str, str] = {}
-    if args.parallelism is None and "JOB_PARALLELISM" not in os.environ:
+    if "JOB_PARALLELISM" not in settings.model_fields_set:  # neither the flag nor the variable
         job_env["JOB_PARALLELISM"] = "2"
     if not settings.CHECKPOINT_DIR:
         job_env["CHECKPOINT_DIR"] = str(cluster.job_checkpoint_dir(settings.JOB_NAME).resolve())
@@ -489,10 +482,10 @@ def job_log_dir(settings: JobSettings) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    settings, args = parse_args(argv)
+    settings = parse_settings(JobCli, argv)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.cluster:
-        return submit_to_cluster(settings, args, argv)
+    if settings.cluster:
+        return submit_to_cluster(settings, argv)
     log.info("Flink's and the operators' logs: %s (warnings also here)", job_log_dir(settings))
     log.info(
         "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
@@ -506,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.JOB_PARALLELISM,
     )
     try:
-        env = build(settings, args.restore)
+        env = build(settings, settings.restore)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2

@@ -15,6 +15,7 @@ from typing import Any
 
 import fastavro
 
+from fraud_core.cards import mask_card
 from fraud_core.exceptions import (
     DecodeError,
     FraudPipelineError,
@@ -131,11 +132,28 @@ def encode(schema_id: int, schema: Any, record: dict[str, Any], validate: bool =
         SerializationError: naming the field and value that do not fit the schema.
     """
     if validate:
-        try:
-            fastavro.validation.validate(record, schema, raise_errors=True)
-        except fastavro.validation.ValidationError as exc:
-            raise SerializationError(f"record does not fit schema {schema.get('name', '?')}: {exc}") from exc
+        problem = describe_misfit(record, schema)
+        if problem is not None:
+            raise SerializationError(f"record does not fit schema {schema.get('name', '?')}: {problem}")
     buf = io.BytesIO()
     buf.write(_HEADER.pack(MAGIC, schema_id))
     fastavro.schemaless_writer(buf, schema, record)
     return buf.getvalue()
+
+
+def describe_misfit(record: dict[str, Any], schema: Any) -> str | None:
+    """Name each field and value of ``record`` that do not fit ``schema`` (a card id masked), or None."""
+    try:
+        fastavro.validation.validate(record, schema, raise_errors=True)
+    except fastavro.validation.ValidationError as exc:
+        parts = []
+        for err in exc.errors:
+            name = str(getattr(err, "field", "?")).rsplit(".", 1)[-1]
+            datum = getattr(err, "datum", None)
+            shown = mask_card(str(datum)) if name == "card_id" else repr(datum)
+            expected = getattr(err, "schema", None)
+            if isinstance(expected, dict):
+                expected = expected.get("symbols") or expected.get("type")
+            parts.append(f"field {name!r}={shown} does not fit the schema (expected {expected})")
+        return "; ".join(parts)
+    return None

@@ -44,3 +44,8 @@ def mask_pans(text: str) -> str:
     """``text`` with every card number in it masked but its last four digits, separators kept, so
     the length is unchanged (a masked Avro string keeps its encoding)."""
     return _CANDIDATE.sub(_mask, text)
+
+
+def mask_card(card_id: str) -> str:
+    """A card id (token or not) as logs may show it: everything but its last four characters masked."""
+    return f"****{card_id[-4:]}" if len(card_id) > 4 else "****"

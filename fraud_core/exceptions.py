@@ -77,6 +77,10 @@ class SerializationError(FraudPipelineError):
     """A record does not fit its schema; the message names the field and the value."""
 
 
+class ReadTimeout(FraudPipelineError):
+    """A bounded read of Kafka did not reach the offsets it was asked for in time."""
+
+
 class RegistryError(FraudPipelineError):
     """The schema registry refused a request or could not be reached."""
 

@@ -1,5 +1,5 @@
 """Small Kafka helpers for tools around the pipeline (demo, benchmark, backtest, tests): publish
-Avro records with Confluent framing, and read topics back decoded.
+Avro records with Confluent framing, and read topics back decoded. Built from :mod:`fraud_core.kafka`.
 """
 
 from __future__ import annotations
@@ -10,23 +10,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
-import schemas
-from fraud_core import avro
 from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import DecodeError
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.readers import Bounds, watermarks
+from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
-
-
-def new_headers(correlation_id: str | None = None) -> list[tuple[str, bytes]]:
-    """Fresh ``correlation_id`` and W3C ``traceparent`` headers for a new input event."""
-    trace = uuid.uuid4().hex
-    span = uuid.uuid4().hex[:16]
-    return [
-        ("correlation_id", (correlation_id or uuid.uuid4().hex).encode()),
-        ("traceparent", f"00-{trace}-{span}-01".encode()),
-    ]
 
 
 class AvroPublisher:
@@ -39,30 +30,19 @@ class AvroPublisher:
                 **{"enable.idempotence": True, "acks": "all", "linger.ms": linger_ms}
             )
         )
-        self._ids: dict[str, int] = {}
-        self.errors: list[str] = []
+        self.publisher = Publisher(self.producer)
+        self._serializers: dict[str, AvroSerializer] = {}
 
     def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
-        if topic not in self._ids:
-            self._ids[topic] = self.registry.lookup_id(f"{topic}-value", schemas.load_text(schema_name))
-        return avro.encode(self._ids[topic], schemas.load(schema_name), record)
-
-    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            self.errors.append(str(err))
+        serializer = self._serializers.get(schema_name)
+        if serializer is None:
+            serializer = self._serializers[schema_name] = AvroSerializer(self.registry, schema_name)
+        return serializer.encode(topic, record)
 
     def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()
     ) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, key=key, value=value, headers=list(headers), on_delivery=self._delivered
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.05)
-        self.producer.poll(0)
+        self.publisher.produce(topic, key, value, headers)
 
     def send(
         self,
@@ -75,9 +55,10 @@ class AvroPublisher:
         self.send_raw(topic, key.encode(), self.encode(topic, schema_name, record), headers)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        remaining = self.producer.flush(timeout_s)
-        if remaining or self.errors:
-            raise RuntimeError(f"{remaining} records undelivered; errors: {self.errors[:3]}")
+        remaining = self.publisher.flush(timeout_s)
+        errors = self.publisher.take_errors()
+        if remaining or errors:
+            raise RuntimeError(f"{remaining} records undelivered; errors: {errors[:3]}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +75,12 @@ class Received:
 
 
 def decoder(registry_url: str) -> Callable[[bytes | None], dict[str, Any] | None]:
-    registry = RegistryClient(registry_url)
+    """A decoder of Confluent-framed values that gives None for a value that does not decode."""
+    deserialize = AvroDeserializer(RegistryClient(registry_url).parsed_schema)
 
     def decode(value: bytes | None) -> dict[str, Any] | None:
         try:
-            return avro.decode(value, registry.parsed_schema)
+            return deserialize(value)
         except DecodeError:
             return None
 
@@ -177,11 +159,15 @@ def read_until(
     return out
 
 
-def end_offsets(bootstrap: str | KafkaConnection, topic: str) -> dict[int, int]:
-    """High watermark per partition of ``topic``."""
+def partition_bounds(bootstrap: str | KafkaConnection, topics: Iterable[str]) -> Bounds:
+    """(low, high) watermark of every partition of ``topics``."""
     c = consumer(bootstrap)
     try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        return watermarks(c, topics)
     finally:
         c.close()
+
+
+def end_offsets(bootstrap: str | KafkaConnection, topic: str) -> dict[int, int]:
+    """High watermark per partition of ``topic``."""
+    return {p: high for (_t, p), (_low, high) in partition_bounds(bootstrap, [topic]).items()}

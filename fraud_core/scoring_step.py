@@ -12,34 +12,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import schemas
-from fraud_core import avro
-from fraud_core.cards import mask_pans
+from fraud_core.clock import now_ms
 from fraud_core.decision import DEFAULT_BLOCKLIST_POLICY, BlocklistPolicy, ScoreResult, decide, topic_for
 from fraud_core.enrichment import Enrichment
-from fraud_core.exceptions import CardNumberRefused, DecodeError
+from fraud_core.exceptions import DecodeError
 from fraud_core.features import build_features
+from fraud_core.kafka.dead_letter import Source, dead_letter_record
+from fraud_core.kafka.headers import correlation_id
+from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import RuleSource, WatchedRules
 from fraud_core.transaction import DEFAULT_EVENT_TIME_BOUNDS, EventTimeBounds, Transaction, validate
-
-PROPAGATED_HEADERS = ("correlation_id", "traceparent")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def propagated(headers: Mapping[str, bytes | None] | None) -> dict[str, bytes]:
-    """The headers that travel from an input event to every record derived from it."""
-    return {k: v for k, v in (headers or {}).items() if k in PROPAGATED_HEADERS and v is not None}
-
-
-def correlation_id(headers: Mapping[str, bytes | None]) -> str:
-    raw = headers.get("correlation_id")
-    return raw.decode("utf-8", "replace") if raw else ""
 
 
 class Enricher(Protocol):
@@ -50,22 +36,6 @@ class Scorer(Protocol):
     def score(
         self, items: Sequence[tuple[Transaction, Mapping[str, float]]], correlation_id: str = ""
     ) -> list[ScoreResult]: ...
-
-
-class RecordEncoder:
-    """Looks up the registered schema id of each output subject once, then encodes records."""
-
-    def __init__(self, registry: RegistryClient) -> None:
-        self.registry = registry
-        self._ids: dict[str, int] = {}
-
-    def schema_id(self, topic: str, schema_name: str) -> int:
-        if topic not in self._ids:
-            self._ids[topic] = self.registry.lookup_id(f"{topic}-value", schemas.load_text(schema_name))
-        return self._ids[topic]
-
-    def encode(self, topic: str, schema_name: str, record: dict[str, Any], validate: bool = True) -> bytes:
-        return avro.encode(self.schema_id(topic, schema_name), schemas.load(schema_name), record, validate)
 
 
 # A decided event as the sinks need it: (topic, key, Confluent-framed value, headers).
@@ -89,13 +59,16 @@ class BatchOutcome:
 class ScoringStep:
     """Enrich -> score -> decide -> encode for a batch of validated events with their velocity.
 
+    ``serializer`` writes decisions without validating them: :func:`~fraud_core.decision.decide`
+    builds every field from typed values (tests/fraud_core checks its records against the schema),
+    and on this hot path the per-field check would be half the encoding cost.
     ``rules`` is asked for the rules in force once per batch: a :class:`WatchedRules` reloads its
     file when it changes (checked at most once a second), so new rules apply without a restart.
     """
 
     store: Enricher
     scorer: Scorer
-    encoder: RecordEncoder
+    serializer: AvroSerializer
     flagged_topic: str
     approved_topic: str
     rules: RuleSource = field(default_factory=WatchedRules)
@@ -104,7 +77,7 @@ class ScoringStep:
     def prepare(self) -> None:
         """Resolve the output schema ids now, so a missing subject fails at start, not mid-stream."""
         for topic in (self.flagged_topic, self.approved_topic):
-            self.encoder.schema_id(topic, schemas.DECISION)
+            self.serializer.schema_id(topic)
 
     def run(
         self,
@@ -136,73 +109,56 @@ class ScoringStep:
             out.flagged += topic == self.flagged_topic
             out.blocked += record["action"] == "BLOCK"
             out.degraded += record["degraded"]
-            # decide() builds every field from typed values (tests/fraud_core checks its records
-            # against the schema), so the per-field validation is skipped on this hot path.
-            value = self.encoder.encode(topic, schemas.DECISION, record, validate=False)
+            value = self.serializer.encode(topic, record)
             out.records.append((topic, txn.user_id.encode(), value, hdrs))
         return out
 
 
 class Intake:
-    """Raw Kafka value -> validated :class:`Transaction`, or the dead-letter record that keeps it."""
+    """Raw Kafka value -> validated :class:`Transaction`, or the dead-letter record that keeps it.
+
+    Args:
+        registry: resolves the writer schema of each value.
+        dead_letters: serializer of ``dead_letter.avsc`` records.
+        dlq_topic: where dead letters go.
+        stage: the component named in dead-letter records.
+        time_bounds: how far from now an ``event_time`` may be.
+    """
 
     def __init__(
         self,
         registry: RegistryClient,
-        encoder: RecordEncoder,
+        dead_letters: AvroSerializer,
         dlq_topic: str,
         stage: str,
         time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
     ) -> None:
-        self.registry = registry
-        self.encoder = encoder
+        self.dead_letters = dead_letters
         self.dlq_topic = dlq_topic
         self.stage = stage
         self.time_bounds = time_bounds
-        self._reader = schemas.load(schemas.TRANSACTION)
+        self._deserialize = AvroDeserializer(registry.parsed_schema, schemas.TRANSACTION)
 
     def prepare(self) -> None:
         """Resolve the dead-letter schema id now: fail at start, not on the first bad record."""
-        self.encoder.schema_id(self.dlq_topic, schemas.DEAD_LETTER)
+        self.dead_letters.schema_id(self.dlq_topic)
 
     def decode(self, value: bytes | None, now_ms: int | None = None) -> Transaction:
         """The validated event; its ``event_time`` within the bounds of ``now_ms`` (default: now).
 
         Raises:
             DecodeError: its ``error_type`` is the dead-letter reason."""
-        return validate(
-            avro.decode(value, self.registry.parsed_schema, self._reader), self.time_bounds, now_ms
-        )
+        return validate(self._deserialize(value), self.time_bounds, now_ms)
 
     def dead_letter(
         self,
-        source: tuple[str, int, int],
+        source: Source,
         key: bytes | None,
         value: bytes | None,
         error: DecodeError,
         headers: dict[str, bytes],
     ) -> OutputRecord:
-        """The dead-letter record of a record that failed: its original bytes, where it came from, why."""
-        topic, partition, offset = source
-        if isinstance(error, CardNumberRefused) and value is not None:
-            # Same length, so the masked value is still the original Avro record.
-            value = value.replace(error.pan.encode(), mask_pans(error.pan).encode())
-        envelope = {
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "key": key,
-            "value": value,
-            "error_type": error.error_type,
-            "error_message": str(error),
-            "failed_at": now_ms(),
-            "stage": self.stage,
-            "correlation_id": correlation_id(headers) or None,
-        }
+        """The dead-letter record of a record that failed, encoded for the DLQ topic."""
+        envelope = dead_letter_record(source, key, value, error, self.stage, headers)
         out_key = key if key is not None else b""
-        return (
-            self.dlq_topic,
-            out_key,
-            self.encoder.encode(self.dlq_topic, schemas.DEAD_LETTER, envelope),
-            headers,
-        )
+        return (self.dlq_topic, out_key, self.dead_letters.encode(self.dlq_topic, envelope), headers)

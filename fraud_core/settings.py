@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -66,8 +66,11 @@ class AppSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
-    APP_ENV: Literal["local", "test", "staging", "production"] = "local"
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    APP_ENV: Literal["local", "test", "staging", "production"] = Field(
+        default="local",
+        description="Where this runs; outside local and test, secrets have no development default.",
+    )
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
 
 class ConnectionSettings(AppSettings):
@@ -79,18 +82,32 @@ class ConnectionSettings(AppSettings):
     ``REDIS_URL`` is moved to ``REDIS_PASSWORD`` at start, so ``REDIS_URL`` is safe to log.
     """
 
-    KAFKA_BOOTSTRAP_SERVERS: str = "localhost:9092"
-    KAFKA_SECURITY_PROTOCOL: SecurityProtocol = "PLAINTEXT"
-    KAFKA_SASL_MECHANISM: SaslMechanism | None = None
-    KAFKA_SASL_USERNAME: str | None = None
-    KAFKA_SASL_PASSWORD: SecretStr | None = None
-    # PEM bundle of the CA that signed the brokers' certificates; unset: the system's CAs.
-    KAFKA_SSL_CA_FILE: str | None = None
-    SCHEMA_REGISTRY_URL: str = "http://localhost:8081/apis/ccompat/v7"
-    REDIS_URL: str = "redis://localhost:6379/0"
-    # The Redis ACL user of this application and its password (or both inside REDIS_URL).
-    REDIS_USERNAME: str | None = None
-    REDIS_PASSWORD: SecretStr | None = None
+    KAFKA_BOOTSTRAP_SERVERS: str = Field(default="localhost:9092", description="Kafka bootstrap servers.")
+    KAFKA_SECURITY_PROTOCOL: SecurityProtocol = Field(
+        default="PLAINTEXT", description="Kafka security.protocol (SASL_SSL in production)."
+    )
+    KAFKA_SASL_MECHANISM: SaslMechanism | None = Field(default=None, description="Kafka SASL mechanism.")
+    KAFKA_SASL_USERNAME: str | None = Field(default=None, description="Kafka SASL user of this application.")
+    KAFKA_SASL_PASSWORD: SecretStr | None = Field(
+        default=None, description="Kafka SASL password (environment only, never a flag)."
+    )
+    KAFKA_SSL_CA_FILE: str | None = Field(
+        default=None,
+        description="PEM bundle of the CA that signed the brokers' certificates (unset: the system's CAs).",
+    )
+    SCHEMA_REGISTRY_URL: str = Field(
+        default="http://localhost:8081/apis/ccompat/v7",
+        description="Confluent-compatible schema registry base URL.",
+    )
+    REDIS_URL: str = Field(
+        default="redis://localhost:6379/0", description="Redis: profiles, blocklist, idempotency markers."
+    )
+    REDIS_USERNAME: str | None = Field(
+        default=None, description="Redis ACL user of this application (or inside REDIS_URL)."
+    )
+    REDIS_PASSWORD: SecretStr | None = Field(
+        default=None, description="Redis password (environment only, never a flag; or inside REDIS_URL)."
+    )
 
     @model_validator(mode="after")
     def _connections_valid(self) -> ConnectionSettings:
@@ -123,7 +140,9 @@ class ApiKeySettings(AppSettings):
     least :data:`MIN_API_KEY_LENGTH` characters (clients check it too, so a short key fails at
     every start, not only at the service's)."""
 
-    SCORING_API_KEY: SecretStr | None = None
+    SCORING_API_KEY: SecretStr | None = Field(
+        default=None, description="X-API-Key of the scoring service; defaults to the development key locally."
+    )
 
     @model_validator(mode="after")
     def _api_key_required_outside_local(self) -> ApiKeySettings:
@@ -142,10 +161,12 @@ class ScoringClientSettings(ConnectionSettings, ApiKeySettings):
     """Connection settings plus the scoring service and the decision rules, for the parts that
     score and decide (the job, the baselines)."""
 
-    SCORING_URL: str = "http://localhost:8000"
-    # The decision rules (fraud_core/rules); empty = the packaged fraud_core/rules/default.toml.
-    # Checked at start; the job reloads the file when it changes.
-    RULES_FILE: str = ""
+    SCORING_URL: str = Field(default="http://localhost:8000", description="Base URL of the scoring service.")
+    RULES_FILE: str = Field(
+        default="",
+        description="The decision rules (fraud_core/rules); empty: the packaged default.toml. Checked at "
+        "start; the job reloads the file when it changes.",
+    )
 
     @field_validator("RULES_FILE")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -116,8 +116,13 @@ class Transaction:
         )
 
     def to_record(self) -> dict[str, Any]:
-        """The Avro record for this transaction (``payments.initiated`` schema)."""
-        return asdict(self)
+        """The Avro record for this transaction (``payments.initiated`` schema). A shallow dict, not
+        ``dataclasses.asdict``: the fields are immutable scalars, and its deep copy was a third of
+        the producer's time per event."""
+        return dict(zip(_FIELD_NAMES, self.fields(), strict=True))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Transaction))
 
 
 def _require_id(field: str, value: object) -> str:

@@ -25,7 +25,7 @@ from fastavro.write import Writer
 import schemas
 from fraud_core.exceptions import FraudPipelineError
 from fraud_core.transaction import validate
-from producers.simulator import SimConfig, SimEvent, txn_record
+from producers.simulator import SimConfig, SimEvent
 
 CONFIG_KEY = "fraud.simconfig"
 
@@ -56,7 +56,7 @@ class StreamFileWriter:
         return f
 
     def write(self, event: SimEvent) -> None:
-        self._events.write(txn_record(event.txn))
+        self._events.write(event.txn.to_record())
         self._labels.write(event.label_record(self.label_delay_ms))
         self.count += 1
 

@@ -7,7 +7,6 @@ local default. Exit codes: 0 done, 1 failure (including undelivered records), 2 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -16,10 +15,11 @@ from collections.abc import Iterator
 from itertools import takewhile
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
 
-import pydantic
+from pydantic import Field
+from pydantic_settings import CliToggleFlag
 
+from fraud_core.cli import ENV_NOTE, cli_config, fail, parse_settings
 from fraud_core.exceptions import FraudPipelineError
 from producers.avro_file import read_config, read_stream, write_stream
 from producers.profiles import seed_profiles
@@ -27,162 +27,60 @@ from producers.publish import ProduceSummary, produce_events
 from producers.settings import ProducerSettings
 from producers.simulator import SimConfig, SimEvent, Simulator
 
-__all__ = ["ProduceSummary", "main", "produce_events"]
+__all__ = ["ProduceCli", "ProduceSummary", "main", "produce_events"]
 
 log = logging.getLogger("producers.produce")
 
 DEFAULT_COUNT = 1000
 
-# CLI flag -> settings field (= environment variable).
-FLAGS: dict[str, str] = {
-    "--bootstrap-servers": "KAFKA_BOOTSTRAP_SERVERS",
-    "--registry-url": "SCHEMA_REGISTRY_URL",
-    "--redis-url": "REDIS_URL",
-    "--topic": "PRODUCER_TOPIC",
-    "--labels-topic": "PRODUCER_LABELS_TOPIC",
-    "--rate": "PRODUCER_RATE",
-    "--count": "PRODUCER_COUNT",
-    "--duration": "PRODUCER_DURATION_S",
-    "--seed": "PRODUCER_SEED",
-    "--users": "PRODUCER_USERS",
-    "--label-delay-s": "PRODUCER_LABEL_DELAY_S",
-    "--speed": "PRODUCER_SPEED",
-    "--linger-ms": "PRODUCER_LINGER_MS",
-    "--drift-at": "PRODUCER_DRIFT_AT",
-    "--log-level": "LOG_LEVEL",
-}
-_FIELD_TO_FLAG = {v: k for k, v in FLAGS.items()}
 
-
-def _dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    fields = ProducerSettings.model_fields
-
-    def helptext(flag: str, text: str) -> str:
-        name = FLAGS[flag]
-        default = fields[name].default
-        shown = "none" if default is None else ("''" if default == "" else default)
-        return f"{text} [env {name}; default {shown}]"
-
-    p = argparse.ArgumentParser(
-        prog="python -m producers.produce",
-        description="Produce simulated card payments (Avro, Confluent framing) to Kafka, with labels.",
-        epilog="Examples: --count 10000 --rate 0 | --duration 60 --rate 500 --seed-profiles | "
-        "--count 100000 --avro-file data/train.avro --no-kafka | --replay-file data/train.avro --speed 10",
+class ProduceCli(ProducerSettings):
+    __doc__ = (
+        "Produce simulated card payments (Avro, Confluent framing) to Kafka, with labels. When neither "
+        f"--count nor --duration is given, {DEFAULT_COUNT} events are sent. Examples: --count 10000 "
+        "--rate 0 | --duration 60 --rate 500 --seed-profiles | --count 100000 --avro-file "
+        f"data/train.avro --no-kafka | --replay-file data/train.avro --speed 10. {ENV_NOTE}"
     )
-    conn = p.add_argument_group("connections")
-    conn.add_argument("--bootstrap-servers", help=helptext("--bootstrap-servers", "Kafka bootstrap servers."))
-    conn.add_argument(
-        "--registry-url", help=helptext("--registry-url", "Confluent-compatible registry base URL.")
+
+    model_config = cli_config(
+        "python -m producers.produce",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "bootstrap-servers",
+            "SCHEMA_REGISTRY_URL": "registry-url",
+            "REDIS_URL": "redis-url",
+            "PRODUCER_TOPIC": "topic",
+            "PRODUCER_LABELS_TOPIC": "labels-topic",
+            "PRODUCER_RATE": "rate",
+            "PRODUCER_COUNT": "count",
+            "PRODUCER_DURATION_S": "duration",
+            "PRODUCER_SEED": "seed",
+            "PRODUCER_USERS": "users",
+            "PRODUCER_LABEL_DELAY_S": "label-delay-s",
+            "PRODUCER_SPEED": "speed",
+            "PRODUCER_LINGER_MS": "linger-ms",
+            "PRODUCER_DRIFT_AT": "drift-at",
+            "LOG_LEVEL": "log-level",
+        },
     )
-    conn.add_argument("--redis-url", help=helptext("--redis-url", "Redis URL for --seed-profiles."))
-    what = p.add_argument_group("stream")
-    what.add_argument("--topic", help=helptext("--topic", "Topic of the payment events."))
-    what.add_argument(
-        "--labels-topic", help=helptext("--labels-topic", "Topic of the labels; '' sends none.")
+
+    avro_file: Path | None = Field(
+        None, description="Also write the stream to this Avro file (+ .labels.avro)."
     )
-    what.add_argument(
-        "--rate", type=float, help=helptext("--rate", "Events/s (wall clock); 0 = as fast as possible.")
+    replay_file: Path | None = Field(
+        None, description="Send the events of this Avro file instead of simulating."
     )
-    size = what.add_mutually_exclusive_group()
-    size.add_argument(
-        "--count", type=int, help=helptext("--count", f"Events to send (default {DEFAULT_COUNT}).")
+    seed_profiles: CliToggleFlag[bool] = Field(
+        False, description="Write the users' initial profiles to Redis (profile:<user_id>)."
     )
-    size.add_argument(
-        "--duration", type=float, help=helptext("--duration", "Seconds (wall clock) to send for.")
+    no_kafka: CliToggleFlag[bool] = Field(
+        False, description="Only write --avro-file; do not connect to Kafka."
     )
-    what.add_argument("--seed", type=int, help=helptext("--seed", "Simulator seed."))
-    what.add_argument("--users", type=int, help=helptext("--users", "Number of simulated users."))
-    what.add_argument(
-        "--label-delay-s",
-        type=float,
-        help=helptext("--label-delay-s", "Chargeback delay before labels are sent."),
-    )
-    what.add_argument(
-        "--drift-at",
-        type=int,
-        metavar="N",
-        help=helptext(
-            "--drift-at",
-            "Shift the population after N events: from then on most legitimate payments come from "
-            "new countries, for larger amounts, at riskier merchants (the drift scenario).",
-        ),
-    )
-    what.add_argument(
-        "--linger-ms", type=int, help=helptext("--linger-ms", "Producer batching delay (linger.ms).")
-    )
-    files = p.add_argument_group("files and profiles")
-    files.add_argument(
-        "--avro-file", type=Path, help="Also write the stream to this Avro file (+ .labels.avro)."
-    )
-    files.add_argument(
-        "--replay-file", type=Path, help="Send the events of this Avro file instead of simulating."
-    )
-    files.add_argument("--speed", type=float, help=helptext("--speed", "Replay pace: 1 = original, 0 = max."))
-    files.add_argument(
-        "--seed-profiles",
-        action="store_true",
-        help="Write the users' initial profiles to Redis (profile:<user_id>).",
-    )
-    files.add_argument(
-        "--no-kafka", action="store_true", help="Only write --avro-file; do not connect to Kafka."
-    )
-    out = p.add_argument_group("output")
-    out.add_argument("--no-progress", action="store_true", help="No progress bar.")
-    out.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help=helptext("--log-level", "Log level."),
-    )
-    return p
+    no_progress: CliToggleFlag[bool] = Field(False, description="No progress bar.")
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)  # noqa: T201 - CLI output
-    raise SystemExit(code)
-
-
-def _explain(err: Any, from_cli: set[str]) -> str:
-    """One pydantic error as 'SETTING must be ..., got VALUE', naming the flag when it came from one."""
-    if not err.get("loc"):
-        message = str(err["msg"]).removeprefix("Value error, ")
-        for field in from_cli:
-            message = message.replace(field, _FIELD_TO_FLAG[field])
-        return message
-    field = str(err["loc"][0])
-    name = _FIELD_TO_FLAG[field] if field in from_cli else field
-    ctx = err.get("ctx") or {}
-    rule = {
-        "greater_than_equal": f"must be >= {_show(ctx.get('ge'))}",
-        "greater_than": f"must be > {_show(ctx.get('gt'))}",
-        "less_than_equal": f"must be <= {_show(ctx.get('le'))}",
-        "string_too_short": "must not be empty",
-    }.get(err["type"], str(err["msg"]).lower())
-    return f"{name} {rule}, got {_show(err.get('input'))}"
-
-
-def _show(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else f"{value}"
-
-
-def build_settings(args: argparse.Namespace) -> ProducerSettings:
-    """Settings from the environment, overridden by the flags given; exits 2 naming a bad setting."""
-    overrides = {name: getattr(args, _dest(flag)) for flag, name in FLAGS.items()}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return ProducerSettings(**overrides)
-    except pydantic.ValidationError as exc:
-        _fail("; ".join(_explain(e, set(overrides)) for e in exc.errors()))
-
-
-def _events(
-    settings: ProducerSettings, args: argparse.Namespace
-) -> tuple[Iterator[SimEvent], SimConfig | None]:
-    if args.replay_file:
-        return read_stream(args.replay_file), read_config(args.replay_file)
+def _events(settings: ProduceCli) -> tuple[Iterator[SimEvent], SimConfig | None]:
+    if settings.replay_file:
+        return read_stream(settings.replay_file), read_config(settings.replay_file)
     config = SimConfig(
         seed=settings.PRODUCER_SEED, n_users=settings.PRODUCER_USERS, drift_at=settings.PRODUCER_DRIFT_AT
     )
@@ -193,19 +91,18 @@ def _events(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = build_settings(args)
+    settings = parse_settings(ProduceCli, argv)
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2"):  # one line per registry request otherwise
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    if args.replay_file and not args.replay_file.is_file():
-        _fail(f"--replay-file {args.replay_file} does not exist")
-    if args.replay_file and settings.PRODUCER_DRIFT_AT is not None:
-        _fail("--drift-at shifts the simulated population; a --replay-file is sent as recorded")
-    if args.no_kafka and not args.avro_file:
-        _fail("--no-kafka needs --avro-file (there is nowhere else to write)")
-    if args.no_kafka and settings.PRODUCER_DURATION_S is not None:
-        _fail("--no-kafka writes as fast as it can: give --count instead of --duration")
+    if settings.replay_file and not settings.replay_file.is_file():
+        fail(f"--replay-file {settings.replay_file} does not exist")
+    if settings.replay_file and settings.PRODUCER_DRIFT_AT is not None:
+        fail("--drift-at shifts the simulated population; a --replay-file is sent as recorded")
+    if settings.no_kafka and not settings.avro_file:
+        fail("--no-kafka needs --avro-file (there is nowhere else to write)")
+    if settings.no_kafka and settings.PRODUCER_DURATION_S is not None:
+        fail("--no-kafka writes as fast as it can: give --count instead of --duration")
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -215,30 +112,32 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a supervisor's stop: flush and summarise
         signal.signal(sig, request_stop)
-    events, config = _events(settings, args)
+    events, config = _events(settings)
     try:
-        if args.seed_profiles:
+        if settings.seed_profiles:
             if config is None:
-                _fail(f"--seed-profiles: {args.replay_file} records no simulator config to rebuild profiles")
+                fail(
+                    f"--seed-profiles: {settings.replay_file} records no simulator config to rebuild profiles"
+                )
             n = seed_profiles(settings.redis_connect_url, Simulator(config).profiles())
             log.info("seeded %d profiles into Redis at %s", n, settings.REDIS_URL)
-        if args.no_kafka:
-            n = write_stream(args.avro_file, takewhile(lambda _: not stop.is_set(), events), config)
-            print(f"wrote {n} events to {args.avro_file} (+ labels)")  # noqa: T201 - CLI output
+        if settings.no_kafka:
+            n = write_stream(settings.avro_file, takewhile(lambda _: not stop.is_set(), events), config)
+            print(f"wrote {n} events to {settings.avro_file} (+ labels)")  # noqa: T201 - CLI output
             return 130 if stop.is_set() else 0
         summary = produce_events(
             settings,
             events,
             settings.PRODUCER_RATE,
             label_delay_s=settings.PRODUCER_LABEL_DELAY_S,
-            speed=settings.PRODUCER_SPEED if args.replay_file else None,
+            speed=settings.PRODUCER_SPEED if settings.replay_file else None,
             max_seconds=settings.PRODUCER_DURATION_S,
-            avro_file=args.avro_file,
+            avro_file=settings.avro_file,
             sim_config=config,
-            progress=not args.no_progress,
+            progress=not settings.no_progress,
             stop=stop,
             total=None
-            if args.replay_file or settings.PRODUCER_DURATION_S
+            if settings.replay_file or settings.PRODUCER_DURATION_S
             else settings.PRODUCER_COUNT or DEFAULT_COUNT,
         )
     except KeyboardInterrupt:

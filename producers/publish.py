@@ -7,49 +7,29 @@ demo, the benchmark and the tests. It takes settings as an argument and never re
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import fastavro.validation
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
 
 import schemas
-from fraud_core.exceptions import (
-    ConfigError,
-    RegistryError,
-    RegistryUnavailable,
-    SchemaNotFound,
-    SerializationError,
-)
+from fraud_core.exceptions import ConfigError, RegistryError, RegistryUnavailable, SchemaNotFound
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka.publisher import Publisher
+from fraud_core.kafka.serde import AvroSerializer
+from fraud_core.registry import RegistryClient
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent, txn_record
+from producers.simulator import SimConfig, SimEvent
 
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 30.0
-_MAX_LOGGED_ERRORS = 20  # then only every 1000th, the summary has the total
-
-
-def typed_registry_error(exc: SchemaRegistryError, message: str) -> RegistryError:
-    """confluent-kafka's registry error as ours: 404 not found, 5xx/429/401/403 unavailable."""
-    status = exc.http_status_code
-    if status == 404:
-        return SchemaNotFound(message)
-    if status is None or status < 0 or status >= 500 or status in (401, 403, 408, 429):
-        return RegistryUnavailable(message)
-    return RegistryError(message)
 
 
 @dataclass
@@ -93,39 +73,6 @@ class ProduceSummary:
         return "\n".join(lines)
 
 
-def new_headers() -> list[tuple[str, bytes]]:
-    """Fresh ``correlation_id`` and W3C ``traceparent`` headers for one input event."""
-    ids = os.urandom(32).hex()  # 16 bytes of correlation id, 16 of trace id
-    span = os.urandom(8).hex()
-    return [
-        ("correlation_id", ids[:32].encode()),
-        ("traceparent", f"00-{ids[32:]}-{span}-01".encode()),
-    ]
-
-
-def mask_card(card_id: str) -> str:
-    """A card token as it may appear in logs: only its last four characters."""
-    return f"…{card_id[-4:]}"
-
-
-def describe_misfit(record: dict[str, Any], schema: Any) -> str | None:
-    """Name the field and value of ``record`` that do not fit ``schema``, or None when it fits."""
-    try:
-        fastavro.validation.validate(record, schema, raise_errors=True)
-    except fastavro.validation.ValidationError as exc:
-        parts = []
-        for err in exc.errors:
-            name = str(getattr(err, "field", "?")).rsplit(".", 1)[-1]
-            datum = getattr(err, "datum", None)
-            shown = mask_card(str(datum)) if name == "card_id" else repr(datum)
-            expected = getattr(err, "schema", None)
-            if isinstance(expected, dict):
-                expected = expected.get("symbols") or expected.get("type")
-            parts.append(f"field {name!r}={shown} does not fit the schema (expected {expected})")
-        return "; ".join(parts)
-    return None
-
-
 class _Pacer:
     """Wall-clock pacing by a fixed rate, or by the events' own event-time gaps scaled by ``speed``."""
 
@@ -155,16 +102,10 @@ class _Publisher:
         self.topic = topic
         self.labels_topic = labels_topic
         self.summary = summary
-        registry = SchemaRegistryClient({"url": settings.SCHEMA_REGISTRY_URL})
-        # The schemas are registered at stack start-up; we serialize with the latest registered
-        # version and never register from here, so a producer cannot widen a contract by accident.
-        conf = {"auto.register.schemas": False, "use.latest.version": True, "validate.strict": True}
-        self._txn_schema = schemas.load(schemas.TRANSACTION)
-        self._label_schema = schemas.load(schemas.LABEL)
-        self._txn_serializer = AvroSerializer(registry, schemas.load_text(schemas.TRANSACTION), conf=conf)
-        self._label_serializer = AvroSerializer(registry, schemas.load_text(schemas.LABEL), conf=conf)
-        self._txn_ctx = SerializationContext(topic, MessageField.VALUE)
-        self._label_ctx = SerializationContext(labels_topic or "", MessageField.VALUE)
+        registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
+        # Validated: a record the simulator or a file gets wrong is refused naming field and value.
+        self._txns = AvroSerializer(registry, schemas.TRANSACTION)
+        self._labels = AvroSerializer(registry, schemas.LABEL)
         self.producer = Producer(
             settings.kafka.librdkafka(
                 **{
@@ -177,104 +118,58 @@ class _Publisher:
                 }
             )
         )
-        self._check(registry, settings)
+        self.publisher = Publisher(self.producer)
+        self._check(settings)
 
-    def _check(self, registry: SchemaRegistryClient, settings: ProducerSettings) -> None:
+    def _check(self, settings: ProducerSettings) -> None:
         """Fail fast, with the setting to fix, when a topic or its schema is missing."""
-        topics = [t for t in (self.topic, self.labels_topic) if t]
-        for t in topics:
+        checks = [(self._txns, self.topic)]
+        if self.labels_topic:
+            checks.append((self._labels, self.labels_topic))
+        for serializer, t in checks:
             try:
-                registry.get_latest_version(f"{t}-value")
-            except SchemaRegistryError as exc:
-                raise typed_registry_error(
-                    exc,
-                    f"no schema registered under subject {t}-value at SCHEMA_REGISTRY_URL="
-                    f"{settings.SCHEMA_REGISTRY_URL} ({exc}); run `make up` to register the schemas",
+                serializer.schema_id(t)
+            except SchemaNotFound as exc:
+                raise SchemaNotFound(
+                    f"schema {serializer.schema_name} is not registered under subject {t}-value at "
+                    f"SCHEMA_REGISTRY_URL={settings.SCHEMA_REGISTRY_URL} ({exc}); run `make up` to register it"
                 ) from exc
-            except Exception as exc:  # httpx connection errors and the like
+            except RegistryUnavailable as exc:
                 raise RegistryUnavailable(
                     f"schema registry unreachable at SCHEMA_REGISTRY_URL={settings.SCHEMA_REGISTRY_URL}: "
                     f"{exc}; is the stack up (`make up`)?"
                 ) from exc
+            except RegistryError as exc:
+                raise RegistryError(f"subject {t}-value at {settings.SCHEMA_REGISTRY_URL}: {exc}") from exc
         try:
             metadata = self.producer.list_topics(timeout=10)
         except KafkaException as exc:
             raise ConfigError(
                 f"Kafka unreachable at KAFKA_BOOTSTRAP_SERVERS={settings.kafka}: {exc}"
             ) from exc
-        for t in topics:
-            if t not in metadata.topics:
-                raise ConfigError(f"topic {t!r} does not exist (automatic creation is off); run `make up`")
-
-    def _serialize(
-        self, serializer: AvroSerializer, schema: Any, ctx: SerializationContext, record: dict[str, Any]
-    ) -> bytes:
-        # fastavro's writer coerces some misfits silently (a string into a boolean): validate first.
-        problem = describe_misfit(record, schema)
-        if problem is None:
-            try:
-                value = serializer(record, ctx)
-            except SchemaRegistryError as exc:
-                raise typed_registry_error(exc, f"{ctx.topic}-value: registry lookup failed: {exc}") from exc
-            except (TypeError, ValueError, KeyError) as exc:
-                # Fits our .avsc but not the latest registered version: the registry moved on.
-                raise SerializationError(
-                    f"{ctx.topic}: record does not fit the registered schema: {exc}"
-                ) from exc
-            if value is not None:
-                return value
-            problem = "serializer returned no bytes"
-        raise SerializationError(f"{ctx.topic}: {problem}")
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.summary.delivered += 1
-            return
-        self.summary.errors += 1
-        if self.summary.errors <= _MAX_LOGGED_ERRORS or self.summary.errors % 1000 == 0:
-            log.error(
-                "delivery failed to %s[%s] key=%s: %s (%d errors so far)",
-                msg.topic(),
-                msg.partition(),
-                (msg.key() or b"").decode(errors="replace"),
-                err,
-                self.summary.errors,
-            )
-
-    def _send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: let deliveries drain
-        self.producer.poll(0)
+        for _serializer, name in checks:
+            if name not in metadata.topics:
+                raise ConfigError(f"topic {name!r} does not exist (automatic creation is off); run `make up`")
 
     def send_event(self, event: SimEvent, headers: list[tuple[str, bytes]]) -> None:
-        value = self._serialize(self._txn_serializer, self._txn_schema, self._txn_ctx, txn_record(event.txn))
-        self._send(self.topic, event.txn.user_id.encode(), value, headers)
+        value = self._txns.encode(self.topic, event.txn.to_record())
+        self.publisher.produce(self.topic, event.txn.user_id.encode(), value, headers)
 
     def send_label(self, event: SimEvent, delay_ms: int, headers: list[tuple[str, bytes]]) -> None:
         assert self.labels_topic is not None
-        record = event.label_record(delay_ms)
-        value = self._serialize(self._label_serializer, self._label_schema, self._label_ctx, record)
-        self._send(self.labels_topic, event.txn.user_id.encode(), value, headers)
+        value = self._labels.encode(self.labels_topic, event.label_record(delay_ms))
+        self.publisher.produce(self.labels_topic, event.txn.user_id.encode(), value, headers)
 
     def wait(self, until: float, stop: threading.Event) -> None:
         """Serve delivery callbacks until the monotonic time ``until`` or until ``stop`` is set."""
         while (left := until - time.monotonic()) > 0 and not stop.is_set():
-            self.producer.poll(min(left, 0.1))
+            self.publisher.poll(min(left, 0.1))
 
-    def flush(self, timeout_s: float) -> int:
-        remaining = self.producer.flush(timeout_s)
-        if remaining:
-            log.error(
-                "%d records still undelivered after %.0f s flush; counted as errors", remaining, timeout_s
-            )
-            self.summary.errors += remaining
-        return int(remaining)
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every queued record; the summary counts deliveries, and what is left as errors."""
+        remaining = self.publisher.flush(timeout_s)
+        self.summary.delivered = self.publisher.delivered
+        self.summary.errors = self.publisher.failed + remaining
 
 
 def produce_events(

@@ -5,16 +5,19 @@ whole test session, and a unique topic per test. See tests/README.md for the tie
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 import schemas
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import ManagedProcess, start_job
 from deploy.local.stack import Stack, StackConfig, free_port
+from flink_jobs.settings import JobSettings
+from fraud_core.cli import child_env
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 
@@ -33,6 +36,14 @@ PROCESS_FIXTURES = frozenset(
         "private_service",
     }
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """Models fitted in the test process use one OpenMP thread: on this shared 2-core machine a
+    second thread spinning against the other work turned a 0.5 s fit into 8 s."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -157,25 +168,29 @@ def job_env(stack, scoring_service) -> Callable[..., dict[str, str]]:  # type: i
         scoring_url: str | None = None,
         redis_url: str | None = None,
         group_id: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, object] | None = None,
     ) -> dict[str, str]:
-        return {
-            "APP_ENV": "test",
-            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-            "SCHEMA_REGISTRY_URL": stack.registry_url,
-            "REDIS_URL": redis_url or stack.redis_url,
-            "SCORING_URL": scoring_url or scoring_service.url,
-            "SCORING_API_KEY": scoring_service.api_key,
-            "INPUT_TOPIC": topics.input,
-            "FLAGGED_TOPIC": topics.flagged,
-            "APPROVED_TOPIC": topics.approved,
-            "DLQ_TOPIC": topics.dlq,
-            "GROUP_ID": group_id or f"job-{uuid.uuid4().hex[:8]}",
-            "CHECKPOINT_DIR": str(checkpoint_dir),
-            "METRICS_PORT": "0",
-            "START_FROM": "earliest",
-            **(env or {}),
-        }
+        # Validated by the job's settings class here: a mistyped name fails the test at once.
+        return child_env(
+            JobSettings,
+            **{
+                "APP_ENV": "test",
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "SCHEMA_REGISTRY_URL": stack.registry_url,
+                "REDIS_URL": redis_url or stack.redis_url,
+                "SCORING_URL": scoring_url or scoring_service.url,
+                "SCORING_API_KEY": scoring_service.api_key,
+                "INPUT_TOPIC": topics.input,
+                "FLAGGED_TOPIC": topics.flagged,
+                "APPROVED_TOPIC": topics.approved,
+                "DLQ_TOPIC": topics.dlq,
+                "GROUP_ID": group_id or f"job-{uuid.uuid4().hex[:8]}",
+                "CHECKPOINT_DIR": str(checkpoint_dir),
+                "METRICS_PORT": 0,
+                "START_FROM": "earliest",
+                **(env or {}),
+            },
+        )
 
     return make
 
@@ -194,7 +209,7 @@ def run_job(
         redis_url: str | None = None,
         checkpoint_dir: Path | None = None,
         group_id: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, object] | None = None,
     ) -> ManagedProcess:
         logs = tmp_path_factory.mktemp("job")
         variables = job_env(

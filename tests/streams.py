@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import schemas
-from fraud_core.kafka_io import AvroPublisher, consumer, decoder, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, consumer, decoder
 from producers.simulator import SimConfig, SimEvent, Simulator
 
 

@@ -43,11 +43,12 @@ from deploy.local.processes import (
 )
 from deploy.local.prometheus import LocalPrometheus
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
+from fraud_core.cli import child_env
 from fraud_core.decision import ScoreResult, model_action
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka_io import consumer, decoder
 from fraud_core.rules import severity
-from fraud_core.settings import DEV_API_KEY
+from fraud_core.settings import DEV_API_KEY, ScoringClientSettings
 from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED, INITIATED, LABELS
 
 LOGS = REPO_ROOT / ".stack" / "logs"
@@ -396,13 +397,15 @@ def main(argv: list[str] | None = None) -> int:
     prom: LocalPrometheus | None = None
     drift_at = int(args.rate * args.duration * DRIFT_FRACTION) if args.drift else None
     with ensure_stack(keep_running=keep) as cfg:
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap,
-            "SCHEMA_REGISTRY_URL": cfg.registry_url,
-            "REDIS_URL": cfg.redis_url,
-            "SCORING_URL": "http://127.0.0.1:8000",
-            "SCORING_API_KEY": os.environ.get("SCORING_API_KEY", DEV_API_KEY),
-        }
+        # What the job, the consumers and the producer share, validated here in the parent.
+        env = child_env(
+            ScoringClientSettings,
+            KAFKA_BOOTSTRAP_SERVERS=cfg.bootstrap,
+            SCHEMA_REGISTRY_URL=cfg.registry_url,
+            REDIS_URL=cfg.redis_url,
+            SCORING_URL="http://127.0.0.1:8000",
+            SCORING_API_KEY=os.environ.get("SCORING_API_KEY", DEV_API_KEY),
+        )
         try:
             for port in (8000, CONSOLE_PORT):
                 if port_open(port):

@@ -20,7 +20,9 @@ from pathlib import Path
 import requests
 
 from deploy.local.stack import REPO_ROOT
+from fraud_core.cli import child_env
 from fraud_core.exceptions import StackError
+from inference_service.core.config import Settings as ServiceSettings
 
 
 @dataclass
@@ -111,13 +113,14 @@ def start_scoring_service(
     model_dir: Path, port: int, log_path: Path, api_key: str, extra_env: Mapping[str, str] | None = None
 ) -> ManagedProcess:
     """Start the scoring service and wait until ``/readyz`` says the model is loaded and warm."""
-    env = {
-        "MODEL_DIR": str(model_dir),
-        "SCORING_PORT": str(port),
-        "SCORING_HOST": "127.0.0.1",
-        "SCORING_API_KEY": api_key,
+    env = child_env(
+        ServiceSettings,
+        MODEL_DIR=model_dir,
+        SCORING_PORT=port,
+        SCORING_HOST="127.0.0.1",
+        SCORING_API_KEY=api_key,
         **(extra_env or {}),
-    }
+    )
     service = spawn("scoring-service", ["-m", "inference_service"], log_path, env)
     wait_http(f"http://127.0.0.1:{port}/readyz", service)
     return service

@@ -13,12 +13,12 @@ from actions.logic import (
     ActionType,
     audit_records,
     block_reason,
-    mask_card,
     notification,
     parse_decision,
     plan_actions,
     updated_profile,
 )
+from fraud_core.cards import mask_card
 from fraud_core.exceptions import ValidationError
 from fraud_core.features import Profile
 

@@ -28,7 +28,8 @@ from sklearn.metrics import average_precision_score
 import schemas
 from backtest.replay import JOB_OVERRIDES
 from deploy.local.stack import REPO_ROOT
-from fraud_core.kafka_io import AvroPublisher, end_offsets, new_headers, read_until
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, end_offsets, read_until
 from fraud_core.reference import to_eur
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, Simulator

@@ -34,7 +34,8 @@ from console.cases import case_key, hold_key
 from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import REPO_ROOT, free_port
 from fraud_core.enrichment import blocklist_key, profile_key
-from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, Simulator
 from tests.actions.action_helpers import read_all

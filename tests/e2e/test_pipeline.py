@@ -23,7 +23,8 @@ from actions.consumer import ActionConsumer
 from actions.settings import ConsumerSettings
 from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.features import BLOCKLIST_REASON
-from fraud_core.kafka_io import AvroPublisher, new_headers, read_until
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, read_until
 from fraud_core.transaction import Transaction
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, SimEvent, Simulator

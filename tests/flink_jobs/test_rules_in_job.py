@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 import schemas
-from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher
 from fraud_core.reference import CURRENCIES
 from fraud_core.rules import DEFAULT_RULES_FILE
 from fraud_core.transaction import Transaction

@@ -18,7 +18,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 import schemas
 from fraud_core.features import FEATURE_NAMES, VELOCITY_FEATURES
-from fraud_core.kafka_io import AvroPublisher, Received, new_headers, read_until
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher, Received, read_until
 from fraud_core.reference import to_eur
 from fraud_core.transaction import Transaction
 from inference_service.training.train import replay

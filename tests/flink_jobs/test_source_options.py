@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_jobs.scoring_job import flink_configuration, source_ddl, storage_location
+from flink_jobs.scoring_job import flink_options, source_ddl, storage_location
 from flink_jobs.settings import JobSettings
 from fraud_core.exceptions import ConfigError
 
@@ -71,6 +71,6 @@ def test_only_local_checkpoint_locations_have_a_folder(tmp_path: Path) -> None:
 
 def test_the_job_configuration_keeps_an_s3_checkpoint_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("flink_jobs.scoring_job.check_embedded_imports", lambda _path: None)
-    conf = flink_configuration(JobSettings(CHECKPOINT_DIR="s3://bucket/fraud/chk"), restore="latest")
-    assert conf.get_string("execution.checkpointing.dir", "") == "s3://bucket/fraud/chk"
-    assert conf.get_string("execution.state-recovery.path", "") == ""
+    options = flink_options(JobSettings(CHECKPOINT_DIR="s3://bucket/fraud/chk"), restore="latest")
+    assert options["execution.checkpointing.dir"] == "s3://bucket/fraud/chk"
+    assert "execution.state-recovery.path" not in options

@@ -87,14 +87,14 @@ class fake_Scorer:
         return self.results
 
 
-class fake_Encoder:
-    """Encodes as the real one does, without a registry (schema id 1)."""
+class fake_Serializer:
+    """Checks each decision against the schema, without a registry (schema id 1)."""
 
-    def schema_id(self, topic: str, schema_name: str) -> int:
+    def schema_id(self, topic: str) -> int:
         return 1
 
-    def encode(self, topic: str, schema_name: str, record: dict[str, Any], validate: bool = True) -> bytes:
-        assert fastavro.validation.validate(record, schemas.load(schema_name), raise_errors=True)
+    def encode(self, topic: str, record: dict[str, Any]) -> bytes:
+        assert fastavro.validation.validate(record, schemas.load(schemas.DECISION), raise_errors=True)
         return repr(sorted((k, repr(v)) for k, v in record.items() if k != "decided_at")).encode()
 
 
@@ -109,7 +109,7 @@ def test_the_job_step_decides_exactly_as_decide_does() -> None:
     step = ScoringStep(
         fake_Store([c[3] for c in cases]),
         fake_Scorer([c[2] for c in cases]),
-        fake_Encoder(),  # type: ignore[arg-type]
+        fake_Serializer(),  # type: ignore[arg-type]
         "flagged",
         "approved",
         RULES,
@@ -118,7 +118,7 @@ def test_the_job_step_decides_exactly_as_decide_does() -> None:
     for (txn, _features, result, blocked), (topic, _k, value, _h) in zip(cases, outcome.records, strict=True):
         features = build_features(txn, velocity[txns.index(txn)], None)
         expected = decide(txn, features, result, blocked, False, 0, RULES)
-        assert value == fake_Encoder().encode(topic, schemas.DECISION, expected)
+        assert value == fake_Serializer().encode(topic, expected)
         assert topic == ("flagged" if expected["decision"] == "FLAGGED" else "approved")
     assert outcome.blocked == sum(
         decide(t, build_features(t, v, None), r, b, False, 0, RULES)["action"] == "BLOCK"

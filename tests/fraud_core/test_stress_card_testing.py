@@ -20,7 +20,12 @@ def _no_profile_bursts() -> list[list[tuple[SimEvent, str]]]:
     rules = load_rules()
     states: dict[str, VelocityState] = defaultdict(VelocityState)
     bursts: dict[str, list[list[tuple[SimEvent, str]]]] = defaultdict(list)
-    for e in simulator.events(count=30_000):
+    events = list(simulator.events(count=30_000))
+    # A user's velocity depends on that user's events alone: only the testers' streams are replayed.
+    testers = {e.txn.user_id for e in events if e.fraud_type == "card_testing"} - set(profiles)
+    for e in events:
+        if e.txn.user_id not in testers:
+            continue
         features = build_features(e.txn, states[e.txn.user_id].observe(e.txn), profiles.get(e.txn.user_id))
         if e.fraud_type != "card_testing" or e.txn.user_id in profiles:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -44,6 +45,7 @@ from producers.simulator import SimConfig, Simulator
 N = len(FEATURE_NAMES)
 
 
+@functools.cache  # trained once for the module: the tests only read the model and its data
 def _synthetic_model(seed: int = 0) -> tuple[CalibratedClassifierCV, np.ndarray]:
     """Fraud iff feature 0 > 5 or (feature 3 > 2 and feature 7 > 1), with noise."""
     rng = np.random.default_rng(seed)

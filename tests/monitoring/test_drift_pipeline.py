@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import schemas
 from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import free_port
-from fraud_core.kafka_io import AvroPublisher, new_headers
+from fraud_core.kafka.headers import new_headers
+from fraud_core.kafka_io import AvroPublisher
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, Simulator
 from tests.deploy.conftest import DEPLOY

