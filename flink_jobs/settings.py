@@ -17,52 +17,100 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class JobSettings(ScoringClientSettings):
     """Everything the job needs; defaults run it on the local stack of ``make up``."""
 
-    INPUT_TOPIC: str = INITIATED
-    FLAGGED_TOPIC: str = FLAGGED
-    APPROVED_TOPIC: str = APPROVED
-    DLQ_TOPIC: str = DLQ
-    GROUP_ID: str = "fraud-scoring-job"
-    # group-offsets (committed, else earliest) | earliest | latest | timestamp:<epoch ms>
-    START_FROM: str = "group-offsets"
-    # group-offsets without a checkpoint: read this many records per partition again before the
-    # committed offsets, skipping those already decided (flink_jobs/resume.py); 0 = no rewind.
-    RESUME_REWIND_RECORDS: int = Field(default=20_000, ge=0)
-    # For bounded runs (backtests): stop at the latest offsets at start, or at a timestamp.
-    STOP_AT: Literal["none", "latest"] | str = "none"
-    DELIVERY: Literal["at-least-once", "exactly-once"] = "at-least-once"
-    TRANSACTIONAL_ID_PREFIX: str = "fraud-scoring"
-    # Unset: 1 s under exactly-once (decisions become visible at checkpoints), 5 s under
-    # at-least-once (where it only bounds the replay after a crash, and each checkpoint's sink
-    # flush and snapshot briefly stalls the stream: see flink_jobs/README.md).
-    CHECKPOINT_INTERVAL_MS: int | None = Field(default=None, ge=100)
-    CHECKPOINT_DIR: str = ""
-    JOB_PARALLELISM: int = Field(default=1, ge=1, le=64)
-    # Flink jars (the Kafka SQL connector). Defaults to what `make fetch` resolved.
-    FLINK_CONNECTOR_DIR: str = str(REPO_ROOT / ".stack" / "lib" / "flink")
-    # Latency knobs (see flink_jobs/README.md): network buffer timeout, scoring micro-batches.
-    BUFFER_TIMEOUT_MS: int = Field(default=2, ge=0)
-    SCORING_BATCH_MAX: int = Field(default=256, ge=1, le=1000)
-    # A batch waits SCORING_LINGER_MS at low rates, up to SCORING_LINGER_MAX_MS as the rate grows.
-    SCORING_LINGER_MS: int = Field(default=4, ge=1)
-    SCORING_LINGER_MAX_MS: int = Field(default=20, ge=1)
-    SCORING_SHARDS_PER_SUBTASK: int = Field(default=1, ge=1, le=16)
-    SCORING_TIMEOUT_MS: int = Field(default=500, ge=10)
-    SCORING_RETRIES: int = Field(default=2, ge=0)
-    REDIS_TIMEOUT_MS: int = Field(default=200, ge=1)
-    # When the blocklist cannot be read (Redis slow or down): "open" lets the model and rules decide
-    # alone; "closed" holds payments above BLOCKLIST_CLOSED_ABOVE_EUR for REVIEW (0: every payment).
-    # See fraud_core.decision.BlocklistPolicy.
-    BLOCKLIST_WHEN_UNAVAILABLE: Literal["open", "closed"] = "closed"
-    BLOCKLIST_CLOSED_ABOVE_EUR: float = Field(default=100.0, ge=0, allow_inf_nan=False)
-    # Bounds of an event's event_time around the processing time; outside them it is dead-lettered
-    # (VALIDATION). Unset max age: only the floor of 2000-01-01 (replays of old topics must pass).
-    # See fraud_core.transaction.EventTimeBounds.
-    EVENT_TIME_MAX_AHEAD_MS: int = Field(default=24 * 3600 * 1000, ge=0)
-    EVENT_TIME_MAX_AGE_MS: int | None = Field(default=None, ge=0)
-    # cProfile every Python operator; stats go to the job's log (where the time goes).
-    PYTHON_PROFILE: bool = False
-    METRICS_PORT: int = Field(default=9249, ge=0)
-    JOB_NAME: str = "fraud-scoring"
+    INPUT_TOPIC: str = Field(INITIATED, min_length=1, description="Payments to score (Avro, key = user_id).")
+    FLAGGED_TOPIC: str = Field(FLAGGED, min_length=1, description="Decisions FLAGGED (REVIEW and BLOCK).")
+    APPROVED_TOPIC: str = Field(APPROVED, min_length=1, description="Decisions APPROVED.")
+    DLQ_TOPIC: str = Field(DLQ, min_length=1, description="Dead letters: bad records, with their reason.")
+    GROUP_ID: str = Field(
+        "fraud-scoring-job", min_length=1, description="Kafka consumer group of the source."
+    )
+    START_FROM: str = Field(
+        "group-offsets",
+        description="Where a start without a checkpoint reads from: group-offsets (committed, else "
+        "earliest) | earliest | latest | timestamp:<epoch ms>.",
+    )
+    RESUME_REWIND_RECORDS: int = Field(
+        default=20_000,
+        ge=0,
+        description="With group-offsets and no checkpoint: read this many records per partition again "
+        "before the committed offsets, skipping those already decided (flink_jobs/resume.py); 0 = no "
+        "rewind.",
+    )
+    STOP_AT: Literal["none", "latest"] | str = Field(
+        "none",
+        description="For bounded runs (backtests): none | latest (the end offsets at start) | "
+        "timestamp:<epoch ms>.",
+    )
+    DELIVERY: Literal["at-least-once", "exactly-once"] = Field(
+        "at-least-once",
+        description="exactly-once: Kafka transactions, decisions visible at checkpoints; "
+        "at-least-once: visible at once, replayed after a crash.",
+    )
+    TRANSACTIONAL_ID_PREFIX: str = Field(
+        "fraud-scoring", min_length=1, description="Prefix of the exactly-once sink's transactional ids."
+    )
+    CHECKPOINT_INTERVAL_MS: int | None = Field(
+        default=None,
+        ge=100,
+        description="Checkpoint interval; unset: 1 s under exactly-once (decisions become visible at "
+        "checkpoints), 5 s under at-least-once (see flink_jobs/README.md).",
+    )
+    CHECKPOINT_DIR: str = Field(
+        "",
+        description="Checkpoint storage: a folder or any URI (s3://, hdfs://, file://); empty: .stack/state/checkpoints/<JOB_NAME>.",
+    )
+    JOB_PARALLELISM: int = Field(default=1, ge=1, le=64, description="Parallelism of every operator.")
+    FLINK_CONNECTOR_DIR: str = Field(
+        str(REPO_ROOT / ".stack" / "lib" / "flink"),
+        description="Folder of the Flink jars (the Kafka SQL connector) that `make fetch` resolved.",
+    )
+    BUFFER_TIMEOUT_MS: int = Field(
+        default=2, ge=0, description="Network buffer timeout: the latency a record can wait in a buffer."
+    )
+    SCORING_BATCH_MAX: int = Field(default=256, ge=1, le=1000, description="Largest scoring micro-batch.")
+    SCORING_LINGER_MS: int = Field(
+        default=4, ge=1, description="How long a batch waits for more events at low rates."
+    )
+    SCORING_LINGER_MAX_MS: int = Field(
+        default=20, ge=1, description="How long a batch may wait as the rate grows."
+    )
+    SCORING_SHARDS_PER_SUBTASK: int = Field(
+        default=1, ge=1, le=16, description="Scoring batches built side by side per subtask."
+    )
+    SCORING_TIMEOUT_MS: int = Field(
+        default=500, ge=10, description="Timeout of one call to the scoring service (then rules fallback)."
+    )
+    SCORING_RETRIES: int = Field(default=2, ge=0, description="Retries of a failed scoring call.")
+    REDIS_TIMEOUT_MS: int = Field(default=200, ge=1, description="Timeout of the enrichment's Redis reads.")
+    BLOCKLIST_WHEN_UNAVAILABLE: Literal["open", "closed"] = Field(
+        "closed",
+        description="When the blocklist cannot be read: open lets the model and rules decide alone; "
+        "closed holds payments above BLOCKLIST_CLOSED_ABOVE_EUR for REVIEW.",
+    )
+    BLOCKLIST_CLOSED_ABOVE_EUR: float = Field(
+        default=100.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Fail-closed threshold (EUR) of BLOCKLIST_WHEN_UNAVAILABLE=closed; 0: every payment.",
+    )
+    EVENT_TIME_MAX_AHEAD_MS: int = Field(
+        default=24 * 3600 * 1000,
+        ge=0,
+        description="An event_time further ahead of the processing time is dead-lettered (VALIDATION).",
+    )
+    EVENT_TIME_MAX_AGE_MS: int | None = Field(
+        default=None,
+        ge=0,
+        description="An older event_time is dead-lettered; unset: only the floor of 2000-01-01 (replays "
+        "of old topics must pass).",
+    )
+    PYTHON_PROFILE: bool = Field(
+        False, description="cProfile every Python operator; the stats go to the job's log."
+    )
+    METRICS_PORT: int = Field(
+        default=9249, ge=0, description="Prometheus metrics port; 0: no metrics reporter."
+    )
+    JOB_NAME: str = Field("fraud-scoring", min_length=1, description="Flink job name (and log folder).")
 
     @property
     def checkpoint_interval_ms(self) -> int:

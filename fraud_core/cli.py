@@ -48,6 +48,12 @@ def cli_config(prog: str, flags: Mapping[str, str | list[str]]) -> SettingsConfi
     )
 
 
+def lower_case_flags(cls: type[BaseSettings], *, skip: Sequence[str] = ()) -> dict[str, str]:
+    """Field name -> its lower-case flag (``CONSOLE_PORT`` -> ``console-port``), for every field of
+    ``cls``: the short flags of a CLI whose every setting is spelled that way."""
+    return {name: name.lower().replace("_", "-") for name in cls.model_fields if name not in skip}
+
+
 def _flags_of(cls: type[BaseSettings]) -> dict[str, list[str]]:
     """Field name -> every flag that sets it, with dashes."""
     shortcuts: Mapping[str, str | list[str]] = cls.model_config.get("cli_shortcuts") or {}

@@ -3,13 +3,18 @@ name the flag or variable, and child-process environments validated in the paren
 
 from __future__ import annotations
 
+import pydantic_settings
 import pytest
+from pydantic_settings import CLI_SUPPRESS
 
 from actions.__main__ import ActionsCli
+from backtest.cli import BacktestCli
+from console.__main__ import ConsoleCli
 from flink_jobs.scoring_job import JobCli
 from flink_jobs.settings import JobSettings
-from fraud_core.cli import child_env, help_text, parse_settings
+from fraud_core.cli import _is_secret, child_env, help_text, parse_settings
 from fraud_core.exceptions import ConfigError
+from monitoring.__main__ import MonitorCli
 from producers.produce import ProduceCli
 
 
@@ -82,3 +87,25 @@ def test_a_child_environment_is_validated_in_the_parent() -> None:
         child_env(JobSettings, GRUOP_ID="g")
     with pytest.raises(ConfigError, match="SCORING_BATCH_MAX must be <= 1000, got 5000"):
         child_env(JobSettings, SCORING_BATCH_MAX=5000)
+
+
+EVERY_CLI = [ActionsCli, BacktestCli, ConsoleCli, JobCli, MonitorCli, ProduceCli]
+
+
+@pytest.mark.parametrize("cli", EVERY_CLI, ids=lambda c: c.__name__)
+def test_every_cli_explains_each_of_its_flags_and_refuses_every_secret_as_one(
+    cli: type[pydantic_settings.BaseSettings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = help_text(cli).split("\noptions:", 1)[1]
+    for name, info in cli.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if CLI_SUPPRESS in (info.description, *info.metadata):  # CliSuppress: not a flag at all
+            assert flag not in options, name
+            continue
+        assert flag in options, name
+        assert info.description, f"{cli.__name__}.{name} has no description for --help"
+        if _is_secret(info.annotation):
+            with pytest.raises(SystemExit) as exit_info:
+                parse_settings(cli, [flag, "s3cret-value"])
+            assert exit_info.value.code == 2
+            assert "s3cret-value" not in capsys.readouterr().err

@@ -10,8 +10,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from deploy.local.stack import free_port
+from fraud_core.cli import help_text
 from fraud_core.features import FEATURE_NAMES
-from monitoring.__main__ import build_parser, main
+from monitoring.__main__ import MonitorCli, main
 from monitoring.exceptions import InvalidReference
 from monitoring.metrics import Metrics
 from monitoring.monitor import CardSource, publish
@@ -76,10 +77,11 @@ def test_gauges_carry_the_contract_names_and_labels(tmp_path: Path) -> None:
 
 
 def test_cli_documents_every_setting_and_refuses_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
-    text = build_parser().format_help()
+    text = help_text(MonitorCli)
     for flag in ("--drift-window", "--model-dir", "--monitor-metrics-port", "--flagged-topic"):
         assert flag in text
-    assert "env DRIFT_WINDOW; default 2000" in " ".join(text.split())
+    assert "--redis-url" not in text.lower()  # unused by the monitor
+    assert "(default: 2000)" in " ".join(text.split()[text.split().index("--drift-window") :])
     with pytest.raises(SystemExit) as exit_:
         main(["--drift-window", "5"])
     assert exit_.value.code == 2
