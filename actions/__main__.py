@@ -8,15 +8,12 @@ back to its environment variable, then to the local default. SIGINT/SIGTERM fini
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
 from actions.consumer import ActionConsumer
 from actions.settings import ConsumerSettings
-from fraud_core.cli import ENV_NOTE, cli_config, fail, parse_settings
-from fraud_core.exceptions import FraudPipelineError
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
+from fraud_core.service import run_service
 
 log = logging.getLogger("actions")
 
@@ -54,23 +51,12 @@ class ActionsCli(ConsumerSettings):
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(ActionsCli, argv)
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info(
-            "%s received: finishing the current record, then committing and closing",
-            signal.Signals(signum).name,
-        )
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        ActionConsumer(settings).run(stop)
-    except FraudPipelineError as exc:
-        fail(str(exc), 1)
-    return 0
+    return run_service(
+        lambda: ActionConsumer(settings),
+        settings.LOG_LEVEL,
+        log,
+        "finishing the current record, then committing and closing",
+    )
 
 
 if __name__ == "__main__":

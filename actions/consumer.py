@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from prometheus_client import start_http_server
 
 import schemas
 from actions.exceptions import ActionsError, TransientError
@@ -36,6 +35,7 @@ from fraud_core.kafka.headers import correlation_id, propagated
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
+from fraud_core.service import poll_until, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,7 @@ class ActionConsumer:
         """Consume until ``stop`` is set, then finish the current record, commit and close."""
         if stop is not None:
             self._stop = stop
-        if self.settings.ACTIONS_METRICS_PORT:
-            self._server, _ = start_http_server(
-                self.settings.ACTIONS_METRICS_PORT, registry=self.metrics.registry
-            )
-            log.info("metrics on http://localhost:%d/metrics", self.settings.ACTIONS_METRICS_PORT)
+        self._server = serve_metrics(self.settings.ACTIONS_METRICS_PORT, self.metrics.registry, log)
         log.info(
             "acting on %s and %s as group %s (audit -> %s, dead letters -> %s, notify via %s)",
             self.settings.FLAGGED_TOPIC,
@@ -145,11 +141,7 @@ class ActionConsumer:
             self.settings.DLQ_TOPIC,
             self.notifier.channel,
         )
-        try:
-            while not self._stop.is_set():
-                self.poll_once()
-        finally:
-            self.close()
+        poll_until(self._stop, self.poll_once, self.close)
 
     def close(self) -> None:
         """Flush what is in flight, leave the group and release connections. Safe to call twice."""

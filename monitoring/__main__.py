@@ -13,16 +13,13 @@ error), 2 invalid setting.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
 from pydantic import SecretStr
 from pydantic_settings import CliSuppress
 
-from fraud_core.cli import ENV_NOTE, cli_config, fail, lower_case_flags, parse_settings
-from fraud_core.exceptions import FraudPipelineError
+from fraud_core.cli import ENV_NOTE, cli_config, lower_case_flags, parse_settings
+from fraud_core.service import run_service
 from monitoring.monitor import DriftMonitor
 from monitoring.settings import MonitorSettings
 
@@ -45,20 +42,7 @@ class MonitorCli(MonitorSettings):
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(MonitorCli, argv)
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        DriftMonitor(settings).run(stop)
-    except FraudPipelineError as exc:
-        fail(str(exc), 1)
-    return 0
+    return run_service(lambda: DriftMonitor(settings), settings.LOG_LEVEL, log, "stopping")
 
 
 if __name__ == "__main__":

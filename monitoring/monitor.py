@@ -21,13 +21,13 @@ from typing import Any
 
 import requests
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from prometheus_client import start_http_server
 
 import schemas
 from fraud_core import avro
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import FEATURE_NAMES
 from fraud_core.registry import RegistryClient
+from fraud_core.service import poll_until, serve_metrics
 from monitoring.drift import DriftReading
 from monitoring.exceptions import InvalidReference, MonitoringError
 from monitoring.metrics import Metrics
@@ -156,11 +156,7 @@ class DriftMonitor:
         """Consume until ``stop`` is set, then close."""
         if stop is not None:
             self._stop = stop
-        if self.settings.MONITOR_METRICS_PORT:
-            self._server, _ = start_http_server(
-                self.settings.MONITOR_METRICS_PORT, registry=self.metrics.registry
-            )
-            log.info("metrics on http://localhost:%d/metrics", self.settings.MONITOR_METRICS_PORT)
+        self._server = serve_metrics(self.settings.MONITOR_METRICS_PORT, self.metrics.registry, log)
         log.info(
             "watching %s and %s as group %s: windows of %d decisions, cards from %s",
             self.settings.FLAGGED_TOPIC,
@@ -169,11 +165,7 @@ class DriftMonitor:
             self.settings.DRIFT_WINDOW,
             self.settings.MODEL_DIR,
         )
-        try:
-            while not self._stop.is_set():
-                self.poll_once()
-        finally:
-            self.close()
+        poll_until(self._stop, self.poll_once, self.close)
 
     def close(self) -> None:
         """Leave the group and stop serving metrics. Safe to call twice."""

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 import schemas
 from actions.consumer import ActionConsumer
 from actions.exceptions import NotifyError
+from actions.settings import ConsumerSettings
 from fraud_core import avro
 from fraud_core.registry import RegistryClient
 
@@ -43,6 +44,23 @@ class RecordingNotifier:
             self.fail_first -= 1
             raise NotifyError("receiver down (test)")
         self.sent.append((payload, headers))
+
+
+def consumer_settings(
+    stack: Any, *, flagged: str, approved: str, actions: str, dlq: str, **extra: Any
+) -> ConsumerSettings:
+    """Settings of an action consumer on the test stack, with a group of its own."""
+    return ConsumerSettings(
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+        SCHEMA_REGISTRY_URL=stack.registry_url,
+        REDIS_URL=stack.redis_url,
+        FLAGGED_TOPIC=flagged,
+        APPROVED_TOPIC=approved,
+        ACTIONS_TOPIC=actions,
+        DLQ_TOPIC=dlq,
+        GROUP_ID=f"actions-test-{uuid.uuid4().hex[:10]}",
+        **{"ACTIONS_METRICS_PORT": 0} | extra,
+    )
 
 
 def decision(decision: str = "APPROVED", **overrides: Any) -> dict[str, Any]:

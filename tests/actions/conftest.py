@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 
 import schemas
 from actions.settings import ConsumerSettings
-from tests.actions.action_helpers import Topics
+from tests.actions.action_helpers import Topics, consumer_settings
 
 
 @pytest.fixture
@@ -25,16 +24,12 @@ def topics(make_topic: Callable[..., str]) -> Topics:
 
 @pytest.fixture
 def settings(stack: Any, topics: Topics) -> ConsumerSettings:
-    return ConsumerSettings(
-        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-        SCHEMA_REGISTRY_URL=stack.registry_url,
-        REDIS_URL=stack.redis_url,
-        FLAGGED_TOPIC=topics.flagged,
-        APPROVED_TOPIC=topics.approved,
-        ACTIONS_TOPIC=topics.actions,
-        DLQ_TOPIC=topics.dlq,
-        GROUP_ID=f"actions-test-{uuid.uuid4().hex[:10]}",
-        ACTIONS_METRICS_PORT=0,
+    return consumer_settings(
+        stack,
+        flagged=topics.flagged,
+        approved=topics.approved,
+        actions=topics.actions,
+        dlq=topics.dlq,
         BLOCK_TTL_S=3600,
         IDEMPOTENCY_TTL_S=3600,
     )

@@ -28,7 +28,6 @@ import requests
 
 import schemas
 from actions.consumer import ActionConsumer
-from actions.settings import ConsumerSettings
 from console.auth import hash_password
 from console.cases import case_key, hold_key
 from deploy.local.processes import ManagedProcess, spawn, wait_http
@@ -38,7 +37,7 @@ from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, Simulator
-from tests.actions.action_helpers import read_all
+from tests.actions.action_helpers import consumer_settings, read_all
 from tests.streams import Collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -69,15 +68,12 @@ def pipeline(  # type: ignore[no-untyped-def]
     actions_topic = make_topic("actions", 4, schemas.ACTION)
     labels_topic = make_topic("labels", 4, schemas.LABEL)
     consumer_port, job_port, console_port = free_port(), free_port(), free_port()
-    settings = ConsumerSettings(
-        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-        SCHEMA_REGISTRY_URL=stack.registry_url,
-        REDIS_URL=stack.redis_url,
-        FLAGGED_TOPIC=topics.flagged,
-        APPROVED_TOPIC=topics.approved,
-        ACTIONS_TOPIC=actions_topic,
-        DLQ_TOPIC=topics.dlq,
-        GROUP_ID=f"actions-{uuid.uuid4().hex[:8]}",
+    settings = consumer_settings(
+        stack,
+        flagged=topics.flagged,
+        approved=topics.approved,
+        actions=actions_topic,
+        dlq=topics.dlq,
         ACTIONS_METRICS_PORT=consumer_port,
     )
     stop = threading.Event()

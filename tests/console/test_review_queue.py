@@ -16,7 +16,6 @@ import redis
 import schemas
 from actions.consumer import ActionConsumer
 from actions.logic import parse_decision
-from actions.settings import ConsumerSettings
 from actions.store import ActionStore
 from console.cases import CaseStore, Verdict, recent_key
 from console.exceptions import CaseConflict
@@ -24,7 +23,7 @@ from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from console.verdicts import POLICY, Verdicts
 from fraud_core.enrichment import blocklist_key, profile_key
-from tests.actions.action_helpers import decision, drain, produce_decisions, read_all
+from tests.actions.action_helpers import consumer_settings, decision, drain, produce_decisions, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -82,16 +81,12 @@ def test_the_action_consumer_opens_one_case_per_review_and_it_survives_a_console
     stack: Any, make_topic: Callable[..., str], make_verdicts: Callable[..., Verdicts]
 ) -> None:
     flagged = make_topic("flagged", schema=schemas.DECISION)
-    settings = ConsumerSettings(
-        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-        SCHEMA_REGISTRY_URL=stack.registry_url,
-        REDIS_URL=stack.redis_url,
-        FLAGGED_TOPIC=flagged,
-        APPROVED_TOPIC=make_topic("approved", schema=schemas.DECISION),
-        ACTIONS_TOPIC=make_topic("actions", schema=schemas.ACTION),
-        DLQ_TOPIC=make_topic("dlq", partitions=1, schema=schemas.DEAD_LETTER),
-        GROUP_ID=f"cases-{uuid.uuid4().hex[:8]}",
-        ACTIONS_METRICS_PORT=0,
+    settings = consumer_settings(
+        stack,
+        flagged=flagged,
+        approved=make_topic("approved", schema=schemas.DECISION),
+        actions=make_topic("actions", schema=schemas.ACTION),
+        dlq=make_topic("dlq", partitions=1, schema=schemas.DEAD_LETTER),
     )
     user = f"user_{uuid.uuid4().hex[:8]}"
     earlier = decision("APPROVED", user_id=user, amount_minor=4200)

@@ -20,7 +20,6 @@ import redis
 
 import schemas
 from actions.consumer import ActionConsumer
-from actions.settings import ConsumerSettings
 from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka.headers import new_headers
@@ -28,6 +27,7 @@ from fraud_core.kafka_io import AvroPublisher, read_until
 from fraud_core.transaction import Transaction
 from producers.profiles import seed_profiles
 from producers.simulator import SimConfig, SimEvent, Simulator
+from tests.actions.action_helpers import consumer_settings
 from tests.flink_jobs.test_resilience import Collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
@@ -38,16 +38,8 @@ def pipeline(stack, job_topics, run_job, make_topic) -> Iterator[dict[str, Any]]
     topics = job_topics()
     actions_topic = make_topic("actions", 4, schemas.ACTION)
     labels_topic = make_topic("labels", 4, schemas.LABEL)
-    settings = ConsumerSettings(
-        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-        SCHEMA_REGISTRY_URL=stack.registry_url,
-        REDIS_URL=stack.redis_url,
-        FLAGGED_TOPIC=topics.flagged,
-        APPROVED_TOPIC=topics.approved,
-        ACTIONS_TOPIC=actions_topic,
-        DLQ_TOPIC=topics.dlq,
-        GROUP_ID=f"actions-{uuid.uuid4().hex[:8]}",
-        ACTIONS_METRICS_PORT=0,
+    settings = consumer_settings(
+        stack, flagged=topics.flagged, approved=topics.approved, actions=actions_topic, dlq=topics.dlq
     )
     stop = threading.Event()
     consumer = ActionConsumer(settings)

@@ -30,8 +30,8 @@ from fraud_core.enrichment import read_profile
 from fraud_core.exceptions import DecodeError, InvalidProfile, SchemaNotFound
 from fraud_core.scoring_step import Intake
 from fraud_core.transaction import DAY_MS, EventTimeBounds
+from tests.records import NOW, payment
 
-NOW = 1_796_000_000_000  # 2026-11-30
 HUGE = 2**62
 TXN_ID, DECISION_ID, LABEL_ID, TXN_DOUBLE_AMOUNT_ID, JSON_SCHEMA_ID = 1, 2, 3, 4, 5
 
@@ -83,22 +83,6 @@ def varint(n: int) -> bytes:
         if not n:
             return bytes([*out, low])
         out.append(low | 0x80)
-
-
-def transaction(**overrides: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "user_id": "u-1",
-        "card_id": "card_1",
-        "amount_minor": 1_000,
-        "currency": "EUR",
-        "merchant_id": "m-1",
-        "merchant_category": "5411",
-        "country": "DE",
-        "channel": "ECOM",
-        "event_time": NOW,
-        "device_id": None,
-    } | overrides
 
 
 def decision(**overrides: Any) -> dict[str, Any]:
@@ -153,61 +137,61 @@ Row = tuple[str, bytes, str, tuple[str, ...]]
 INITIATED: list[Row] = [
     (
         "unicode user_id",
-        encoded(TXN_ID, transaction(user_id="usér-1")),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), user_id="usér-1")),
         "VALIDATION",
         ("'user_id'", "usér-1"),
     ),
     (
         "zero-width merchant_id",
-        encoded(TXN_ID, transaction(merchant_id="m\u200b1")),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), merchant_id="m\u200b1")),
         "VALIDATION",
         ("'merchant_id'",),
     ),
     (
         "100 000-character user_id",
-        encoded(TXN_ID, transaction(user_id="u" * 100_000)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), user_id="u" * 100_000)),
         "VALIDATION",
         ("'user_id'", "100002 characters"),
     ),
     (
         "card_id a PAN with spaces",
-        encoded(TXN_ID, transaction(card_id=PAN)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), card_id=PAN)),
         "VALIDATION",
         ("'card_id'", "1111", "card number"),
     ),
     (
         "event_time 2^62",
-        encoded(TXN_ID, transaction(event_time=HUGE)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), event_time=HUGE)),
         "VALIDATION",
         ("'event_time'", str(HUGE)),
     ),
     (
         "event_time 2^63-1",
-        encoded(TXN_ID, transaction(event_time=2**63 - 1)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), event_time=2**63 - 1)),
         "VALIDATION",
         ("'event_time'", str(2**63 - 1)),
     ),
     (
         "event_time -2^62",
-        encoded(TXN_ID, transaction(event_time=-HUGE)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), event_time=-HUGE)),
         "VALIDATION",
         ("'event_time'", str(-HUGE)),
     ),
     (
         "event_time 2 days ahead",
-        encoded(TXN_ID, transaction(event_time=NOW + 2 * DAY_MS)),
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()), event_time=NOW + 2 * DAY_MS)),
         "VALIDATION",
         ("'event_time'", "EVENT_TIME_MAX_AHEAD_MS"),
     ),
     (
         "amount NaN (writer schema with a double)",
-        encoded(TXN_DOUBLE_AMOUNT_ID, transaction(amount_minor=float("nan"))),
+        encoded(TXN_DOUBLE_AMOUNT_ID, payment(event_id=str(uuid.uuid4()), amount_minor=float("nan"))),
         "AVRO_DECODE",
         ("schema id 4",),
     ),
     (
         "amount infinity (same)",
-        encoded(TXN_DOUBLE_AMOUNT_ID, transaction(amount_minor=float("inf"))),
+        encoded(TXN_DOUBLE_AMOUNT_ID, payment(event_id=str(uuid.uuid4()), amount_minor=float("inf"))),
         "AVRO_DECODE",
         ("schema id 4",),
     ),
@@ -217,7 +201,12 @@ INITIATED: list[Row] = [
     ("unknown schema id", framed(999, b"\x00"), "UNKNOWN_SCHEMA_ID", ("999",)),
     ("schema id of a JSON schema", framed(JSON_SCHEMA_ID, b"{}"), "UNKNOWN_SCHEMA_ID", ("not Avro",)),
     ("string length 2^62", txn_with_huge_string_length(), "AVRO_DECODE", ("schema id 1",)),
-    ("trailing bytes", encoded(TXN_ID, transaction()) + b"\x00", "AVRO_DECODE", ("trailing",)),
+    (
+        "trailing bytes",
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()))) + b"\x00",
+        "AVRO_DECODE",
+        ("trailing",),
+    ),
 ]
 
 DECISIONS: list[Row] = [
@@ -282,7 +271,12 @@ LABELS: list[Row] = [
     ),
     ("JSON text, not Avro", b'{"is_fraud": true}', "BAD_MAGIC_BYTE", ("magic byte",)),
     ("unknown schema id", framed(999, b"\x00"), "UNKNOWN_SCHEMA_ID", ("999",)),
-    ("a transaction on the labels topic", encoded(TXN_ID, transaction()), "AVRO_DECODE", ("schema id 1",)),
+    (
+        "a transaction on the labels topic",
+        encoded(TXN_ID, payment(event_id=str(uuid.uuid4()))),
+        "AVRO_DECODE",
+        ("schema id 1",),
+    ),
 ]
 
 PROFILES: list[tuple[str, bytes, tuple[str, ...]]] = [
@@ -324,7 +318,7 @@ EDGES: dict[str, tuple[Callable[[bytes], Any], list[Row]]] = {
 
 def test_the_valid_records_of_each_edge_decode() -> None:
     """The rows differ from these by one value: what is refused is that value."""
-    assert _decode_initiated(encoded(TXN_ID, transaction())).user_id == "u-1"
+    assert _decode_initiated(encoded(TXN_ID, payment(event_id=str(uuid.uuid4())))).user_id == "u-1"
     assert _decode_decision(encoded(DECISION_ID, decision())).user_id == "u-1"
     assert _decode_label(encoded(LABEL_ID, label()))["is_fraud"] is True
 

@@ -17,8 +17,8 @@ from fraud_core.cards import is_pan, mask_pans
 from fraud_core.exceptions import CardNumberRefused, ValidationError
 from fraud_core.scoring_step import Intake
 from fraud_core.transaction import validate
+from tests.records import NOW, payment
 
-NOW = 1_796_000_000_000
 PANS = [
     "4111111111111111",
     "4111-1111-1111-1111",
@@ -32,23 +32,6 @@ PANS = [
 ]
 
 
-def record(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
-        "user_id": "u-1",
-        "card_id": "tok_1",
-        "amount_minor": 1_000,
-        "currency": "EUR",
-        "merchant_id": "m-1",
-        "merchant_category": "5411",
-        "country": "DE",
-        "channel": "ECOM",
-        "event_time": NOW - 60_000,
-        "device_id": None,
-    }
-    return base | overrides
-
-
 def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
@@ -57,7 +40,7 @@ def _digits(text: str) -> str:
 def test_a_pan_in_card_id_is_refused_whatever_the_separators_and_never_echoed(pan: str) -> None:
     assert is_pan(pan)
     with pytest.raises(CardNumberRefused) as info:
-        validate(record(card_id=pan), now_ms=NOW)
+        validate(payment(card_id=pan), now_ms=NOW)
     message = str(info.value)
     assert info.value.field == "card_id" and info.value.error_type == "VALIDATION"
     assert _digits(pan) not in _digits(message) and pan not in message
@@ -67,13 +50,13 @@ def test_a_pan_in_card_id_is_refused_whatever_the_separators_and_never_echoed(pa
 @pytest.mark.parametrize("token", ["tok_1", "card_abcdef1234", "4111111111111112", "1234", "c-0001-0002"])
 def test_tokens_are_not_pans(token: str) -> None:
     assert not is_pan(token)
-    assert validate(record(card_id=token), now_ms=NOW).card_id == token
+    assert validate(payment(card_id=token), now_ms=NOW).card_id == token
 
 
 @pytest.mark.parametrize("field", ["user_id", "merchant_id", "device_id"])
 def test_a_pan_in_another_field_is_masked_in_the_error(field: str) -> None:
     with pytest.raises(ValidationError) as info:
-        validate(record(**{field: "4111 1111 1111 1111"}), now_ms=NOW)
+        validate(payment(**{field: "4111 1111 1111 1111"}), now_ms=NOW)
     assert info.value.field == field and "**** **** **** 1111" in str(info.value)
     assert "4111 1111" not in str(info.value)
 
@@ -95,7 +78,7 @@ def test_a_pan_in_another_field_is_masked_in_the_error(field: str) -> None:
 )
 def test_long_and_non_ascii_identifiers_are_refused_naming_the_field(field: str, value: str) -> None:
     with pytest.raises(ValidationError) as info:
-        validate(record(**{field: value}), now_ms=NOW)
+        validate(payment(**{field: value}), now_ms=NOW)
     assert info.value.field == field
     assert len(str(info.value)) < 300
 
@@ -118,7 +101,7 @@ class fake_serializer:  # keeps what it is given instead of asking a registry fo
 def test_the_dead_letter_record_keeps_the_event_with_the_pan_masked(pan: str) -> None:
     encoder = fake_serializer()
     intake = Intake(fake_registry(), encoder, "dlq", "test")  # type: ignore[arg-type]
-    raw = avro.encode(1, schemas.load(schemas.TRANSACTION), record(card_id=pan))
+    raw = avro.encode(1, schemas.load(schemas.TRANSACTION), payment(card_id=pan))
     with pytest.raises(CardNumberRefused) as info:
         intake.decode(raw, NOW)
     intake.dead_letter(("in", 0, 7), b"u-1", raw, info.value, {})
@@ -128,7 +111,7 @@ def test_the_dead_letter_record_keeps_the_event_with_the_pan_masked(pan: str) ->
     kept = fastavro.schemaless_reader(
         io.BytesIO(envelope["value"][5:]), schemas.load(schemas.TRANSACTION), None
     )
-    assert kept["card_id"] == mask_pans(pan) and kept["event_id"] == record()["event_id"]
+    assert kept["card_id"] == mask_pans(pan) and kept["event_id"] == payment()["event_id"]
 
 
 def test_the_action_consumer_refuses_a_pan_as_well() -> None:

@@ -15,26 +15,9 @@ from fraud_core.exceptions import ValidationError
 from fraud_core.features import VelocityState
 from fraud_core.scoring_step import Intake
 from fraud_core.transaction import DAY_MS, EventTimeBounds, Transaction, validate
+from tests.records import NOW, payment
 
-NOW = 1_796_000_000_000  # 2026-11-30
 MINUTE = 60_000
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
-        "user_id": "u-1",
-        "card_id": "tok_1",
-        "amount_minor": 1_000,
-        "currency": "EUR",
-        "merchant_id": "m-1",
-        "merchant_category": "5411",
-        "country": "DE",
-        "channel": "ECOM",
-        "event_time": NOW - MINUTE,
-        "device_id": None,
-    }
-    return base | overrides
 
 
 @pytest.mark.parametrize(
@@ -52,7 +35,7 @@ def test_an_event_time_out_of_bounds_is_refused_naming_field_and_value(
     event_time: int, bounds: EventTimeBounds, says: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        validate(record(event_time=event_time), bounds, now_ms=NOW)
+        validate(payment(event_time=event_time), bounds, now_ms=NOW)
     assert info.value.field == "event_time" and info.value.error_type == "VALIDATION"
     assert f"'event_time'={event_time}" in str(info.value) and says in str(info.value)
 
@@ -67,7 +50,7 @@ def test_an_event_time_out_of_bounds_is_refused_naming_field_and_value(
     ],
 )
 def test_an_event_time_within_bounds_passes(event_time: int, bounds: EventTimeBounds) -> None:
-    assert validate(record(event_time=event_time), bounds, now_ms=NOW).event_time == event_time
+    assert validate(payment(event_time=event_time), bounds, now_ms=NOW).event_time == event_time
 
 
 class fake_registry:  # named like the fakes of tests/README.md
@@ -79,11 +62,11 @@ def test_intake_refuses_a_future_event_so_the_velocity_history_survives() -> Non
     intake = Intake(fake_registry(), None, "dlq", "test", EventTimeBounds())  # type: ignore[arg-type]
     velocity = VelocityState()
     for _ in range(3):
-        velocity.observe(intake.decode(avro.encode(1, schemas.load(schemas.TRANSACTION), record()), NOW))
-    future = avro.encode(1, schemas.load(schemas.TRANSACTION), record(event_time=NOW + 400 * DAY_MS))
+        velocity.observe(intake.decode(avro.encode(1, schemas.load(schemas.TRANSACTION), payment()), NOW))
+    future = avro.encode(1, schemas.load(schemas.TRANSACTION), payment(event_time=NOW + 400 * DAY_MS))
     with pytest.raises(ValidationError, match="event_time"):
         intake.decode(future, NOW)
-    txn = intake.decode(avro.encode(1, schemas.load(schemas.TRANSACTION), record()), NOW)
+    txn = intake.decode(avro.encode(1, schemas.load(schemas.TRANSACTION), payment()), NOW)
     assert velocity.observe(txn)["txn_count_1m"] == 4
 
 
@@ -91,10 +74,10 @@ def test_a_future_event_that_gets_past_the_bound_does_not_wipe_the_history() -> 
     """The second defence: the velocity state prunes relative to the events before a far-future
     one, so the history it already holds survives it (on the old code the count here was 1)."""
     velocity = VelocityState()
-    txn = Transaction(**record())
+    txn = Transaction(**payment())
     for _ in range(3):
         velocity.observe(txn)
-    velocity.observe(Transaction(**record(event_time=NOW + 400 * DAY_MS)))
+    velocity.observe(Transaction(**payment(event_time=NOW + 400 * DAY_MS)))
     assert velocity.observe(txn)["txn_count_1m"] == 4
 
 

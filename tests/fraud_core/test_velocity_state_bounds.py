@@ -10,25 +10,13 @@ import pytest
 from fraud_core import features as features_module
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
 from fraud_core.transaction import Transaction
+from tests.records import NOW, payment
 
-NOW = 1_796_000_000_000
 HOUR_MS = 3_600_000
 
 
 def txn(event_time: int, **overrides: Any) -> Transaction:
-    fields: dict[str, Any] = {
-        "event_id": "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
-        "user_id": "u-1",
-        "card_id": "card_1",
-        "amount_minor": 1_000,
-        "currency": "EUR",
-        "merchant_id": "m-1",
-        "merchant_category": "5411",
-        "country": "DE",
-        "channel": "ECOM",
-        "event_time": event_time,
-    }
-    return Transaction(**(fields | overrides))
+    return Transaction(**payment(event_time=event_time, card_id="card_1", **overrides))
 
 
 def test_an_event_23_hours_ahead_does_not_stop_pruning() -> None:
