@@ -61,6 +61,7 @@ def test_local_mode_has_development_keys(tmp_path: Path) -> None:
     assert settings.docs_enabled
 
 
+@pytest.mark.integration  # starts the service's process
 def test_start_up_refuses_a_short_key_with_a_clear_message_without_echoing_it(tmp_path: Path) -> None:
     short = "short-key-9f8e7d"
     env = {**os.environ, "APP_ENV": "production", "SCORING_API_KEY": short, "ADMIN_API_KEY": ADMIN_KEY}
