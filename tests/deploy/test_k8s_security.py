@@ -7,6 +7,7 @@ Secrets. Offline: the kustomize-built manifests only.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -274,6 +275,35 @@ def test_console_is_reached_only_through_the_ingress_controller_and_by_prometheu
                 )
             )
     assert peers == {("ingress-nginx", "ingress-nginx"), ("monitoring", "prometheus")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_console_health_strip_reads_prometheus_which_its_egress_allows(
+    built: dict[str, list], overlay: str
+) -> None:
+    """The strip's endpoints are Prometheus federation only (the job, scoring service and consumers
+    admit no console), reachable through the console's egress rule to monitoring/prometheus."""
+    docs = built[overlay]
+    (console,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "console"]
+    env = {e["name"]: e.get("value") for e in console["spec"]["template"]["spec"]["containers"][0]["env"]}
+    urls = [urlsplit(u) for u in env["HEALTH_METRICS_URLS"].split(",")]
+    assert urls
+    for url in urls:
+        assert (url.hostname, url.port, url.path) == ("prometheus-operated.monitoring.svc", 9090, "/federate")
+        assert "+" not in url.query, "a query string reads + as a space"
+    peers = [
+        (peer, rule)
+        for p in policies(docs)
+        if p["spec"]["podSelector"] != {} and selects(p["spec"]["podSelector"], CONSOLE)
+        for rule in p["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+    ]
+    assert any(
+        peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": "monitoring"}
+        and peer.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "prometheus"}
+        and port_open(rule, 9090)
+        for peer, rule in peers
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
