@@ -21,6 +21,7 @@ SETTINGS = {
     ("Deployment", "scoring"): "inference_service.core.config:Settings",
     ("Deployment", "consumers"): "actions.settings:ConsumerSettings",
     ("Deployment", "drift-monitor"): "monitoring.settings:MonitorSettings",
+    ("Deployment", "console"): "console.settings:ConsoleSettings",
     ("Job", "fraud-bootstrap"): "fraud_core.settings:ConnectionSettings",
     ("FlinkDeployment", "scoring-job"): "flink_jobs.settings:JobSettings",
 }

@@ -12,7 +12,8 @@ import pytest
 from tests.deploy.conftest import OVERLAYS
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
-SECRET_NAME = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|CREDENTIAL", re.I)
+# Variables that hold a secret: keys, passwords, tokens, and the console's analyst hashes (CONSOLE_USERS).
+SECRET_NAME = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|CREDENTIAL|_USERS$", re.I)
 
 
 def pods(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

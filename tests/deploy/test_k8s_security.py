@@ -7,10 +7,12 @@ Secrets. Offline: the kustomize-built manifests only.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from deploy.redis_users import DEFAULT_USER, password_variable, user_directive
+from monitoring.settings import MonitorSettings
 from tests.deploy.conftest import OVERLAYS
 from tests.deploy.test_k8s_safety import pods
 
@@ -18,6 +20,8 @@ from tests.deploy.test_k8s_safety import pods
 JOB = {"app.kubernetes.io/name": "scoring-job"}
 CONSUMERS = {"app.kubernetes.io/name": "consumers"}
 BOOTSTRAP = {"app.kubernetes.io/name": "fraud-bootstrap"}
+CONSOLE = {"app.kubernetes.io/name": "console"}
+DRIFT = {"app.kubernetes.io/name": "drift-monitor"}
 SCORING = {"app.kubernetes.io/name": "scoring"}
 REDIS = {"app.kubernetes.io/name": "redis"}
 REGISTRY = {"app.kubernetes.io/name": "schema-registry"}
@@ -35,6 +39,11 @@ FLOWS = [
     (CONSUMERS, REGISTRY, 8080),
     (BOOTSTRAP, KAFKA, 9093),
     (BOOTSTRAP, REGISTRY, 8080),
+    (CONSOLE, KAFKA, 9093),
+    (CONSOLE, REDIS, 6379),
+    (CONSOLE, REGISTRY, 8080),
+    (DRIFT, KAFKA, 9093),
+    (DRIFT, REGISTRY, 8080),
 ]
 FORBIDDEN = [
     (CONSUMERS, SCORING, 8000),
@@ -44,11 +53,18 @@ FORBIDDEN = [
     (SCORING, REGISTRY, 8080),
     (REGISTRY, REDIS, 6379),
     (CONSUMERS, JOB, 8081),
+    (CONSOLE, SCORING, 8000),
+    (CONSOLE, JOB, 8081),
+    (CONSOLE, CONSUMERS, 9102),
+    (DRIFT, REDIS, 6379),
+    (DRIFT, SCORING, 8000),
 ]
 KAFKA_CLIENTS = {  # workload -> (pod labels, KafkaUser)
     ("FlinkDeployment", "scoring-job"): (JOB, "fraud-job"),
     ("Deployment", "consumers"): (CONSUMERS, "fraud-consumers"),
     ("Job", "fraud-bootstrap"): (BOOTSTRAP, "fraud-bootstrap"),
+    ("Deployment", "console"): (CONSOLE, "fraud-console"),
+    ("Deployment", "drift-monitor"): (DRIFT, "fraud-drift-monitor"),
 }
 # KafkaUser -> {(resource type, name, pattern): operations}: least privilege, per application.
 ACLS = {
@@ -68,6 +84,16 @@ ACLS = {
         ("topic", "payments.dlq", "literal"): {"Write", "Describe"},
     },
     "fraud-bootstrap": {("topic", "payments.", "prefix"): {"Create", "Describe", "DescribeConfigs"}},
+    # Writes verdicts (labels) and their audit (actions); consumes nothing.
+    "fraud-console": {
+        ("topic", "payments.labels", "literal"): {"Write", "Describe"},
+        ("topic", "payments.actions", "literal"): {"Write", "Describe"},
+    },
+    "fraud-drift-monitor": {
+        ("topic", "payments.flagged", "literal"): {"Read", "Describe"},
+        ("topic", "payments.approved", "literal"): {"Read", "Describe"},
+        ("group", MonitorSettings.model_fields["GROUP_ID"].default, "literal"): {"Read"},
+    },
 }
 
 
@@ -158,6 +184,126 @@ def test_flows_the_pipeline_does_not_need_are_denied(
     if dst == KAFKA:
         port = kafka_port(docs)
     assert not (egress_allowed(docs, src, dst, port) and ingress_allowed(docs, src, dst, port))
+
+
+def pod_labels(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Where -> the labels of its pods: every workload's pod template, and Strimzi's Kafka pods."""
+    out = {}
+    for d in docs:
+        where = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            out[where] = d["spec"]["template"]["metadata"]["labels"]
+        elif d["kind"] == "FlinkDeployment":
+            out[where] = d["spec"]["podTemplate"]["metadata"]["labels"]
+        elif d["kind"] == "Kafka":
+            out[where] = KAFKA
+    return out
+
+
+def prometheus_may_scrape(docs: list[dict[str, Any]], dst: dict[str, str], port: int) -> bool:
+    """An ingress rule admits Prometheus (namespace `monitoring`) to ``dst`` pods on ``port``."""
+    return any(
+        p["spec"]["podSelector"] != {}
+        and selects(p["spec"]["podSelector"], dst)
+        and any(
+            port_open(rule, port)
+            and any(
+                peer.get("namespaceSelector", {}).get("matchLabels")
+                == {"kubernetes.io/metadata.name": "monitoring"}
+                and peer.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "prometheus"}
+                for peer in rule.get("from", [])
+            )
+            for rule in p["spec"].get("ingress", [])
+        )
+        for p in policies(docs)
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_has_an_allow_policy_of_its_own(built: dict[str, list], overlay: str) -> None:
+    """Default-deny plus DNS leaves a pod that no policy names unable to do its work: each flow
+    it needs must be written down (the catch-all policies, empty podSelector, do not count)."""
+    docs = built[overlay]
+    named = [p for p in policies(docs) if p["spec"]["podSelector"] != {}]
+    labels = pod_labels(docs)
+    assert {"Deployment/console", "Deployment/drift-monitor", "Kafka/fraud"} <= set(labels)
+    unselected = [
+        w for w, lab in labels.items() if not any(selects(p["spec"]["podSelector"], lab) for p in named)
+    ]
+    assert not unselected, f"no NetworkPolicy allows anything for {unselected}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_may_scrape_every_pod_monitor(built: dict[str, list], overlay: str) -> None:
+    docs = built[overlay]
+    monitors = [d for d in docs if d["kind"] == "PodMonitor"]
+    labels, workloads = pod_labels(docs), dict(pods(docs))
+    assert {m["metadata"]["name"] for m in monitors} >= {"console", "drift-monitor"}
+    for monitor in monitors:
+        selector = monitor["spec"]["selector"]
+        targets = [workloads[w] for w, lab in labels.items() if w in workloads and selects(selector, lab)]
+        assert targets, f"PodMonitor/{monitor['metadata']['name']} selects no pod"
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            for pod in targets:
+                ports = {p["name"]: p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
+                port = ports[endpoint["port"]]
+                assert prometheus_may_scrape(docs, selector["matchLabels"], port), (
+                    f"PodMonitor/{monitor['metadata']['name']}: Prometheus may not reach port {port}"
+                )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_console_is_reached_only_through_the_ingress_controller_and_by_prometheus(
+    built: dict[str, list], overlay: str
+) -> None:
+    docs = built[overlay]
+    rules = [
+        rule
+        for p in policies(docs)
+        if p["spec"]["podSelector"] != {} and selects(p["spec"]["podSelector"], CONSOLE)
+        for rule in p["spec"].get("ingress", [])
+    ]
+    peers = set()
+    for rule in rules:
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8090}]
+        for peer in rule["from"]:
+            assert set(peer) == {"namespaceSelector", "podSelector"}, peer
+            peers.add(
+                (
+                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                    peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+                )
+            )
+    assert peers == {("ingress-nginx", "ingress-nginx"), ("monitoring", "prometheus")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_console_health_strip_reads_prometheus_which_its_egress_allows(
+    built: dict[str, list], overlay: str
+) -> None:
+    """The strip's endpoints are Prometheus federation only (the job, scoring service and consumers
+    admit no console), reachable through the console's egress rule to monitoring/prometheus."""
+    docs = built[overlay]
+    (console,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "console"]
+    env = {e["name"]: e.get("value") for e in console["spec"]["template"]["spec"]["containers"][0]["env"]}
+    urls = [urlsplit(u) for u in env["HEALTH_METRICS_URLS"].split(",")]
+    assert urls
+    for url in urls:
+        assert (url.hostname, url.port, url.path) == ("prometheus-operated.monitoring.svc", 9090, "/federate")
+        assert "+" not in url.query, "a query string reads + as a space"
+    peers = [
+        (peer, rule)
+        for p in policies(docs)
+        if p["spec"]["podSelector"] != {} and selects(p["spec"]["podSelector"], CONSOLE)
+        for rule in p["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+    ]
+    assert any(
+        peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": "monitoring"}
+        and peer.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "prometheus"}
+        and port_open(rule, 9090)
+        for peer, rule in peers
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -265,7 +411,11 @@ def test_redis_has_an_acl_user_per_application_with_passwords_from_a_secret(
     redis = workloads["StatefulSet/redis"]["containers"][0]
     args = redis["args"]
     directives = [args[i + 1] for i, a in enumerate(args) if a == "--user"]
-    users = {"FlinkDeployment/scoring-job": "fraud-job", "Deployment/consumers": "fraud-consumers"}
+    users = {
+        "FlinkDeployment/scoring-job": "fraud-job",
+        "Deployment/consumers": "fraud-consumers",
+        "Deployment/console": "fraud-console",
+    }
     assert directives == [DEFAULT_USER] + [
         user_directive(u, f"$({password_variable(u)})") for u in users.values()
     ]
