@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 import schemas
 from actions.exceptions import ActionsError, TransientError
-from actions.logic import Decision, audit_records, notification, parse_decision, plan_actions
+from actions.logic import Decision, audit_records, millis, notification, parse_decision, plan_actions
 from actions.metrics import Metrics
 from actions.notify import Notifier, notifier_for
 from actions.settings import ConsumerSettings
@@ -205,11 +205,17 @@ class ActionConsumer:
         try:
             record = self._decode(msg.value())
             decision = parse_decision(record)
+            self._observe_delay(record)
             self._act(decision, record, headers, correlation, source, topic)
         except (DecodeError, SerializationError) as exc:
             self._dead_letter(msg, exc, headers, correlation, source)
         self._batch.offsets[(topic, partition)] = offset + 1
         self.metrics.latency.observe(time.perf_counter() - t0)
+
+    def _observe_delay(self, record: dict[str, Any]) -> None:
+        decided_at = millis(record.get("decided_at"))
+        if isinstance(decided_at, int) and decided_at > 0:  # a clock behind the job's reads as 0
+            self.metrics.decision_delay.observe(max(0, now_ms() - decided_at) / 1000)
 
     def _decode(self, value: bytes | None) -> dict[str, Any]:
         try:

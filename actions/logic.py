@@ -91,7 +91,8 @@ def action_of(record: Mapping[str, Any]) -> str:
     return ACTION_APPROVE
 
 
-def _millis(value: object) -> object:
+def millis(value: object) -> object:
+    """Epoch milliseconds of a decoded timestamp-millis field (other values unchanged)."""
     # fastavro reads timestamp-millis as aware datetimes; tests and replays may pass ints.
     return (value - _EPOCH) // _MS if isinstance(value, datetime) else value
 
@@ -129,7 +130,7 @@ def parse_decision(record: Mapping[str, Any]) -> Decision:
     country = record.get("country") or ""
     if country and not (isinstance(country, str) and _COUNTRY.match(country)):
         raise ValidationError("country", country, "must be an ISO 3166-1 alpha-2 code in upper case")
-    event_time = _millis(record.get("event_time"))
+    event_time = millis(record.get("event_time"))
     if not isinstance(event_time, int) or event_time <= 0:
         raise ValidationError("event_time", event_time, "must be a positive epoch-millisecond timestamp")
     device_id = record.get("device_id")

@@ -47,6 +47,13 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        self.decision_delay = Histogram(
+            "fraud_actions_decision_delay_seconds",
+            "Decision to action: when this consumer received a decision minus its decided_at (the job's "
+            "clock), seconds; under exactly-once it includes the wait for the checkpoint.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.lag = Gauge(
             "fraud_actions_consumer_lag",
             "Records not yet committed: high watermark minus committed offset, per partition.",

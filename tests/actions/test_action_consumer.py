@@ -98,6 +98,9 @@ def test_flagged_blocks_card_raises_risk_notifies_and_audits(
         assert headers["correlation_id"] == f"cid-{flagged['event_id']}".encode()
         assert headers["traceparent"].startswith(b"00-")
     assert sample(consumer, "fraud_actions_taken_total", action="BLOCK_CARD") == 1
+    # Decision to action: observed once, from the decision's decided_at (T0 + 3: long ago).
+    assert sample(consumer, "fraud_actions_decision_delay_seconds_count") == 1
+    assert sample(consumer, "fraud_actions_decision_delay_seconds_sum") > 3600
 
 
 def test_the_same_decision_delivered_twice_acts_once(
