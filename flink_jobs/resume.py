@@ -128,9 +128,10 @@ _COORDINATOR_NOT_READY = frozenset(
 
 
 def committed_offsets(
-    c: Any, partitions: list[TopicPartition], timeout_s: float = 60.0
+    c: Any, partitions: list[TopicPartition], timeout_s: float = 60.0, retry_s: float = 1.0
 ) -> list[TopicPartition]:
-    """The group's committed offsets, retried while the group coordinator is not ready."""
+    """The group's committed offsets, asked again every ``retry_s`` while the group coordinator
+    is not ready."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -141,7 +142,7 @@ def committed_offsets(
             if ready or time.monotonic() > deadline:
                 raise
             log.info("group coordinator not ready (%s); asking again", err)
-            time.sleep(1.0)
+            time.sleep(retry_s)
 
 
 def _timestamp_at(c: Consumer, topic: str, partition: int, offset: int) -> int | None:

@@ -64,7 +64,7 @@ class fake_consumer:  # named like the fakes of tests/README.md
 
 def test_committed_offsets_wait_for_a_group_coordinator_that_is_still_loading() -> None:
     c = fake_consumer([KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS])
-    got = committed_offsets(c, [TopicPartition("in", 0)], timeout_s=30)
+    got = committed_offsets(c, [TopicPartition("in", 0)], timeout_s=30, retry_s=0.01)
     assert [tp.offset for tp in got] == [42] and c.calls == 3
 
 
