@@ -7,6 +7,7 @@ import os
 
 import cloudpickle
 import pytest
+import yaml
 
 from flink_jobs.operators import FeaturesFunction, ScoringFunction
 from flink_jobs.scoring_job import (
@@ -82,9 +83,26 @@ def test_with_sasl_the_mini_cluster_jvm_may_load_the_env_provider_only(
     allow_env_config_provider(settings)
     allow_env_config_provider(settings)  # idempotent: a second call adds nothing
     assert os.environ["JVM_ARGS"].split() == ["-Xss2m", ENV_PROVIDER_JVM_OPTION]
-    # The same property and provider as the Flink of compose and of Kubernetes.
-    for deployment in ("docker-compose.yml", "deploy/k8s/base/flink.yaml"):
-        assert ENV_PROVIDER_JVM_OPTION in (REPO_ROOT / deployment).read_text()
+
+
+def _deployed_flink_configurations() -> dict[str, dict[str, object]]:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    manifests = yaml.safe_load_all((REPO_ROOT / "deploy/k8s/base/flink.yaml").read_text())
+    k8s = next(m for m in manifests if m and m["kind"] == "FlinkDeployment")
+    return {
+        "compose": yaml.safe_load(compose["x-flink-properties"]["FLINK_PROPERTIES"]),
+        "k8s": k8s["spec"]["flinkConfiguration"],
+    }
+
+
+@pytest.mark.parametrize("deployment", ["compose", "k8s"])
+def test_deployed_flink_allows_the_env_provider_and_keeps_the_java_17_opens(deployment: str) -> None:
+    conf = _deployed_flink_configurations()[deployment]
+    # The same property and provider as the local job, for both processes that open Kafka clients.
+    assert conf["env.java.opts.jobmanager"] == ENV_PROVIDER_JVM_OPTION
+    assert conf["env.java.opts.taskmanager"] == ENV_PROVIDER_JVM_OPTION
+    # env.java.opts.all holds the image's --add-opens for Java 17: setting it would replace them.
+    assert "env.java.opts.all" not in conf
 
 
 def test_without_sasl_the_jvm_options_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
