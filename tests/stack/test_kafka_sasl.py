@@ -115,7 +115,8 @@ def _refusal(conf: dict[str, Any], wanted: set[int]) -> tuple[KafkaException, li
 def test_the_right_password_creates_a_topic_produces_and_consumes(sasl_broker: SaslBroker) -> None:
     conf = sasl_broker.connection().librdkafka()
     topic = f"sasl.{uuid.uuid4().hex[:10]}"
-    AdminClient(conf).create_topics([NewTopic(topic, 1, 1)], operation_timeout=15)[topic].result()
+    admin = AdminClient(conf)  # kept referenced: a collected client cancels its futures
+    admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=15)[topic].result()
     producer = Producer(conf)
     producer.produce(topic, key=b"u-1", value=b"hello through SASL")
     assert producer.flush(30) == 0
