@@ -38,6 +38,7 @@ from flink_jobs.operators import (
 from flink_jobs.resume import Resume, flink_offsets, plan
 from flink_jobs.settings import REPO_ROOT, JobSettings
 from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
+from fraud_core.connections import FLINK_ALLOWED_PROVIDERS_PROPERTY, FLINK_ENV_PROVIDER_CLASS
 from fraud_core.exceptions import ConfigError, StackError
 from fraud_core.transaction import EventTimeBounds
 
@@ -480,6 +481,24 @@ def job_log_dir(settings: JobSettings) -> Path:
     return Path(os.environ["FLINK_LOG_DIR"])
 
 
+ENV_PROVIDER_JVM_OPTION = f"-D{FLINK_ALLOWED_PROVIDERS_PROPERTY}={FLINK_ENV_PROVIDER_CLASS}"
+
+
+def allow_env_config_provider(settings: JobSettings) -> None:
+    """With SASL, let the connector's Kafka clients load the environment config provider, and no other.
+
+    The JAAS line reads the password through ``${env:KAFKA_SASL_PASSWORD}``; the JVM property
+    limits the providers a client may load, so a ``config.providers`` option cannot read files.
+    Compose and Kubernetes set it in ``env.java.opts.all``; the mini-cluster runs in the JVM that
+    PyFlink launches with ``JVM_ARGS``, so this must run before that JVM starts.
+    """
+    if not settings.kafka.sasl:
+        return
+    current = os.environ.get("JVM_ARGS", "").split()
+    if ENV_PROVIDER_JVM_OPTION not in current:
+        os.environ["JVM_ARGS"] = " ".join([*current, ENV_PROVIDER_JVM_OPTION])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     settings = parse_settings(JobCli, argv)
@@ -487,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.cluster:
         return submit_to_cluster(settings, argv)
     log.info("Flink's and the operators' logs: %s (warnings also here)", job_log_dir(settings))
+    allow_env_config_provider(settings)
     log.info(
         "starting %s: %s -> %s / %s (dlq %s), delivery=%s, checkpoint every %d ms, parallelism %d",
         settings.JOB_NAME,

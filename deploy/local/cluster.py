@@ -112,7 +112,7 @@ def flink_conf(config: ClusterConfig) -> dict[str, str]:
     """The cluster's ``config.yaml`` as flat keys: the wheel's defaults (JVM options for Java 17)
     overlaid with ours."""
     # The job sets the same python.pythonpath itself; here it is the default for any PyFlink job.
-    from flink_jobs.scoring_job import embedded_pythonpath
+    from flink_jobs.scoring_job import ENV_PROVIDER_JVM_OPTION, embedded_pythonpath
 
     with (flink_home() / "conf" / "config.yaml").open() as f:
         conf = _flatten(yaml.safe_load(f) or {})
@@ -148,6 +148,9 @@ def flink_conf(config: ClusterConfig) -> dict[str, str]:
             "python.pythonpath": embedded_pythonpath(),
         }
     )
+    # The job's SASL password is an ${env:...} reference (fraud_core/connections.py): the Kafka
+    # clients may load the environment config provider and no other, as in compose and Kubernetes.
+    conf["env.java.opts.all"] = f"{conf.get('env.java.opts.all', '')} {ENV_PROVIDER_JVM_OPTION}".strip()
     if config.metrics_ports:
         conf["metrics.reporter.prom.factory.class"] = (
             "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"

@@ -28,6 +28,7 @@ import redis
 import requests
 from confluent_kafka.admin import AdminClient
 
+from fraud_core.connections import KafkaConnection
 from fraud_core.exceptions import StackError
 
 log = logging.getLogger("stack")
@@ -40,7 +41,12 @@ START_TIMEOUT_S = 180.0  # Apicurio took over 90 s on a 2-core machine with a lo
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Where the stack lives and which ports it uses."""
+    """Where the stack lives and which ports it uses.
+
+    ``kafka_properties`` are lines added to the broker's ``server.properties`` after the stack's
+    own (a later line wins, so they can replace the listeners, e.g. with a SASL one), and
+    ``kafka_client`` is how the health check connects then; both are for private brokers in tests.
+    """
 
     state_dir: Path = REPO_ROOT / ".stack" / "state"
     kafka_port: int = 9092
@@ -48,6 +54,8 @@ class StackConfig:
     registry_port: int = 8081
     redis_port: int = 6379
     lib_dir: Path = LIB_DIR
+    kafka_properties: tuple[str, ...] = ()
+    kafka_client: KafkaConnection | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -294,6 +302,7 @@ class Stack(ServiceGroup):
                         "transaction.max.timeout.ms=900000",
                         "group.initial.rebalance.delay.ms=0",
                         "log.retention.check.interval.ms=60000",
+                        *cfg.kafka_properties,
                     ]
                 )
                 + "\n"
@@ -316,8 +325,9 @@ class Stack(ServiceGroup):
         def healthy() -> bool:
             if not port_open(cfg.kafka_port):
                 return False
+            client = cfg.kafka_client or KafkaConnection(bootstrap_servers=cfg.bootstrap)
             try:
-                AdminClient({"bootstrap.servers": cfg.bootstrap}).list_topics(timeout=2)
+                AdminClient(client.librdkafka()).list_topics(timeout=2)
             except Exception:
                 return False
             return True

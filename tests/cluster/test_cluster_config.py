@@ -58,6 +58,8 @@ def test_generated_conf(tmp_path: Path) -> None:
     assert conf["metrics.reporter.prom.port"] == "9250-9259"
     # The wheel's JVM options (module opens Flink needs on Java 17) survive the overlay.
     assert "--add-opens=java.base/java.lang=ALL-UNNAMED" in conf["env.java.opts.all"]
+    # The job's SASL password is an ${env:...} reference: the env config provider is allowed, no other.
+    assert conf["env.java.opts.all"].split()[-1] == scoring_job.ENV_PROVIDER_JVM_OPTION
 
 
 def test_python_settings_let_the_taskmanagers_run_the_job() -> None:

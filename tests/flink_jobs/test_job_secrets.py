@@ -3,12 +3,21 @@ carry no API key or password; the operators read them from the TaskManager's env
 
 from __future__ import annotations
 
+import os
+
 import cloudpickle
 import pytest
+import yaml
 
 from flink_jobs.operators import FeaturesFunction, ScoringFunction
-from flink_jobs.scoring_job import score_config, sink_ddl, source_ddl
-from flink_jobs.settings import JobSettings, OperatorSecrets
+from flink_jobs.scoring_job import (
+    ENV_PROVIDER_JVM_OPTION,
+    allow_env_config_provider,
+    score_config,
+    sink_ddl,
+    source_ddl,
+)
+from flink_jobs.settings import REPO_ROOT, JobSettings, OperatorSecrets
 
 API_KEY = "scoring-key-5d0c1f1e8a7b4b09a0f1c2d3e4f5a6b7"
 KAFKA_PASSWORD = "kafka-pass-9e8d7c6b5a4f3e2d"
@@ -65,3 +74,38 @@ def test_operator_secrets_refuse_a_missing_key_outside_local(monkeypatch: pytest
     monkeypatch.delenv("SCORING_API_KEY", raising=False)
     with pytest.raises(ValueError, match="SCORING_API_KEY must be set"):
         OperatorSecrets()
+
+
+def test_with_sasl_the_mini_cluster_jvm_may_load_the_env_provider_only(
+    settings: JobSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JVM_ARGS", "-Xss2m")
+    allow_env_config_provider(settings)
+    allow_env_config_provider(settings)  # idempotent: a second call adds nothing
+    assert os.environ["JVM_ARGS"].split() == ["-Xss2m", ENV_PROVIDER_JVM_OPTION]
+
+
+def _deployed_flink_configurations() -> dict[str, dict[str, object]]:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    manifests = yaml.safe_load_all((REPO_ROOT / "deploy/k8s/base/flink.yaml").read_text())
+    k8s = next(m for m in manifests if m and m["kind"] == "FlinkDeployment")
+    return {
+        "compose": yaml.safe_load(compose["x-flink-properties"]["FLINK_PROPERTIES"]),
+        "k8s": k8s["spec"]["flinkConfiguration"],
+    }
+
+
+@pytest.mark.parametrize("deployment", ["compose", "k8s"])
+def test_deployed_flink_allows_the_env_provider_and_keeps_the_java_17_opens(deployment: str) -> None:
+    conf = _deployed_flink_configurations()[deployment]
+    # The same property and provider as the local job, for both processes that open Kafka clients.
+    assert conf["env.java.opts.jobmanager"] == ENV_PROVIDER_JVM_OPTION
+    assert conf["env.java.opts.taskmanager"] == ENV_PROVIDER_JVM_OPTION
+    # env.java.opts.all holds the image's --add-opens for Java 17: setting it would replace them.
+    assert "env.java.opts.all" not in conf
+
+
+def test_without_sasl_the_jvm_options_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JVM_ARGS", raising=False)
+    allow_env_config_provider(JobSettings(KAFKA_SECURITY_PROTOCOL="PLAINTEXT"))
+    assert "JVM_ARGS" not in os.environ
