@@ -105,7 +105,7 @@ $(CHROMIUM):
 
 test: $(FETCHED) $(CHROMIUM) $(PROMETHEUS_PKG) ## Lint once, then the whole test suite against real services (starts and stops them itself)
 	@$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=20 $(ARGS)
 
 lint: $(INSTALLED) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
