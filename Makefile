@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Compiled modules are cached (__pycache__, git-ignored) even where the shell says not to: without
+# the cache every process the suite and the demo start compiles the project again (seconds each).
+export PYTHONDONTWRITEBYTECODE :=
 INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
 PROMETHEUS_PKG := .stack/.prometheus-installed
