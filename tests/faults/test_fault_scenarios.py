@@ -20,17 +20,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.flink]
 LOAD = Load(rate_eps=100.0, warmup_s=3.0, outage_s=5.0, after_s=4.0)
 
 
-@pytest.fixture
-def rig(stack, model_dir: Path, tmp_path: Path) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
-    services = Stack(stack.config)
-    rig = Rig(services, model_dir, tmp_path, "faults-test-key")
+@pytest.fixture(scope="module")
+def rig(stack, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:  # type: ignore[no-untyped-def]
+    """One rig and scoring service for the module, as ``make faults`` runs every scenario on one."""
+    rig = Rig(Stack(stack.config), model_dir, tmp_path_factory.mktemp("faults"), "faults-test-key")
     rig.start_service()
     try:
         yield rig
     finally:
         rig.close()
-        for svc in services.services:  # a failed scenario must not leave the session's stack down
-            services.start(svc)
+
+
+@pytest.fixture(autouse=True)
+def stack_restored(rig: Rig) -> Iterator[None]:
+    """A failed scenario must not leave the session's stack down for the tests after it."""
+    yield
+    for svc in rig.stack.services:
+        rig.stack.start(svc)
 
 
 def test_a_registry_outage_with_a_new_writer_schema_loses_nothing_and_dead_letters_nothing(rig: Rig) -> None:
