@@ -64,11 +64,13 @@ def alert_names() -> set[str]:
     return {rule["alert"] for g in groups() for rule in g["rules"] if "alert" in rule}
 
 
+@pytest.mark.integration  # runs promtool, a process
 def test_rules_pass_promtool_check() -> None:
     result = run_promtool("check", "rules", ALERTS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration  # runs promtool, a process
 def test_every_alert_passes_its_promtool_unit_tests() -> None:
     result = run_promtool("test", "rules", ALERT_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -92,6 +94,7 @@ def test_the_issue_alerts_exist() -> None:
     assert not missing
 
 
+@pytest.mark.integration  # runs promtool, a process
 def test_compose_prometheus_loads_the_rules_file() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
