@@ -12,7 +12,7 @@ FETCHED := .stack/lib/.fetched
 PROMETHEUS_PKG := .stack/.prometheus-installed
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce model bench faults backtest demo test lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce model bench faults backtest demo test unit lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ $(CHROMIUM):
 test: $(FETCHED) $(CHROMIUM) $(PROMETHEUS_PKG) ## Lint once, then the whole test suite against real services (starts and stops them itself)
 	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q --durations=20 $(ARGS)
+
+unit: $(INSTALLED) ## The unit tier alone: pure logic, no process or service started (seconds)
+	$(PY) -m pytest -q -m "not integration" --durations=5 $(ARGS)
 
 lint: $(INSTALLED) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .

@@ -44,18 +44,21 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def built() -> dict[str, list[dict[str, Any]]]:
-    """overlay name -> the manifests `kustomize build deploy/k8s/overlays/<name>` prints."""
-    out = {}
-    for name in OVERLAYS:
-        proc = subprocess.run(
+    """overlay name -> the manifests `kustomize build deploy/k8s/overlays/<name>` prints (built side by side)."""
+    builds = {
+        name: subprocess.Popen(
             [*kustomize_command(), str(DEPLOY / "k8s" / "overlays" / name)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
-            check=False,
         )
-        assert proc.returncode == 0, f"kustomize build of overlay {name} failed:\n{proc.stderr}"
-        out[name] = load_all(proc.stdout)
+        for name in OVERLAYS
+    }
+    out = {}
+    for name, proc in builds.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"kustomize build of overlay {name} failed:\n{stderr}"
+        out[name] = load_all(stdout)
     return out
 
 

@@ -56,6 +56,7 @@ def test_transaction_fields_rebuild_the_transaction_through_marshal() -> None:
     assert Transaction(*TXN.fields()).to_record() == TXN.to_record()
 
 
+@pytest.mark.integration  # starts the embedded interpreter's Python twice
 def test_embedded_import_check_passes_with_the_project_path_and_names_what_is_missing() -> None:
     check_embedded_imports(embedded_pythonpath())
     with pytest.raises(ConfigError) as caught:

@@ -20,7 +20,7 @@ def _no_profile_bursts() -> list[list[tuple[SimEvent, str]]]:
     rules = load_rules()
     states: dict[str, VelocityState] = defaultdict(VelocityState)
     bursts: dict[str, list[list[tuple[SimEvent, str]]]] = defaultdict(list)
-    events = list(simulator.events(count=30_000))
+    events = list(simulator.events(count=15_000))  # 22 complete bursts without a profile
     # A user's velocity depends on that user's events alone: only the testers' streams are replayed.
     testers = {e.txn.user_id for e in events if e.fraud_type == "card_testing"} - set(profiles)
     for e in events:
