@@ -338,9 +338,10 @@ def test_card_is_reissued_after_fraud(dense: tuple[Simulator, list[SimEvent]]) -
 
 
 def test_stress_variant_is_another_population_with_slower_timings() -> None:
-    config = replace(DENSE_FRAUD, seed=99, stress=True)
+    # More frequent episodes than DENSE_FRAUD: 51 complete takeovers and 43 card tests in 12,000 events.
+    config = replace(DENSE_FRAUD, seed=99, stress=True, account_takeover_rate=0.02, card_testing_rate=0.02)
     stress = Simulator(config)
-    events = list(stress.events(count=20_000))
+    events = list(stress.events(count=12_000))
     assert events[:2000] == list(Simulator(config).events(count=2000))  # deterministic too
     train = Simulator(DENSE_FRAUD)
     assert not {u.user_id for u in stress.users} & {u.user_id for u in train.users}
