@@ -76,7 +76,12 @@ def k8s_definitions() -> Resource[Any]:
 
 
 def test_the_cached_validator_refuses_what_kubernetes_refuses() -> None:
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80}]},
+    }
     assert not list(k8s_validator("v1", "Service").iter_errors(service))
     service["spec"]["ports"][0]["port"] = "eighty"
     service["spec"]["portz"] = []
