@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from fraud_core.kafka.headers import correlation_id, propagated
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
 from fraud_core.registry import RegistryClient
-from fraud_core.service import poll_until, serve_metrics
+from fraud_core.service import PollingService
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class _Batch:
     seen: set[str] = field(default_factory=set)
 
 
-class ActionConsumer:
+class ActionConsumer(PollingService):
     """Acts on ``payments.flagged`` and ``payments.approved``; run it with :meth:`run` or :meth:`poll_once`.
 
     Args:
@@ -79,6 +78,7 @@ class ActionConsumer:
         self.settings = settings
         self.notifier = notifier or notifier_for(settings.NOTIFY_WEBHOOK_URL, settings.NOTIFY_TIMEOUT_S)
         self.metrics = metrics or Metrics()
+        super().__init__(settings.ACTIONS_METRICS_PORT, self.metrics.registry, log)
         self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
         self._deserialize = AvroDeserializer(self.registry.parsed_schema, schemas.DECISION)
         self._audits = AvroSerializer(self.registry, schemas.ACTION)
@@ -119,35 +119,21 @@ class ActionConsumer:
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
         )
-        self._stop = threading.Event()
         self._failures = 0
         self._lag_due = 0.0
-        self._server: Any = None
         self._batch = _Batch()
 
     # Lifecycle ----------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Consume until ``stop`` is set, then finish the current record, commit and close."""
-        if stop is not None:
-            self._stop = stop
-        self._server = serve_metrics(self.settings.ACTIONS_METRICS_PORT, self.metrics.registry, log)
-        log.info(
-            "acting on %s and %s as group %s (audit -> %s, dead letters -> %s, notify via %s)",
-            self.settings.FLAGGED_TOPIC,
-            self.settings.APPROVED_TOPIC,
-            self.settings.GROUP_ID,
-            self.settings.ACTIONS_TOPIC,
-            self.settings.DLQ_TOPIC,
-            self.notifier.channel,
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"acting on {s.FLAGGED_TOPIC} and {s.APPROVED_TOPIC} as group {s.GROUP_ID} (audit -> "
+            f"{s.ACTIONS_TOPIC}, dead letters -> {s.DLQ_TOPIC}, notify via {self.notifier.channel})"
         )
-        poll_until(self._stop, self.poll_once, self.close)
 
-    def close(self) -> None:
-        """Flush what is in flight, leave the group and release connections. Safe to call twice."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def release(self) -> None:
+        """Flush what is in flight, leave the group and release connections."""
         if self.consumer is None:
             return
         self.publisher.flush(FLUSH_TIMEOUT_S)

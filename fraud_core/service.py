@@ -5,6 +5,7 @@ a ``/metrics`` endpoint, a poll loop until a stop event, signals that set that e
 
 from __future__ import annotations
 
+import abc
 import logging
 import signal
 import threading
@@ -39,6 +40,46 @@ def poll_until(stop: threading.Event, poll_once: Callable[[], object], close: Ca
             poll_once()
     finally:
         close()
+
+
+class PollingService(abc.ABC):
+    """A consumer process: serves its metrics, says what it consumes, polls until stopped, then
+    closes once. Subclasses say what they are (``describe``), what one poll does and what they
+    release."""
+
+    def __init__(self, metrics_port: int, metrics_registry: CollectorRegistry, log: logging.Logger) -> None:
+        self._metrics = (metrics_port, metrics_registry)
+        self._log = log
+        self._stop = threading.Event()
+        self._server: Any = None
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll until ``stop`` is set, then close (also when a poll raises)."""
+        if stop is not None:
+            self._stop = stop
+        self._server = serve_metrics(*self._metrics, self._log)
+        self._log.info("%s", self.describe())
+        poll_until(self._stop, self.poll_once, self.close)
+
+    def close(self) -> None:
+        """Stop serving metrics and release what the service holds. Safe to call twice."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.release()
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The start-up line: what is consumed, as which group, and where results go."""
+
+    @abc.abstractmethod
+    def poll_once(self, timeout_s: float = 1.0) -> int:
+        """One poll; returns how many records it handled."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Close the clients (flushing what is in flight). Called once per ``close``; must be safe
+        to call again."""
 
 
 def stop_on_signals(log: logging.Logger, then: str) -> threading.Event:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from fraud_core import avro
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.features import FEATURE_NAMES
 from fraud_core.registry import RegistryClient
-from fraud_core.service import poll_until, serve_metrics
+from fraud_core.service import PollingService
 from monitoring.drift import DriftReading
 from monitoring.exceptions import InvalidReference, MonitoringError
 from monitoring.metrics import Metrics
@@ -115,7 +114,7 @@ def publish(metrics: Metrics, readings: dict[str, tuple[DriftReading, ModelRefer
                 metrics.feature_js.labels(name, version).set(reading.js[name])
 
 
-class DriftMonitor:
+class DriftMonitor(PollingService):
     """Consumes decisions and exports drift; run it with :meth:`run` or step it with :meth:`poll_once`.
 
     Args:
@@ -126,6 +125,7 @@ class DriftMonitor:
     def __init__(self, settings: MonitorSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        super().__init__(settings.MONITOR_METRICS_PORT, self.metrics.registry, log)
         self.cards = CardSource(settings.MODEL_DIR, settings.SCORING_URL, settings.api_key)
         self.tracker = DriftTracker(FEATURE_NAMES, settings.DRIFT_WINDOW, self.cards.reference)
         self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
@@ -147,31 +147,18 @@ class DriftMonitor:
         )
         # Silence is measured from the start: a monitor that just started has not missed anything yet.
         self.metrics.last_decision.set(time.time())
-        self._stop = threading.Event()
         self._publish_due = 0.0
         self._lag_due = 0.0
-        self._server: Any = None
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Consume until ``stop`` is set, then close."""
-        if stop is not None:
-            self._stop = stop
-        self._server = serve_metrics(self.settings.MONITOR_METRICS_PORT, self.metrics.registry, log)
-        log.info(
-            "watching %s and %s as group %s: windows of %d decisions, cards from %s",
-            self.settings.FLAGGED_TOPIC,
-            self.settings.APPROVED_TOPIC,
-            self.settings.GROUP_ID,
-            self.settings.DRIFT_WINDOW,
-            self.settings.MODEL_DIR,
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"watching {s.FLAGGED_TOPIC} and {s.APPROVED_TOPIC} as group {s.GROUP_ID}: windows of "
+            f"{s.DRIFT_WINDOW} decisions, cards from {s.MODEL_DIR}"
         )
-        poll_until(self._stop, self.poll_once, self.close)
 
-    def close(self) -> None:
-        """Leave the group and stop serving metrics. Safe to call twice."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def release(self) -> None:
+        """Leave the group."""
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None  # type: ignore[assignment]

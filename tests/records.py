@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fraud_core.transaction import Transaction
+
 NOW = 1_796_000_000_000  # 2026-11-30, the processing time the unit tests pretend it is
 SAMPLE_EVENT_ID = "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60"
 
@@ -23,3 +25,8 @@ def payment(**overrides: Any) -> dict[str, Any]:
         "event_time": NOW - 60_000,
         "device_id": None,
     } | overrides
+
+
+def transaction(**overrides: Any) -> Transaction:
+    """:func:`payment` as the decoded :class:`Transaction` (not validated: tests may bend it)."""
+    return Transaction(**payment(**overrides))

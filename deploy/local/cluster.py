@@ -25,7 +25,6 @@ For fault scripts::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -42,7 +41,7 @@ from typing import Any
 import requests
 import yaml
 
-from deploy.local.stack import REPO_ROOT, Service, ServiceGroup
+from deploy.local.stack import REPO_ROOT, Service, ServiceGroup, group_main
 from fraud_core.exceptions import StackError
 
 log = logging.getLogger("cluster")
@@ -173,6 +172,7 @@ class Cluster(ServiceGroup):
     """The JobManager and the TaskManagers of one :class:`ClusterConfig`, each stopped by PID."""
 
     port_hint = "FLINK_REST_PORT, FLINK_RPC_PORT"
+    label = "cluster"
 
     def __init__(self, config: ClusterConfig, env: Mapping[str, str] | None = None) -> None:
         """``env`` is added to every process's environment: the job's operators read their secrets
@@ -268,6 +268,13 @@ class Cluster(ServiceGroup):
             log.info(
                 "%-14s %s", svc.name, self.start(svc) if pid is None else self._wait(svc, pid, "started")
             )
+
+    def summary(self) -> str:
+        cfg = self.config
+        return (
+            f"  web UI      {cfg.rest_url}\n  checkpoints {cfg.checkpoint_dir.resolve().as_uri()}\n"
+            f"  logs        {cfg.state_dir / 'log'}"
+        )
 
     def down(self) -> None:
         """Stop every process ``up`` started, by PID (TaskManagers first)."""
@@ -466,37 +473,16 @@ def run_attached(config: ClusterConfig, job_env: Mapping[str, str], job_args: Se
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.local.cluster",
-        description="Run a standalone Flink session cluster (one JobManager, two TaskManagers) from the "
+    return group_main(
+        argv,
+        "python -m deploy.local.cluster",
+        "Run a standalone Flink session cluster (one JobManager, two TaskManagers) from the "
         "apache-flink wheel's scripts. Environment: FLINK_REST_PORT (8091: web UI and submission), "
         "FLINK_RPC_PORT (6123), FLINK_METRICS_PORTS (9250-9259, empty = off), FLINK_CLUSTER_DIR "
         "(.stack/state/flink-cluster: conf, logs, PID files, checkpoints). Submit the job with "
         '`make job ARGS="--cluster"`.',
+        lambda: Cluster(ClusterConfig.from_env()),
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cluster = Cluster(ClusterConfig.from_env())
-    try:
-        if args.command == "up":
-            t0 = time.monotonic()
-            cluster.up()
-            log.info(
-                "cluster up in %.1fs\n  web UI      %s\n  checkpoints %s\n  logs        %s",
-                time.monotonic() - t0,
-                cluster.config.rest_url,
-                cluster.config.checkpoint_dir.resolve().as_uri(),
-                cluster.config.state_dir / "log",
-            )
-        elif args.command == "down":
-            cluster.down()
-        else:
-            return 0 if cluster.status() else 1
-    except StackError as exc:
-        log.error("error: %s", exc)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ class ServiceGroup:
     """
 
     port_hint = "KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REDIS_PORT"
+    label = "stack"
 
     def __init__(self, state: Path, services: list[Service]) -> None:
         self.state = state
@@ -257,6 +258,14 @@ class ServiceGroup:
                 self._log_file(svc),
             )
         return ok
+
+    def up(self) -> None:
+        """Start every service of the group."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """Where to reach the group once it is up (printed by ``up``)."""
+        raise NotImplementedError
 
 
 class Stack(ServiceGroup):
@@ -432,6 +441,13 @@ class Stack(ServiceGroup):
             log.info("%-8s %s", svc.name, self.start(svc))
         bootstrap(self.config.bootstrap, self.config.registry_url)
 
+    def summary(self) -> str:
+        cfg = self.config
+        return (
+            f"  KAFKA_BOOTSTRAP_SERVERS={cfg.bootstrap}\n  SCHEMA_REGISTRY_URL={cfg.registry_url}\n"
+            f"  REDIS_URL={cfg.redis_url}"
+        )
+
 
 @contextmanager
 def ensure_stack(keep_running: bool = False) -> Iterator[StackConfig]:
@@ -467,37 +483,37 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.local.stack",
-        description="Run the local stack (Kafka KRaft, Apicurio Registry, Redis) as local processes. "
-        "Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REGISTRY_PORT (8081), REDIS_PORT (6379); "
-        "state folder: STACK_DIR (.stack/state).",
-    )
+def group_main(argv: list[str] | None, prog: str, description: str, make: Callable[[], ServiceGroup]) -> int:
+    """The ``up | down | status`` command line of a group (the stack, the Flink cluster)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    stack = Stack(StackConfig.from_env())
+    group = make()
     try:
         if args.command == "up":
             t0 = time.monotonic()
-            stack.up()
-            cfg = stack.config
-            log.info(
-                "stack up in %.1fs\n  KAFKA_BOOTSTRAP_SERVERS=%s\n  SCHEMA_REGISTRY_URL=%s\n  REDIS_URL=%s",
-                time.monotonic() - t0,
-                cfg.bootstrap,
-                cfg.registry_url,
-                cfg.redis_url,
-            )
+            group.up()
+            log.info("%s up in %.1fs\n%s", group.label, time.monotonic() - t0, group.summary())
         elif args.command == "down":
-            stack.down()
+            group.down()
         else:
-            return 0 if stack.status() else 1
+            return 0 if group.status() else 1
     except StackError as exc:
         log.error("error: %s", exc)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return group_main(
+        argv,
+        "python -m deploy.local.stack",
+        "Run the local stack (Kafka KRaft, Apicurio Registry, Redis) as local processes. "
+        "Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REGISTRY_PORT (8081), REDIS_PORT (6379); "
+        "state folder: STACK_DIR (.stack/state).",
+        lambda: Stack(StackConfig.from_env()),
+    )
 
 
 if __name__ == "__main__":

@@ -16,20 +16,9 @@ from fraud_core.features import FEATURE_NAMES
 from fraud_core.rules import load_rules
 from fraud_core.scoring_client import fallback
 from fraud_core.transaction import Transaction
+from tests.records import transaction
 
-TXN = Transaction(
-    event_id="3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60",
-    user_id="u-1",
-    card_id="c-1",
-    amount_minor=12_345,
-    currency="EUR",
-    merchant_id="m-1",
-    merchant_category="5411",
-    country="DE",
-    channel="ecom",
-    event_time=1_700_000_000_000,
-    device_id=None,
-)
+TXN = transaction(card_id="c-1", amount_minor=12_345, channel="ecom", event_time=1_700_000_000_000)
 FEATURES = dict.fromkeys(FEATURE_NAMES, 1.0)
 
 
