@@ -8,9 +8,12 @@ import signal
 import threading
 
 import pytest
+import requests
+from prometheus_client import CollectorRegistry, Counter
 
+from deploy.local.stack import free_port
 from fraud_core.exceptions import FraudPipelineError
-from fraud_core.service import poll_until, run_service, stop_on_signals
+from fraud_core.service import PollingService, poll_until, run_service, stop_on_signals
 
 log = logging.getLogger("test_service")
 
@@ -32,6 +35,42 @@ def test_poll_until_stops_on_the_event_and_closes_even_when_a_poll_raises() -> N
     with pytest.raises(RuntimeError):
         poll_until(threading.Event(), broken, lambda: closed.append(2))
     assert closed == [1, 2]
+
+
+class FakeCountingService(PollingService):
+    """Counts its polls; stops itself after the third."""
+
+    def __init__(self, port: int) -> None:
+        self.registry = CollectorRegistry()
+        self.polls = Counter("fake_polls", "polls", registry=self.registry)
+        super().__init__(port, self.registry, log)
+        self.port, self.scraped, self.released = port, [], 0
+
+    def describe(self) -> str:
+        return "counting polls"
+
+    def poll_once(self, timeout_s: float = 1.0) -> int:
+        self.polls.inc()
+        self.scraped.append(requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text)
+        if len(self.scraped) == 3:
+            self._stop.set()
+        return 1
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_a_polling_service_serves_metrics_while_it_polls_and_closes_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = FakeCountingService(free_port())
+    with caplog.at_level(logging.INFO, logger=log.name):
+        service.run()
+    assert "counting polls" in caplog.messages
+    assert "fake_polls_total 3.0" in service.scraped[2]  # served live: each scrape follows a poll
+    assert service.released == 1
+    with pytest.raises(requests.ConnectionError):  # the metrics endpoint is shut down
+        requests.get(f"http://127.0.0.1:{service.port}/metrics", timeout=2)
 
 
 def test_sigterm_and_sigint_set_the_stop_event(caplog: pytest.LogCaptureFixture) -> None:
