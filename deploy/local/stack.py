@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import redis
 import requests
@@ -259,14 +260,6 @@ class ServiceGroup:
             )
         return ok
 
-    def up(self) -> None:
-        """Start every service of the group."""
-        raise NotImplementedError
-
-    def summary(self) -> str:
-        """Where to reach the group once it is up (printed by ``up``)."""
-        raise NotImplementedError
-
 
 class Stack(ServiceGroup):
     """Start, stop and inspect the three services for one :class:`StackConfig`."""
@@ -483,7 +476,20 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def group_main(argv: list[str] | None, prog: str, description: str, make: Callable[[], ServiceGroup]) -> int:
+class CommandGroup(Protocol):
+    """What ``group_main`` drives: the stack and the Flink cluster."""
+
+    label: str
+
+    def up(self) -> None: ...
+    def down(self) -> None: ...
+    def status(self) -> bool: ...
+    def summary(self) -> str:
+        """Where to reach the group once it is up (printed by ``up``)."""
+        ...
+
+
+def group_main(argv: list[str] | None, prog: str, description: str, make: Callable[[], CommandGroup]) -> int:
     """The ``up | down | status`` command line of a group (the stack, the Flink cluster)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("command", choices=["up", "down", "status"])
