@@ -106,7 +106,10 @@ class Receiver:
             for msg in [first, *c.consume(500, 0)]:
                 if msg.error():
                     continue
-                event_id = leading_string(msg.value())
+                value = msg.value()
+                if value is None:
+                    continue
+                event_id = leading_string(value)
                 if event_id in self.received:
                     self.duplicates += 1
                 else:
@@ -156,9 +159,15 @@ def summarize(name: str, offered: float, sent: dict[str, int], rx: Receiver) -> 
         span_s = (max(got.values()) - min(sent.values()) - latencies.min()) / 1000
         achieved = len(got) / max(span_s, 1e-3)
         pct = {q: float(np.percentile(latencies, q)) for q in (50, 95, 99)}
-        latency = {"p50": pct[50], "p95": pct[95], "p99": pct[99], "max": float(latencies.max())}
+        latency: dict[str, float | None] = {
+            "p50": pct[50],
+            "p95": pct[95],
+            "p99": pct[99],
+            "max": float(latencies.max()),
+        }
     else:
-        achieved, latency = 0.0, {"p50": None, "p95": None, "p99": None, "max": None}
+        achieved = 0.0
+        latency = {"p50": None, "p95": None, "p99": None, "max": None}
     return {
         "system": system,
         "delivery": delivery,
@@ -174,7 +183,7 @@ def summarize(name: str, offered: float, sent: dict[str, int], rx: Receiver) -> 
 
 def keeps_up(run: dict[str, Any]) -> bool:
     """Throughput alone: achieved >= 95% of offered and nothing lost, whatever the latency."""
-    return run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"] and run["lost"] == 0
+    return bool(run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"] and run["lost"] == 0)
 
 
 def sustained(run: dict[str, Any]) -> bool:

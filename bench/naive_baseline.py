@@ -76,12 +76,10 @@ def run(settings: JobSettings) -> None:
         except DecodeError as exc:
             log.warning("%s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)
             continue
-        profile_raw, blocked = (
-            store.pipeline(transaction=False)
-            .get(profile_key(txn.user_id))
-            .exists(blocklist_key(txn.card_id))
-            .execute()
-        )
+        pipe = store.pipeline(transaction=False)
+        pipe.get(profile_key(txn.user_id))
+        pipe.exists(blocklist_key(txn.card_id))
+        profile_raw, blocked = pipe.execute()
         features = build_features(txn, velocity[txn.user_id].observe(txn), parse_profile(profile_raw))
         try:
             resp = http.post(url, json=scoring_request(txn, features), headers=headers, timeout=1.0)

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,9 +87,9 @@ def in_process(models: ActiveModels, items: list[dict[str, Any]], seconds: float
     for batch in (1, 64, 512):
         chunks = [validated[i : i + batch] for i in range(0, len(validated) - batch + 1, batch)]
         matrices = [to_matrix(c) for c in chunks]
-        runs = {
-            "score_items": lambda k, c=chunks: score_items(models, c[k % len(c)], metrics),
-            "predict_only": lambda k, m=matrices: models.live.predict(m[k % len(m)]),
+        runs: dict[str, Callable[[int], object]] = {
+            "score_items": lambda k, c=chunks: score_items(models, c[k % len(c)], metrics),  # type: ignore[misc]
+            "predict_only": lambda k, m=matrices: models.live.predict(m[k % len(m)]),  # type: ignore[misc]
         }
         for label, fn in runs.items():
             rows = 0

@@ -415,7 +415,8 @@ class CaseStore:
     def forget_resolved_before(self, cutoff_ms: int) -> int:
         """Drop index entries of resolved cases older than the retention (their hashes expire)."""
         try:
-            return int(self._redis.zremrangebyscore(RESOLVED, "-inf", cutoff_ms))
+            removed: int = self._redis.zremrangebyscore(RESOLVED, "-inf", cutoff_ms)  # type: ignore[assignment]
+            return removed
         except RedisError as exc:
             raise StoreUnavailable(f"Redis failed trimming resolved cases: {exc}") from exc
 

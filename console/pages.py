@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from actions.logic import mask_card
 from console.cases import Case
+from fraud_core.cards import mask_card
 from fraud_core.reference import CURRENCIES
 
 # Features in an analyst's words: what the number means, and how to show it.

@@ -28,13 +28,14 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 import schemas
 from actions.exceptions import TransientError
-from actions.logic import ActionType, Decision, audit_records, mask_card
+from actions.logic import ActionType, Decision, audit_records
 from actions.store import ActionStore
 from console.cases import Case, CaseStore, Verdict, policy_verdict
 from console.exceptions import CaseConflict, EffectsPending, PublishFailed, StoreUnavailable
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from fraud_core import avro
+from fraud_core.cards import mask_card
 from fraud_core.decision import FLAG
 from fraud_core.features import Profile
 from fraud_core.registry import RegistryClient
@@ -265,8 +266,9 @@ class Verdicts:
         return avro.encode(schema_id, schemas.load(schema), record)
 
     def _produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        wire: list[tuple[str, str | bytes | None]] = list(headers)
         try:
-            self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+            self.producer.produce(topic, value, key, headers=wire, on_delivery=self._delivered)
         except (BufferError, KafkaException) as exc:
             raise PublishFailed(f"cannot produce to {topic}: {exc}") from exc
 

@@ -68,7 +68,7 @@ def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
     return Row(topic=topic, k=key, v=value, headers=headers)
 
 
-class FeaturesFunction(KeyedProcessFunction):
+class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink is untyped
     """Decode, validate and compute velocity features, keyed by the record key (CONTRACT: the user id).
 
     A record whose key is not its ``user_id`` is dead-lettered as ``KEY_MISMATCH``: its velocity
@@ -229,7 +229,7 @@ class Linger:
         return min(self.max_ms, round(self.min_ms + self.rate_eps / 1000 * self.per_keps_ms))
 
 
-class ScoringFunction(KeyedProcessFunction):
+class ScoringFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink is untyped
     """Micro-batches events per shard in keyed ListState, then decides each batch in one go.
 
     A batch closes when the shard holds ``batch_max`` events, or a :class:`Linger` after its first

@@ -6,16 +6,15 @@ send the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from fraud_core.features import FEATURE_NAMES
-from inference_service.api.payloads import ScoreItem
 from inference_service.metrics import Metrics
 from inference_service.model_registry import ActiveModels
 
@@ -25,7 +24,16 @@ _N_FEATURES = len(FEATURE_NAMES)
 _ROW = itemgetter(*FEATURE_NAMES)
 
 
-def to_matrix(items: Sequence[ScoreItem]) -> npt.NDArray[np.float64]:
+class Scorable(Protocol):
+    """What scoring reads of an item: a request's ``ScoreItem``, or the benchmark's bare items."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def features(self) -> Mapping[str, float]: ...
+
+
+def to_matrix(items: Sequence[Scorable]) -> npt.NDArray[np.float64]:
     """The model input: one row per item, columns in FEATURE_NAMES order.
 
     One C-level ``itemgetter`` call per row instead of a Python lookup per feature.
@@ -39,7 +47,7 @@ def to_matrix(items: Sequence[ScoreItem]) -> npt.NDArray[np.float64]:
     return flat.reshape(n, _N_FEATURES)
 
 
-def score_items(models: ActiveModels, items: Sequence[ScoreItem], metrics: Metrics) -> list[dict[str, Any]]:
+def score_items(models: ActiveModels, items: Sequence[Scorable], metrics: Metrics) -> list[dict[str, Any]]:
     """Score ``items`` with the live model (and the shadow, if any); responses in request order."""
     x = to_matrix(items)
     live = models.live

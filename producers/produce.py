@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             n = seed_profiles(settings.redis_connect_url, Simulator(config).profiles())
             log.info("seeded %d profiles into Redis at %s", n, settings.REDIS_URL)
-        if settings.no_kafka:
+        if settings.no_kafka and settings.avro_file:  # --no-kafka without a file was refused above
             n = write_stream(settings.avro_file, takewhile(lambda _: not stop.is_set(), events), config)
             print(f"wrote {n} events to {settings.avro_file} (+ labels)")  # noqa: T201 - CLI output
             return 130 if stop.is_set() else 0

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import schemas
 from fraud_core.connections import KafkaConnection, as_connection
