@@ -14,10 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from backtest.document import BacktestReport
@@ -82,8 +78,20 @@ def write_scores(path: Path, joined: Mapping[str, Joined]) -> None:
                 )
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, imported when a report is drawn: importing it
+    costs every process that only reads or evaluates (the CLI's --help, the unit tests) half a second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, Any]) -> list[str]:
     """Write the four plots; returns their file names."""
+    plt = _pyplot()
     models = list(joined)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for v in models:
@@ -134,7 +142,7 @@ def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, A
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _pct(x: float | None) -> str:
