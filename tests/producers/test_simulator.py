@@ -37,7 +37,7 @@ TAIL_MS = 40 * 60_000  # longer than any episode: episodes starting closer to th
 @pytest.fixture(scope="module")
 def dense() -> tuple[Simulator, list[SimEvent]]:
     s = Simulator(DENSE_FRAUD)
-    return s, list(s.events(count=20_000))  # 38-65 complete episodes of each type
+    return s, list(s.events(count=15_000))  # 24-37 complete episodes of each type
 
 
 @pytest.fixture(scope="module")
