@@ -142,7 +142,6 @@ class ServiceGroup:
     """
 
     port_hint = "KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REDIS_PORT"
-    label = "stack"
 
     def __init__(self, state: Path, services: list[Service]) -> None:
         self.state = state
@@ -263,6 +262,8 @@ class ServiceGroup:
 
 class Stack(ServiceGroup):
     """Start, stop and inspect the three services for one :class:`StackConfig`."""
+
+    label = "stack"
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
