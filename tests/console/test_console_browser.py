@@ -190,7 +190,7 @@ def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
     browser.find_element(By.ID, "username").send_keys(ANALYST)
     browser.find_element(By.ID, "password").send_keys("wrong")
     browser.find_element(By.ID, "login").click()
-    assert "wrong password" in browser.page_source
+    _wait(browser, lambda d: "wrong password" in d.page_source)  # the click returns before the answer loads
     browser.find_element(By.ID, "username").send_keys(ANALYST)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +210,20 @@ def test_correlation_id_is_echoed_and_logged(service: Service, sample_items: lis
     with service.client(**{"X-Correlation-ID": "corr-test-42"}) as client:
         r = client.post("/v1/score", json={"bad": 1})
     assert r.headers["x-correlation-id"] == "corr-test-42"
-    lines = [json.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
-    assert any(line.get("correlation_id") == "corr-test-42" and line.get("status") == 422 for line in lines)
+
+    def logged() -> bool:
+        lines = [json.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
+        return any(
+            line.get("correlation_id") == "corr-test-42" and line.get("status") == 422 for line in lines
+        )
+
+    # the access line is written once the response has gone out, so it may trail the response a little
+    deadline = time.monotonic() + 10
+    while not logged():
+        assert time.monotonic() < deadline, (
+            f"no 422 line with the correlation id: {service.log.read_text()[-2000:]}"
+        )
+        time.sleep(0.05)
     assert API_KEY not in service.log.read_text()
 
 
