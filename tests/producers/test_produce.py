@@ -30,6 +30,7 @@ from producers.avro_file import read_stream
 from producers.publish import produce_events
 from producers.settings import ProducerSettings
 from producers.simulator import SimConfig, SimEvent, Simulator
+from tests.actions.action_helpers import record_count
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +222,11 @@ def test_ctrl_c_flushes_prints_summary_and_exits_130(stack: Any, make_topic: Cal
          "--count", "100000"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(6)  # start-up (imports, registry and topic checks), then some sending
+    deadline = time.monotonic() + 60  # start-up (imports, registry and topic checks), then some sending
+    while record_count(stack, topic) == 0:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the producer sent nothing in 60 s"
+        time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
