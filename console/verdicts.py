@@ -59,6 +59,8 @@ def label_record(case: Case, verdict: Verdict, now_ms: int) -> dict[str, Any]:
         "fraud_type": None,
         "labelled_at": now_ms,
         "source": "analyst",
+        "card_id": case.card_id or None,
+        "merchant_id": case.merchant_id or None,
     }
 
 

@@ -197,6 +197,8 @@ class SimEvent:
             "fraud_type": self.fraud_type,
             "labelled_at": self.txn.event_time + delay_ms,
             "source": "simulator",
+            "card_id": self.txn.card_id,
+            "merchant_id": self.txn.merchant_id,
         }
 
 
