@@ -26,8 +26,9 @@ def test_new_headers_are_a_correlation_id_and_a_w3c_traceparent() -> None:
 
 
 def test_only_the_contract_headers_travel_whatever_their_shape() -> None:
-    raw = [("correlation_id", b"c-1"), ("traceparent", "00-x"), ("other", b"x"), ("correlation_id", None)]
-    assert propagated(raw[:3]) == {"correlation_id": b"c-1", "traceparent": b"00-x"}
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    raw = [("correlation_id", b"c-1"), ("traceparent", trace), ("other", b"x"), ("correlation_id", None)]
+    assert propagated(raw[:3]) == {"correlation_id": b"c-1", "traceparent": trace.encode()}
     assert propagated({"other": b"x", "traceparent": None}) == {}
     assert propagated(None) == {}
     assert correlation_id({"correlation_id": b"c-1"}) == "c-1" and correlation_id({}) == ""
