@@ -13,6 +13,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
+from fraud_core.transaction import Transaction
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
 from producers.simulator import SimConfig, SimEvent
@@ -152,13 +154,23 @@ class _Publisher:
                 raise ConfigError(f"topic {name!r} does not exist (automatic creation is off); run `make up`")
 
     def send_event(self, event: SimEvent, headers: list[tuple[str, bytes]]) -> None:
-        value = self._txns.encode(self.topic, event.txn.to_record())
-        self.publisher.produce(self.topic, event.txn.user_id.encode(), value, headers)
+        self.send_transaction(event.txn, headers)
 
     def send_label(self, event: SimEvent, delay_ms: int, headers: list[tuple[str, bytes]]) -> None:
+        self.send_label_record(event.txn.user_id, event.label_record(delay_ms), headers)
+
+    def send_transaction(self, txn: Transaction, headers: list[tuple[str, bytes]]) -> None:
+        """One payment, keyed by its user (also what ``make import`` sends)."""
+        value = self._txns.encode(self.topic, txn.to_record())
+        self.publisher.produce(self.topic, txn.user_id.encode(), value, headers)
+
+    def send_label_record(
+        self, user_id: str, label: dict[str, Any], headers: list[tuple[str, bytes]]
+    ) -> None:
+        """One ``label.avsc`` record, keyed by the payment's user."""
         assert self.labels_topic is not None
-        value = self._labels.encode(self.labels_topic, event.label_record(delay_ms))
-        self.publisher.produce(self.labels_topic, event.txn.user_id.encode(), value, headers)
+        value = self._labels.encode(self.labels_topic, label)
+        self.publisher.produce(self.labels_topic, user_id.encode(), value, headers)
 
     def wait(self, until: float, stop: threading.Event) -> None:
         """Serve delivery callbacks until the monotonic time ``until`` or until ``stop`` is set."""
