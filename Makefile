@@ -14,7 +14,7 @@ FETCHED := .stack/lib/.fetched
 PROMETHEUS_PKG := .stack/.prometheus-installed
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce model bench faults backtest demo test unit lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce import model bench faults backtest demo test unit lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ monitor: $(INSTALLED) ## Run the drift monitor in the foreground (metrics on :91
 
 produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--help")
 	$(PY) -m producers.produce $(ARGS)
+
+import: $(FETCHED) ## Import a labelled history, CSV or Parquet, through a mapping (ARGS="--file F --mapping M.toml")
+	$(PY) -m producers.importer $(ARGS)
 
 bench: $(FETCHED) ## End-to-end benchmark vs the naive baseline -> bench/results/latest.json + plot
 	@test -f models/LIVE || $(MAKE) model
