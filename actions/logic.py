@@ -16,12 +16,12 @@ from typing import Any
 from fraud_core.cards import is_pan, mask_card
 from fraud_core.decision import APPROVE, FLAG
 from fraud_core.exceptions import CardNumberRefused, ValidationError
+from fraud_core.feature_catalog import MAX_RISK_TIER
 from fraud_core.features import BLOCKLIST_REASON, Profile
 from fraud_core.reference import CURRENCIES, to_eur
 from fraud_core.rules import APPROVE as ACTION_APPROVE
 from fraud_core.rules import BLOCK, REVIEW
 
-MAX_RISK_TIER = 3
 MAX_REMEMBERED = 20  # devices and countries kept per profile, most recent last
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +17,19 @@ from confluent_kafka import TopicPartition
 import schemas
 from backtest.exceptions import BadInputError
 from backtest.replay import create_owned_topics, read_partitions
-from fraud_core import avro
 from fraud_core.connections import KafkaConnection, as_connection
-from fraud_core.exceptions import DecodeError, FraudPipelineError, ValidationError
+from fraud_core.exceptions import DecodeError, FraudPipelineError
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, consumer, partition_bounds
+from fraud_core.labels import decode_label
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import TopicSpec
 from fraud_core.transaction import UUID_PATTERN
 from producers.avro_file import labels_path, read_stream
 
 _LIVE_MARGIN_MS = 10 * 60 * 1000
-_LABEL_READER = schemas.load(schemas.LABEL)
 _UUID = re.compile(UUID_PATTERN)
-_FRAUD_TYPE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 log = logging.getLogger(__name__)
-
-
-def decode_label(value: bytes | None, writer_schema: Callable[[int], Any]) -> dict[str, Any]:
-    """A ``payments.labels`` value, decoded and checked (what the labels reader keeps).
-
-    Raises:
-        DecodeError: the value is not a label (its ``error_type`` says why; a ValidationError names
-            the field and value).
-    """
-    record = avro.decode(value, writer_schema, _LABEL_READER)
-    event_id = record.get("event_id")
-    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
-        raise ValidationError("event_id", event_id, "must be a UUID in canonical 8-4-4-4-12 hex form")
-    fraud_type = record.get("fraud_type")
-    if fraud_type is not None and not (isinstance(fraud_type, str) and _FRAUD_TYPE.fullmatch(fraud_type)):
-        raise ValidationError("fraud_type", fraud_type, "must be null or 1-64 printable characters")
-    return record
 
 
 def read_labels(

@@ -2,7 +2,7 @@
 records, decodes and validates them, updates velocity, makes one Redis round trip and one
 ``POST /v1/score/batch``, produces the decisions, and commits (CONTRACT.md, benchmark section).
 
-It runs the same ``fraud_core`` steps as the stream job (``Intake``, ``VelocityState``,
+It runs the same ``fraud_core`` steps as the stream job (``Intake``, ``StreamFeatures``,
 ``ScoringStep``), so the benchmark compares architectures, not feature code. Delivery is
 at-least-once: offsets are committed only after the batch's decisions are acknowledged. Its
 velocity state lives in this process's memory, so unlike the job it forgets everything on restart
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections import defaultdict
 
 from confluent_kafka import Consumer, Producer
 
@@ -26,8 +25,8 @@ import schemas
 from bench import baselines
 from flink_jobs.settings import JobSettings
 from fraud_core.enrichment import ProfileStore
+from fraud_core.entities import StreamFeatures
 from fraud_core.exceptions import DecodeError
-from fraud_core.features import VelocityState
 from fraud_core.kafka.headers import propagated
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroSerializer
@@ -78,7 +77,7 @@ def run(settings: JobSettings) -> None:
     )
     publisher = Publisher(producer, drain_s=0.01)
     consumer.subscribe([settings.INPUT_TOPIC])
-    velocity: dict[str, VelocityState] = defaultdict(VelocityState)
+    stream = StreamFeatures()
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
     signal.signal(signal.SIGINT, lambda *_: running.__setitem__(0, False))
@@ -100,7 +99,7 @@ def run(settings: JobSettings) -> None:
                 publisher.produce(*intake.dead_letter(source, msg.key(), msg.value(), exc, hdrs))
                 continue
             txns.append(txn)
-            features.append(velocity[txn.user_id].observe(txn))
+            features.append(stream.observe(txn))
             headers.append(hdrs)
         for record in step.run(txns, features, headers).records:
             publisher.produce(*record)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections import defaultdict
 
 import redis
 import requests
@@ -27,8 +26,9 @@ from flink_jobs.settings import JobSettings
 from fraud_core.clock import now_ms
 from fraud_core.decision import decide, result_from_response, scoring_request, topic_for
 from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
+from fraud_core.entities import StreamFeatures
 from fraud_core.exceptions import DecodeError
-from fraud_core.features import VelocityState, build_features
+from fraud_core.features import build_features
 from fraud_core.kafka.headers import propagated
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroDeserializer, AvroSerializer
@@ -62,7 +62,7 @@ def run(settings: JobSettings) -> None:
     producer = Producer(settings.kafka.librdkafka(**{"enable.idempotence": True, "acks": "all"}))
     publisher = Publisher(producer)
     consumer.subscribe([settings.INPUT_TOPIC])
-    velocity: dict[str, VelocityState] = defaultdict(VelocityState)
+    stream = StreamFeatures()
     rules = WatchedRules(settings.RULES_FILE or None)  # the same rules, reloaded as the job does
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
@@ -80,7 +80,7 @@ def run(settings: JobSettings) -> None:
         pipe.get(profile_key(txn.user_id))
         pipe.exists(blocklist_key(txn.card_id))
         profile_raw, blocked = pipe.execute()
-        features = build_features(txn, velocity[txn.user_id].observe(txn), parse_profile(profile_raw))
+        features = build_features(txn, stream.observe(txn), parse_profile(profile_raw))
         try:
             resp = http.post(url, json=scoring_request(txn, features), headers=headers, timeout=1.0)
             resp.raise_for_status()

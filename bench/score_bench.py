@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 
 from fraud_core.decision import scoring_request
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.transaction import Transaction

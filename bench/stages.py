@@ -10,6 +10,7 @@ figures in ``latest.json``: ``stage_costs_us`` and the ``in-process-limit`` row.
 from __future__ import annotations
 
 import marshal
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple
@@ -19,7 +20,8 @@ from typing import Any
 import schemas
 from fraud_core.decision import ScoreResult, decide, topic_for
 from fraud_core.enrichment import ProfileStore
-from fraud_core.features import VelocityState, build_features
+from fraud_core.entities import DEFAULT_LABEL_DELAY_MS, CardState, MerchantState, StreamFeatures, UserState
+from fraud_core.features import build_features
 from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import load_rules
@@ -90,8 +92,8 @@ def measure(
     local = InProcessScorer(model_dir)
     txns = [intake.decode(v) for v in values]
     batches = [txns[i : i + BATCH] for i in range(0, len(txns) - BATCH + 1, BATCH)]
-    velocities: dict[str, VelocityState] = {}
-    vel = [velocities.setdefault(t.user_id, VelocityState()).observe(t) for t in txns]
+    engine = StreamFeatures()
+    vel = [engine.observe(t) for t in txns]
     enrichment = store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
     features = [build_features(t, v, p) for t, v, p in zip(txns, vel, enrichment.profiles, strict=True)]
     items = list(zip(txns, features, strict=True))
@@ -104,15 +106,27 @@ def measure(
             intake.decode(v)
         return len(values)
 
-    def velocity_all() -> int:
-        # As the job does it: state read, observe, state write (marshal bytes in Flink state).
-        states: dict[str, bytes] = {}
-        for t in txns:
-            raw = states.get(t.user_id)
-            state = VelocityState.from_state(marshal.loads(raw) if raw else None)
-            state.observe(t)
-            states[t.user_id] = marshal.dumps(state.to_state())
-        return len(txns)
+    def keyed_state(kind: str) -> Callable[[], int]:
+        # As the job's keyed operator does it: state read, observe, state write (the state is
+        # pickled in Flink's heap backend, PICKLED_BYTE_ARRAY).
+        def run() -> int:
+            states: dict[str, bytes] = {}
+            for t in txns:
+                key = {"user": t.user_id, "merchant": t.merchant_id, "card": t.card_id}[kind]
+                raw = states.get(key)
+                loaded = pickle.loads(raw) if raw else None
+                state: UserState | MerchantState | CardState
+                if kind == "user":
+                    state = UserState.from_state(loaded)
+                elif kind == "merchant":
+                    state = MerchantState.from_state(DEFAULT_LABEL_DELAY_MS, loaded)
+                else:
+                    state = CardState.from_state(DEFAULT_LABEL_DELAY_MS, loaded)
+                state.observe(t)
+                states[key] = pickle.dumps(state.to_state())
+            return len(txns)
+
+        return run
 
     def redis_all() -> int:
         for b in batches:
@@ -153,7 +167,11 @@ def measure(
 
     costs = {
         "decode_validate": per_event_us(decode_all, seconds),
-        "velocity_update": per_event_us(velocity_all, seconds),
+        "user_state": per_event_us(keyed_state("user"), seconds),
+        # The two keyed hops the merchant and card features add: each a state round trip and a
+        # marshalled hop.
+        "merchant_hop_state": per_event_us(keyed_state("merchant"), seconds),
+        "card_hop_state": per_event_us(keyed_state("card"), seconds),
         "event_hop_marshal": per_event_us(event_hop_all, seconds),
         f"redis_enrichment_batch{BATCH}": per_event_us(redis_all, seconds),
         "build_features": per_event_us(features_all, seconds),
@@ -182,11 +200,11 @@ def in_process_limit(
     batch_ms: list[float] = []
 
     def run() -> int:
-        velocities: dict[str, VelocityState] = {}
+        engine = StreamFeatures()
         for batch in batches:
             t0 = time.perf_counter()
             txns = [intake.decode(v) for v in batch]
-            vel = [velocities.setdefault(t.user_id, VelocityState()).observe(t) for t in txns]
+            vel = [engine.observe(t) for t in txns]
             step.run(txns, vel, [{}] * len(txns))
             batch_ms.append((time.perf_counter() - t0) * 1000)
         return len(batches) * BATCH

@@ -9,31 +9,8 @@ from typing import Any
 
 from console.cases import Case
 from fraud_core.cards import mask_card
+from fraud_core.feature_catalog import FEATURE_WORDS
 from fraud_core.reference import CURRENCIES
-
-# Features in an analyst's words: what the number means, and how to show it.
-FEATURE_WORDS: dict[str, tuple[str, str]] = {
-    "txn_count_1m": ("payments by this user in the last minute", "{:.0f}"),
-    "amount_sum_1m": ("EUR spent in the last minute", "{:.2f}"),
-    "txn_count_10m": ("payments in the last 10 minutes", "{:.0f}"),
-    "amount_sum_10m": ("EUR spent in the last 10 minutes", "{:.2f}"),
-    "txn_count_1h": ("payments in the last hour", "{:.0f}"),
-    "amount_sum_1h": ("EUR spent in the last hour", "{:.2f}"),
-    "distinct_merchants_1h": ("different merchants in the last hour", "{:.0f}"),
-    "distinct_countries_1h": ("different countries in the last hour", "{:.0f}"),
-    "seconds_since_prev": ("seconds since the user's previous payment", "{:.0f}"),
-    "amount_eur": ("amount in EUR", "{:.2f}"),
-    "mcc_risk": ("merchant category risk (0 low, 1 medium, 2 high)", "{:.0f}"),
-    "channel_code": ("payment channel code", "{:.0f}"),
-    "hour_of_day": ("hour of day (UTC)", "{:.0f}"),
-    "is_foreign": ("paid outside the home country (1 yes)", "{:.0f}"),
-    "profile_avg_amount": ("the user's average payment, EUR", "{:.2f}"),
-    "amount_to_avg_ratio": ("this amount as a multiple of the user's average", "{:.1f}x"),
-    "account_age_days": ("account age in days", "{:.0f}"),
-    "risk_tier": ("the user's risk tier (0-3)", "{:.0f}"),
-    "known_device": ("device seen before for this user (1 yes)", "{:.0f}"),
-    "profile_missing": ("no profile for this user (1 yes)", "{:.0f}"),
-}
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2433}

@@ -61,6 +61,7 @@ def label_record(case: Case, verdict: Verdict, now_ms: int) -> dict[str, Any]:
         "source": "analyst",
         "card_id": case.card_id or None,
         "merchant_id": case.merchant_id or None,
+        "event_time": case.event_time or None,
     }
 
 

@@ -1,16 +1,23 @@
-"""The job's two Python operators, thin glue around ``fraud_core`` (both run in THREAD mode):
+"""The job's Python operators, thin glue around ``fraud_core`` (all run in THREAD mode):
 
-``FeaturesFunction``  keyed by the Kafka record key (the user id): decode + validate, velocity
-                      features from keyed state; bad records to the dead-letter side output
+``FeaturesFunction``  keyed by the Kafka record key (the user id): decode + validate, the user's
+                      velocity and days of spending from keyed state; bad records to the
+                      dead-letter side output
+``LabelsFunction``    the labels source: decode, then re-key each fraud label by its merchant
+                      (main output) and by its card (side output)
+``EntityFunction``    keyed by merchant, then (a second instance) by card: payments and labels of
+                      that entity meet in one keyed state (``fraud_core.entities``)
 ``ScoringFunction``   keyed by scoring shard (one per subtask): events wait in keyed ListState
                       until the shard holds ``batch_max`` events or ``linger_ms`` passed, then
                       one Redis round trip and one scoring call decide the whole batch
 
+Each entity's state lives on exactly one subtask: every hop is a Flink key_by on that entity.
+
 Buffered events live in Flink state, so a checkpoint taken while they wait includes them and a
 restore scores them: nothing waits in plain Python memory, which PyFlink never snapshots.
 
-Events cross from the first operator to the second as ``marshal`` bytes of plain tuples (typed as
-bytes for Flink): one serialization per hop, about ten times cheaper than PyFlink's cloudpickle
+Events cross between operators as ``marshal`` bytes of plain tuples (typed as bytes for Flink):
+one serialization per hop, about ten times cheaper than PyFlink's cloudpickle
 of a Python object. Both operators emit, for the sinks, rows of ``(topic, k, v, headers)``:
 already-encoded Kafka records that the SQL sinks only route by topic.
 """
@@ -25,7 +32,13 @@ from typing import Any
 from zlib import crc32
 
 from pyflink.common import Row, Time, Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream import (
+    KeyedCoProcessFunction,
+    KeyedProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 import schemas
@@ -33,10 +46,12 @@ from flink_jobs.resume import Decided, Resume, already_decided
 from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
 from fraud_core.enrichment import ProfileStore
+from fraud_core.entities import CardState, MerchantState, UserState
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
-from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS, VelocityState
+from fraud_core.feature_catalog import DAY_MS
 from fraud_core.kafka.headers import correlation_id, propagated
 from fraud_core.kafka.serde import AvroSerializer
+from fraud_core.labels import Label, decode_label
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import WatchedRules
 from fraud_core.scoring_client import BatchScorer, CircuitBreaker
@@ -55,12 +70,38 @@ SOURCE_RECORD = Types.ROW_NAMED(
     ["k", "v", "partition", "offset", "headers", "topic"],
     [BYTES, BYTES, Types.INT(), Types.LONG(), Types.MAP(Types.STRING(), BYTES), Types.STRING()],
 )
-# What the features operator hands to the scoring operator: the shard key, then the event.
+# What crosses a keyed hop: the next key (merchant, card: a string; scoring shard: an int), then the
+# marshalled event or label.
+KEYED_EVENT = Types.ROW([Types.STRING(), BYTES])
 SHARDED_EVENT = Types.ROW([Types.INT(), BYTES])
 DLQ_TAG = OutputTag("dead-letters", KAFKA_ROW)
+CARD_LABELS_TAG = OutputTag("card-labels", KEYED_EVENT)
 STAGE = "scoring-job"
 KEY_MISMATCH = "KEY_MISMATCH"
 END_OF_INPUT = 2**63 - 1  # Long.MAX_VALUE: the watermark a bounded source emits when it ends
+
+
+def state_ttl(days: int) -> StateTtlConfig:
+    """Keyed state expires ``days`` after its last write (processing time: an idle key's memory)."""
+    return (
+        StateTtlConfig.new_builder(Time.milliseconds(days * DAY_MS))
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+        # Background cleanup spelled out: PyFlink 2.2's default adds a RocksDB compaction
+        # strategy whose Duration needs a py4j gateway, so in THREAD mode the operator would
+        # start a second JVM just to build it. Incremental cleanup is the heap backend's way.
+        .disable_cleanup_in_background()
+        .cleanup_incrementally(2, False)
+        .build()
+    )
+
+
+def _pickled_state(runtime_context: RuntimeContext, name: str, ttl_days: int) -> Any:
+    # PICKLED_BYTE_ARRAY: THREAD mode converts it with the C pickle; a byte-array type would be
+    # converted element by element.
+    descriptor = ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())
+    descriptor.enable_time_to_live(state_ttl(ttl_days))
+    return runtime_context.get_state(descriptor)
 
 
 def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
@@ -69,7 +110,11 @@ def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
 
 
 class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink is untyped
-    """Decode, validate and compute velocity features, keyed by the record key (CONTRACT: the user id).
+    """Decode, validate and compute the user's features, keyed by the record key (CONTRACT: the user id).
+
+    Emits ``Row(merchant_id, event)`` for the merchant hop. A rewound event that the last run
+    already decided still goes on (flagged as decided), so the merchant's and the card's state
+    count it as the last run did; the card hop drops it.
 
     A record whose key is not its ``user_id`` is dead-lettered as ``KEY_MISMATCH``: its velocity
     would be computed from another key's history, and per-user order would not hold in Kafka either.
@@ -79,14 +124,12 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
         self,
         registry_url: str,
         dlq_topic: str,
-        shard_keys: list[int],
         time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
         resume: Resume | None = None,
         bootstrap_servers: str = "",
     ) -> None:
         self.registry_url = registry_url
         self.dlq_topic = dlq_topic
-        self.shard_keys = shard_keys
         self.time_bounds = time_bounds
         self.resume = resume
         self.bootstrap_servers = bootstrap_servers
@@ -108,22 +151,8 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
                 len(self.decided.dead),
             )
         self.resumed_partitions: set[int] = set()
-        ttl = (
-            StateTtlConfig.new_builder(Time.milliseconds(HORIZON_MS + ALLOWED_LATENESS_MS))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            # Background cleanup spelled out: PyFlink 2.2's default adds a RocksDB compaction
-            # strategy whose Duration needs a py4j gateway, so in THREAD mode the operator would
-            # start a second JVM just to build it. Incremental cleanup is the heap backend's way.
-            .disable_cleanup_in_background()
-            .cleanup_incrementally(2, False)
-            .build()
-        )
-        # PICKLED_BYTE_ARRAY: THREAD mode converts it with the C pickle; a byte-array type would be
-        # converted element by element.
-        descriptor = ValueStateDescriptor("velocity", Types.PICKLED_BYTE_ARRAY())
-        descriptor.enable_time_to_live(ttl)
-        self.state = runtime_context.get_state(descriptor)
+        # A user's days of spending reach back 30 days.
+        self.state = _pickled_state(runtime_context, "user", USER_TTL_DAYS)
         group = runtime_context.get_metrics_group().add_group("fraud")
         self.events_in = group.counter("events_in")
         self.already_decided = group.counter("resume_already_decided")
@@ -173,16 +202,17 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
             )
             yield DLQ_TAG, _row(self.intake.dead_letter(source, key, value, exc, headers))
             return
-        velocity = VelocityState.from_state(self.state.value())
-        features = velocity.observe(txn)
-        self.state.update(velocity.to_state())
+        user = UserState.from_state(self.state.value())
+        features = user.observe(txn)
+        self.state.update(user.to_state())
+        decided = False
         if rewound:
-            if txn.event_id in self.decided.event_ids:
-                self.already_decided.inc()  # its velocity still counts for the user's next events
-                return
-            self._first_undecided(source)
-        shard = self.shard_keys[crc32(key) % len(self.shard_keys)]
-        yield Row(shard, marshal.dumps((txn.fields(), headers, features)))
+            decided = txn.event_id in self.decided.event_ids
+            if decided:
+                self.already_decided.inc()  # it still counts for the user's, merchant's and card's next events
+            else:
+                self._first_undecided(source)
+        yield Row(txn.merchant_id, marshal.dumps((txn.fields(), headers, features, decided)))
 
     def _first_undecided(self, source: tuple[str, int, int]) -> None:
         """Say where, in each partition, the rewound events stop being already decided."""
@@ -200,6 +230,85 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
             )
         else:
             log.warning("%s[%d]: deciding the events the last run did not publish from @%d on", *source)
+
+
+USER_TTL_DAYS = 31
+
+
+class LabelsFunction(ProcessFunction):  # type: ignore[misc]  # pyflink is untyped
+    """Decode ``payments.labels`` and send each fraud label to its merchant and to its card.
+
+    A label that cannot be decoded is dead-lettered with its reason; a legitimate label, or one
+    without the merchant or the card, feeds nothing (counted as ``labels_unused``)."""
+
+    def __init__(self, registry_url: str, dlq_topic: str) -> None:
+        self.registry_url = registry_url
+        self.dlq_topic = dlq_topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.registry = RegistryClient(self.registry_url)
+        dead_letters = AvroSerializer(self.registry, schemas.DEAD_LETTER)
+        self.intake = Intake(self.registry, dead_letters, self.dlq_topic, STAGE)
+        self.intake.prepare()
+        group = runtime_context.get_metrics_group().add_group("fraud")
+        self.labels_in = group.counter("labels_in")
+        self.labels_unused = group.counter("labels_unused")
+        self.labels_dead = group.counter("labels_dead_lettered")
+
+    def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        self.labels_in.inc()
+        value: bytes | None = row["v"]
+        source = (row["topic"], row["partition"], row["offset"])
+        try:
+            label = Label.from_record(decode_label(value, self.registry.parsed_schema))
+        except DecodeError as exc:
+            self.labels_dead.inc()
+            headers = propagated(row["headers"])
+            log.warning("dead letter %s[%d]@%d: label %s %s", *source, exc.error_type, exc)
+            yield DLQ_TAG, _row(self.intake.dead_letter(source, row["k"], value, exc, headers))
+            return
+        if not label.is_fraud or not (label.merchant_id or label.card_id):
+            self.labels_unused.inc()
+            return
+        packed = marshal.dumps(label.fields())
+        if label.merchant_id:
+            yield Row(label.merchant_id, packed)
+        if label.card_id:
+            yield CARD_LABELS_TAG, Row(label.card_id, packed)
+
+
+class EntityFunction(KeyedCoProcessFunction):  # type: ignore[misc]  # pyflink is untyped
+    """One entity's state (merchant or card, :mod:`fraud_core.entities`): payments on the first
+    input gain its features and go on, keyed by the next hop's key; labels on the second input
+    only update it."""
+
+    def __init__(self, entity: str, label_delay_ms: int, shard_keys: list[int] | None = None) -> None:
+        self.entity = entity
+        self.label_delay_ms = label_delay_ms
+        self.shard_keys = shard_keys  # the last hop (card) keys by scoring shard
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.kind = MerchantState if self.entity == "merchant" else CardState
+        ttl_days = 31 + -(-self.label_delay_ms // DAY_MS) + 1
+        self.state = _pickled_state(runtime_context, self.entity, ttl_days)
+
+    def process_element1(self, event: bytes, ctx: KeyedCoProcessFunction.Context) -> Iterator[Row]:
+        fields, headers, features, decided = marshal.loads(event)
+        txn = Transaction(*fields)
+        state = self.kind.from_state(self.label_delay_ms, self.state.value())
+        features.update(state.observe(txn))
+        self.state.update(state.to_state())
+        if self.shard_keys is None:
+            yield Row(txn.card_id, marshal.dumps((fields, headers, features, decided)))
+        elif not decided:
+            shard = self.shard_keys[crc32(txn.user_id.encode()) % len(self.shard_keys)]
+            yield Row(shard, marshal.dumps((fields, headers, features)))
+
+    def process_element2(self, label: bytes, ctx: KeyedCoProcessFunction.Context) -> Iterator[Row]:
+        state = self.kind.from_state(self.label_delay_ms, self.state.value())
+        state.frauds.learn(Label(*marshal.loads(label)))
+        self.state.update(state.to_state())
+        return iter(())
 
 
 class Linger:

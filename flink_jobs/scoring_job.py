@@ -28,11 +28,15 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs.operators import (
+    CARD_LABELS_TAG,
     DLQ_TAG,
     KAFKA_ROW,
+    KEYED_EVENT,
     SHARDED_EVENT,
     SOURCE_RECORD,
+    EntityFunction,
     FeaturesFunction,
+    LabelsFunction,
     ScoringFunction,
 )
 from flink_jobs.resume import Resume, flink_offsets, plan
@@ -110,11 +114,28 @@ def source_ddl(settings: JobSettings, resume: Resume | None = None) -> str:
         options["scan.bounded.mode"] = "latest-offset"
     elif stop != "none" and not _position(options, "scan.bounded", stop):
         raise ConfigError(f"STOP_AT={stop!r}: use none, latest, timestamp:<ms> or specific:<offsets>")
+    return _source_table("source_events", options)
+
+
+def _source_table(table: str, options: dict[str, str]) -> str:
     return (
-        "CREATE TABLE source_events (k BYTES, v BYTES, `partition` INT METADATA VIRTUAL, "
+        f"CREATE TABLE {table} (k BYTES, v BYTES, `partition` INT METADATA VIRTUAL, "
         "`offset` BIGINT METADATA VIRTUAL, headers MAP<STRING, BYTES> METADATA VIRTUAL, "
         f"`topic` STRING METADATA VIRTUAL) WITH ({_with(options)})"
     )
+
+
+def labels_source_ddl(settings: JobSettings) -> str:
+    """The labels table: every retained label from the oldest (the fraud counts are rebuilt from
+    them when the job starts without a checkpoint), then new ones as they come. A bounded run
+    (``STOP_AT``) reads the labels present when it starts."""
+    options = _kafka_options(settings, settings.LABELS_TOPIC)
+    options["properties.group.id"] = f"{settings.GROUP_ID}-labels"
+    options["properties.isolation.level"] = "read_committed"
+    options["scan.startup.mode"] = "earliest-offset"
+    if settings.STOP_AT != "none":
+        options["scan.bounded.mode"] = "latest-offset"
+    return _source_table("source_labels", options)
 
 
 def sink_ddl(settings: JobSettings, table: str, topic: str) -> str:
@@ -357,6 +378,7 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)
     t_env.execute_sql(source_ddl(settings, resume))
+    t_env.execute_sql(labels_source_ddl(settings))
     outputs = {"flagged_sink": settings.FLAGGED_TOPIC, "approved_sink": settings.APPROVED_TOPIC}
     outputs["dlq_sink"] = settings.DLQ_TOPIC
     for table, topic in outputs.items():
@@ -370,27 +392,46 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
     # A RowTypeInfo (not to_data_stream's ExternalTypeInfo): keyed Python operators require one.
     raw = t_env.to_append_stream(by_user, Types.ROW([Types.STRING(), SOURCE_RECORD]))
     shards = shard_keys(settings.JOB_PARALLELISM, settings.SCORING_SHARDS_PER_SUBTASK)
-    features = (
+    by_user = (
         keyed_by_first_field(raw, Types.STRING())
         .process(
             FeaturesFunction(
                 settings.SCHEMA_REGISTRY_URL,
                 settings.DLQ_TOPIC,
-                shards,
                 EventTimeBounds(settings.EVENT_TIME_MAX_AHEAD_MS, settings.EVENT_TIME_MAX_AGE_MS),
                 resume,
                 settings.KAFKA_BOOTSTRAP_SERVERS,
             ),
-            SHARDED_EVENT,
+            KEYED_EVENT,
         )
-        .name("decode-validate-velocity")
+        .name("decode-validate-user")
+    )
+    label_rows = t_env.to_append_stream(
+        t_env.sql_query("SELECT k, v, `partition`, `offset`, headers, `topic` FROM source_labels"),
+        SOURCE_RECORD,
+    )
+    labels = label_rows.process(
+        LabelsFunction(settings.SCHEMA_REGISTRY_URL, settings.DLQ_TOPIC), KEYED_EVENT
+    ).name("decode-labels")
+    # Each hop keys by one entity, so that entity's state lives on exactly one subtask.
+    by_merchant = (
+        keyed_by_first_field(by_user, Types.STRING())
+        .connect(keyed_by_first_field(labels, Types.STRING()))
+        .process(EntityFunction("merchant", settings.LABEL_DELAY_MS), KEYED_EVENT)
+        .name("merchant-state")
+    )
+    features = (
+        keyed_by_first_field(by_merchant, Types.STRING())
+        .connect(keyed_by_first_field(labels.get_side_output(CARD_LABELS_TAG), Types.STRING()))
+        .process(EntityFunction("card", settings.LABEL_DELAY_MS, shards), SHARDED_EVENT)
+        .name("card-state")
     )
     decisions = (
         keyed_by_first_field(features, Types.INT())
         .process(ScoringFunction(score_config(settings)), KAFKA_ROW)
         .name("enrich-score-decide")
     )
-    records = decisions.union(features.get_side_output(DLQ_TAG))
+    records = decisions.union(by_user.get_side_output(DLQ_TAG), labels.get_side_output(DLQ_TAG))
     t_env.create_temporary_view("out_records", records)
     statements = t_env.create_statement_set()
     for table, topic in outputs.items():
@@ -421,6 +462,8 @@ class JobCli(JobSettings):
             "FLAGGED_TOPIC": "flagged-topic",
             "APPROVED_TOPIC": "approved-topic",
             "DLQ_TOPIC": "dlq-topic",
+            "LABELS_TOPIC": "labels-topic",
+            "LABEL_DELAY_MS": "label-delay-ms",
             "METRICS_PORT": "metrics-port",
         },
     )

@@ -8,8 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from fraud_core.connections import redis_url, url_password
+from fraud_core.entities import DEFAULT_LABEL_DELAY_MS
 from fraud_core.settings import ApiKeySettings, ScoringClientSettings
-from fraud_core.topics import APPROVED, DLQ, FLAGGED, INITIATED
+from fraud_core.topics import APPROVED, DLQ, FLAGGED, INITIATED, LABELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +22,18 @@ class JobSettings(ScoringClientSettings):
     FLAGGED_TOPIC: str = Field(FLAGGED, min_length=1, description="Decisions FLAGGED (REVIEW and BLOCK).")
     APPROVED_TOPIC: str = Field(APPROVED, min_length=1, description="Decisions APPROVED.")
     DLQ_TOPIC: str = Field(DLQ, min_length=1, description="Dead letters: bad records, with their reason.")
+    LABELS_TOPIC: str = Field(
+        LABELS,
+        min_length=1,
+        description="Labels (analyst verdicts, chargebacks, imports): the second source, read from the "
+        "earliest retained label; confirmed frauds feed the merchant and card fraud-rate features.",
+    )
+    LABEL_DELAY_MS: int = Field(
+        default=DEFAULT_LABEL_DELAY_MS,
+        ge=0,
+        description="The label-driven features at time t count frauds of payments in [t - delay - w, t - "
+        "delay] (w = 1, 7, 30 days) labelled by t. Training must use the same value.",
+    )
     GROUP_ID: str = Field(
         "fraud-scoring-job", min_length=1, description="Kafka consumer group of the source."
     )

@@ -1,5 +1,7 @@
-"""The one definition of every model feature, imported by the trainer, the stream job, the naive
-baseline and the backtest. There is no second copy: train/serve skew is designed out here.
+"""The user's velocity, the payment's own features and the profile's, and the assembly of the
+model's input row; imported by the trainer, the stream job, the baselines and the backtest. Each
+feature is declared once in :mod:`fraud_core.feature_catalog`; the states of the other entities
+(days, merchant, card, labels) are in :mod:`fraud_core.entities`.
 
 Velocity semantics (what makes replays reproduce live results): for an event at event time ``t``,
 a window of ``W`` covers the user's events *already seen in arrival order* whose event time lies
@@ -17,71 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fraud_core.exceptions import InvalidProfile
+from fraud_core.feature_catalog import (
+    DAY_MS,
+    FEATURE_NAMES,
+    MAX_RISK_TIER,
+    MINUTE_MS,
+    SECONDS_SINCE_PREV_CAP,
+    names_of,
+)
 from fraud_core.reference import CHANNELS, mcc_risk, to_eur
 from fraud_core.transaction import Transaction
 
-MINUTE_MS = 60_000
 WINDOWS_MS: dict[str, int] = {"1m": MINUTE_MS, "10m": 10 * MINUTE_MS, "1h": 60 * MINUTE_MS}
 HORIZON_MS = max(WINDOWS_MS.values())
 ALLOWED_LATENESS_MS = 5 * MINUTE_MS
-SECONDS_SINCE_PREV_CAP = HORIZON_MS / 1000  # also the value when there is no previous event
 # A user's velocity history is capped (oldest arrivals dropped first), so keyed state stays bounded
 # whatever the input: more payments than this within the horizon saturate the velocity counts, far
 # above anything the rules let through (card testing is blocked within a few dozen attempts).
 MAX_HISTORY_ENTRIES = 10_000
-DAY_MS = 24 * 3600 * 1000
-
-VELOCITY_FEATURES: tuple[str, ...] = (
-    "txn_count_1m",
-    "amount_sum_1m",
-    "txn_count_10m",
-    "amount_sum_10m",
-    "txn_count_1h",
-    "amount_sum_1h",
-    "distinct_merchants_1h",
-    "distinct_countries_1h",
-    "seconds_since_prev",
-)
-TRANSACTION_FEATURES: tuple[str, ...] = (
-    "amount_eur",
-    "mcc_risk",
-    "channel_code",
-    "hour_of_day",
-    "is_foreign",
-)
-PROFILE_FEATURES: tuple[str, ...] = (
-    "profile_avg_amount",
-    "amount_to_avg_ratio",
-    "account_age_days",
-    "risk_tier",
-    "known_device",
-    "profile_missing",
-)
-FEATURE_NAMES: tuple[str, ...] = VELOCITY_FEATURES + TRANSACTION_FEATURES + PROFILE_FEATURES
-
-# Reason codes: how each feature reads to a fraud analyst when it pushes the score up.
-REASON_TEXT: dict[str, str] = {
-    "txn_count_1m": "many payments within one minute",
-    "amount_sum_1m": "high amount spent within one minute",
-    "txn_count_10m": "many payments within ten minutes",
-    "amount_sum_10m": "high amount spent within ten minutes",
-    "txn_count_1h": "many payments within one hour",
-    "amount_sum_1h": "high amount spent within one hour",
-    "distinct_merchants_1h": "many different merchants within one hour",
-    "distinct_countries_1h": "payments from several countries within one hour",
-    "seconds_since_prev": "unusual time since the previous payment",
-    "amount_eur": "unusually large amount",
-    "mcc_risk": "high-risk merchant category",
-    "channel_code": "risky payment channel",
-    "hour_of_day": "unusual hour of day",
-    "is_foreign": "payment outside the home country",
-    "profile_avg_amount": "spending profile of the customer",
-    "amount_to_avg_ratio": "amount far above the customer's average",
-    "account_age_days": "young account",
-    "risk_tier": "customer already in an elevated risk tier",
-    "known_device": "new, unknown device",
-    "profile_missing": "no customer profile on file",
-}
+VELOCITY_FEATURES: tuple[str, ...] = names_of("user_velocity")
 BLOCKLIST_REASON = "card is on the blocklist"
 
 
@@ -111,7 +67,7 @@ class Profile:
             avg_amount=_number(data, "avg_amount"),
             home_country=_text(data, "home_country"),
             account_created_ms=_integer(data, "account_created_ms"),
-            risk_tier=_integer(data, "risk_tier", PROFILE_MAX_RISK_TIER),
+            risk_tier=_integer(data, "risk_tier", MAX_RISK_TIER),
             devices=_texts(data, "devices"),
             countries=_texts(data, "countries"),
             txn_count=_integer(data, "txn_count"),
@@ -133,7 +89,6 @@ class Profile:
 # Bounds of a stored profile's fields: beyond them the profile is malformed, not merely unusual.
 PROFILE_MAX_TEXT = 256
 PROFILE_MAX_ITEMS = 1000
-PROFILE_MAX_RISK_TIER = 100
 _MAX_LONG = 2**63 - 1
 
 
@@ -287,10 +242,14 @@ def profile_features(txn: Transaction, profile: Profile | None) -> dict[str, flo
 
 
 def build_features(
-    txn: Transaction, velocity: Mapping[str, float], profile: Profile | None
+    txn: Transaction, stream: Mapping[str, float], profile: Profile | None
 ) -> dict[str, float]:
-    """Every model feature of one event, keyed by name, in :data:`FEATURE_NAMES` order."""
-    merged = {**velocity, **transaction_features(txn, profile), **profile_features(txn, profile)}
+    """Every model feature of one event, keyed by name, in :data:`FEATURE_NAMES` order.
+
+    ``stream`` holds the features of the stream's keyed state (user, merchant, card: from
+    :class:`fraud_core.entities.StreamFeatures` or the job's three keyed operators).
+    """
+    merged = {**stream, **transaction_features(txn, profile), **profile_features(txn, profile)}
     return {name: merged[name] for name in FEATURE_NAMES}
 
 

@@ -27,7 +27,7 @@ import joblib
 import numpy as np
 import numpy.typing as npt
 
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from inference_service.compiled import CompiledModel, UnsupportedEstimatorError
 from inference_service.exceptions import ModelRejectedError
 from inference_service.metrics import Metrics

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from fraud_core.features import REASON_TEXT
+from fraud_core.feature_catalog import REASON_TEXT
 
 REASON_FRACTION = 0.5
 MAX_REASONS = 3

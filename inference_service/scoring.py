@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from inference_service.metrics import Metrics
 from inference_service.model_registry import ActiveModels
 

@@ -20,7 +20,7 @@ import joblib
 
 import schemas
 from fraud_core import avro
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from inference_service.model_registry import CARD_FILE, LIVE_POINTER, MODEL_FILE, read_pointer
 from inference_service.training.train import replay
 from monitoring.reference import parse_card

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 import schemas
 from fraud_core import avro
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.registry import RegistryClient
 from fraud_core.service import PollingService
 from monitoring.drift import DriftReading

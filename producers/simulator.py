@@ -18,7 +18,8 @@ from itertools import accumulate
 from random import Random
 from typing import Any
 
-from fraud_core.features import DAY_MS, Profile
+from fraud_core.feature_catalog import DAY_MS
+from fraud_core.features import Profile
 from fraud_core.reference import CURRENCIES, MERCHANT_CATEGORIES
 from fraud_core.transaction import Transaction
 
@@ -199,6 +200,7 @@ class SimEvent:
             "source": "simulator",
             "card_id": self.txn.card_id,
             "merchant_id": self.txn.merchant_id,
+            "event_time": self.txn.event_time,
         }
 
 

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from pydantic import ValidationError as PydanticValidationError
 
 from fraud_core.exceptions import ConfigError
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.transaction import Transaction
 
 log = logging.getLogger(__name__)

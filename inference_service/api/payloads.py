@@ -2,7 +2,8 @@
 
 The feature block is generated from :data:`fraud_core.features.FEATURE_NAMES`, so the service can
 never accept a feature set other than the one training and the stream job compute: a missing or
-unknown name, a non-finite value or one outside :data:`FEATURE_BOUNDS` is a 422 naming it.
+unknown name, a non-finite value or one outside its declared bounds
+(:data:`fraud_core.feature_catalog.FEATURE_BOUNDS`) is a 422 naming it.
 """
 
 from __future__ import annotations
@@ -12,37 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from fraud_core.features import FEATURE_NAMES, REASON_TEXT, SECONDS_SINCE_PREV_CAP
+from fraud_core.feature_catalog import FEATURE_BOUNDS, FEATURE_NAMES, REASON_TEXT
 from fraud_core.reference import CHANNELS, CURRENCIES, MAX_AMOUNT_MINOR
 from fraud_core.transaction import ID_PATTERN, UUID_PATTERN
 from inference_service.core.config import BATCH_SIZE_CEILING
-
-_BIG = 1e12  # sums and ratios of amounts: generous, but finite and far from float overflow
-_COUNT = 1e6
-
-# Inclusive (low, high) of each feature value. Anything outside is a broken upstream computation.
-FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
-    "txn_count_1m": (0, _COUNT),
-    "amount_sum_1m": (0, _BIG),
-    "txn_count_10m": (0, _COUNT),
-    "amount_sum_10m": (0, _BIG),
-    "txn_count_1h": (0, _COUNT),
-    "amount_sum_1h": (0, _BIG),
-    "distinct_merchants_1h": (0, _COUNT),
-    "distinct_countries_1h": (0, _COUNT),
-    "seconds_since_prev": (0, SECONDS_SINCE_PREV_CAP),
-    "amount_eur": (0, _BIG),
-    "mcc_risk": (0, 2),
-    "channel_code": (0, len(CHANNELS) - 1),
-    "hour_of_day": (0, 23),
-    "is_foreign": (0, 1),
-    "profile_avg_amount": (0, _BIG),
-    "amount_to_avg_ratio": (0, _BIG),
-    "account_age_days": (0, _COUNT),
-    "risk_tier": (0, 100),
-    "known_device": (0, 1),
-    "profile_missing": (0, 1),
-}
 
 # The same patterns the stream job's intake validation uses: an event it lets through is never
 # refused here (tests/inference_service/test_inference_units.py checks the two agree).

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
 import json
 import logging
 import platform
@@ -54,14 +55,10 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from fraud_core.decision import ScoreResult, decide, model_action
-from fraud_core.features import (
-    FEATURE_NAMES,
-    VELOCITY_FEATURES,
-    Profile,
-    VelocityState,
-    build_features,
-    to_row,
-)
+from fraud_core.entities import StreamFeatures
+from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.features import VELOCITY_FEATURES, Profile, build_features, to_row
+from fraud_core.labels import Label
 from fraud_core.reference import to_eur
 from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, strongest
 from fraud_core.transaction import Transaction
@@ -75,6 +72,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 FRAUD_TYPES = ("card_testing", "account_takeover", "merchant_burst", "impossible_travel")
 _ROUND = 6
+# When the simulator's fraud labels become known: a week after the payment, as chargebacks do.
+SIMULATOR_LABEL_DELAY_MS = 7 * 24 * 3600 * 1000
 
 
 class LabelledEvent(Protocol):
@@ -131,21 +130,33 @@ class Dataset:
         return h.hexdigest()
 
 
-def replay(events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]) -> Dataset:
+def replay(
+    events: Iterable[LabelledEvent],
+    profiles: Mapping[str, Profile],
+    label_delay_ms: int = SIMULATOR_LABEL_DELAY_MS,
+) -> Dataset:
     """Compute every event's features exactly as the stream job does, in event-time order.
 
     Raises:
         TrainingError: when the events are not in non-decreasing event-time order or are empty.
     """
-    return replay_with_transactions(events, profiles)[0]
+    return replay_with_transactions(events, profiles, label_delay_ms)[0]
 
 
 def replay_with_transactions(
-    events: Iterable[LabelledEvent], profiles: Mapping[str, Profile]
+    events: Iterable[LabelledEvent],
+    profiles: Mapping[str, Profile],
+    label_delay_ms: int = SIMULATOR_LABEL_DELAY_MS,
 ) -> tuple[Dataset, list[Transaction]]:
-    """:func:`replay`, plus the transactions themselves (the rules read payment fields)."""
+    """:func:`replay`, plus the transactions themselves (the rules read payment fields).
+
+    Each event's own label becomes known ``label_delay_ms`` after its event time (a chargeback
+    arrives late): the label-driven features of a later payment see it only from then on, as the
+    job sees labels on ``payments.labels``.
+    """
     txns: list[Transaction] = []
-    states: dict[str, VelocityState] = {}
+    engine = StreamFeatures()
+    pending: list[tuple[int, int, Label]] = []
     rows: list[list[float]] = []
     labels: list[int] = []
     kinds: list[str] = []
@@ -159,12 +170,16 @@ def replay_with_transactions(
                 f"event {txn.event_id} at {txn.event_time} is earlier than {last}: not in order"
             )
         last = txn.event_time
+        while pending and pending[0][0] <= last:
+            engine.label(heapq.heappop(pending)[2])
         txns.append(txn)
-        state = states.get(txn.user_id)
-        if state is None:
-            state = states[txn.user_id] = VelocityState()
-        velocity = state.observe(txn)
-        rows.append(to_row(build_features(txn, velocity, profiles.get(txn.user_id))))
+        stream = engine.observe(txn)
+        rows.append(to_row(build_features(txn, stream, profiles.get(txn.user_id))))
+        if ev.is_fraud:
+            label = Label(
+                txn.event_id, True, last + label_delay_ms, txn.card_id, txn.merchant_id, txn.event_time
+            )
+            heapq.heappush(pending, (label.labelled_at, len(rows), label))
         labels.append(int(ev.is_fraud))
         kinds.append(ev.fraud_type or "" if ev.is_fraud else "")
         amounts.append(to_eur(txn.amount_minor, txn.currency))

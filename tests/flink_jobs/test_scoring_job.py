@@ -17,7 +17,8 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 import schemas
-from fraud_core.features import FEATURE_NAMES, VELOCITY_FEATURES
+from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.features import VELOCITY_FEATURES
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, Received, read_until
 from fraud_core.reference import to_eur

@@ -24,10 +24,10 @@ import pytest
 
 import schemas
 from actions.logic import parse_decision
-from backtest.sources import decode_label
 from fraud_core import avro
 from fraud_core.enrichment import read_profile
 from fraud_core.exceptions import DecodeError, InvalidProfile, SchemaNotFound
+from fraud_core.labels import decode_label
 from fraud_core.scoring_step import Intake
 from fraud_core.transaction import DAY_MS, EventTimeBounds
 from tests.records import NOW, payment

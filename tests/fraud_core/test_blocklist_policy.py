@@ -11,7 +11,8 @@ import pytest
 
 import schemas
 from fraud_core.decision import BLOCKLIST_UNAVAILABLE_REASON, BlocklistPolicy, ScoreResult, decide
-from fraud_core.features import BLOCKLIST_REASON, FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.rules import load_rules
 from fraud_core.transaction import Transaction
 

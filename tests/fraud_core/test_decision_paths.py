@@ -18,7 +18,8 @@ import schemas
 from backtest import evaluate
 from fraud_core.decision import ScoreResult, decide, degraded_result
 from fraud_core.enrichment import Enrichment
-from fraud_core.features import FEATURE_NAMES, build_features
+from fraud_core.feature_catalog import FEATURE_NAMES, FEATURES
+from fraud_core.features import build_features
 from fraud_core.rules import parse_rules
 from fraud_core.scoring_step import ScoringStep
 from fraud_core.transaction import Transaction
@@ -102,10 +103,8 @@ def test_the_job_step_decides_exactly_as_decide_does() -> None:
     cases = _cases()
     txns = [c[0] for c in cases]
     # build_features runs inside the step: give it velocities that rebuild each case's features.
-    velocity = [
-        {k: c[1][k] for k in c[1] if k.startswith(("txn_", "amount_sum", "distinct", "seconds"))}
-        for c in cases
-    ]
+    stream = {f.name for f in FEATURES if f.entity in ("user", "merchant", "card")}
+    velocity = [{k: c[1][k] for k in c[1] if k in stream} for c in cases]
     step = ScoringStep(
         fake_Store([c[3] for c in cases]),
         fake_Scorer([c[2] for c in cases]),

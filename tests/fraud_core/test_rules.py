@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from fraud_core.decision import ScoreResult, decide, degraded_result, model_action
-from fraud_core.features import BLOCKLIST_REASON, FEATURE_NAMES, VelocityState, build_features
+from fraud_core.entities import StreamFeatures
+from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.features import BLOCKLIST_REASON, build_features
 from fraud_core.reference import CHANNELS, CURRENCIES, MERCHANT_CATEGORIES, to_eur
 from fraud_core.rules import (
     DEFAULT_RULES_FILE,
@@ -251,7 +253,7 @@ def _burst(channel: str, mcc: str, currency: str, n: int = 10) -> list[dict[str,
     exponent = CURRENCIES[currency][0]
     rate = CURRENCIES[currency][1]
     amount = max(1, round(1.0 / rate * 10**exponent))  # about 1 EUR in that currency
-    state = VelocityState()
+    state = StreamFeatures()
     out = []
     for i in range(n):
         txn = dataclasses.replace(

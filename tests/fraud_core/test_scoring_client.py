@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fraud_core.exceptions import ConfigError
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.transaction import Transaction
 from tests.records import transaction

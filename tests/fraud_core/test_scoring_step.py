@@ -12,7 +12,7 @@ import schemas
 from flink_jobs.scoring_job import check_embedded_imports, embedded_pythonpath
 from fraud_core.decision import ScoreResult, decide
 from fraud_core.exceptions import ConfigError
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.rules import load_rules
 from fraud_core.scoring_client import fallback
 from fraud_core.transaction import Transaction

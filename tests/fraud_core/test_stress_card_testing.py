@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from fraud_core.features import VelocityState, build_features
+from fraud_core.entities import StreamFeatures
+from fraud_core.features import build_features
 from fraud_core.rules import APPROVE, load_rules, strongest
 from producers.simulator import SimConfig, SimEvent, Simulator
 
@@ -18,7 +19,7 @@ def _no_profile_bursts() -> list[list[tuple[SimEvent, str]]]:
     simulator = Simulator(STRESS)
     profiles = simulator.profiles()
     rules = load_rules()
-    states: dict[str, VelocityState] = defaultdict(VelocityState)
+    stream = StreamFeatures()
     bursts: dict[str, list[list[tuple[SimEvent, str]]]] = defaultdict(list)
     events = list(simulator.events(count=15_000))  # 22 complete bursts without a profile
     # A user's velocity depends on that user's events alone: only the testers' streams are replayed.
@@ -26,7 +27,7 @@ def _no_profile_bursts() -> list[list[tuple[SimEvent, str]]]:
     for e in events:
         if e.txn.user_id not in testers:
             continue
-        features = build_features(e.txn, states[e.txn.user_id].observe(e.txn), profiles.get(e.txn.user_id))
+        features = build_features(e.txn, stream.observe(e.txn), profiles.get(e.txn.user_id))
         if e.fraud_type != "card_testing" or e.txn.user_id in profiles:
             continue
         # What the rules decide with the model out of the picture (always set only).

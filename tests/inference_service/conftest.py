@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fraud_core.decision import scoring_request
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.settings import DEV_API_KEY
 from inference_service.model_registry import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
 from inference_service.training.train import TrainConfig, replay, train_and_register

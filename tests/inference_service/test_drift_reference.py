@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from inference_service.model_registry import CARD_FILE, load_model
 from inference_service.training.train import TrainConfig, replay, split_by_time
 from monitoring.reference import SCORE, bin_values, parse_card

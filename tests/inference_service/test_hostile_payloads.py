@@ -11,7 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from inference_service.api.payloads import BatchRequest, ScoreItem
 from inference_service.api.routes.score import validation_error_body
 

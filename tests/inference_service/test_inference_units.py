@@ -14,7 +14,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
-from fraud_core.features import FEATURE_NAMES, REASON_TEXT
+from fraud_core.feature_catalog import FEATURE_NAMES, REASON_TEXT
 from fraud_core.rules import load_rules
 from inference_service.compiled import CompiledModel
 from inference_service.core.config import Settings

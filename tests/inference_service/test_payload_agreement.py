@@ -13,7 +13,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from fraud_core.decision import scoring_request
 from fraud_core.exceptions import ValidationError
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.scoring_client import refused_items
 from fraud_core.transaction import Transaction, validate
 from inference_service.api.payloads import BatchRequest, ScoreItem

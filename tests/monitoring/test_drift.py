@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from monitoring.drift import PSI_EPSILON, Window, js_distance, psi
 from monitoring.exceptions import InvalidReference
 from monitoring.reference import SCORE, bin_values, parse_card, reference_section

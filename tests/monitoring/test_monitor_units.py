@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from deploy.local.stack import free_port
 from fraud_core.cli import help_text
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from monitoring.__main__ import MonitorCli, main
 from monitoring.exceptions import InvalidReference
 from monitoring.metrics import Metrics

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fraud_core.features import HORIZON_MS, SECONDS_SINCE_PREV_CAP, Profile, VelocityState
+from fraud_core.feature_catalog import SECONDS_SINCE_PREV_CAP
+from fraud_core.features import HORIZON_MS, Profile, VelocityState
 from fraud_core.reference import MERCHANT_CATEGORIES, mcc_risk, to_eur
 from fraud_core.transaction import validate
 from producers import simulator as sim
@@ -142,6 +143,9 @@ def test_labels_match_ground_truth(dense: tuple[Simulator, list[SimEvent]]) -> N
             "fraud_type": e.fraud_type,
             "labelled_at": e.txn.event_time + 5000,
             "source": "simulator",
+            "card_id": e.txn.card_id,
+            "merchant_id": e.txn.merchant_id,
+            "event_time": e.txn.event_time,
         }
 
 

@@ -13,7 +13,7 @@ import redis
 
 from fraud_core.decision import BlocklistPolicy, ScoreResult, decide
 from fraud_core.enrichment import ProfileStore, blocklist_key
-from fraud_core.features import FEATURE_NAMES
+from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.rules import load_rules
 from fraud_core.transaction import Transaction
 
