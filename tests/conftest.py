@@ -142,6 +142,7 @@ class JobTopics:
     flagged: str
     approved: str
     dlq: str
+    labels: str = ""  # the job's second source; empty: the stack's payments.labels
 
     @property
     def outputs(self) -> list[str]:
@@ -156,6 +157,7 @@ def job_topics(make_topic: Callable[..., str]) -> Callable[..., JobTopics]:
             make_topic("flagged", 4, schemas.DECISION),
             make_topic("approved", 4, schemas.DECISION),
             make_topic("dlq", 1, schemas.DEAD_LETTER),
+            make_topic("labels", 4, schemas.LABEL),
         )
 
     return make
@@ -187,6 +189,7 @@ def job_env(stack, scoring_service) -> Callable[..., dict[str, str]]:  # type: i
                 "FLAGGED_TOPIC": topics.flagged,
                 "APPROVED_TOPIC": topics.approved,
                 "DLQ_TOPIC": topics.dlq,
+                **({"LABELS_TOPIC": topics.labels} if topics.labels else {}),
                 "GROUP_ID": group_id or f"job-{uuid.uuid4().hex[:8]}",
                 "CHECKPOINT_DIR": str(checkpoint_dir),
                 "METRICS_PORT": 0,

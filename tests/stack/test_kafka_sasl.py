@@ -151,7 +151,7 @@ def test_plaintext_without_sasl_cannot_talk_to_the_sasl_listener(sasl_broker: Sa
 
 
 def _sasl_job_topics(broker: SaslBroker, registry_url: str) -> JobTopics:
-    """The job's four topics on the SASL broker, their schemas in the session registry."""
+    """The job's five topics on the SASL broker, their schemas in the session registry."""
     suffix = uuid.uuid4().hex[:10]
     specs = [
         TopicSpec(f"{name}.{suffix}", partitions, 24 * 3600 * 1000, schema)
@@ -160,6 +160,7 @@ def _sasl_job_topics(broker: SaslBroker, registry_url: str) -> JobTopics:
             ("flagged", 4, schemas.DECISION),
             ("approved", 4, schemas.DECISION),
             ("dlq", 1, schemas.DEAD_LETTER),
+            ("labels", 4, schemas.LABEL),
         )
     ]
     create_topics(broker.connection(ADMIN), specs)
