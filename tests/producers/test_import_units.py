@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
+from fraud_core.avro import describe_misfit
 from fraud_core.exceptions import ValidationError
 from fraud_core.transaction import Transaction
 from producers.history import (
@@ -246,6 +247,9 @@ def test_bad_rows_are_rejected_with_their_number_and_field(tmp_path: Path) -> No
         "merchant_id": "m1",
     }
     assert good[0].label is not None and good[0].label["fraud_type"] is None
+    for row in good:  # the importer publishes these without the Avro writer's own check
+        assert describe_misfit(row.txn.to_record(), schemas.load(schemas.TRANSACTION)) is None
+        assert row.label is not None and describe_misfit(row.label, schemas.load(schemas.LABEL)) is None
 
     rejects_file = tmp_path / "h.csv.rejects.csv"
     write_rejects(rejects_file, [r for r in out if isinstance(r, Reject)])
