@@ -5,6 +5,10 @@ records it produced (idempotent producer, ``acks=all``), marks the events done, 
 offsets synchronously. Offsets therefore move only past records whose actions are complete. When a
 dependency fails (:class:`TransientError`), what was handled is finished and committed, the rest of
 the batch is rewound with ``seek`` and retried after a back-off: delayed, never skipped.
+
+A flagged decision's notification is only queued here (:mod:`actions.outbox`); a thread of its own
+delivers it, retries it with back-off and dead-letters it at last. A failing webhook never rewinds
+a batch, so it never holds up a later decision's block, hold, profile update or case.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 import schemas
@@ -23,6 +28,7 @@ from actions.exceptions import ActionsError, TransientError
 from actions.logic import Decision, audit_records, millis, notification, parse_decision, plan_actions
 from actions.metrics import Metrics
 from actions.notify import Notifier, notifier_for
+from actions.outbox import NotificationDispatcher, NotificationOutbox, wall_clock_ms
 from actions.settings import ConsumerSettings
 from actions.store import ActionStore, Outcome
 from fraud_core.cards import mask_card
@@ -114,6 +120,30 @@ class ActionConsumer(PollingService):
             )
         )
         self.publisher = Publisher(self.producer, drain_s=0.1)
+        # Notifications leave through a Redis outbox and a thread of their own (actions/outbox.py):
+        # a failing webhook delays notifications, never the effects of later decisions.
+        self.outbox = NotificationOutbox(self._redis_client(), settings.IDEMPOTENCY_TTL_S, wall_clock_ms)
+        self.dispatcher = NotificationDispatcher(
+            self._redis_client(),
+            self.notifier,
+            Producer(
+                settings.kafka.librdkafka(
+                    **{
+                        "client.id": f"{settings.GROUP_ID}-notifier",
+                        "enable.idempotence": True,
+                        "acks": "all",
+                    }
+                )
+            ),
+            AvroSerializer(RegistryClient(settings.SCHEMA_REGISTRY_URL), schemas.DEAD_LETTER),
+            settings.DLQ_TOPIC,
+            self.metrics,
+            max_attempts=settings.NOTIFY_MAX_ATTEMPTS,
+            base_delay_s=settings.NOTIFY_RETRY_BASE_S,
+            max_delay_s=settings.NOTIFY_RETRY_MAX_S,
+            lease_s=2 * settings.NOTIFY_TIMEOUT_S + 5,
+            clock_ms=wall_clock_ms,
+        )
         self.consumer.subscribe(
             [settings.FLAGGED_TOPIC, settings.APPROVED_TOPIC],
             on_assign=self._on_assign,
@@ -122,6 +152,12 @@ class ActionConsumer(PollingService):
         self._failures = 0
         self._lag_due = 0.0
         self._batch = _Batch()
+        self.dispatcher.start()
+
+    def _redis_client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_connect_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
 
     # Lifecycle ----------------------------------------------------------------------------------
 
@@ -136,6 +172,7 @@ class ActionConsumer(PollingService):
         """Flush what is in flight, leave the group and release connections."""
         if self.consumer is None:
             return
+        self.dispatcher.stop()
         self.publisher.flush(FLUSH_TIMEOUT_S)
         self.consumer.close()
         self.consumer = None  # type: ignore[assignment]
@@ -192,7 +229,7 @@ class ActionConsumer(PollingService):
             record = self._decode(msg.value())
             decision = parse_decision(record)
             self._observe_delay(record)
-            self._act(decision, record, headers, correlation, source, topic)
+            self._act(msg, decision, record, headers, correlation, source)
         except (DecodeError, SerializationError) as exc:
             self._dead_letter(msg, exc, headers, correlation, source)
         self._batch.offsets[(topic, partition)] = offset + 1
@@ -212,13 +249,14 @@ class ActionConsumer(PollingService):
 
     def _act(
         self,
+        msg: Message,
         decision: Decision,
         record: dict[str, Any],
         headers: dict[str, bytes],
         correlation_id: str,
         source: str,
-        topic: str,
     ) -> None:
+        topic = _coordinates(msg)[0]
         if decision.event_id in self._batch.seen:
             self._skip_duplicate(decision, correlation_id, source, topic)
             return
@@ -231,9 +269,15 @@ class ActionConsumer(PollingService):
             self.metrics.decisions.labels(decision.action).inc()
             for action in actions:
                 self.metrics.actions.labels(action).inc()
-        if decision.flagged:
-            http_headers = {k.replace("_", "-"): v.decode("utf-8", "replace") for k, v in headers.items()}
-            self.notifier.notify(notification(decision, correlation_id), http_headers)
+        if decision.flagged:  # delivered by the dispatcher; only queueing can hold up this record
+            self.outbox.enqueue(
+                decision.event_id,
+                notification(decision, correlation_id),
+                headers,
+                _coordinates(msg),
+                msg.key(),
+                msg.value(),
+            )
         for record in applied.audits:
             value = self._audits.encode(self.settings.ACTIONS_TOPIC, record)
             self._produce(self.settings.ACTIONS_TOPIC, decision.user_id.encode(), value, headers)

@@ -36,6 +36,18 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.notifications = Counter(
+            "fraud_actions_notifications",
+            "Notification attempts by outcome: delivered, retried (failed, tried again later), dead_lettered.",
+            ["outcome"],
+            registry=r,
+        )
+        self.notify_errors = Counter(
+            "fraud_actions_notify_errors",
+            "Errors of the notification dispatcher (failed deliveries included), by error class.",
+            ["error"],
+            registry=r,
+        )
         self.malformed_profiles = Counter(
             "fraud_actions_malformed_profiles",
             "Stored profiles that were malformed, read as absent and replaced.",

@@ -34,7 +34,8 @@ class WebhookNotifier:
     """POSTs the payload as JSON, with the correlation headers, to a configured URL.
 
     A 4xx answer is the receiver refusing this payload for good: logged, not retried. Network
-    errors and 5xx raise :class:`NotifyError`, and the consumer retries the decision later.
+    errors, a refused header and 5xx raise :class:`NotifyError`, and the notification dispatcher
+    (:mod:`actions.outbox`) tries again later; the decision's effects never wait for it.
     """
 
     channel = "webhook"

@@ -30,6 +30,15 @@ class ConsumerSettings(ConnectionSettings):
         None, description="POST a JSON notification here for each flagged decision; unset = log line."
     )
     NOTIFY_TIMEOUT_S: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
+    NOTIFY_MAX_ATTEMPTS: int = Field(
+        12, ge=1, le=1000, description="Webhook attempts before a notification becomes a dead letter."
+    )
+    NOTIFY_RETRY_BASE_S: float = Field(
+        1.0, gt=0, description="Back-off after the first failed notification; doubles on each failure."
+    )
+    NOTIFY_RETRY_MAX_S: float = Field(
+        300.0, gt=0, description="Longest back-off between notification attempts."
+    )
     BLOCK_TTL_S: int = Field(
         7 * DAY_S,
         gt=0,

@@ -22,10 +22,11 @@ USERS: dict[str, str] = {
     "fraud-job": f"~profile:* ~blocklist:card:* resetchannels -@all {_CONNECT} +get +mget",
     # The action consumers: profile updates, blocklist entries and idempotency markers, in one
     # WATCH/MULTI/EXEC per decision; a REVIEW also opens its case, holds the card and adds to the
-    # user's recent decisions (console/cases.py).
+    # user's recent decisions (console/cases.py). Notifications wait in an outbox (actions/outbox.py).
     "fraud-consumers": (
-        f"~profile:* ~blocklist:card:* ~actions:done:* {_CASE_KEYS} resetchannels -@all {_CONNECT} "
-        f"+get +mget +set +watch +unwatch +multi +exec +discard {_CASE_COMMANDS}"
+        f"~profile:* ~blocklist:card:* ~actions:done:* ~actions:notify:* {_CASE_KEYS} resetchannels -@all "
+        f"{_CONNECT} +get +mget +set +watch +unwatch +multi +exec +discard {_CASE_COMMANDS} "
+        "+zrangebyscore +zrem +del"
     ),
     # The analyst console: reads and resolves cases (a Lua script makes a resolution atomic) and
     # carries verdicts out through the consumers' action store.

@@ -13,7 +13,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from actions.exceptions import NotifyError
 from actions.logic import audit_records, parse_decision
+from actions.metrics import Metrics
+from actions.outbox import DUE_KEY, NotificationDispatcher, NotificationOutbox
 from actions.store import ActionStore
 from deploy.redis_users import USERS
 from fraud_core.connections import redis_url
@@ -94,3 +97,48 @@ def test_the_producer_seeds_profiles_only(users: dict[str, str]) -> None:
     with pytest.raises(redis.exceptions.NoPermissionError):
         producer.get(profile_key(user_id))
     producer.close()
+
+
+def test_the_consumers_queue_retry_and_deliver_notifications_as_their_user(
+    stack: Any, users: dict[str, str]
+) -> None:
+    flagged = decision("FLAGGED")
+    now = [T0]
+    sent: list[dict[str, Any]] = []
+
+    class FlakyNotifier:
+        channel = "test"
+        failures = 1
+
+        def notify(self, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise NotifyError("receiver down (test)")
+            sent.append(payload)
+
+    client = redis.Redis.from_url(users["fraud-consumers"])
+    outbox = NotificationOutbox(client, 60, lambda: now[0])
+    dispatcher = NotificationDispatcher(
+        client,
+        FlakyNotifier(),
+        None,  # type: ignore[arg-type]  # no dead letter in this test
+        None,  # type: ignore[arg-type]
+        "unused",
+        Metrics(),
+        max_attempts=5,
+        base_delay_s=1.0,
+        max_delay_s=10.0,
+        lease_s=30.0,
+        clock_ms=lambda: now[0],
+    )
+    try:
+        outbox.enqueue(flagged["event_id"], {"event_id": flagged["event_id"]}, {}, ("t", 0, 1), b"k", b"v")
+        assert dispatcher.dispatch_due() == 1 and not sent  # failed: due again in 1 s
+        assert dispatcher.dispatch_due() == 0
+        now[0] += 1000
+        assert dispatcher.dispatch_due() == 1 and sent == [{"event_id": flagged["event_id"]}]
+    finally:
+        client.close()
+    admin = redis.Redis.from_url(stack.redis_url)
+    assert admin.zscore(DUE_KEY, flagged["event_id"]) is None
+    admin.close()
