@@ -15,6 +15,7 @@ import pytest
 from kubernetes_validate.utils import schema_contents
 from referencing import Registry, Resource
 
+from flink_jobs.settings import JobSettings
 from fraud_core.topics import TOPICS
 from tests.deploy.conftest import DEPLOY, OVERLAYS
 
@@ -182,6 +183,9 @@ def test_flink_job_settings_agree_with_the_deployment(built: dict[str, list], ov
     assert spec["flinkConfiguration"]["high-availability.type"] == "kubernetes"
     assert int(env["JOB_PARALLELISM"]) == spec["job"]["parallelism"]
     assert env["CHECKPOINT_DIR"] == spec["flinkConfiguration"]["execution.checkpointing.dir"]
+    # The labels source, and the late-label delay the model was trained with (the default).
+    assert env["LABELS_TOPIC"] == "payments.labels"
+    assert int(env["LABEL_DELAY_MS"]) == JobSettings.model_fields["LABEL_DELAY_MS"].default
     assert spec["flinkConfiguration"]["execution.checkpointing.dir"].startswith(
         ("s3://", "file:///flink-data")
     )

@@ -71,6 +71,9 @@ ACLS = {
     "fraud-job": {
         ("topic", "payments.initiated", "literal"): {"Read", "Describe"},
         ("group", "fraud-scoring-job", "literal"): {"Read"},
+        # The labels source and its group (flink_jobs/scoring_job.py labels_source_ddl).
+        ("topic", "payments.labels", "literal"): {"Read", "Describe"},
+        ("group", "fraud-scoring-job-labels", "literal"): {"Read"},
         ("topic", "payments.flagged", "literal"): {"Write", "Describe"},
         ("topic", "payments.approved", "literal"): {"Write", "Describe"},
         ("topic", "payments.dlq", "literal"): {"Write", "Describe"},

@@ -17,8 +17,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 import schemas
-from fraud_core.feature_catalog import FEATURE_NAMES
-from fraud_core.features import VELOCITY_FEATURES
+from fraud_core.feature_catalog import FEATURE_NAMES, FEATURES
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, Received, read_until
 from fraud_core.reference import to_eur
@@ -190,8 +189,9 @@ def test_velocity_features_match_an_independent_computation(scenario: dict[str, 
 
 
 def _without_velocity_scores(decisions: list[dict[str, Any]]) -> np.ndarray:
-    """Scores of the same events by a model trained like ours but blind to the velocity features."""
-    columns = [i for i, name in enumerate(FEATURE_NAMES) if name not in VELOCITY_FEATURES]
+    """Scores of the same events by a model trained like ours but blind to the stream's keyed state
+    (user velocity and days, merchant, card, labels): the payment and the profile alone."""
+    columns = [i for i, f in enumerate(FEATURES) if f.entity not in ("user", "merchant", "card")]
     simulator = Simulator(SimConfig(seed=7, n_users=2000))
     data = replay(simulator.events(count=60_000), simulator.profiles())
     model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.15, max_depth=8, random_state=7)
