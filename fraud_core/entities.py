@@ -72,15 +72,22 @@ class DaySpend:
     def observe(self, t: int, amount: float) -> dict[str, float]:
         """The features of a payment of ``amount`` EUR at ``t`` (from the history before it); then remember it."""
         hour, day = t // HOUR_MS, t // DAY_MS
+        n1 = n7 = n30 = 0.0
+        s1 = s7 = s30 = 0.0
+        for h, (n, total) in self.hours.items():
+            if hour - 24 < h <= hour:
+                n1 += n
+                s1 += total
+        for d, (n, total) in self.days.items():
+            if day - 30 < d <= day:
+                n30 += n
+                s30 += total
+                if d > day - 7:
+                    n7 += n
+                    s7 += total
         out: dict[str, float] = {}
-        for label, width in DAY_WINDOWS.items():
-            if width == 1:
-                buckets = [v for h, v in self.hours.items() if hour - 24 < h <= hour]
-            else:
-                buckets = [v for d, v in self.days.items() if day - width < d <= day]
-            count = int(sum(b[0] for b in buckets))
-            total = sum(b[1] for b in buckets)
-            out[f"user_count_{label}"] = float(count)
+        for label, count, total in (("1d", n1, s1), ("7d", n7, s7), ("30d", n30, s30)):
+            out[f"user_count_{label}"] = count
             out[f"user_sum_{label}"] = round(total, 2)
             out[f"user_mean_{label}"] = round(total / count, 2) if count else 0.0
         count30 = int(out["user_count_30d"])
@@ -104,7 +111,7 @@ def _add(buckets: dict[int, list[float]], index: int, amount: float) -> None:
 
 
 def _prune(buckets: dict[int, Any], oldest_kept: int) -> None:
-    if any(k < oldest_kept for k in buckets):
+    if buckets and min(buckets) < oldest_kept:
         for k in [k for k in buckets if k < oldest_kept]:
             del buckets[k]
 
@@ -158,12 +165,14 @@ class Frauds:
 
     def rates(self, t: int, prefix: str) -> dict[str, float]:
         """``<prefix>_fraud_rate_<w>``: frauds known at ``t`` over payments, in ``[t - delay - w, t - delay]``."""
+        if not self.confirmed:
+            return {f"{prefix}_fraud_rate_{label}": 0.0 for label in DAY_WINDOWS}
         end = (t - self.delay_ms) // DAY_MS
         out: dict[str, float] = {}
         for label, width in DAY_WINDOWS.items():
             lo = end - width
             frauds = sum(1 for d, known in self.confirmed.values() if lo < d <= end and known <= t)
-            payments = sum(c for d, c in self.payments.items() if lo < d <= end)
+            payments = sum(c for d, c in self.payments.items() if lo < d <= end) if frauds else 0
             out[f"{prefix}_fraud_rate_{label}"] = round(frauds / max(payments, frauds, 1), 6)
         return out
 
@@ -206,16 +215,24 @@ class MerchantState:
         bucket[0] += 1
         if len(bucket[1]) < MAX_CARDS_PER_MINUTE:
             bucket[1].add(crc32(txn.card_id.encode()))
+        # The minutes by age, in three rings (under 1, 1-9, 10-59): the windows nest.
+        counts = [0, 0, 0]
+        rings: list[set[int]] = [set(), set(), set()]
+        for m, (n, seen) in self.minutes.items():
+            age = minute - m
+            if 0 <= age < 60:
+                ring = 0 if age < 1 else 1 if age < 10 else 2
+                counts[ring] += n
+                rings[ring].update(seen)
+        counts[1] += counts[0]
+        counts[2] += counts[1]
+        rings[1] |= rings[0]
+        rings[2] |= rings[1]
+        cards = rings
         out: dict[str, float] = {}
-        for label, width in MINUTE_WINDOWS.items():
-            count = 0
-            cards: set[int] = set()
-            for m, (n, seen) in self.minutes.items():
-                if minute - width < m <= minute:
-                    count += n
-                    cards |= seen
-            out[f"merchant_count_{label}"] = float(count)
-            out[f"merchant_cards_{label}"] = float(len(cards))
+        for k, label in enumerate(MINUTE_WINDOWS):
+            out[f"merchant_count_{label}"] = float(counts[k])
+            out[f"merchant_cards_{label}"] = float(len(cards[k]))
         history = [v for d, v in self.amounts.items() if day - LONGEST_DAYS < d <= day]
         out["merchant_amount_ratio"] = _ratio(
             amount, sum(v[1] for v in history), int(sum(v[0] for v in history))
