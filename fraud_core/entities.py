@@ -23,6 +23,13 @@ Semantics (what a replay must reproduce):
   that could have used it is missed by that payment. Replays apply each label at its
   ``labelled_at`` in event-time order, which the job matches when labels are on the topic before
   the payments they concern (as they are live, and in a backtest of a recorded history).
+* Order: like the user's velocity, every feature depends on the order in which the entity's
+  payments reach its state. A user's payments share one Kafka partition, so their order is fixed;
+  a merchant's or a card's come from several users, so from several input partitions (and, at
+  parallelism above 1, from several user subtasks) they interleave in fetch order. A replay
+  reproduces the job's merchant and card features exactly when the job read one partition in
+  order (``tests/flink_jobs/test_feature_parity.py``); otherwise they can differ by the payments
+  that arrived within the same few milliseconds.
 """
 
 from __future__ import annotations
