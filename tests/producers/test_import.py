@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = uuid.UUID("6f49140b-c264-5634-954f-f6a4f09c2232")  # documented in producers/history.py
-WEEK_MS = 7 * 24 * 3600 * 1000
 PAN = "4111-1111-1111-1111"
 
 MAPPING = """
@@ -189,7 +189,7 @@ def test_import_orders_labels_rejects_and_refuses_a_reimport(
     assert label_of[eid("5")].value()["fraud_type"] is None  # not fraud: no type, whatever the column says
     for event_id, msg in label_of.items():
         payment = by_id[event_id]
-        assert msg.value()["labelled_at"] == payment.value()["event_time"] + 7 * 24 * 3600 * 1000
+        assert msg.value()["labelled_at"] == payment.value()["event_time"] + timedelta(days=7)
         assert msg.key() == payment.key()
         assert dict(msg.headers())["correlation_id"] == dict(payment.headers())["correlation_id"]
     labelled_at = [m.value()["labelled_at"] for m in labels]
