@@ -637,8 +637,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stress-events", type=int, help="events in the stress set (default: a quarter of --events)"
     )
     parser.add_argument("--no-promote", action="store_true", help="write the version but leave LIVE alone")
+    from inference_service.training import from_topics  # here: it imports this module
+
+    from_topics.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.from_topics:
+        return from_topics.run(args)
 
     from producers.simulator import SimConfig, Simulator  # the real stream; imported only here
 
