@@ -3,37 +3,57 @@
 Routes are thin: they check the session (and on every POST its CSRF token), call
 :class:`~console.verdicts.Verdicts` or :class:`~console.cases.CaseStore`, and render
 :mod:`console.pages`. Errors become pages at this edge only: 409 for a case resolved already,
-404 for an unknown case, 403 for a bad CSRF token, 503 when Redis or Kafka fail.
+404 for an unknown case, 403 for a bad CSRF token or a confirmation that needs a lead, 413 for a
+form body over the limit (refused before it is read), 429 with ``Retry-After`` for a log-in
+during its wait (:mod:`console.sessions`), 503 when Redis or Kafka fail.
+
+Log-in does the same work for an unknown user as for a known one: the password is checked
+against a dummy hash, so the response time does not say which names exist.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qs
 
+import redis
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from console import pages
-from console.auth import Session, csrf_ok, read_session, sign_session, verify_password
+from console.auth import (
+    ITERATIONS,
+    Session,
+    User,
+    csrf_ok,
+    hash_password,
+    read_session,
+    sign_session,
+    verify_password,
+)
 from console.cases import CaseStore, Verdict
 from console.exceptions import CaseConflict, CaseNotFound, ConsoleError, EffectsPending
 from console.health import HealthSampler
 from console.metrics import ConsoleMetrics
+from console.sessions import LoginThrottle, SessionStore
 from console.settings import ConsoleSettings
 from console.verdicts import Verdicts, analyst_actor
 
 log = logging.getLogger(__name__)
 
 COOKIE = "console_session"
+SESSION_ID_PREFIX = "sid."  # a server-side session's cookie; anything else is a signed anonymous one
 MAX_FORM_BYTES = 8192
 ANALYST_VERDICTS = {"CONFIRM": Verdict.CONFIRM, "CLEAR": Verdict.CLEAR}
 
@@ -43,7 +63,10 @@ class Services:
     """What the routes use, built in the lifespan."""
 
     settings: ConsoleSettings
-    users: dict[str, str]
+    users: dict[str, User]
+    sessions: SessionStore
+    throttle: LoginThrottle
+    dummy_hash: str
     cases: CaseStore
     verdicts: Verdicts
     metrics: ConsoleMetrics
@@ -82,10 +105,34 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+class BodyTooLarge(ConsoleError):
+    """A form body over :data:`MAX_FORM_BYTES`; refused before (or while) it is read."""
+
+
+def dummy_hash(users: dict[str, User]) -> str:
+    """A hash of a random password, with the iterations most users have: checking a password
+    against it costs what checking a real user's costs."""
+    counts = Counter(int(u.password_hash.split("$")[1]) for u in users.values())
+    iterations = counts.most_common(1)[0][0] if counts else ITERATIONS
+    return hash_password(secrets.token_urlsafe(16), iterations=iterations)
+
+
 def session(request: Request) -> Session | None:
-    """The request's session, or None when the cookie is missing, forged or expired."""
+    """The request's session, or None when the cookie is missing, forged, expired or ended.
+
+    A logged-in session is only ever server-side; a signed cookie that names a user is refused.
+    """
     settings: ConsoleSettings = request.app.state.settings
-    return read_session(request.cookies.get(COOKIE), settings.secret_key, _now_s())
+    cookie = request.cookies.get(COOKIE)
+    if cookie and cookie.startswith(SESSION_ID_PREFIX):
+        svc: Services = request.app.state.services
+        try:
+            return svc.sessions.read(cookie[len(SESSION_ID_PREFIX) :], svc.users, _now_s())
+        except ConsoleError as exc:
+            log.warning("session not readable, treated as logged out: %s", exc)
+            return None
+    anonymous = read_session(cookie, settings.secret_key, _now_s())
+    return anonymous if anonymous is not None and anonymous.user is None else None
 
 
 Svc = Annotated[Services, Depends(services)]
@@ -103,7 +150,30 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         verdicts = Verdicts(settings, cases, metrics)
         health = HealthSampler(settings.metrics_urls, settings.HEALTH_INTERVAL_S)
         sweeper = Sweeper(verdicts, cases, metrics, settings.SWEEP_INTERVAL_S)
-        app.state.services = Services(settings, settings.users(), cases, verdicts, metrics, health, sweeper)
+        users = settings.users()
+        client = redis.Redis.from_url(
+            settings.redis_connect_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        throttle = LoginThrottle(
+            client,
+            user_free=settings.LOGIN_USER_FREE_FAILURES,
+            address_free=settings.LOGIN_ADDRESS_FREE_FAILURES,
+            base_wait_s=settings.LOGIN_BASE_WAIT_S,
+            max_wait_s=settings.LOGIN_MAX_WAIT_S,
+            window_s=settings.LOGIN_WINDOW_S,
+        )
+        app.state.services = Services(
+            settings,
+            users,
+            SessionStore(client, settings.SESSION_TTL_S),
+            throttle,
+            dummy_hash(users),
+            cases,
+            verdicts,
+            metrics,
+            health,
+            sweeper,
+        )
         health.start()
         sweeper.start()
         log.info("console on http://%s:%d", settings.CONSOLE_HOST, settings.CONSOLE_PORT)
@@ -115,16 +185,19 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             sweeper.join(timeout=30)
             verdicts.close()
             cases.close()
+            client.close()
 
     app = FastAPI(
         title="Fraud review console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.settings = settings
 
-    def with_cookie(response: Response, s: Session) -> Response:
+    def with_cookie(response: Response, s: Session, session_id: str | None = None) -> Response:
+        """Set the cookie: the server-side session's id, or the signed anonymous session."""
+        assert session_id is not None or s.user is None, "a logged-in session is only server-side"
         response.set_cookie(
             COOKIE,
-            sign_session(s, settings.secret_key),
+            SESSION_ID_PREFIX + session_id if session_id else sign_session(s, settings.secret_key),
             max_age=max(s.expires_at_s - _now_s(), 1),
             httponly=True,
             samesite="strict",
@@ -136,14 +209,26 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         return RedirectResponse("/login", status_code=303)
 
     async def form(request: Request) -> dict[str, str]:
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            return {}
+        """The form's fields. Raises BodyTooLarge from the declared length, before reading, or
+        as soon as an undeclared (chunked) body passes the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+            raise BodyTooLarge(f"content-length {declared[:20]!r} is over {MAX_FORM_BYTES} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise BodyTooLarge(f"the form body is over {MAX_FORM_BYTES} bytes")
         return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
     def forbidden(user: str | None, csrf: str) -> HTMLResponse:
         text = "The form's CSRF token is missing or not this session's. Reload the page and try again."
         return HTMLResponse(pages.message_page("Refused", text, user, csrf), status_code=403)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        text = f"{exc}. Nothing was done."
+        return HTMLResponse(pages.message_page("Request too large", text), status_code=413)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -155,32 +240,65 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(sess: Sess) -> Response:
-        s = sess or Session.anonymous(_now_s(), settings.SESSION_TTL_S)
+        s = sess if sess is not None and sess.user is None else Session.anonymous(_now_s(), 3600)
         return with_cookie(HTMLResponse(pages.login_page(s.csrf)), s)
+
+    def throttled(sess: Session, wait_s: float) -> Response:
+        retry = max(1, math.ceil(wait_s))
+        page = pages.login_page(sess.csrf, f"Too many failed log-ins: try again in {retry} s.")
+        response = with_cookie(HTMLResponse(page, status_code=429), sess)
+        response.headers["Retry-After"] = str(retry)
+        return response
 
     @app.post("/login")
     async def login(request: Request, svc: Svc, sess: Sess) -> Response:
         data = await form(request)
+        if sess is not None and sess.user is not None:
+            sess = Session.anonymous(_now_s(), 3600)  # a logged-in form is never a log-in form
         if not csrf_ok(sess, data.get("csrf")):
             return forbidden(None, "")
         assert sess is not None
-        name, password = data.get("username", ""), data.get("password", "")
-        stored = svc.users.get(name)
-        ok = stored is not None and await run_in_threadpool(verify_password, password, stored)
+        name, password = data.get("username", "")[:64], data.get("password", "")
+        address = request.client.host if request.client else "unknown"
+        try:
+            attempt = await run_in_threadpool(svc.throttle.attempt, name, address, _now_s() * 1000)
+        except ConsoleError as exc:
+            return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
+        if not attempt.allowed:
+            svc.metrics.logins.labels("throttled").inc()
+            return throttled(sess, attempt.wait_s)
+        user = svc.users.get(name)
+        # An unknown name costs one hash check too: the time taken says nothing about who exists.
+        checked = await run_in_threadpool(
+            verify_password, password, user.password_hash if user else svc.dummy_hash
+        )
+        ok = user is not None and checked
         svc.metrics.logins.labels("ok" if ok else "refused").inc()
-        if not ok:
-            log.info("log-in refused for %r", name[:32])
+        if not ok or user is None:
+            log.info("log-in refused for %r from %s", name[:32], address)
+            if attempt.wait_s > 0:
+                return throttled(sess, attempt.wait_s)
             page = pages.login_page(sess.csrf, "Unknown analyst or wrong password.")
             return with_cookie(HTMLResponse(page, status_code=401), sess)
-        log.info("analyst %s logged in", name)
-        fresh = sess.logged_in(name, _now_s(), settings.SESSION_TTL_S)
-        return with_cookie(RedirectResponse("/", status_code=303), fresh)
+        try:
+            await run_in_threadpool(svc.throttle.succeeded, name, address)
+            session_id, fresh = await run_in_threadpool(svc.sessions.open, name, user, _now_s())
+        except ConsoleError as exc:
+            return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
+        log.info("%s %s logged in from %s", user.role, name, address)
+        return with_cookie(RedirectResponse("/", status_code=303), fresh, session_id)
 
     @app.post("/logout")
-    async def logout(request: Request, sess: Sess) -> Response:
+    async def logout(request: Request, svc: Svc, sess: Sess) -> Response:
         data = await form(request)
         if sess is None or not csrf_ok(sess, data.get("csrf")):
             return forbidden(sess.user if sess else None, sess.csrf if sess else "")
+        cookie = request.cookies.get(COOKIE, "")
+        if sess.user is not None and cookie.startswith(SESSION_ID_PREFIX):
+            try:
+                await run_in_threadpool(svc.sessions.end, cookie[len(SESSION_ID_PREFIX) :], sess.user)
+            except ConsoleError as exc:
+                return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -227,6 +345,22 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         if chosen is None:
             text = f"field 'verdict'={data.get('verdict', '')[:20]!r}: must be CONFIRM or CLEAR"
             return HTMLResponse(pages.message_page("Invalid verdict", text, sess.user, sess.csrf), 422)
+        user = svc.users.get(sess.user)
+        if chosen is Verdict.CONFIRM and (user is None or not user.is_lead):
+            try:
+                found = await run_in_threadpool(svc.cases.get, event_id)
+            except CaseNotFound as exc:
+                return HTMLResponse(pages.message_page("No such case", str(exc), sess.user, sess.csrf), 404)
+            except ConsoleError as exc:
+                return HTMLResponse(pages.message_page("Unavailable", str(exc), sess.user, sess.csrf), 503)
+            if found.amount_eur > settings.CONFIRM_LEAD_ABOVE_EUR:
+                text = (
+                    f"Confirming a case above {settings.CONFIRM_LEAD_ABOVE_EUR:g} EUR needs a lead; this one is "
+                    f"{found.amount_eur:.2f} EUR. Nothing was recorded."
+                )
+                return HTMLResponse(
+                    pages.message_page("A lead must confirm", text, sess.user, sess.csrf), 403
+                )
         try:
             resolved = await run_in_threadpool(
                 svc.verdicts.resolve, event_id, chosen, analyst_actor(sess.user)

@@ -4,7 +4,10 @@ Only the standard library: PBKDF2-HMAC-SHA256 hashes in the form
 ``pbkdf2_sha256$<iterations>$<salt, base64>$<hash, base64>`` (``python -m console hash-password``
 prints one), and a session cookie that is a JSON payload signed with HMAC-SHA256 under the
 console's secret key. The session carries the analyst's name (or none before log-in), a CSRF token
-that every form posts back, and an expiry.
+that every form posts back, and an expiry. Signed cookies carry only the state before log-in (the
+log-in form's CSRF token); a logged-in session lives server-side (:mod:`console.sessions`).
+
+Each user has a role: ``analyst`` or ``lead`` (``name:hash`` or ``name:hash:role``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,25 @@ from typing import Any
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
 USER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+ANALYST, LEAD = "analyst", "lead"
+ROLES = (ANALYST, LEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A console user: the stored password hash and the role."""
+
+    password_hash: str
+    role: str = ANALYST
+
+    @property
+    def is_lead(self) -> bool:
+        return self.role == LEAD
+
+    def fingerprint(self) -> str:
+        """Changes whenever the password (or role) changes: a session records the fingerprint it
+        was opened under, and a different one ends it."""
+        return hashlib.sha256(f"{self.role}${self.password_hash}".encode()).hexdigest()[:32]
 
 
 def _b64(data: bytes) -> str:
@@ -64,30 +86,34 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(candidate, _unb64(digest))
 
 
-def parse_users(text: str) -> dict[str, str]:
-    """Users from ``name:hash`` entries separated by commas or new lines (blank lines and lines
-    starting with ``#`` are skipped).
+def parse_users(text: str) -> dict[str, User]:
+    """Users from ``name:hash`` or ``name:hash:role`` entries separated by commas or new lines
+    (blank lines and lines starting with ``#`` are skipped); the role defaults to ``analyst``.
 
     Raises:
         ValueError: naming the entry (by its position and user name, never the hash) that is wrong.
     """
-    users: dict[str, str] = {}
+    users: dict[str, User] = {}
     entries = [e.strip() for line in text.splitlines() for e in line.split(",")]
     for n, entry in enumerate(entries, start=1):
         if not entry or entry.startswith("#"):
             continue
-        name, sep, encoded = entry.partition(":")
+        name, sep, rest = entry.partition(":")
+        encoded, _, role = rest.partition(":")
         if not sep or not USER_NAME.match(name):
             raise ValueError(
-                f"user entry {n}: expected <name>:<hash> with a name of 1-32 letters, digits, _ . -"
+                f"user entry {n}: expected <name>:<hash>[:<role>] with a name of 1-32 letters, digits, _ . -"
             )
+        role = role or ANALYST
+        if role not in ROLES:
+            raise ValueError(f"user entry {n} ({name}): role {role[:20]!r} must be one of {', '.join(ROLES)}")
         try:
             check_hash_format(encoded)
         except ValueError as exc:
             raise ValueError(f"user entry {n} ({name}): {exc}") from exc
         if name in users:
             raise ValueError(f"user entry {n}: {name} is listed twice")
-        users[name] = encoded
+        users[name] = User(encoded, role)
     return users
 
 

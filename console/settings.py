@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from actions.settings import DAY_S
-from console.auth import hash_password, parse_users
+from console.auth import LEAD, User, hash_password, parse_users
 from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import ACTIONS, LABELS
 
@@ -37,6 +37,22 @@ class ConsoleSettings(ConnectionSettings):
         None, description="Key signing sessions and CSRF tokens; required outside local/test mode."
     )
     SESSION_TTL_S: int = Field(8 * 3600, gt=0, description="How long a log-in lasts.")
+    LOGIN_USER_FREE_FAILURES: int = Field(
+        3, ge=1, description="Failed log-ins of one user name before each further one must wait."
+    )
+    LOGIN_ADDRESS_FREE_FAILURES: int = Field(
+        20, ge=1, description="Failed log-ins from one client address before each further one must wait."
+    )
+    LOGIN_BASE_WAIT_S: float = Field(
+        2.0, gt=0, description="The first wait after the free failures; it doubles with each failure."
+    )
+    LOGIN_MAX_WAIT_S: float = Field(900.0, gt=0, description="The longest wait between failed log-ins.")
+    LOGIN_WINDOW_S: int = Field(
+        3600, gt=0, description="How long failed log-ins are remembered (since the last one)."
+    )
+    CONFIRM_LEAD_ABOVE_EUR: float = Field(
+        1000.0, ge=0, description="Confirming fraud on a case above this amount (EUR) needs a lead."
+    )
     REVIEW_TIMEOUT_S: float = Field(
         900.0, gt=0, description="A case not resolved this long after opening is resolved by the policy."
     )
@@ -98,11 +114,12 @@ class ConsoleSettings(ConnectionSettings):
         assert self.CONSOLE_SECRET_KEY is not None
         return self.CONSOLE_SECRET_KEY.get_secret_value().encode()
 
-    def users(self) -> dict[str, str]:
-        """Analyst name -> password hash; the development analyst when none is configured locally."""
+    def users(self) -> dict[str, User]:
+        """Name -> user; the development analyst (a lead, so a demo can confirm any case) when none
+        is configured locally."""
         users = parse_users(self._users_text(self.CONSOLE_USERS))
         if not users and self.APP_ENV in ("local", "test"):
-            users = {DEV_ANALYST: hash_password(DEV_ANALYST_PASSWORD)}
+            users = {DEV_ANALYST: User(hash_password(DEV_ANALYST_PASSWORD), LEAD)}
         return users
 
     @property

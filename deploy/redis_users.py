@@ -29,11 +29,13 @@ USERS: dict[str, str] = {
         "+zrangebyscore +zrem +del"
     ),
     # The analyst console: reads and resolves cases (a Lua script makes a resolution atomic) and
-    # carries verdicts out through the consumers' action store.
+    # carries verdicts out through the consumers' action store; its sessions and log-in limits
+    # live under console:* (console/sessions.py, the limits through a Lua script).
     "fraud-console": (
-        f"~profile:* ~blocklist:card:* ~actions:done:* {_CASE_KEYS} resetchannels -@all {_CONNECT} "
+        f"~profile:* ~blocklist:card:* ~actions:done:* {_CASE_KEYS} ~console:* resetchannels -@all {_CONNECT} "
         f"+get +mget +set +exists +watch +unwatch +multi +exec +discard {_CASE_COMMANDS} "
-        "+hgetall +smembers +scard +zcard +zrevrange +zrangebyscore +zrem +srem +keys +eval +evalsha +script|load"
+        "+hgetall +smembers +scard +zcard +zrevrange +zrangebyscore +zrem +srem +eval +evalsha +script|load "
+        "+del +hincrby"
     ),
     # The producer seeds the simulator's profiles (compose's --seed-profiles).
     "fraud-producer": f"~profile:* resetchannels -@all {_CONNECT} +set",

@@ -101,7 +101,14 @@ def test_password_hash_round_trip_and_refusals() -> None:
 
 def test_users_parse_and_errors_name_the_entry_not_the_hash() -> None:
     h = auth.hash_password("pw", iterations=100_000)
-    assert auth.parse_users(f"alice:{h}, bob:{h}\n# comment\n") == {"alice": h, "bob": h}
+    assert auth.parse_users(f"alice:{h}, bob:{h}:lead\n# comment\n") == {
+        "alice": auth.User(h, "analyst"),
+        "bob": auth.User(h, "lead"),
+    }
+    with pytest.raises(ValueError, match=r"entry 1 \(alice\): role 'admin'"):
+        auth.parse_users(f"alice:{h}:admin")
+    assert auth.User(h).fingerprint() != auth.User(h, "lead").fingerprint()
+    assert auth.User(h).fingerprint() != auth.User(auth.hash_password("pw", iterations=100_000)).fingerprint()
     with pytest.raises(ValueError, match=r"entry 2 \(bob\)") as err:
         auth.parse_users(f"alice:{h},bob:md5$abc")
     assert "md5$abc" not in str(err.value)
