@@ -140,6 +140,7 @@ def test_import_orders_labels_rejects_and_refuses_a_reimport(
         "labels published": 12,
         "delivery errors": 0,
     }
+    assert "(1 duplicates refused)" in first.stdout  # row 16's label, like its payment
     rejects = list(csv.DictReader((tmp_path / "history.csv.rejects.csv").open()))
     assert [(r["row"], r["field"]) for r in rejects] == [
         ("13", "amount"),
@@ -206,7 +207,7 @@ def test_import_orders_labels_rejects_and_refuses_a_reimport(
         "labels published": 0,
         "delivery errors": 0,
     }
-    assert "12 duplicates refused" in again.stdout  # the labels
+    assert "(13 duplicates refused)" in again.stdout  # the labels: every labelled row, row 16 too
     assert len(consume(stack, topic, schemas.TRANSACTION, 12)) == 12  # consume checks nothing beyond
     assert len(consume(stack, labels_topic, schemas.LABEL, 12)) == 12
 
