@@ -14,7 +14,7 @@ FETCHED := .stack/lib/.fetched
 PROMETHEUS_PKG := .stack/.prometheus-installed
 ARGS ?=
 
-.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce import model bench faults backtest demo test unit lint clean
+.PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce import model bench faults backtest retrain demo test unit lint clean
 
 help: ## One line per target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ faults: $(FETCHED) ## Fault suite on a private real stack -> faults/results/late
 
 backtest: $(FETCHED) ## Replay a topic range through the scoring logic and write a report (ARGS="--help")
 	$(PY) -m backtest $(ARGS)
+
+retrain: $(FETCHED) ## Train a challenger from the topics, backtest it against live, shadow or promote it (ARGS="--help")
+	$(PY) -m backtest.retrain $(ARGS)
 
 demo: $(FETCHED) $(PROMETHEUS_PKG) ## The whole pipeline on a generated stream, live view, summary; KEEP_RUNNING=1 keeps it up
 	@test -f models/LIVE || $(MAKE) model
