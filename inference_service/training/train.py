@@ -40,7 +40,7 @@ import logging
 import platform
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +54,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from fraud_core.cost import CostModel
 from fraud_core.decision import ScoreResult, decide, model_action
 from fraud_core.entities import StreamFeatures
 from fraud_core.feature_catalog import FEATURE_NAMES
@@ -99,11 +100,8 @@ class TrainConfig:
     l2_regularization: float = 1.0
     train_fraction: float = 0.6
     calibration_fraction: float = 0.2
-    review_cost_eur: float = 5.0
-    false_block_cost_eur: float = 100.0
-    # A missed fraud costs at least this much: a card-testing probe of 1 EUR that passes validates
-    # the card for the larger fraud that follows, so its cost is not its amount.
-    min_missed_fraud_eur: float = 50.0
+    # The business cost the thresholds minimise; the backtest reports the same one.
+    cost: CostModel = field(default_factory=CostModel)
 
 
 @dataclass(frozen=True)
@@ -296,29 +294,30 @@ def fit(
     return calibrated.fit(x_cal, y_cal)
 
 
+def model_actions(
+    scores: FloatArray, review_threshold: float, block_threshold: float | None
+) -> npt.NDArray[np.str_]:
+    """The model's own action of every score (:func:`fraud_core.decision.model_action`, vectorised)."""
+    block = scores >= block_threshold if block_threshold is not None else np.zeros(len(scores), bool)
+    return np.where(block, BLOCK, np.where(scores >= review_threshold, REVIEW, APPROVE))
+
+
 def business_cost(
-    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
+    scores: FloatArray, data: Dataset, threshold: float, block_threshold: float | None, cost: CostModel
 ) -> dict[str, float]:
-    """Missed fraud cost (its amount, at least ``min_missed``) plus review cost of every flagged
-    payment, in EUR."""
-    flagged = scores >= threshold
-    missed = float(np.maximum(data.amount_eur, min_missed)[(data.y == 1) & ~flagged].sum())
-    reviews = float(flagged.sum()) * review_cost
-    return {"missed_fraud_eur": missed, "review_eur": reviews, "total_eur": missed + reviews}
+    """The business cost (:class:`fraud_core.cost.CostModel`) of the model's own actions, in EUR."""
+    return cost.breakdown(data.y == 1, data.amount_eur, model_actions(scores, threshold, block_threshold))
 
 
 MAX_CANDIDATES = 800
 
 
-def choose_thresholds(
-    scores: FloatArray, data: Dataset, review_cost: float, false_block_cost: float, min_missed: float = 0.0
-) -> tuple[float, float | None]:
-    """The (review, block) thresholds with the lowest business cost on ``data``.
+def choose_thresholds(scores: FloatArray, data: Dataset, cost: CostModel) -> tuple[float, float | None]:
+    """The (review, block) thresholds with the lowest business cost (``cost``) on ``data``.
 
-    Cost = fraud amount (at least ``min_missed``) scored below the review threshold + ``review_cost`` per payment between
-    the two thresholds + ``false_block_cost`` per legitimate payment at or above the block
-    threshold. Candidates are midpoints between consecutive distinct scores (thinned to
-    :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
+    Every payment scored below the review threshold is approved, between the two reviewed, at or
+    above the block threshold blocked; each costs what ``cost`` prices that action at. Candidates
+    are midpoints between consecutive distinct scores (thinned to :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
     higher thresholds (fewer reviews, fewer blocks).
     """
     distinct = np.unique(scores)
@@ -329,18 +328,24 @@ def choose_thresholds(
         candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, MAX_CANDIDATES)))
     order = np.argsort(scores)
     sorted_scores = scores[order]
-    fraud = data.y[order] == 1
-    fraud_cost = np.maximum(data.amount_eur[order], min_missed)
-    missed_below = np.concatenate([[0.0], np.cumsum(np.where(fraud, fraud_cost, 0.0))])
-    legit_below = np.concatenate([[0], np.cumsum(~fraud)])
+    fraud, amount = data.y[order] == 1, data.amount_eur[order]
     n = len(scores)
+    # Cumulative cost of the first i payments (by score) under each action: the cost of a
+    # (review, block) pair is then three differences.
+    below = {
+        a: np.concatenate([[0.0], np.cumsum(cost.cost(fraud, amount, np.full(n, a)))])
+        for a in (APPROVE, REVIEW, BLOCK)
+    }
     idx = np.searchsorted(sorted_scores, candidates, side="left")  # events below each candidate
     # Block candidates: every candidate, then "never" (all events below it).
     idx_b = np.concatenate([idx, [n]])
-    false_blocks = (legit_below[-1] - legit_below[idx_b]) * false_block_cost
-    cost = missed_below[idx][:, None] + (idx_b[None, :] - idx[:, None]) * review_cost + false_blocks[None, :]
-    cost[idx_b[None, :] < idx[:, None]] = np.inf  # block threshold below review threshold
-    best = np.argwhere(cost == cost.min())
+    total = (
+        below[APPROVE][idx][:, None]
+        + (below[REVIEW][idx_b][None, :] - below[REVIEW][idx][:, None])
+        + (below[BLOCK][-1] - below[BLOCK][idx_b])[None, :]
+    )
+    total[idx_b[None, :] < idx[:, None]] = np.inf  # block threshold below review threshold
+    best = np.argwhere(total == total.min())
     r, b = max(best.tolist(), key=lambda rb: (rb[0], rb[1]))
     block = None if b == len(candidates) else float(candidates[b])
     return float(candidates[r]), block
@@ -372,7 +377,7 @@ def _recall_at_fpr(y: npt.NDArray[np.int8], scores: FloatArray, max_fpr: float) 
 
 
 def evaluate(
-    scores: FloatArray, data: Dataset, threshold: float, review_cost: float, min_missed: float = 0.0
+    scores: FloatArray, data: Dataset, threshold: float, cost: CostModel, block_threshold: float | None = None
 ) -> dict[str, Any]:
     """Held-out metrics: overall and per fraud scenario (each scenario's frauds against all legit)."""
     flagged = scores >= threshold
@@ -387,8 +392,10 @@ def evaluate(
         "recall_at_threshold": tp / max(int(fraud.sum()), 1),
         "flag_rate": float(flagged.mean()),
         "recall_at_1pct_fpr": _recall_at_fpr(data.y, scores, 0.01),
-        "cost_at_threshold": business_cost(scores, data, threshold, review_cost, min_missed),
-        "cost_flag_nothing_eur": float(data.amount_eur[fraud].sum()),
+        "cost_at_threshold": business_cost(scores, data, threshold, block_threshold, cost),
+        "cost_flag_nothing_eur": cost.breakdown(fraud, data.amount_eur, np.full(len(scores), APPROVE))[
+            "total_eur"
+        ],
     }
     per: dict[str, Any] = {}
     legit = ~fraud
@@ -424,11 +431,9 @@ def _variant(
     """Fit on ``columns``, choose both thresholds on ``cal``, evaluate on ``test``."""
     model = fit(train.x[:, columns], train.y, cal.x[:, columns], cal.y, config)
     cal_scores = model.predict_proba(cal.x[:, columns])[:, 1]
-    threshold, block = choose_thresholds(
-        cal_scores, cal, config.review_cost_eur, config.false_block_cost_eur, config.min_missed_fraud_eur
-    )
+    threshold, block = choose_thresholds(cal_scores, cal, config.cost)
     test_scores = model.predict_proba(test.x[:, columns])[:, 1]
-    metrics = evaluate(test_scores, test, threshold, config.review_cost_eur, config.min_missed_fraud_eur)
+    metrics = evaluate(test_scores, test, threshold, config.cost, block)
     metrics["actions"] = _rounded(action_metrics(test_scores, test, threshold, block))
     return model, threshold, block, metrics
 
@@ -527,19 +532,20 @@ def train(
         "threshold_rationale": (
             f"Both thresholds together minimise the business cost on the calibration period (the 20% "
             f"after the training period; the held-out metrics below are on the last 20%): each missed "
-            f"fraud costs its amount in EUR (chargeback), at least {config.min_missed_fraud_eur:g} EUR "
+            f"fraud costs its amount in EUR (chargeback), at least {config.cost.min_missed_fraud_eur:g} EUR "
             f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
-            f"{config.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
-            f"{config.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
+            f"{config.cost.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
+            f"{config.cost.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
             f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
             f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
             f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
         ),
         "business_cost": {
             "missed_fraud": "amount_eur of the payment, at least min_missed_fraud_eur",
-            "min_missed_fraud_eur": config.min_missed_fraud_eur,
-            "review_eur_per_flag": config.review_cost_eur,
-            "false_block_eur": config.false_block_cost_eur,
+            "min_missed_fraud_eur": config.cost.min_missed_fraud_eur,
+            "review_eur_per_flag": config.cost.review_cost_eur,
+            "false_block_eur": config.cost.false_block_cost_eur,
+            "defined_in": "fraud_core.cost.CostModel (the backtest reports the same cost)",
         },
         "training_data": {
             "fingerprint_sha256": fingerprint,
@@ -621,13 +627,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--review-cost-eur",
         type=float,
-        default=TrainConfig.review_cost_eur,
+        default=CostModel().review_cost_eur,
         help="cost of reviewing one flagged payment, in EUR (default 5)",
     )
     parser.add_argument(
         "--false-block-cost-eur",
         type=float,
-        default=TrainConfig.false_block_cost_eur,
+        default=CostModel().false_block_cost_eur,
         help="cost of blocking one legitimate payment, in EUR (default 100)",
     )
     parser.add_argument(
@@ -650,8 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = Simulator(SimConfig(seed=args.seed, n_users=args.users))
     config = TrainConfig(
         seed=args.seed,
-        review_cost_eur=args.review_cost_eur,
-        false_block_cost_eur=args.false_block_cost_eur,
+        cost=CostModel(review_cost_eur=args.review_cost_eur, false_block_cost_eur=args.false_block_cost_eur),
     )
     source = {
         "generator": "producers.simulator",

@@ -14,6 +14,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
+from fraud_core.cost import CostModel
 from fraud_core.feature_catalog import FEATURE_NAMES, REASON_TEXT
 from fraud_core.rules import load_rules
 from inference_service.compiled import CompiledModel
@@ -93,11 +94,14 @@ def test_thresholds_minimise_business_cost() -> None:
     amount = np.array([10.0, 10.0, 3.0, 500.0, 500.0])
     data = Dataset(np.zeros((5, N)), y, np.array([""] * 5), amount, np.arange(5, dtype=np.int64))
     # Blocking costs nothing when no legitimate payment scores that high: block every fraud.
-    assert choose_thresholds(scores, data, 5.0, 100.0) == (pytest.approx(0.25), pytest.approx(0.25))
+    assert choose_thresholds(scores, data, CostModel(5.0, 100.0, 0.0)) == (
+        pytest.approx(0.25),
+        pytest.approx(0.25),
+    )
     # A legitimate payment at the top makes any block cost more than it saves: never block, and
     # review from 0.6 up (catching the 3 EUR fraud at 0.3 would cost a 5 EUR review).
     top = Dataset(data.x, np.array([0, 0, 1, 1, 0], dtype=np.int8), data.fraud_type, amount, data.event_time)
-    assert choose_thresholds(scores, top, 5.0, 1e6) == (pytest.approx(0.6), None)
+    assert choose_thresholds(scores, top, CostModel(5.0, 1e6, 0.0)) == (pytest.approx(0.6), None)
 
 
 def test_block_threshold_stays_above_legitimate_scores_it_would_cost_to_block() -> None:
@@ -105,7 +109,7 @@ def test_block_threshold_stays_above_legitimate_scores_it_would_cost_to_block() 
     y = np.array([0, 0, 1, 0, 1, 1], dtype=np.int8)
     amount = np.array([10.0, 10.0, 300.0, 10.0, 500.0, 500.0])
     data = Dataset(np.zeros((6, N)), y, np.array([""] * 6), amount, np.arange(6, dtype=np.int64))
-    review, block = choose_thresholds(scores, data, 5.0, 100.0)
+    review, block = choose_thresholds(scores, data, CostModel(5.0, 100.0, 0.0))
     # Review from the 300 EUR fraud up; block above the legitimate 0.8 (one false block > 2 reviews).
     assert review == pytest.approx(0.25) and block == pytest.approx(0.85)
     actions = action_metrics(scores, data, review, block)
