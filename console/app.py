@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -31,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from console import pages
+from console import comparisons, pages
 from console.auth import (
     ITERATIONS,
     Session,
@@ -75,7 +76,12 @@ class Services:
 
 
 class Sweeper(threading.Thread):
-    """Resolves timed-out cases by the policy and finishes half-done verdicts, every interval."""
+    """Resolves timed-out cases by the policy and finishes half-done verdicts, every interval.
+
+    Any exception of a sweep is logged and counted, and the loop goes on: a sweeper that died
+    silently would leave every case to wait forever while the console looked healthy. The time of
+    the last good sweep is kept for ``/healthz`` (:meth:`problem`).
+    """
 
     def __init__(
         self, verdicts: Verdicts, cases: CaseStore, metrics: ConsoleMetrics, interval_s: float
@@ -83,18 +89,33 @@ class Sweeper(threading.Thread):
         super().__init__(name="case-sweeper", daemon=True)
         self.verdicts, self.cases, self.metrics, self.interval_s = verdicts, cases, metrics, interval_s
         self.stop = threading.Event()
+        self.started_at = time.time()
+        self.last_good: float | None = None
 
     def run(self) -> None:
+        self.started_at = time.time()
         while not self.stop.is_set():
             try:
                 resolved = self.verdicts.sweep()
                 if resolved:
                     log.info("%d overdue cases resolved by the policy", resolved)
                 self.metrics.open_cases.set(self.cases.counts()["open"])
-            except ConsoleError as exc:
+                self.last_good = time.time()
+                self.metrics.last_good_sweep.set(self.last_good)
+            except Exception as exc:  # the loop must outlive any one sweep
                 self.metrics.sweep_errors.inc()
-                log.warning("sweep failed, retried in %.0f s: %s", self.interval_s, exc)
+                log.error("sweep failed, retried in %.0f s: %s", self.interval_s, exc, exc_info=exc)
             self.stop.wait(self.interval_s)
+
+    def problem(self, now: float, stale_s: float) -> str:
+        """Why the sweeper is unhealthy, or "" when it is fine."""
+        if not self.is_alive():
+            return "the sweeper is not running"
+        since = self.last_good if self.last_good is not None else self.started_at
+        if now - since > stale_s:
+            what = "no good sweep since start" if self.last_good is None else "the last good sweep"
+            return f"{what} {now - since:.0f} s ago (limit {stale_s:g} s)"
+        return ""
 
 
 def _now_s() -> int:
@@ -231,8 +252,19 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         return HTMLResponse(pages.message_page("Request too large", text), status_code=413)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz(svc: Svc) -> Response:
+        now = time.time()
+        sweeper = svc.sweeper
+        problem = sweeper.problem(now, settings.SWEEP_STALE_S)
+        body: dict[str, object] = {
+            "status": "failing" if problem else "ok",
+            "last_good_sweep_at": None
+            if sweeper.last_good is None
+            else datetime.fromtimestamp(sweeper.last_good, UTC).isoformat(),
+        }
+        if problem:
+            body["problem"] = problem
+        return JSONResponse(body, status_code=503 if problem else 200)
 
     @app.get("/metrics")
     def metrics(svc: Svc) -> Response:
@@ -319,6 +351,13 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         except ConsoleError as exc:
             return HTMLResponse(pages.message_page("Unavailable", str(exc), sess.user, sess.csrf), 503)
         return HTMLResponse(body)
+
+    @app.get("/models", response_class=HTMLResponse)
+    def model_comparisons(sess: Sess) -> Response:
+        if sess is None or sess.user is None:
+            return to_login()
+        body = comparisons.comparisons_body(settings.MODEL_DIR)
+        return HTMLResponse(pages.page("Model comparisons", body, sess.user, sess.csrf))
 
     @app.get("/cases/{event_id}", response_class=HTMLResponse)
     def case(event_id: str, svc: Svc, sess: Sess) -> Response:

@@ -412,6 +412,18 @@ class CaseStore:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis failed finishing case {case.event_id}: {exc}") from exc
 
+    def forget_dangling(self, event_id: str) -> None:
+        """Drop ``event_id`` from the queue's indexes and the outbox: its case record is gone
+        (expired), so no sweep can ever resolve or finish it."""
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.zrem(OPEN, event_id)
+                pipe.zrem(OPENED, event_id)
+                pipe.srem(OUTBOX, event_id)
+                pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis failed dropping dangling case {event_id}: {exc}") from exc
+
     def forget_resolved_before(self, cutoff_ms: int) -> int:
         """Drop index entries of resolved cases older than the retention (their hashes expire)."""
         try:

@@ -28,6 +28,17 @@ class ConsoleMetrics:
         self.open_cases = Gauge("fraud_console_open_cases", "Cases waiting for an analyst.", registry=r)
         self.sweep_errors = Counter(
             "fraud_console_sweep_errors",
-            "Sweeps that failed (Redis or Kafka), retried next interval.",
+            "Sweeps that failed as a whole (any exception), retried next interval.",
+            registry=r,
+        )
+        self.sweep_case_failures = Counter(
+            "fraud_console_sweep_case_failures",
+            "Cases a sweep could not finish or resolve (skipped, tried again next sweep), by error class.",
+            ["error"],
+            registry=r,
+        )
+        self.last_good_sweep = Gauge(
+            "fraud_console_last_good_sweep_timestamp_seconds",
+            "When the sweeper last completed a sweep (Unix time); /healthz fails when it is stale.",
             registry=r,
         )

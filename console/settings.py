@@ -64,6 +64,11 @@ class ConsoleSettings(ConnectionSettings):
     SWEEP_INTERVAL_S: float = Field(
         5.0, gt=0, description="How often timed-out cases and unfinished verdicts are looked for."
     )
+    SWEEP_STALE_S: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz fails when the sweeper's last good sweep is older than this (or it died).",
+    )
     CASE_RETENTION_S: int = Field(30 * DAY_S, gt=0, description="How long a resolved case stays readable.")
     BLOCK_TTL_S: int = Field(7 * DAY_S, gt=0, description="How long a confirmed card stays blocklisted.")
     IDEMPOTENCY_TTL_S: int = Field(
@@ -76,6 +81,9 @@ class ConsoleSettings(ConnectionSettings):
         description="Prometheus endpoints of the job, scoring service and consumers, comma separated.",
     )
     HEALTH_INTERVAL_S: float = Field(2.0, gt=0, description="How often the health strip scrapes them.")
+    MODEL_DIR: Path = Field(
+        Path("models"), description="Model registry folder: the comparisons page reads its comparisons/."
+    )
 
     @field_validator("CONSOLE_USERS")
     @classmethod

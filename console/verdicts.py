@@ -31,7 +31,7 @@ from actions.exceptions import TransientError
 from actions.logic import ActionType, Decision, audit_records
 from actions.store import ActionStore
 from console.cases import Case, CaseStore, Verdict, policy_verdict
-from console.exceptions import CaseConflict, EffectsPending, PublishFailed, StoreUnavailable
+from console.exceptions import CaseConflict, CaseNotFound, EffectsPending, PublishFailed, StoreUnavailable
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from fraud_core import avro
@@ -242,27 +242,48 @@ class Verdicts:
         """Finish verdicts left half done, then resolve overdue cases by the policy; returns how
         many cases were resolved by the policy.
 
+        One case that fails (its record expired, an effect refused) is logged, counted in
+        ``fraud_console_sweep_case_failures`` and skipped: it never stops the other cases. A case
+        whose record is gone is dropped from the indexes, since no later sweep could finish it.
+
         Args:
             outbox_grace_s: a verdict resolved less than this long ago is still being carried out
                 by whoever resolved it: left alone, so its records are not written twice.
+        Raises:
+            StoreUnavailable: Redis failed listing the cases (nothing to skip: the sweep failed).
         """
         now = self._clock_ms()
         for event_id in self.cases.pending_effects():
-            case = self.cases.get(event_id)
-            if now - case.resolved_at >= outbox_grace_s * 1000:
-                log.warning("case %s: finishing a verdict left half done (%s)", event_id, case.verdict)
-                self.carry_out(case)
+            try:
+                case = self.cases.get(event_id)
+                if now - case.resolved_at >= outbox_grace_s * 1000:
+                    log.warning("case %s: finishing a verdict left half done (%s)", event_id, case.verdict)
+                    self.carry_out(case)
+            except Exception as exc:  # one broken case must not stop the others
+                self._skip(event_id, "finishing its verdict", exc)
         resolved = 0
         for event_id in self.cases.overdue(now, self.settings.REVIEW_TIMEOUT_S):
-            case = self.cases.get(event_id)
-            verdict = policy_verdict(case.amount_eur, self.settings.POLICY_BLOCK_ABOVE_EUR)
             try:
+                case = self.cases.get(event_id)
+                verdict = policy_verdict(case.amount_eur, self.settings.POLICY_BLOCK_ABOVE_EUR)
                 self.resolve(event_id, verdict, POLICY)
             except CaseConflict:
                 continue  # an analyst got there first
+            except Exception as exc:  # one broken case must not stop the others
+                self._skip(event_id, "resolving it by the policy", exc)
+                continue
             resolved += 1
         self.cases.forget_resolved_before(now - self.settings.CASE_RETENTION_S * 1000)
         return resolved
+
+    def _skip(self, event_id: str, doing: str, exc: Exception) -> None:
+        self.metrics.sweep_case_failures.labels(type(exc).__name__).inc()
+        log.error("case %s: sweep failed %s, skipped: %s", event_id, doing, exc, exc_info=exc)
+        if isinstance(exc, CaseNotFound):
+            try:
+                self.cases.forget_dangling(event_id)
+            except StoreUnavailable as gone:
+                log.warning("case %s: dangling entry not dropped: %s", event_id, gone)
 
     @staticmethod
     def _encode(schema_id: int, schema: str, record: dict[str, Any]) -> bytes:

@@ -18,6 +18,8 @@ from actions.logic import audit_records, parse_decision
 from actions.metrics import Metrics
 from actions.outbox import DUE_KEY, NotificationDispatcher, NotificationOutbox
 from actions.store import ActionStore
+from console.auth import User, hash_password
+from console.sessions import LoginThrottle, SessionStore
 from deploy.redis_users import USERS
 from fraud_core.connections import redis_url
 from fraud_core.enrichment import ProfileStore, blocklist_key, profile_key
@@ -142,3 +144,25 @@ def test_the_consumers_queue_retry_and_deliver_notifications_as_their_user(
     admin = redis.Redis.from_url(stack.redis_url)
     assert admin.zscore(DUE_KEY, flagged["event_id"]) is None
     admin.close()
+
+
+def test_the_console_keeps_sessions_and_log_in_limits_as_its_user(stack: Any, users: dict[str, str]) -> None:
+    client = redis.Redis.from_url(users["fraud-console"])
+    user = User(hash_password("pw", iterations=100_000))
+    name = f"u{uuid.uuid4().hex[:8]}"
+    try:
+        sessions = SessionStore(client, 60)
+        session_id, session = sessions.open(name, user, 1000)
+        assert sessions.read(session_id, {name: user}, 1001) == session
+        sessions.end(session_id, name)
+        assert sessions.read(session_id, {name: user}, 1001) is None
+        throttle = LoginThrottle(
+            client, user_free=1, address_free=5, base_wait_s=1, max_wait_s=5, window_s=60
+        )
+        assert throttle.attempt(name, "10.0.0.1", 1000).wait_s == 0
+        assert throttle.attempt(name, "10.0.0.1", 1000).wait_s == 1
+        throttle.succeeded(name, "10.0.0.1")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.keys("*")  # no code needs it: the console lost +keys
+    finally:
+        client.close()
