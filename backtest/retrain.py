@@ -47,6 +47,7 @@ from backtest.cli import run as run_backtest
 from backtest.exceptions import BadInputError
 from backtest.models import ModelInfo
 from backtest.settings import DEFAULT_WARMUP_MINUTES, BacktestSettings
+from console.comparisons import comparison_path
 from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.cost import CostModel
 from fraud_core.entities import DEFAULT_LABEL_DELAY_MS
@@ -72,7 +73,6 @@ from inference_service.training.train import TrainConfig
 log = logging.getLogger("retrain")
 
 DAY_MS = 86_400_000
-COMPARISONS = "comparisons"
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 3
 
 
@@ -402,9 +402,9 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         "backtest_report": str(report),
         "enrichment": s.RETRAIN_ENRICHMENT,
     }
-    folder = s.MODEL_DIR / COMPARISONS
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{challenger}.json").write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    path = comparison_path(s.MODEL_DIR, challenger)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     return comparison
 
 
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         f"rule: {comparison['rule']}",
         f"promoted: {'yes' if comparison['promoted'] else 'no'}; LIVE = {comparison['now_live']}; "
         f"SHADOW = {comparison['shadow'] or 'none'}",
-        f"comparison: {settings.MODEL_DIR / COMPARISONS / (comparison['challenger'] + '.json')}",
+        f"comparison: {comparison_path(settings.MODEL_DIR, comparison['challenger'])} (console: /models)",
         f"backtest report: {comparison['backtest_report']}",
     ]
     sys.stdout.write("\n".join(out) + "\n")

@@ -65,7 +65,7 @@ def page(title: str, body: str, user: str | None = None, csrf: str = "") -> str:
     strip = ""
     if user:
         nav = (
-            f'<a href="/">Queue</a><span>signed in as <b id="who">{escape(user)}</b></span>'
+            f'<a href="/">Queue</a><a href="/models">Models</a><span>signed in as <b id="who">{escape(user)}</b></span>'
             f'<form method="post" action="/logout" style="margin:0"><input type="hidden" name="csrf" '
             f'value="{escape(csrf)}"><button>Log out</button></form>'
         )

@@ -220,18 +220,26 @@ def in_event_time_order(payments: Sequence[Positioned]) -> list[Transaction]:
 
 
 def build_rows(
-    history: TopicHistory, label_delay_ms: int = DEFAULT_LABEL_DELAY_MS
+    history: TopicHistory, label_delay_ms: int = DEFAULT_LABEL_DELAY_MS, since_ms: int | None = None
 ) -> tuple[Rows, dict[str, Any]]:
-    """Replay every payment up to T with the labels known at T; the rows and the card's label section."""
+    """Replay every payment up to T with the labels known at T; the rows and the card's label section.
+
+    With ``since_ms`` (a retraining window), payments before it are replayed for their state only,
+    as the live job's state holds them, and give no row.
+    """
     known_labels = [lab for lab in history.labels if lab.label.labelled_at <= history.until_ms]
     latest = labels_as_of(known_labels, history.until_ms)
     txns = in_event_time_order(history.payments)
     engine = StreamFeatures(label_delay_ms)
-    rows = labelled_rows(replay(txns, (lab.label for lab in known_labels), engine), latest, model_row)
+    replayed = replay(txns, (lab.label for lab in known_labels), engine)
+    if since_ms is not None:
+        replayed = ((txn, stream) for txn, stream in replayed if txn.event_time >= since_ms)
+    rows = labelled_rows(replayed, latest, model_row)
     event_times = {t.event_id: t.event_time for t in txns}
     delays = [lab.label.labelled_at - event_times[e] for e, lab in latest.items() if e in event_times]
     section = {
         "known_at_t": rows.labelled,
+        "window_from": None if since_ms is None else iso(since_ms),
         "fraud_known_at_t": int(rows.data.y.sum()),
         "unknown_at_t_left_out": rows.unknown_left_out,
         "unknown_policy": UNKNOWN_LABEL_POLICY,
@@ -384,8 +392,10 @@ def dataset_from_topics(
     labels_topic: str,
     until_ms: int,
     label_delay_ms: int = DEFAULT_LABEL_DELAY_MS,
-) -> tuple[Dataset, dict[str, Any], dict[str, float]]:
-    """The training set of the topics up to ``until_ms``, its card source section and timings (s)."""
+    since_ms: int | None = None,
+) -> tuple[Dataset, dict[str, Any], dict[str, float], TopicHistory]:
+    """The training set of the topics up to ``until_ms`` (rows from ``since_ms`` on), its card source
+    section, timings (s) and what was read."""
     history = read_history(bootstrap, registry_url, topic, labels_topic, until_ms)
     log.info(
         "read %d payments up to T (%d after), %d labels up to T (%d after) in %.1f s",
@@ -396,10 +406,20 @@ def dataset_from_topics(
         history.read_s,
     )
     started = time.monotonic()
-    rows, labels = build_rows(history, label_delay_ms)
+    rows, labels = build_rows(history, label_delay_ms, since_ms)
     replay_s = time.monotonic() - started
     source = source_section(history, rows, labels, topic, labels_topic, label_delay_ms)
-    return rows.data, source, {"read_s": round(history.read_s, 2), "replay_s": round(replay_s, 2)}
+    timings = {"read_s": round(history.read_s, 2), "replay_s": round(replay_s, 2)}
+    return rows.data, source, timings, history
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model trained from the topics: its card, the seconds each step took, and what was read."""
+
+    card: dict[str, Any]
+    timings_s: dict[str, float]
+    history: TopicHistory
 
 
 def train_from_topics(
@@ -412,11 +432,12 @@ def train_from_topics(
     config: TrainConfig,
     promote: bool,
     label_delay_ms: int = DEFAULT_LABEL_DELAY_MS,
-) -> dict[str, Any]:
+    since_ms: int | None = None,
+) -> Trained:
     """Read, replay, train (:func:`inference_service.training.train.train`), save the version, and
-    point LIVE at it when ``promote``; returns the card (with ``timings_s`` beside it, not in it)."""
-    data, source, timings = dataset_from_topics(
-        bootstrap, registry_url, topic, labels_topic, until_ms, label_delay_ms
+    point LIVE at it when ``promote``."""
+    data, source, timings, history = dataset_from_topics(
+        bootstrap, registry_url, topic, labels_topic, until_ms, label_delay_ms, since_ms
     )
     started = time.monotonic()
     model, card = train(data, config, source)
@@ -424,7 +445,7 @@ def train_from_topics(
     save_version(model_dir, card["version"], model, card)
     if promote:
         write_pointer(model_dir, LIVE_POINTER, card["version"])
-    return {"card": card, "timings_s": timings}
+    return Trained(card, timings, history)
 
 
 EXIT_BAD_INPUT = 3
@@ -481,7 +502,7 @@ def run(args: argparse.Namespace) -> int:
     except FraudPipelineError as exc:
         sys.stderr.write(f"train --from-topics: failed: {exc}\n")
         return 1
-    card = result["card"]
+    card = result.card
     source = card["training_data"]["source"]
     held = card["metrics"]["held_out"]
     summary = {
@@ -495,7 +516,7 @@ def run(args: argparse.Namespace) -> int:
         "threshold": card["threshold"],
         "block_threshold": card["block_threshold"],
         "pr_auc": held["pr_auc"],
-        "timings_s": result["timings_s"],
+        "timings_s": result.timings_s,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
