@@ -8,7 +8,9 @@ signatures are documented in ``producers/SCENARIOS.md``; every event carries its
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import itertools
 import math
 import uuid
 from bisect import bisect
@@ -16,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from random import Random
+from statistics import NormalDist
 from typing import Any
 
 from fraud_core.feature_catalog import DAY_MS
@@ -23,7 +26,18 @@ from fraud_core.features import Profile
 from fraud_core.reference import CURRENCIES, MERCHANT_CATEGORIES
 from fraud_core.transaction import Transaction
 
-FRAUD_TYPES: tuple[str, ...] = ("card_testing", "account_takeover", "merchant_burst", "impossible_travel")
+# Episodes a legitimate payment may trigger (each with its ``<name>_rate``), in draw order.
+EPISODE_TYPES: tuple[str, ...] = (
+    "card_testing",
+    "account_takeover",
+    "merchant_burst",
+    "impossible_travel",
+    "compromised_merchant",
+    "spending_shift",
+)
+# Every fraud_type a label may carry: the episodes, plus the later fraud on cards that paid at a
+# compromised merchant (a consequence of a compromise, not triggered on its own).
+FRAUD_TYPES: tuple[str, ...] = (*EPISODE_TYPES, "compromised_card")
 
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
@@ -117,6 +131,28 @@ TRAVEL_FIRST_GAP_MS = (1 * MINUTE_MS, 10 * MINUTE_MS)
 TRAVEL_NEXT_GAP_MS = (30 * SECOND_MS, 5 * MINUTE_MS)
 EPISODE_COOLDOWN_MS = 2 * HOUR_MS  # a victim is in at most one episode at a time, plus this margin
 REISSUE_DELAY_MS = (2 * MINUTE_MS, 15 * MINUTE_MS)  # fraud confirmed -> new card, after the episode
+# A compromised merchant (the Fraud Detection Handbook's scenario 2): every payment there during
+# the compromise is fraud, and a share of the cards paying there are defrauded elsewhere later.
+COMPROMISE_MS = 28 * DAY_MS
+COMPROMISED_CARD_SHARE = 0.3
+COMPROMISED_CARD_DELAY_MS = (2 * DAY_MS, 14 * DAY_MS)  # from the card's payment there to its fraud
+COMPROMISED_CARD_COUNT = (2, 4)
+COMPROMISED_CARD_GAP_MS = (2 * MINUTE_MS, 30 * MINUTE_MS)
+COMPROMISED_CARD_CNP_SHARE = 0.7  # the card's details online (ECOM/MOBILE), else a cloned card at POS
+COMPROMISED_CARD_RATIO = (1.5, 6.0)  # amount over the merchant's typical one (log-uniform)
+# A compromised customer (the handbook's scenario 3): for 14 days, each of their payments is, with
+# this probability, the fraudster's: five times the amount, otherwise as the customer would pay.
+SHIFT_MS = 14 * DAY_MS
+SHIFT_SHARE = 1 / 3
+SHIFT_FACTOR = 5
+# When a label becomes known, from its payment's event time: lognormal (median 6 days, 90% within
+# about 1.9-19 days), clipped to [LABEL_DELAY_MIN_MS, LABEL_DELAY_MAX_MS]; LABEL_MISSING_SHARE of
+# labels never arrive. Drawn from the event id (a hash), so a replayed stream file has the same ones.
+LABEL_DELAY_MEDIAN_MS = 6 * DAY_MS
+LABEL_DELAY_SIGMA = 0.7
+LABEL_DELAY_MIN_MS = 12 * HOUR_MS
+LABEL_DELAY_MAX_MS = 60 * DAY_MS
+LABEL_MISSING_SHARE = 0.05
 
 # Who has a profile: new customers are onboarded before the enrichment store knows them.
 NO_PROFILE_SHARE = 0.08  # users with no stored profile (opened their account during the stream)
@@ -137,7 +173,8 @@ DRIFT_AMOUNT_FACTOR = 3.0
 class SimConfig:
     """Size, seed, pace and fraud rates of a simulation.
 
-    ``rate_eps`` is the mean number of legitimate payments per second of *event* time; the
+    ``rate_eps`` is the mean number of legitimate payments per second of *event* time (the default,
+    0.05 for 2000 users, is about 2 payments per user per day: 200,000 events span 46 days); the
     ``*_rate`` fields are the probability, per legitimate payment, that an episode of that fraud
     scenario starts. The defaults give about 2% fraudulent events. ``stress`` makes the held-out
     stress variant (SCENARIOS.md): other user and merchant ids, more users without a profile, and
@@ -148,11 +185,13 @@ class SimConfig:
     n_users: int = 2000
     n_merchants: int = 400
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-    rate_eps: float = 2.0
+    rate_eps: float = 0.05
     card_testing_rate: float = 0.0008
     account_takeover_rate: float = 0.0012
     merchant_burst_rate: float = 0.0008
     impossible_travel_rate: float = 0.0012
+    compromised_merchant_rate: float = 0.00005
+    spending_shift_rate: float = 0.0002
     stress: bool = False
     drift_at: int | None = None
 
@@ -179,6 +218,8 @@ class SimConfig:
             "account_takeover": self.account_takeover_rate,
             "merchant_burst": self.merchant_burst_rate,
             "impossible_travel": self.impossible_travel_rate,
+            "compromised_merchant": self.compromised_merchant_rate,
+            "spending_shift": self.spending_shift_rate,
         }
 
 
@@ -190,8 +231,30 @@ class SimEvent:
     is_fraud: bool
     fraud_type: str | None
 
+    @property
+    def label_delay_ms(self) -> int | None:
+        """How long after its payment this event's label becomes known; None: it never arrives.
+
+        A chargeback or a customer's report comes days later, some never come (SCENARIOS.md,
+        "Labels"). Drawn from a hash of the event id rather than the stream's random generator,
+        so the events stay exactly those of earlier versions and a replayed file has the same delays.
+        """
+        return label_delay_ms(self.txn.event_id)
+
+    @property
+    def labelled_at(self) -> int | None:
+        """Event time at which this event's label is known; None when it never arrives."""
+        delay = self.label_delay_ms
+        return None if delay is None else self.txn.event_time + delay
+
+    def simulated_label(self) -> dict[str, Any] | None:
+        """The ``payments.labels`` record at its simulated delay, or None when it never arrives."""
+        delay = self.label_delay_ms
+        return None if delay is None else self.label_record(delay)
+
     def label_record(self, delay_ms: int = 0) -> dict[str, Any]:
-        """The ``payments.labels`` record of this event, known ``delay_ms`` after its event time."""
+        """The ``payments.labels`` record of this event, known ``delay_ms`` after its event time
+        (a fixed delay; :meth:`simulated_label` uses the simulated one)."""
         return {
             "event_id": self.txn.event_id,
             "is_fraud": self.is_fraud,
@@ -202,6 +265,20 @@ class SimEvent:
             "merchant_id": self.txn.merchant_id,
             "event_time": self.txn.event_time,
         }
+
+
+_NORMAL = NormalDist()
+
+
+def label_delay_ms(event_id: str) -> int | None:
+    """The simulated delay of the label of ``event_id`` (see :attr:`SimEvent.label_delay_ms`)."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=16, person=b"fraud-sim-label").digest()
+    missing = int.from_bytes(digest[:8], "big") / 2**64
+    if missing < LABEL_MISSING_SHARE:
+        return None
+    u = (int.from_bytes(digest[8:], "big") + 0.5) / 2**64
+    delay = LABEL_DELAY_MEDIAN_MS * math.exp(LABEL_DELAY_SIGMA * _NORMAL.inv_cdf(u))
+    return int(min(LABEL_DELAY_MAX_MS, max(LABEL_DELAY_MIN_MS, delay)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +356,7 @@ class Simulator:
         self._takeover_pools = self._pools(_TAKEOVER_MCCS, 1)
         self._drift_pools = self._pools(DRIFT_MCCS, 1)
         self._pos_pool = [i for i, m in enumerate(self.merchants) if m.pos]
+        self._any_pools = self._pools(frozenset(MERCHANT_CATEGORIES), 1)
 
     def _pools(self, mccs: frozenset[str], at_least: int) -> dict[str, list[int]]:
         """Per channel, the merchants of ``mccs`` that accept it (every merchant accepting it when
@@ -412,8 +490,8 @@ class Simulator:
         thresholds = list(accumulate(cfg.fraud_rates().values()))
         busy_until: dict[int, int] = {}
         cards = _Cards(self.users)
+        state = _Compromises()
         pending: list[tuple[int, int, SimEvent]] = []  # heap of (event_time, seq, event)
-        seq = 0
         emitted = 0
         clock = float(cfg.start_ms)
         while count is None or emitted < count:
@@ -431,17 +509,47 @@ class Simulator:
             user = self.users[user_index]
             # Drawn only after the shift, so the stream before it is the unshifted one, exactly.
             if cfg.drift_at is not None and emitted >= cfg.drift_at and rng.random() < DRIFT_SHARE:
-                yield SimEvent(self._shifted_txn(rng, user, now, cards.of(user)), False, None)
+                txn = self._shifted_txn(rng, user, now, cards.of(user))
             else:
-                yield SimEvent(self._legit_txn(rng, user, now, cards.of(user)), False, None)
+                txn = self._legit_txn(rng, user, now, cards.of(user))
+            yield self._compromised(rng, txn, user, state, pending, cards)
             emitted += 1
             draw = rng.random()
             kind = bisect(thresholds, draw)
-            if kind < len(FRAUD_TYPES):
-                episode = self._episode(rng, FRAUD_TYPES[kind], now, busy_until, cards)
-                for event in episode:
-                    heapq.heappush(pending, (event.txn.event_time, seq, event))
-                    seq += 1
+            if kind < len(EPISODE_TYPES):
+                episode = self._episode(rng, EPISODE_TYPES[kind], now, busy_until, cards, state)
+                for ev in episode:
+                    heapq.heappush(pending, (ev.txn.event_time, next(state.seq), ev))
+
+    def _compromised(
+        self,
+        rng: Random,
+        txn: Transaction,
+        user: User,
+        state: _Compromises,
+        pending: list[tuple[int, int, SimEvent]],
+        cards: _Cards,
+    ) -> SimEvent:
+        """The customer's own payment ``txn`` as an event, unless a compromise makes it fraud: the
+        customer's credentials (a spending shift: some payments are the fraudster's, five times the
+        amount), or the merchant (every payment there is fraud, and the card may be defrauded later).
+        Draws nothing while no compromise is running, so streams without one are unchanged."""
+        now = txn.event_time
+        if state.shifted.get(user.user_id, 0) > now and rng.random() < SHIFT_SHARE:
+            return SimEvent(
+                replace(txn, amount_minor=txn.amount_minor * SHIFT_FACTOR), True, "spending_shift"
+            )
+        if state.merchants.get(txn.merchant_id, 0) <= now:
+            return SimEvent(txn, False, None)
+        if txn.card_id not in state.seen_cards:
+            state.seen_cards.add(txn.card_id)
+            if rng.random() < COMPROMISED_CARD_SHARE:
+                later = self._compromised_card(rng, user, now, txn.card_id)
+                for ev in later:
+                    heapq.heappush(pending, (ev.txn.event_time, next(state.seq), ev))
+                last = later[-1].txn
+                cards.schedule_reissue(last.event_time + rng.randrange(*REISSUE_DELAY_MS), user, last.card_id)
+        return SimEvent(txn, True, "compromised_merchant")
 
     def _pick_user(self, rng: Random, now: int, exclude: dict[int, int] | None = None) -> int:
         cum = self._hour_cum[(now // HOUR_MS) % 24]
@@ -555,12 +663,22 @@ class Simulator:
     # Fraud episodes ---------------------------------------------------------------------------
 
     def _episode(
-        self, rng: Random, kind: str, now: int, busy_until: dict[int, int], cards: _Cards
+        self, rng: Random, kind: str, now: int, busy_until: dict[int, int], cards: _Cards, state: _Compromises
     ) -> list[SimEvent]:
+        if kind == "compromised_merchant":
+            # Any merchant, whatever its category or channels; its own payments carry the fraud.
+            merchant = self.merchants[rng.randrange(len(self.merchants))]
+            if state.merchants.get(merchant.merchant_id, 0) <= now:
+                state.merchants[merchant.merchant_id] = now + COMPROMISE_MS
+            return []
         index = self._pick_user(rng, now, exclude=busy_until)
         if busy_until.get(index, 0) > now:
             return []  # everyone we drew is already a victim; skip rather than overlap episodes
         user = self.users[index]
+        if kind == "spending_shift":
+            state.shifted[user.user_id] = now + SHIFT_MS
+            busy_until[index] = now + SHIFT_MS + EPISODE_COOLDOWN_MS
+            return []
         build = {
             "card_testing": self._card_testing,
             "account_takeover": self._account_takeover,
@@ -701,6 +819,49 @@ class Simulator:
             events.append(SimEvent(txn, True, "impossible_travel"))
             t += self._draw_ms(rng, TRAVEL_NEXT_GAP_MS)
         return events
+
+    def _compromised_card(self, rng: Random, user: User, paid_at: int, card: str) -> list[SimEvent]:
+        """Days after ``card`` paid at a compromised merchant, the fraudster uses it elsewhere: its
+        details online from a new device, or a cloned card at terminals, at home or abroad."""
+        n = rng.randint(*COMPROMISED_CARD_COUNT)
+        t = paid_at + rng.randrange(*COMPROMISED_CARD_DELAY_MS)
+        if rng.random() < COMPROMISED_CARD_CNP_SHARE:
+            channel = "ECOM" if rng.random() < 0.6 else "MOBILE"
+        else:
+            channel = "POS"
+        device = f"dev_{_hex(rng, 48)}"
+        country = rng.choice(_COUNTRY_CODES) if rng.random() < 0.5 else user.location
+        low, high = (math.log(r) for r in COMPROMISED_CARD_RATIO)
+        events = []
+        for _ in range(n):
+            merchant = self.merchants[rng.choice(self._any_pools[channel])]
+            amount_eur = merchant.typical_eur * math.exp(rng.uniform(low, high))
+            txn = self._txn(
+                rng,
+                user,
+                t=t,
+                merchant=merchant,
+                amount_minor=_minor(amount_eur, _currency(country)),
+                country=country,
+                channel=channel,
+                card=card,
+                device=device,
+            )
+            events.append(SimEvent(txn, True, "compromised_card"))
+            t += rng.randrange(*COMPROMISED_CARD_GAP_MS)
+        return events
+
+
+@dataclass
+class _Compromises:
+    """The compromises running in one stream: merchant id -> end of its compromise, user id -> end
+    of their spending shift, and the cards already seen at a compromised merchant (each card is
+    drawn for later fraud once)."""
+
+    merchants: dict[str, int] = field(default_factory=dict)
+    shifted: dict[str, int] = field(default_factory=dict)
+    seen_cards: set[str] = field(default_factory=set)
+    seq: Iterator[int] = field(default_factory=itertools.count)  # ties in the pending heap, in push order
 
 
 class _Cards:

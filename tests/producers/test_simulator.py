@@ -19,7 +19,11 @@ from fraud_core.reference import MERCHANT_CATEGORIES, mcc_risk, to_eur
 from fraud_core.transaction import validate
 from producers import simulator as sim
 from producers.avro_file import read_config, read_stream, write_stream
-from producers.simulator import FRAUD_TYPES, SimConfig, SimEvent, Simulator
+from producers.simulator import EPISODE_TYPES, FRAUD_TYPES, SimConfig, SimEvent, Simulator
+
+DAY_MS = 86_400_000
+# The four minute-scale episodes; the day-scale compromises have tests of their own below.
+CLASSIC_TYPES = ("card_testing", "account_takeover", "merchant_burst", "impossible_travel")
 
 # Sparse legit traffic and frequent episodes: many complete episodes in a small stream.
 DENSE_FRAUD = SimConfig(
@@ -31,6 +35,8 @@ DENSE_FRAUD = SimConfig(
     account_takeover_rate=0.006,
     merchant_burst_rate=0.004,
     impossible_travel_rate=0.006,
+    compromised_merchant_rate=0.0,
+    spending_shift_rate=0.0,
 )
 TAIL_MS = 40 * 60_000  # longer than any episode: episodes starting closer to the end may be cut short
 
@@ -150,11 +156,22 @@ def test_labels_match_ground_truth(dense: tuple[Simulator, list[SimEvent]]) -> N
 
 
 def test_default_config_fraud_share_is_one_to_three_percent() -> None:
-    # 10,000 events: the share is 1.6-2.3 % there across seeds 1-8, inside the bounds.
+    # 10,000 events (2.3 days): the share is 1.8-2.4 % across seeds 1-5, inside the bounds; the
+    # compromises (28 days of a merchant, 14 of a customer) mostly start later.
     events = list(Simulator(SimConfig()).events(count=10_000))
     share = sum(e.is_fraud for e in events) / len(events)
     assert 0.01 <= share <= 0.03
-    assert set(Counter(e.fraud_type for e in events if e.is_fraud)) == set(FRAUD_TYPES)
+    assert set(CLASSIC_TYPES) <= set(Counter(e.fraud_type for e in events if e.is_fraud))
+
+
+def test_default_config_spans_weeks_of_event_time() -> None:
+    """200,000 events (make model's default) cover 30-60 days: the 7-day label delay and the
+    30-day windows see more than their own length."""
+    config = SimConfig()
+    events = Simulator(config).events(count=200_000)
+    *_, last = events
+    days = (last.txn.event_time - config.start_ms) / DAY_MS
+    assert 30 <= days <= 60
 
 
 def test_profiles_describe_every_user(
@@ -269,7 +286,7 @@ def test_velocity_features_see_the_scenarios(dense: tuple[Simulator, list[SimEve
     by_user: dict[str, list[SimEvent]] = defaultdict(list)
     for e in events:
         by_user[e.txn.user_id].append(e)
-    for fraud_type in FRAUD_TYPES:
+    for fraud_type in CLASSIC_TYPES:
         for group in episodes(events, fraud_type):
             last = group[-1]
             if last.txn.event_time >= cut:
@@ -292,7 +309,7 @@ def test_velocity_features_see_the_scenarios(dense: tuple[Simulator, list[SimEve
 # No shortcuts: variety, users without a profile, reissued cards (issue 12) ----------------------
 
 
-@pytest.mark.parametrize("fraud_type", FRAUD_TYPES)
+@pytest.mark.parametrize("fraud_type", CLASSIC_TYPES)
 def test_every_scenario_spans_channels_currencies_and_merchant_categories(
     dense: tuple[Simulator, list[SimEvent]], fraud_type: str
 ) -> None:
@@ -331,7 +348,7 @@ def test_card_is_reissued_after_fraud(dense: tuple[Simulator, list[SimEvent]]) -
     for e in events:
         by_user[e.txn.user_id].append(e)
     reissued = 0
-    for fraud_type in FRAUD_TYPES:
+    for fraud_type in CLASSIC_TYPES:
         for group in complete(episodes(events, fraud_type), events):
             user, card = group[-1].txn.user_id, group[-1].txn.card_id
             after = group[-1].txn.event_time + sim.REISSUE_DELAY_MS[1]
@@ -403,3 +420,179 @@ def test_drift_switch_leaves_the_stream_before_it_unchanged_and_shifts_it_after(
 def test_drift_at_must_be_an_event_count() -> None:
     with pytest.raises(ValueError, match="drift_at must be >= 0"):
         SimConfig(drift_at=-1)
+
+
+# Compromises over days and late labels (issue 22) ---------------------------------------------------
+
+# 300 users paying about 3 times a day for 23 days, with frequent compromises: 7 compromised
+# merchants, 32 customers whose spending shifts, 26 cards defrauded after paying at a compromised one.
+DAYS = SimConfig(
+    seed=5,
+    n_users=300,
+    n_merchants=100,
+    rate_eps=0.01,
+    card_testing_rate=0.0002,
+    account_takeover_rate=0.0002,
+    merchant_burst_rate=0.0002,
+    impossible_travel_rate=0.0002,
+    compromised_merchant_rate=0.0006,
+    spending_shift_rate=0.002,
+)
+
+
+@pytest.fixture(scope="module")
+def days() -> tuple[Simulator, list[SimEvent]]:
+    s = Simulator(DAYS)
+    return s, list(s.events(count=20_000))
+
+
+def test_compromises_are_deterministic(days: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = days
+    assert list(Simulator(DAYS).events(count=20_000)) == events
+    other = list(Simulator(replace(DAYS, seed=6)).events(count=20_000))
+    assert {e.txn.merchant_id for e in other if e.fraud_type == "compromised_merchant"} != {
+        e.txn.merchant_id for e in events if e.fraud_type == "compromised_merchant"
+    }
+
+
+def test_every_payment_at_a_compromised_merchant_is_fraud_for_up_to_28_days(
+    days: tuple[Simulator, list[SimEvent]],
+) -> None:
+    simulator, events = days
+    by_merchant: dict[str, list[SimEvent]] = defaultdict(list)
+    for e in events:
+        by_merchant[e.txn.merchant_id].append(e)
+    compromised = {e.txn.merchant_id for e in events if e.fraud_type == "compromised_merchant"}
+    assert len(compromised) >= 4
+    categories = {m.merchant_id: m.mcc for m in simulator.merchants}
+    assert len({categories[m] for m in compromised}) >= 3  # not tied to one kind of merchant
+    windows = 0
+    for merchant in compromised:
+        paid = by_merchant[merchant]
+        times = [e.txn.event_time for e in paid if e.fraud_type == "compromised_merchant"]
+        start = times[0]
+        while True:
+            last = max(t for t in times if t < start + 28 * DAY_MS)
+            windows += 1
+            # Every payment there from the first to the last compromised one is fraud (another
+            # episode's fraud may pass through the merchant too).
+            assert all(e.is_fraud for e in paid if start <= e.txn.event_time <= last)
+            later = [t for t in times if t >= start + 28 * DAY_MS]
+            if not later:
+                break
+            start = later[0]
+    assert windows >= len(compromised)
+
+
+def test_payments_at_a_compromised_merchant_are_the_customers_own(
+    days: tuple[Simulator, list[SimEvent]],
+) -> None:
+    """No shortcut: what makes them fraud is where they were paid, nothing in the payment itself
+    (the customer's own device, country and amounts)."""
+    simulator, events = days
+    profiles = simulator.profiles()
+    txns = [e.txn for e in events if e.fraud_type == "compromised_merchant" and e.txn.user_id in profiles]
+    assert len(txns) >= 100
+    for t in txns:
+        p = profiles[t.user_id]
+        micro = t.channel in ("ECOM", "MOBILE") and to_eur(t.amount_minor, t.currency) <= 2.0
+        assert t.device_id is None or t.device_id in p.devices or micro
+        assert t.country in p.countries
+    ratio = sum(to_eur(t.amount_minor, t.currency) / profiles[t.user_id].avg_amount for t in txns) / len(txns)
+    assert 0.5 < ratio < 2.0
+
+
+def test_cards_that_paid_at_a_compromised_merchant_are_defrauded_days_later(
+    days: tuple[Simulator, list[SimEvent]],
+) -> None:
+    _, events = days
+    first_there: dict[str, int] = {}
+    for e in events:
+        if e.fraud_type == "compromised_merchant":
+            first_there.setdefault(e.txn.card_id, e.txn.event_time)
+    stolen: dict[str, list[SimEvent]] = defaultdict(list)
+    for e in events:
+        if e.fraud_type == "compromised_card":
+            stolen[e.txn.card_id].append(e)
+    assert len(stolen) >= 10
+    for card, group in stolen.items():
+        assert card in first_there, "a card defrauded without having paid at a compromised merchant"
+        lag = group[0].txn.event_time - first_there[card]
+        assert 2 * DAY_MS <= lag < 14 * DAY_MS
+        end = events[-1].txn.event_time
+        if group[0].txn.event_time < end - TAIL_MS:
+            assert 2 <= len(group) <= 4
+            assert span_ms(group) <= 3 * 30 * 60_000
+        assert len({e.txn.channel for e in group}) == 1 and len({e.txn.country for e in group}) == 1
+    # About 30% of the cards seen there, counting those with time left for their fraud to come.
+    settled = [c for c, t in first_there.items() if t < events[-1].txn.event_time - 14 * DAY_MS]
+    share = sum(c in stolen for c in settled) / len(settled)
+    assert 0.15 < share < 0.45
+
+
+def test_spending_shift_multiplies_a_third_of_the_payments_for_14_days(
+    days: tuple[Simulator, list[SimEvent]],
+) -> None:
+    simulator, events = days
+    avg = {u.user_id: u.avg_amount for u in simulator.users}
+    profiles = simulator.profiles()
+    shifted: dict[str, list[SimEvent]] = defaultdict(list)
+    for e in events:
+        if e.fraud_type == "spending_shift":
+            shifted[e.txn.user_id].append(e)
+    assert len(shifted) >= 15
+    in_window = 0
+    total = 0
+    for user, group in shifted.items():
+        first, last = group[0].txn.event_time, group[-1].txn.event_time
+        assert last - first <= 14 * DAY_MS
+        own = [e for e in events if e.txn.user_id == user and first <= e.txn.event_time <= last]
+        in_window += len(group)
+        total += len(own)
+        for e in group:  # the customer's usual merchants, devices and country: only the amount changes
+            assert e.txn.country in ((*profiles[user].countries,) if user in profiles else (e.txn.country,))
+    assert 0.25 < in_window / total < 0.6  # a third of the payments, counted from the first shifted one
+    ratios = [
+        to_eur(e.txn.amount_minor, e.txn.currency) / avg[e.txn.user_id] for g in shifted.values() for e in g
+    ]
+    assert 3.5 < sum(ratios) / len(ratios) < 7.5  # five times the usual (whose mean ratio is ~1)
+
+
+def test_the_new_types_are_labelled_and_triggered(days: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = days
+    assert {"compromised_merchant", "spending_shift", "compromised_card"} <= set(FRAUD_TYPES)
+    assert set(EPISODE_TYPES) == set(DAYS.fraud_rates())
+    seen = Counter(e.fraud_type for e in events if e.is_fraud)
+    assert set(seen) == set(FRAUD_TYPES)
+
+
+def test_labels_arrive_days_late_and_some_never(dense: tuple[Simulator, list[SimEvent]]) -> None:
+    _, events = dense
+    delays = [e.label_delay_ms for e in events]
+    missing = sum(d is None for d in delays) / len(delays)
+    assert 0.035 < missing < 0.065  # 5 %
+    known = sorted(d for d in delays if d is not None)
+    assert known[0] >= 12 * 3_600_000 and known[-1] <= 60 * DAY_MS
+    q = [known[int(f * len(known))] / DAY_MS for f in (0.05, 0.5, 0.95)]
+    # lognormal, median 6 days, sigma 0.7: 6 * exp(-+1.645 * 0.7) = 1.90 and 18.9 days
+    assert 1.6 < q[0] < 2.2 and 5.5 < q[1] < 6.5 and 16 < q[2] < 22
+    fraud_missing = sum(e.label_delay_ms is None for e in events if e.is_fraud)
+    assert fraud_missing > 0, "every fraud's label arrives: none is missed"
+    for e in events[:3000]:
+        label = e.simulated_label()
+        if e.label_delay_ms is None:
+            assert label is None and e.labelled_at is None
+        else:
+            assert label == e.label_record(e.label_delay_ms)
+            assert label["labelled_at"] == e.labelled_at == e.txn.event_time + e.label_delay_ms
+    # The fixed-delay record callers used before is unchanged.
+    assert events[0].label_record()["labelled_at"] == events[0].txn.event_time
+
+
+def test_label_delays_survive_a_stream_file(tmp_path: Path) -> None:
+    events = list(Simulator(SimConfig(seed=9, n_users=100)).events(count=500))
+    path = tmp_path / "stream.avro"
+    write_stream(path, events)
+    again = list(read_stream(path))
+    assert [e.label_delay_ms for e in again] == [e.label_delay_ms for e in events]
+    assert len({e.label_delay_ms for e in events}) > 400  # drawn per label, not one constant
