@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> ASGIApp:
         settings,
         metrics,
         registry,
-        settings.api_key.encode("utf-8"),
+        tuple(key.encode("utf-8") for key in settings.scoring_keys),
         settings.admin_key.encode("utf-8"),
         InFlightLimit(settings.MAX_IN_FLIGHT_PER_KEY, settings.RETRY_AFTER_S),
         InFlightLimit(settings.ADMIN_MAX_IN_FLIGHT, settings.RETRY_AFTER_S),

@@ -23,7 +23,7 @@ class ServiceState:
     settings: Settings
     metrics: Metrics
     registry: ModelRegistry
-    api_key: bytes
+    api_keys: tuple[bytes, ...]
     admin_key: bytes
     scoring_limit: InFlightLimit
     admin_limit: InFlightLimit
@@ -39,9 +39,20 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the scoring API key")
 
 
+def matching_key(value: bytes, keys: tuple[bytes, ...]) -> bytes | None:
+    """The accepted key equal to ``value``, or None. Every key is compared, each in constant time, so
+    the time taken says neither whether nor which key matched."""
+    found = None
+    for key in keys:
+        if hmac.compare_digest(value, key):
+            found = key
+    return found
+
+
 async def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
-    """401 unless ``X-API-Key`` equals the configured key (constant-time comparison)."""
-    if key is None or not hmac.compare_digest(key.encode("utf-8", "surrogateescape"), state.api_key):
+    """401 unless ``X-API-Key`` is one of the accepted scoring keys (``SCORING_API_KEY`` and, during a
+    rotation, ``SCORING_API_KEY_NEXT``)."""
+    if key is None or matching_key(key.encode("utf-8", "surrogateescape"), state.api_keys) is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or invalid X-API-Key",

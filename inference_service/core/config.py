@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from fraud_core.settings import LOCAL_MODES, ApiKeySettings, checked_key
+from fraud_core.settings import DEV_API_KEY, LOCAL_MODES, ApiKeySettings, checked_key
 
 # Only valid when APP_ENV is local or test, like the development scoring key.
 DEV_ADMIN_API_KEY = "dev-local-admin-key-not-secret"
@@ -22,9 +22,19 @@ class Settings(ApiKeySettings):
     routes) default to development keys only when ``APP_ENV`` is ``local`` or ``test``; anywhere
     else both must be set, at least 32 characters, and different from each other. Outside local
     mode the interactive docs and the OpenAPI document are not served.
+
+    ``SCORING_API_KEY_NEXT`` is a second scoring key accepted alongside the first while a rotation
+    is under way (see the README's "Rotating the scoring key"): clients keep the single variable
+    ``SCORING_API_KEY``, and the service accepts both, so clients can move one by one and no
+    request is refused in between.
     """
 
     ADMIN_API_KEY: SecretStr | None = None
+    SCORING_API_KEY_NEXT: SecretStr | None = Field(
+        default=None,
+        description="A second accepted X-API-Key during a rotation (unset outside one); same rules as "
+        "SCORING_API_KEY.",
+    )
     # Requests of one key being served at once; one more gets 429 with Retry-After. The stream
     # job keeps a handful in flight per subtask, so the default leaves ample room for it while
     # a runaway client cannot queue unbounded work.
@@ -48,7 +58,24 @@ class Settings(ApiKeySettings):
                 "ADMIN_API_KEY must differ from SCORING_API_KEY (the scoring key must not reload models)"
             )
         object.__setattr__(self, "ADMIN_API_KEY", key)
+        nxt = self.SCORING_API_KEY_NEXT
+        if nxt is not None and not nxt.get_secret_value():
+            object.__setattr__(self, "SCORING_API_KEY_NEXT", None)  # an empty variable means unset
+        elif nxt is not None:
+            checked_key("SCORING_API_KEY_NEXT", nxt, self.APP_ENV, DEV_API_KEY)
+            if nxt.get_secret_value() == key.get_secret_value():
+                raise ValueError(
+                    "SCORING_API_KEY_NEXT must differ from ADMIN_API_KEY (a scoring key must not reload models)"
+                )
         return self
+
+    @property
+    def scoring_keys(self) -> tuple[str, ...]:
+        """Every accepted scoring key: the current one, then the next one if set (never log them)."""
+        keys = [self.api_key]
+        if self.SCORING_API_KEY_NEXT is not None and self.SCORING_API_KEY_NEXT.get_secret_value() not in keys:
+            keys.append(self.SCORING_API_KEY_NEXT.get_secret_value())
+        return tuple(keys)
 
     @property
     def admin_key(self) -> str:

@@ -14,7 +14,6 @@ describes these two operations through :func:`openapi_paths`.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inference_service.api.deps import ServiceState
+from inference_service.api.deps import ServiceState, matching_key
 from inference_service.api.payloads import BatchRequest, BatchResponse, ScoreItem, ScoreResponse
 from inference_service.model_registry import ActiveModels
 from inference_service.scoring import score_items
@@ -87,7 +86,6 @@ class ScoringRoutes:
         }
         self._batch_size = {r.path: state.metrics.batch_size.labels(r.path) for r in (SCORE, BATCH)}
         self._limit = state.scoring_limit
-        self._key_id = self._limit.key_id(state.api_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
@@ -122,8 +120,8 @@ class ScoringRoutes:
         """The identity of the request's valid key (for the per-key limit), else 401."""
         for name, value in scope["headers"]:
             if name == b"x-api-key":
-                if hmac.compare_digest(value, self.state.api_key):
-                    return self._key_id
+                if (key := matching_key(value, self.state.api_keys)) is not None:
+                    return self._limit.key_id(key)
                 break
         raise RequestError(401, _UNAUTHORIZED, [_JSON, (b"www-authenticate", b"X-API-Key")])
 
