@@ -32,7 +32,6 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -209,7 +208,7 @@ def model_metrics(
         "labelled": len(ids),
         "unlabelled_not_evaluated": unlabelled,
         "frauds": int(sum(fraud)),
-        "cost_eur": round(float(sum(breakdown.values())) if breakdown else 0.0, 2),
+        "cost_eur": round(breakdown.get("total_eur", 0.0), 2),
         "cost_breakdown_eur": {key: round(v, 2) for key, v in breakdown.items()},
         "average_precision": float(average_precision_score(fraud, scores)) if both else None,
         "card_precision_at_k": card_precision_at_k(cards, days, scores, fraud, k),
@@ -393,7 +392,7 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         },
         "labels": "as known at --until (the latest label per payment with labelled_at <= until)",
         "k": s.RETRAIN_K,
-        "cost_model": asdict(config.cost),
+        "cost_model": config.cost.to_json(),
         "models": models,
         "rule": rule,
         "promoted": promote and live != challenger,

@@ -160,3 +160,12 @@ def test_rows_are_in_event_time_order_whatever_the_partition_order() -> None:
     labels = [_label(i, i == 0, T0) for i in range(4)]
     rows = build_rows(_history(T0 + DAY, labels, txns))[0]
     assert np.all(np.diff(rows.data.event_time) > 0)
+
+
+def test_a_window_keeps_rows_from_its_start_but_replays_the_payments_before_it() -> None:
+    txns = [_txn(i, T0 + i * DAY, user="u") for i in range(4)]
+    labels = [_label(i, i % 2 == 0, T0) for i in range(4)]
+    rows = build_rows(_history(T0 + 9 * DAY, labels, txns), since_ms=T0 + 2 * DAY)[0]
+    assert rows.data.event_time.tolist() == [T0 + 2 * DAY, T0 + 3 * DAY]
+    user_count_30d = FEATURE_NAMES.index("user_count_30d")
+    assert rows.data.x[:, user_count_30d].tolist() == [2.0, 3.0]  # the earlier days are in the state
