@@ -16,6 +16,7 @@ The mapping is TOML (CONTRACT.md, "Bring your own history")::
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tomllib
@@ -226,7 +227,13 @@ def derive_event_id(value: str, namespace: uuid.UUID = IMPORT_NAMESPACE) -> str:
     id in the same file always gives the same event id, which is what makes re-imports detectable."""
     if _UUID.fullmatch(value):
         return value
-    return str(uuid.uuid5(namespace, value))
+    # uuid.uuid5 by hand (RFC 4122 section 4.3): the same bytes without building a UUID object,
+    # a tenth of the importer's time per row otherwise. The unit tests compare it with uuid.uuid5.
+    digest = bytearray(hashlib.sha1(namespace.bytes + value.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def to_minor(amount: object, currency: str) -> int:
@@ -412,26 +419,33 @@ def convert(table: pa.Table, mapping: HistoryMapping, now_ms: int) -> Iterator[R
     _require(mapping, mapping.file_columns(), table.column_names)
     data = _columns(table, mapping)
     cols = mapping.columns
-    text_fields = [k for k in FIELD_KEYS if k in cols and k not in ("amount", "event_time", "event_id")]
+    # (field, its column's values, its translation table), bound once: this loop is the import's cost.
+    text_fields = [
+        (k, data[cols[k]], mapping.values.get(k))
+        for k in FIELD_KEYS
+        if k in cols and k not in ("amount", "event_time", "event_id")
+    ]
+    ids, amounts, times = data[cols["event_id"]], data[cols["amount"]], data[cols["event_time"]]
     label = mapping.label
     for index in range(table.num_rows):
         number = index + 1
         try:
             record: dict[str, Any] = dict(mapping.constants)
-            for key in text_fields:
-                value = _text(data[cols[key]][index])
-                table_of = mapping.values.get(key)
+            for key, values, table_of in text_fields:
+                value = values[index]
+                if type(value) is not str or not value.strip():
+                    value = _text(value)
                 if table_of is not None and value is not None:
                     value = table_of.get(value, value)
                 if value is None and key != "device_id":
                     raise ValidationError(key, value, f"missing (column {cols[key]!r} is empty)")
                 record[key] = value
-            raw_id = _text(data[cols["event_id"]][index])
+            raw_id = _text(ids[index])
             if raw_id is None:
                 raise ValidationError("event_id", raw_id, f"missing (column {cols['event_id']!r} is empty)")
             record["event_id"] = derive_event_id(raw_id, mapping.namespace)
-            record["amount_minor"] = to_minor(data[cols["amount"]][index], record["currency"])
-            record["event_time"] = parse_time_ms(data[cols["event_time"]][index])
+            record["amount_minor"] = to_minor(amounts[index], record["currency"])
+            record["event_time"] = parse_time_ms(times[index])
             txn = validate(record, now_ms=now_ms)
             label_record = _label(data, label, mapping, index, txn) if label else None
         except ValidationError as exc:

@@ -10,6 +10,7 @@ import csv
 import io
 import struct
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,10 @@ def test_event_ids_are_stable_uuid5_and_uuids_are_kept() -> None:
     assert str(IMPORT_NAMESPACE) == "6f49140b-c264-5634-954f-f6a4f09c2232"
     assert derive_event_id("42") == "73ea2113-c2c6-514d-9592-10ff2eda617d" == derive_event_id("42")
     assert derive_event_id("43") != derive_event_id("42")
+    other = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
+    for raw in ("0", "TX-1", "é" * 40, "x" * 300):  # against the standard library's uuid5
+        assert derive_event_id(raw) == str(uuid.uuid5(IMPORT_NAMESPACE, raw))
+        assert derive_event_id(raw, other) == str(uuid.uuid5(other, raw))
     kept = "0f8fad5b-d9cb-469f-a165-70867728950e"
     assert derive_event_id(kept) == kept
     assert derive_event_id("{" + kept + "}") != kept  # only the canonical form is a UUID to the job
