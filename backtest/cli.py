@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backtest import enrichment, evaluate, models, ranges, replay, sources
+from backtest import enrichment, evaluate, export, models, ranges, replay, sources
 from backtest import report as report_files
 from backtest.document import (
     BacktestReport,
@@ -50,7 +50,8 @@ class BacktestCli(BacktestSettings):
         "Replay a range of payments.initiated (or a producer Avro file) through the live scoring job "
         "(flink_jobs.scoring_job, bounded), once per model version, into topics owned by the run "
         "(backtest.<run_id>.<model>.flagged/.approved/.dlq, consumer group backtest-<run_id>-<model>); "
-        "join with labels; write <out>/<run_id>/ with report.md, metrics.json, scores.csv.gz and plots. "
+        "join with labels; write <out>/<run_id>/ with report.md, metrics.json, scores.csv.gz and plots "
+        "(and, with --export, a Parquet file of the reference model's decisions). "
         f"Exit codes: 0 ok, 2 bad arguments, 3 bad input, 1 failure. {ENV_NOTE}"
     )
 
@@ -69,6 +70,10 @@ class BacktestCli(BacktestSettings):
             "BACKTEST_ENRICHMENT": "enrichment",
             "BACKTEST_REDIS_DB": "snapshot-db",
             "BACKTEST_REVIEW_COST_EUR": "review-cost-eur",
+            "BACKTEST_FALSE_BLOCK_COST_EUR": "false-block-cost-eur",
+            "BACKTEST_MIN_MISSED_FRAUD_EUR": "min-missed-fraud-eur",
+            "BACKTEST_K": "k",
+            "BACKTEST_EXPORT": "export",
             "BACKTEST_LABELS_TOPIC": "labels-topic",
             "BACKTEST_LIVE_FLAGGED_TOPIC": "live-flagged-topic",
             "BACKTEST_LIVE_APPROVED_TOPIC": "live-approved-topic",
@@ -100,8 +105,13 @@ def new_run_id() -> str:
     return datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+def _k_flag(argv: list[str]) -> list[str]:
+    """``--k N`` as ``-k N``: pydantic-settings gives a one-letter flag one dash; the docs write two."""
+    return ["-k" + a[3:] if a == "--k" or a.startswith("--k=") else a for a in argv]
+
+
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_settings(BacktestCli, argv)
+    settings = parse_settings(BacktestCli, _k_flag(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
@@ -154,6 +164,7 @@ class Evaluation:
     joined: dict[str, evaluate.Joined]
     metrics: dict[str, dict[str, Any]]
     parity: Parity | None
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def plan(settings: BacktestSettings) -> Plan:
@@ -164,6 +175,13 @@ def plan(settings: BacktestSettings) -> Plan:
     ):
         raise BadInputError("choose one of --from/--to, --offsets or --avro-file")
     extra = _thresholds(s.BACKTEST_THRESHOLDS)
+    if s.BACKTEST_EXPORT is not None:
+        if s.BACKTEST_EXPORT.suffix != ".parquet":
+            raise BadInputError(f"--export {s.BACKTEST_EXPORT}: the file name must end in .parquet")
+        if not s.BACKTEST_EXPORT.parent.is_dir():
+            raise BadInputError(
+                f"--export {s.BACKTEST_EXPORT}: folder {s.BACKTEST_EXPORT.parent} does not exist"
+            )
     live = models.live_version(s.MODEL_DIR)
     chosen = models.resolve_models(s.MODEL_DIR, s.BACKTEST_MODELS.split(","))
     if s.BACKTEST_PARITY_WITH_LIVE and live and live not in [m.version for m in chosen]:
@@ -278,7 +296,7 @@ def evaluate_run(
     joined = {v: evaluate.join(r.decisions, labels) for v, r in results.items()}
     metrics = {
         m.version: evaluate.evaluate_model(
-            joined[m.version], m.threshold, p.extra_thresholds, settings.BACKTEST_REVIEW_COST_EUR
+            joined[m.version], m.threshold, p.extra_thresholds, settings.cost, settings.BACKTEST_K
         )
         for m in p.chosen
     }
@@ -292,7 +310,9 @@ def evaluate_run(
         parity = Parity(
             live_topics=live_topics, result=compare_with_live(p.reference, mine, live_decisions).to_json()
         )
-    return Evaluation(labels_source, evaluate.label_sources(labels, event_ids), joined, metrics, parity)
+    return Evaluation(
+        labels_source, evaluate.label_sources(labels, event_ids), joined, metrics, parity, dict(labels)
+    )
 
 
 def report(
@@ -341,7 +361,8 @@ def report(
             topics={v: r.topics.all for v, r in results.items()},
             topics_deleted=not settings.BACKTEST_KEEP_TOPICS,
         ),
-        review_cost_eur=settings.BACKTEST_REVIEW_COST_EUR,
+        cost_model=settings.cost.to_json(),
+        k=settings.BACKTEST_K,
         extra_thresholds=p.extra_thresholds,
         reference_model=p.reference,
         models=ev.metrics,
@@ -378,6 +399,10 @@ def run(settings: BacktestSettings) -> Path:
         staging = report_files.staging_dir(out, p.run_id)
         report_files.write(staging, doc, ev.joined)
         (staging / "summary.txt").write_text(doc.summary(str(out / p.run_id / "report.md")), encoding="utf-8")
+        if settings.BACKTEST_EXPORT is not None:
+            rows = export.table(results[p.reference].decisions, ev.labels, p.reference)
+            export.write(settings.BACKTEST_EXPORT, rows)
+            log.info("exported %d rows of %s to %s", rows.num_rows, p.reference, settings.BACKTEST_EXPORT)
         final = report_files.publish(staging, out, p.run_id)
         staging = None
         shutil.rmtree(p.work, ignore_errors=True)

@@ -76,7 +76,8 @@ class BacktestReport(_Model):
     """Everything one run found; ``metrics.json`` is its JSON."""
 
     run: RunInfo
-    review_cost_eur: float
+    cost_model: dict[str, float]  # fraud_core.cost.CostModel's prices, the trainer's by default
+    k: int  # daily review capacity of card precision@k
     extra_thresholds: list[float]
     reference_model: str
     models: dict[str, dict[str, Any]]
@@ -96,8 +97,12 @@ class BacktestReport(_Model):
         for v, m in self.models.items():
             a, t = m["at_threshold"], self.throughput[v]
             pr = "n/a" if m["pr_auc"] is None else f"{m['pr_auc']:.4f}"
+            roc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+            cp = m["card_precision_at_k"]["mean"]
+            cpk = "n/a" if cp is None else f"{cp:.4f}"
             lines.append(
-                f"  {v}{' (live)' if v == self.reference_model else ''}: PR-AUC {pr}, precision "
+                f"  {v}{' (live)' if v == self.reference_model else ''}: AUC ROC {roc}, average precision "
+                f"{pr}, card precision@{self.k} {cpk}, precision "
                 f"{a['precision']}, recall {a['recall']}, "
                 f"flagged {a['flagged']}, cost {a['total_cost_eur']:,.2f} EUR; "
                 f"{t.events_per_s_processing:,.0f} events/s"

@@ -99,7 +99,7 @@ def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, A
         if j.is_fraud.any() and (~j.is_fraud).any():
             recall, precision = pr_curve(j)
             ap = metrics[v]["pr_auc"]
-            ax.plot(recall, precision, label=f"{v} (PR-AUC {ap:.3f})")
+            ax.plot(recall, precision, label=f"{v} (average precision {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower left", fontsize=8)
     _save(fig, folder / PLOTS[0])
@@ -120,7 +120,11 @@ def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, A
         curve = metrics[v]["cost_curve"]
         line = ax.plot(curve["thresholds"], curve["total_cost_eur"], label=v)[0]
         ax.axvline(metrics[v]["threshold"], color=line.get_color(), linestyle="--", linewidth=1)
-    ax.set(xlabel="threshold", ylabel="EUR (missed fraud + reviews)", title="Cost against threshold")
+    ax.set(
+        xlabel="threshold",
+        ylabel="EUR (missed fraud + reviews + false blocks)",
+        title="Cost against threshold",
+    )
     ax.legend(fontsize=8)
     _save(fig, folder / PLOTS[2])
 
@@ -182,8 +186,13 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         "- Job: `flink_jobs.scoring_job` (the live job's code), bounded, one run per model; settings "
         "differing from live: " + ", ".join(f"{k}={v}" for k, v in run["job_overrides"].items()),
         f"- Started {run['started_at']}, took {run['duration_s']:.1f} s in total",
-        f"- Review cost: {doc['review_cost_eur']:g} EUR per flagged payment; cost = missed fraud EUR + "
-        "reviews",
+        f"- Business cost (fraud_core.cost.CostModel, the one the trainer minimises): a missed fraud costs "
+        f"its amount, at least {doc['cost_model']['min_missed_fraud_eur']:g} EUR; each REVIEW "
+        f"{doc['cost_model']['review_cost_eur']:g} EUR; each legitimate payment BLOCKed "
+        f"{doc['cost_model']['false_block_cost_eur']:g} EUR; reviewed or blocked fraud is caught",
+        f"- Card precision@k: k = {doc['k']} cards reviewed per UTC day (those with the highest score "
+        "that day); the share of them with a fraud that day; cards tied at the k-th score share the "
+        "slots left; a day with fewer cards reviews them all",
         "",
         "## Replay throughput",
         "",
@@ -200,33 +209,50 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         "",
         "## Models side by side (each at its own threshold)",
         "",
-        "| model | threshold | labelled | PR-AUC | recall@1%FPR | recall@5%FPR | precision | recall | F1 | "
-        "flagged rate | fraud EUR caught | fraud EUR missed | review EUR | total cost EUR |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| model | threshold | labelled | AUC ROC | average precision | card precision@{doc['k']} (mean "
+        "per day) | recall@1%FPR | recall@5%FPR | precision | recall | F1 | "
+        "flagged rate | fraud EUR caught | fraud EUR missed | review EUR | false block EUR | total cost EUR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v, m in models.items():
         a = m["at_threshold"]
         lines.append(
             f"| {v}{' (live)' if v == ref else ''} | {m['threshold']:.4f} | {m['events']['labelled']:,} | "
-            f"{_num(m['pr_auc'])} | "
+            f"{_num(m['roc_auc'])} | {_num(m['pr_auc'])} | {_num(m['card_precision_at_k']['mean'])} | "
             f"{_pct(m['recall_at_fpr']['0.01'])} | {_pct(m['recall_at_fpr']['0.05'])} | "
             f"{_pct(a['precision'])} | "
             f"{_pct(a['recall'])} | {_num(a['f1'])} | {_pct(a['flagged_rate'])} | "
             f"{_eur(a['fraud_eur_caught'])} | "
-            f"{_eur(a['fraud_eur_missed'])} | {_eur(a['review_cost_eur'])} | {_eur(a['total_cost_eur'])} |"
+            f"{_eur(a['fraud_eur_missed'])} | {_eur(a['review_cost_eur'])} | "
+            f"{_eur(a['false_block_cost_eur'])} | {_eur(a['total_cost_eur'])} |"
         )
+    lines += [
+        "",
+        f"## Card precision@{doc['k']} per UTC day",
+        "",
+        "| model | day | cards | reviewed | cards with fraud | card precision |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for v, m in models.items():
+        for day, d in m["card_precision_at_k"]["per_day"].items():
+            lines.append(
+                f"| {v} | {day} | {d['cards']:,} | {d['reviewed']:,} | {d['fraud_cards']:,} | "
+                f"{_num(d['precision'])} |"
+            )
     if len(models) > 1:
         lines += [
             "",
             f"Difference to the live model `{ref}` (model minus live):",
             "",
-            "| model | PR-AUC | recall | precision | flagged rate | total cost EUR |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| model | AUC ROC | average precision | card precision@k | recall | precision | flagged rate | "
+            "total cost EUR |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for v, d in doc["comparison"].items():
             if v != ref:
                 lines.append(
-                    f"| {v} | {_num(d['pr_auc'])} | {_num(d['recall'])} | {_num(d['precision'])} | "
+                    f"| {v} | {_num(d['roc_auc'])} | {_num(d['pr_auc'])} | "
+                    f"{_num(d['card_precision_at_k_mean'])} | {_num(d['recall'])} | {_num(d['precision'])} | "
                     f"{_num(d['flagged_rate'])} | {_eur(d['total_cost_eur'])} |"
                 )
     if doc["extra_thresholds"]:

@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import CLI_SUPPRESS, CliToggleFlag
 
-from backtest.evaluate import DEFAULT_REVIEW_COST_EUR
+from backtest.evaluate import DEFAULT_K
+from fraud_core.cost import CostModel
 from fraud_core.features import ALLOWED_LATENESS_MS, HORIZON_MS
 from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import APPROVED, FLAGGED, INITIATED, LABELS
@@ -55,7 +56,24 @@ class BacktestSettings(ConnectionSettings):
         15, ge=0, description="Redis database index the backtest reads, flushed first; never the live one."
     )
     BACKTEST_REVIEW_COST_EUR: float = Field(
-        DEFAULT_REVIEW_COST_EUR, ge=0, description="Cost of reviewing one flagged payment, EUR."
+        CostModel().review_cost_eur, ge=0, description="Cost of one payment sent to REVIEW, EUR."
+    )
+    BACKTEST_FALSE_BLOCK_COST_EUR: float = Field(
+        CostModel().false_block_cost_eur, ge=0, description="Cost of one legitimate payment BLOCKed, EUR."
+    )
+    BACKTEST_MIN_MISSED_FRAUD_EUR: float = Field(
+        CostModel().min_missed_fraud_eur,
+        ge=0,
+        description="A missed fraud costs its amount, at least this much, EUR (the trainer's cost).",
+    )
+    BACKTEST_K: int = Field(
+        DEFAULT_K, ge=1, description="Daily review capacity k of card precision@k (cards per UTC day)."
+    )
+    BACKTEST_EXPORT: Path | None = Field(
+        None,
+        description="Also write one row per event of the reference model (the live one, else the first "
+        "of --models) to this Parquet file: event_id, user_id, card_id, merchant_id, event_time, "
+        "amount_minor, score, action, rules_fired, is_fraud (null when unlabelled), model_version.",
     )
     BACKTEST_LABELS_TOPIC: str = Field(LABELS, min_length=1, description="Labels topic.")
     BACKTEST_LIVE_FLAGGED_TOPIC: str = Field(FLAGGED, description="Live decisions, for parity.")
@@ -68,3 +86,12 @@ class BacktestSettings(ConnectionSettings):
         False, description="Keep the run's topics (deleted by default once read back)."
     )
     BACKTEST_RUN_ID: str = Field("", description=CLI_SUPPRESS)
+
+    @property
+    def cost(self) -> CostModel:
+        """The business cost the report prices decisions with (the trainer's, by default)."""
+        return CostModel(
+            review_cost_eur=self.BACKTEST_REVIEW_COST_EUR,
+            false_block_cost_eur=self.BACKTEST_FALSE_BLOCK_COST_EUR,
+            min_missed_fraud_eur=self.BACKTEST_MIN_MISSED_FRAUD_EUR,
+        )

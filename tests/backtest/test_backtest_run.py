@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 import schemas
 from backtest.replay import JOB_OVERRIDES
@@ -139,6 +140,8 @@ def result(stack, live, two_model_dir, tmp_path_factory) -> dict[str, Any]:  # t
     args += ["--thresholds", "0.2,0.5", "--labels-topic", live["labels_topic"], "--model-dir", str(model_dir)]
     args += ["--live-flagged-topic", topics.flagged, "--live-approved-topic", topics.approved]
     args += ["--out", str(out_dir), "--snapshot-db", "15", "--keep-topics", "--run-id", run_id]
+    export_path = out_dir.parent / f"{run_id}.parquet"
+    args += ["--export", str(export_path), "--k", "20"]
     proc = backtest(args, stack)
     during = []
     while proc.poll() is None:
@@ -163,6 +166,7 @@ def result(stack, live, two_model_dir, tmp_path_factory) -> dict[str, Any]:  # t
         "live_version": live_version,
         "second": second,
         "model_dir": model_dir,
+        "export": export_path,
     }
 
 
@@ -212,22 +216,46 @@ def test_live_topics_groups_and_redis_untouched(result) -> None:  # type: ignore
         assert state["redis"] == result["before"]["redis"]
 
 
-def _independent(decisions: list[dict[str, Any]], truth: dict[str, Any], review: float) -> dict[str, float]:
+def _independent(decisions: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, float]:
+    """The headline figures recomputed from the decision records: sklearn for the curves, the
+    business cost written out (missed fraud at least 50 EUR, 5 EUR a review, 100 EUR a false block)."""
     y = np.array([truth[d["event_id"]].is_fraud for d in decisions])
     flagged = np.array([d["decision"] == "FLAGGED" for d in decisions])
+    review = np.array([d["action"] == "REVIEW" for d in decisions])
+    block = np.array([d["action"] == "BLOCK" for d in decisions])
     scores = np.array([d["score"] for d in decisions])
     eur = np.array([to_eur(d["amount_minor"], d["currency"]) for d in decisions])
     tp, fp, fn = (flagged & y).sum(), (flagged & ~y).sum(), (~flagged & y).sum()
+    missed_cost = sum(max(e, 50.0) for e in eur[~flagged & y])
     return {
         "precision": tp / (tp + fp),
         "recall": tp / (tp + fn),
         "pr_auc": average_precision_score(y, scores),
+        "roc_auc": roc_auc_score(y, scores),
         "flagged_rate": flagged.mean(),
         "fraud_eur_missed": eur[~flagged & y].sum(),
-        "total_cost_eur": eur[~flagged & y].sum() + flagged.sum() * review,
+        "total_cost_eur": missed_cost + review.sum() * 5.0 + (block & ~y).sum() * 100.0,
         "tp": tp,
         "fp": fp,
     }
+
+
+def _card_precision(
+    decisions: list[dict[str, Any]], truth: dict[str, Any], k: int
+) -> dict[str, tuple[float, float]]:
+    """Card precision@k per UTC day, the plain way: (lowest, highest) over the orders of the cards
+    tied at the k-th score (isotonic calibration gives plateaus), equal when there is no such tie."""
+    days: dict[str, dict[str, tuple[float, bool]]] = {}
+    for d in decisions:
+        day = d["event_time"].astimezone(UTC).date().isoformat()
+        score, fraud = days.setdefault(day, {}).get(d["card_id"], (-1.0, False))
+        days[day][d["card_id"]] = (max(score, d["score"]), fraud or truth[d["event_id"]].is_fraud)
+    out = {}
+    for day, cards in days.items():
+        low = sorted(cards.values(), key=lambda sf: (-sf[0], sf[1]))[:k]  # legitimate cards first in a tie
+        high = sorted(cards.values(), key=lambda sf: (-sf[0], not sf[1]))[:k]  # fraud first
+        out[day] = (sum(f for _s, f in low) / len(low), sum(f for _s, f in high) / len(high))
+    return out
 
 
 def test_two_models_metrics_match_an_independent_computation(stack, live, result) -> None:  # type: ignore[no-untyped-def]
@@ -243,10 +271,18 @@ def test_two_models_metrics_match_an_independent_computation(stack, live, result
             if d["event_id"] in in_range
         ]
         assert len(decisions) == len(in_range) == m["events"]["labelled"]
-        expected = _independent(decisions, truth, 5.0)
-        got = {**m["at_threshold"], "pr_auc": m["pr_auc"]}
+        expected = _independent(decisions, truth)
+        got = {**m["at_threshold"], "pr_auc": m["pr_auc"], "roc_auc": m["roc_auc"]}
         for name, value in expected.items():
             assert got[name] == pytest.approx(float(value), abs=0.01), (version, name)
+        cards = m["card_precision_at_k"]
+        assert cards["k"] == 20
+        per_day = {day: v["precision"] for day, v in cards["per_day"].items()}
+        bounds = _card_precision(decisions, truth, 20)
+        assert set(per_day) == set(bounds)
+        for day, (low, high) in bounds.items():
+            assert low - 1e-6 <= per_day[day] <= high + 1e-6, (version, day, low, high)
+        assert cards["mean"] == pytest.approx(float(np.mean(list(per_day.values()))), abs=1e-6)
     diff = metrics["comparison"][result["second"]]["pr_auc"]
     models = metrics["models"]
     assert diff == pytest.approx(
@@ -277,6 +313,48 @@ def test_report_json_and_plots_are_written(result) -> None:  # type: ignore[no-u
         assert f"]({name})" in report
     assert not [p for p in result["out_dir"].iterdir() if p.name.startswith(".")]  # nothing half-written left
     assert "report:" in result["stdout"]
+    assert "## Card precision@20 per UTC day" in report and "AUC ROC" in report
+
+
+def test_export_holds_one_row_per_decision_of_the_live_model(stack, live, result) -> None:  # type: ignore[no-untyped-def]
+    """The Parquet rows are the live model's replayed decisions in the range, field for field;
+    is_fraud is the label, null for the events whose label the run never saw."""
+    import pyarrow.parquet as pq  # here: not every unit-tier run needs it
+
+    rows = pq.read_table(result["export"]).to_pylist()
+    in_range = _in_range_ids(live, result["ranges"], stack)
+    decisions = {
+        e: d
+        for e, d in _backtest_decisions(stack, result["run_id"], result["live_version"]).items()
+        if e in in_range
+    }
+    assert len(rows) == len({r["event_id"] for r in rows}) == len(decisions)
+    labelled = {e.txn.event_id: e.is_fraud for e in live["events"]}
+    for row in rows:
+        d = decisions[row["event_id"]]
+        for name in ("user_id", "card_id", "merchant_id", "event_time", "amount_minor", "score", "action"):
+            assert row[name] == d[name], (row["event_id"], name)
+        assert row["rules_fired"] == list(d["rules_fired"])
+        assert row["is_fraud"] == labelled[row["event_id"]]
+        assert row["model_version"] == result["live_version"]
+
+
+def test_export_leaves_is_fraud_null_without_a_label(
+    stack: Any, model_dir: Path, small_topic: str, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A topic with no labels at all: every exported row has is_fraud null, none is dropped."""
+    import pyarrow.parquet as pq
+
+    empty_labels = make_topic("labels-none", 1, schemas.LABEL)
+    path = tmp_path / "none.parquet"
+    args = ["--topic", small_topic, "--model-dir", str(model_dir), "--labels-topic", empty_labels]
+    args += ["--out", str(tmp_path / "out"), "--export", str(path), "--enrichment", "none"]
+    proc = backtest(args, stack)
+    _stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    rows = pq.read_table(path).to_pylist()
+    assert len(rows) == 10
+    assert [r["is_fraud"] for r in rows] == [None] * 10
 
 
 def _fails(stack: Any, args: list[str], out: Path) -> str:

@@ -11,6 +11,7 @@ from backtest import evaluate
 from backtest.exceptions import BadInputError, EmptyRangeError, RetentionError
 from backtest.parity import compare_with_live, field_differences
 from backtest.ranges import PartitionRange, ReplayRange, _Partition, parse_offsets, parse_time, resolve
+from fraud_core.cost import CostModel
 from fraud_core.features import BLOCKLIST_REASON
 
 
@@ -90,15 +91,21 @@ def test_join_counts_what_it_cannot_evaluate(joined: evaluate.Joined) -> None:
 
 
 def test_metrics_at_the_recorded_decisions(joined: evaluate.Joined) -> None:
-    m = evaluate.decision_metrics(joined, joined.decided_flagged, review_cost_eur=5.0)
+    m = evaluate.decision_metrics(joined, joined.action, CostModel())
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 2, 1, 1)
+    assert (m["reviewed"], m["blocked"]) == (2, 1)  # f1 and l1 reviewed; l3's card is blocklisted
     assert m["precision"] == pytest.approx(1 / 3)
     assert m["recall"] == pytest.approx(0.5)
     assert m["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
     assert m["flagged_rate"] == pytest.approx(3 / 5)
     assert (m["fraud_eur_caught"], m["fraud_eur_missed"]) == (100.0, 100.0)
-    assert m["review_cost_eur"] == 15.0
-    assert m["total_cost_eur"] == 115.0
+    # f2 missed (100 EUR, above the 50 EUR minimum), two reviews at 5, l3 legitimate and blocked: 100.
+    assert (m["missed_fraud_cost_eur"], m["review_cost_eur"], m["false_block_cost_eur"]) == (
+        100.0,
+        10.0,
+        100.0,
+    )
+    assert m["total_cost_eur"] == 210.0
 
 
 def test_other_thresholds_follow_the_decision_rule(joined: evaluate.Joined) -> None:
@@ -128,21 +135,22 @@ def test_per_scenario_and_cost_curve(joined: evaluate.Joined) -> None:
         "amount_eur": 300.0,
         "amount_eur_flagged": 200.0,
     }
-    curve = evaluate.cost_curve(joined, 5.0, thresholds=(0.05, 0.25, 0.5, 0.95))
-    # 0.05: 5 flags = 25; 0.25: 4 flags = 20; 0.5: 100 + 15; 0.95: 200 + 5
-    assert curve["total_cost_eur"] == [25.0, 20.0, 115.0, 205.0]
+    curve = evaluate.cost_curve(joined, CostModel(), thresholds=(0.05, 0.25, 0.5, 0.95))
+    # l3 (legitimate, blocklisted) is blocked at every threshold: 100 each time. 0.05: 4 reviews = 20;
+    # 0.25: 3 reviews = 15; 0.5: 2 reviews + f2 missed 100; 0.95: f1 and f2 missed, 200.
+    assert curve["total_cost_eur"] == [120.0, 115.0, 210.0, 300.0]
     assert curve["best_threshold"] == 0.25
 
 
 def test_single_class_gives_none_not_a_crash() -> None:
     j = evaluate.join([_decision("a", 0.2)], {"a": _label("a", False)})
-    m = evaluate.evaluate_model(j, 0.5, [0.3], 5.0)
+    m = evaluate.evaluate_model(j, 0.5, [0.3], CostModel())
     assert m["pr_auc"] is None and m["recall_at_fpr"]["0.01"] is None
     assert m["at_threshold"]["recall"] is None
 
 
 def test_compare_is_model_minus_reference(joined: evaluate.Joined) -> None:
-    a = evaluate.evaluate_model(joined, 0.5, [], 5.0)
+    a = evaluate.evaluate_model(joined, 0.5, [], CostModel())
     b = {**a, "pr_auc": a["pr_auc"] + 0.1}
     diff = evaluate.compare({"live": a, "new": b}, "live")
     assert diff["live"]["pr_auc"] == 0.0
