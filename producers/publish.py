@@ -6,6 +6,8 @@ demo, the benchmark and the tests. It takes settings as an argument and never re
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -40,6 +42,8 @@ class ProduceSummary:
 
     events: int = 0
     labels: int = 0
+    labels_missing: int = 0
+    labels_after_end: int = 0
     delivered: int = 0
     errors: int = 0
     labels_pending: int = 0
@@ -63,7 +67,12 @@ class ProduceSummary:
         lines = [
             f"events sent     {self.events:>10}   ({self.events_per_s:,.0f}/s over {self.elapsed_s:.1f} s)",
             f"labels sent     {self.labels:>10}"
-            + (f"   ({self.labels_pending} pending, not sent)" * bool(self.labels_pending)),
+            + (f"   ({self.labels_pending} pending, not sent)" * bool(self.labels_pending))
+            + (
+                f"   ({self.labels_missing} never arrive; {self.labels_after_end} known after the last "
+                "payment, sent at the end)"
+            )
+            * bool(self.labels_missing or self.labels_after_end),
             f"delivered       {self.delivered:>10}",
             f"errors          {self.errors:>10}",
             f"fraud events    {self.fraud:>10}   ({share:.2f}%: {by_type})",
@@ -93,6 +102,43 @@ class _Pacer:
                 self.first_event_ms = event.txn.event_time
             return self.t0 + (event.txn.event_time - self.first_event_ms) / 1000 / self.speed
         return self.t0 + index / self.rate if self.rate > 0 else 0.0
+
+
+Headers = list[tuple[str, bytes]]
+
+
+class LabelSchedule:
+    """Labels at their simulated delay (:attr:`producers.simulator.SimEvent.labelled_at`), in event
+    time: a label is due once the stream has reached its ``labelled_at``, as a chargeback arrives
+    while later payments go on; a label that never arrives is never due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, SimEvent, Headers]] = []
+        self._order = itertools.count()
+        self.missing = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, event: SimEvent, headers: Headers) -> None:
+        """Schedule the label of ``event`` (sent with the payment's ``headers``), unless it never arrives."""
+        at = event.labelled_at
+        if at is None:
+            self.missing += 1
+            return
+        heapq.heappush(self._heap, (at, next(self._order), event, headers))
+
+    def due(self, event_time: int) -> list[tuple[SimEvent, Headers]]:
+        """The labels known by ``event_time``, in ``labelled_at`` order, taken off the schedule."""
+        out = []
+        while self._heap and self._heap[0][0] <= event_time:
+            _, _, event, headers = heapq.heappop(self._heap)
+            out.append((event, headers))
+        return out
+
+    def rest(self) -> list[tuple[SimEvent, Headers]]:
+        """Every label still scheduled (known only after the stream's last payment), in order."""
+        return self.due(2**63)
 
 
 class _Publisher:
@@ -163,8 +209,15 @@ class _Publisher:
     def send_event(self, event: SimEvent, headers: list[tuple[str, bytes]]) -> None:
         self.send_transaction(event.txn, headers)
 
-    def send_label(self, event: SimEvent, delay_ms: int, headers: list[tuple[str, bytes]]) -> None:
-        self.send_label_record(event.txn.user_id, event.label_record(delay_ms), headers)
+    def send_label(self, event: SimEvent, delay_ms: int | None, headers: list[tuple[str, bytes]]) -> None:
+        """The label of ``event``, known ``delay_ms`` after it; None: at its simulated delay."""
+        if delay_ms is None:
+            record = event.simulated_label()
+            if record is None:
+                raise ValueError(f"event {event.txn.event_id} has no label: it never arrives")
+        else:
+            record = event.label_record(delay_ms)
+        self.send_label_record(event.txn.user_id, record, headers)
 
     def send_transaction(self, txn: Transaction, headers: list[tuple[str, bytes]]) -> None:
         """One payment, keyed by its user (also what ``make import`` sends)."""
@@ -198,7 +251,7 @@ def produce_events(
     *,
     topic: str | None = None,
     labels_topic: str | None = "",
-    label_delay_s: float = 0.0,
+    label_delay_s: float | None = 0.0,
     speed: float | None = None,
     max_seconds: float | None = None,
     avro_file: Path | None = None,
@@ -216,7 +269,10 @@ def produce_events(
         topic: payments topic; defaults to ``settings.PRODUCER_TOPIC``.
         labels_topic: labels topic; ``""`` (default) means ``settings.labels_topic``, None sends no labels.
         label_delay_s: wall-clock delay before a label is sent (a chargeback); its ``labelled_at`` is
-            the event time plus this delay. Labels still pending at the end are waited for.
+            the event time plus this delay. Labels still pending at the end are waited for. None:
+            each label at its simulated delay in event time (:class:`LabelSchedule`; days late, some
+            never), sent once the stream reaches it; those known after the last payment are sent
+            at the end, carrying their own ``labelled_at``.
         speed: when set, pace by the events' event-time gaps divided by ``speed`` (0 = no pacing)
             instead of by ``rate``; this is how a recorded file is replayed.
         max_seconds: stop after this many wall-clock seconds.
@@ -236,15 +292,16 @@ def produce_events(
     """
     if rate < 0:
         raise ConfigError(f"rate must be >= 0, got {rate:g}")
-    if label_delay_s < 0:
+    if label_delay_s is not None and label_delay_s < 0:
         raise ConfigError(f"label_delay_s must be >= 0, got {label_delay_s:g}")
     summary = ProduceSummary()
     topic = topic or settings.PRODUCER_TOPIC
     labels = settings.labels_topic if labels_topic == "" else labels_topic
     publisher = _Publisher(settings, topic, labels, summary)
-    delay_ms = round(label_delay_s * 1000)
+    delay_ms = None if label_delay_s is None else round(label_delay_s * 1000)
     pending: deque[tuple[float, SimEvent, list[tuple[str, bytes]]]] = deque()
-    writer = StreamFileWriter(avro_file, sim_config, delay_ms) if avro_file else None
+    schedule = LabelSchedule()
+    writer = StreamFileWriter(avro_file, sim_config, delay_ms or 0) if avro_file else None
     bar = tqdm(total=total, unit="ev", disable=not progress, mininterval=0.5, dynamic_ncols=True)
     pacer = _Pacer(rate, speed)
     stop = stop or threading.Event()
@@ -265,15 +322,25 @@ def produce_events(
                 summary.fraud_by_type[event.fraud_type] += 1
             if writer:
                 writer.write(event)
-            if labels:
+            if labels and label_delay_s is None:
+                schedule.add(event, headers)
+                for due_event, due_headers in schedule.due(event.txn.event_time):
+                    publisher.send_label(due_event, None, due_headers)
+                    summary.labels += 1
+            elif labels and label_delay_s is not None:
                 pending.append((time.monotonic() + label_delay_s, event, headers))
-                _send_due_labels(publisher, pending, delay_ms, summary, time.monotonic())
+                _send_due_labels(publisher, pending, label_delay_s, summary, time.monotonic())
             bar.update(1)
-        if pending:
+        if len(schedule) and not stop.is_set():
+            summary.labels_after_end = len(schedule)
+            for due_event, due_headers in schedule.rest():
+                publisher.send_label(due_event, None, due_headers)
+                summary.labels += 1
+        if pending and label_delay_s is not None:
             log.info("waiting %.1f s for %d pending labels (chargeback delay)", label_delay_s, len(pending))
             publisher.wait(pending[-1][0], stop)
             if not stop.is_set():
-                _send_due_labels(publisher, pending, delay_ms, summary, float("inf"))
+                _send_due_labels(publisher, pending, label_delay_s, summary, float("inf"))
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -281,7 +348,8 @@ def produce_events(
             summary.interrupted = True
             log.warning("interrupted: flushing what was sent")
         bar.close()
-        summary.labels_pending = len(pending)
+        summary.labels_pending = len(pending) + len(schedule)
+        summary.labels_missing = schedule.missing
         if writer:
             writer.close()
             summary.file_events = writer.count
@@ -293,11 +361,11 @@ def produce_events(
 def _send_due_labels(
     publisher: _Publisher,
     pending: deque[tuple[float, SimEvent, list[tuple[str, bytes]]]],
-    delay_ms: int,
+    delay_s: float,
     summary: ProduceSummary,
     now: float,
 ) -> None:
     while pending and pending[0][0] <= now:
         _, event, headers = pending.popleft()
-        publisher.send_label(event, delay_ms, headers)
+        publisher.send_label(event, round(delay_s * 1000), headers)
         summary.labels += 1

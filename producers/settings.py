@@ -20,7 +20,12 @@ class ProducerSettings(ConnectionSettings):
     PRODUCER_DURATION_S: float | None = Field(None, gt=0, description="Seconds (wall clock) to keep sending.")
     PRODUCER_SEED: int = Field(7, ge=0, description="Simulator seed: same seed, same stream.")
     PRODUCER_USERS: int = Field(2000, ge=1, description="Simulated card holders.")
-    PRODUCER_LABEL_DELAY_S: float = Field(0.0, ge=0, description="Chargeback delay before a label is sent.")
+    PRODUCER_LABEL_DELAY_S: float | None = Field(
+        None,
+        ge=0,
+        description="Unset: each label is sent at its simulated delay (days, in event time; 5% never: "
+        "producers/SCENARIOS.md). A number: every label this many wall-clock seconds after its payment.",
+    )
     PRODUCER_SPEED: float = Field(
         1.0, ge=0, description="Replay pace: 1 = original event-time gaps, 0 = max."
     )
