@@ -158,7 +158,12 @@ def existing_event_ids(settings: ConnectionSettings, topics: Iterable[str]) -> d
         event_id = first_string(value)
         return None if event_id is None else {"event_id": event_id}
 
-    for topic, _partition, _offset, record in read_range(consumer(settings.kafka), decode, bounds):
+    records = sum(end - start for start, end in bounds.values())
+    # Two minutes, plus a second per 20,000 records: a topic of millions takes minutes to read.
+    timeout_s = 120.0 + records / 20_000
+    for topic, _partition, _offset, record in read_range(
+        consumer(settings.kafka), decode, bounds, timeout_s=timeout_s
+    ):
         if record is not None:
             out[topic].add(record["event_id"])
     return out
