@@ -13,6 +13,9 @@ INSTALLED := $(VENV)/.installed
 FETCHED := .stack/lib/.fetched
 PROMETHEUS_PKG := .stack/.prometheus-installed
 ARGS ?=
+# The developer entry points run in local mode; the code has no default (a deployment that forgets
+# APP_ENV refuses to start rather than get the development secrets).
+export APP_ENV ?= local
 
 .PHONY: help install fetch up down status serve job cluster cluster-down cluster-status consumers console monitor produce import model bench faults backtest retrain demo test unit lint clean
 

@@ -28,6 +28,10 @@ DEV_API_KEY = "dev-local-key-not-secret"
 # are about 190 bits).
 MIN_API_KEY_LENGTH = 32
 LOCAL_MODES = ("local", "test")
+MISSING_APP_ENV = (
+    "APP_ENV is not set: set APP_ENV=production (or staging) where this is deployed, or APP_ENV=local "
+    "on a developer machine (make demo, make serve, make console and the other make targets set it)"
+)
 _KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -67,10 +71,19 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
     APP_ENV: Literal["local", "test", "staging", "production"] = Field(
-        default="local",
-        description="Where this runs; outside local and test, secrets have no development default.",
+        description="Where this runs; outside local and test, secrets have no development default. "
+        "Required, with no default: a deployment that forgot it must not get development secrets "
+        "(the make targets set local).",
     )
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _app_env_given(cls, data: object) -> object:
+        # Fail closed, saying what to set: a missing APP_ENV would otherwise read as "Field required".
+        if isinstance(data, dict) and not data.get("APP_ENV"):
+            raise ValueError(MISSING_APP_ENV)
+        return data
 
 
 class ConnectionSettings(AppSettings):

@@ -4,6 +4,7 @@ whole test session, and a unique topic per test. See tests/README.md for the tie
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ PROCESS_FIXTURES = frozenset(
         "private_service",
     }
 )
+
+# Settings have no APP_ENV default (they refuse to start without one): the suite runs in test mode
+# unless make already set local. Child processes inherit it.
+os.environ.setdefault("APP_ENV", "test")
 
 
 @pytest.fixture(scope="session", autouse=True)
