@@ -55,6 +55,7 @@ class ProduceCli(ProducerSettings):
             "PRODUCER_DURATION_S": "duration",
             "PRODUCER_SEED": "seed",
             "PRODUCER_USERS": "users",
+            "PRODUCER_ID_SALT": "id-salt",
             "PRODUCER_LABEL_DELAY_S": "label-delay-s",
             "PRODUCER_SPEED": "speed",
             "PRODUCER_LINGER_MS": "linger-ms",
@@ -82,7 +83,10 @@ def _events(settings: ProduceCli) -> tuple[Iterator[SimEvent], SimConfig | None]
     if settings.replay_file:
         return read_stream(settings.replay_file), read_config(settings.replay_file)
     config = SimConfig(
-        seed=settings.PRODUCER_SEED, n_users=settings.PRODUCER_USERS, drift_at=settings.PRODUCER_DRIFT_AT
+        seed=settings.PRODUCER_SEED,
+        n_users=settings.PRODUCER_USERS,
+        drift_at=settings.PRODUCER_DRIFT_AT,
+        id_salt=settings.PRODUCER_ID_SALT,
     )
     count = settings.PRODUCER_COUNT
     if count is None and settings.PRODUCER_DURATION_S is None:

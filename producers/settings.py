@@ -20,6 +20,11 @@ class ProducerSettings(ConnectionSettings):
     PRODUCER_DURATION_S: float | None = Field(None, gt=0, description="Seconds (wall clock) to keep sending.")
     PRODUCER_SEED: int = Field(7, ge=0, description="Simulator seed: same seed, same stream.")
     PRODUCER_USERS: int = Field(2000, ge=1, description="Simulated card holders.")
+    PRODUCER_ID_SALT: str = Field(
+        "",
+        pattern=r"^[0-9a-z]{0,16}$",
+        description="Renames users, merchants and cards (same stream otherwise): ids no earlier run used.",
+    )
     PRODUCER_LABEL_DELAY_S: float | None = Field(
         None,
         ge=0,

@@ -12,9 +12,10 @@ import hashlib
 import heapq
 import itertools
 import math
+import re
 import uuid
 from bisect import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from random import Random
@@ -194,8 +195,13 @@ class SimConfig:
     spending_shift_rate: float = 0.0002
     stress: bool = False
     drift_at: int | None = None
+    # Renames users, merchants and cards (nothing else changes): a run of ``make demo`` gets ids no
+    # earlier run used, so no blocklist entry, profile or label of one meets the next.
+    id_salt: str = ""
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-z]{0,16}", self.id_salt):
+            raise ValueError(f"id_salt must be 0-16 lower-case letters or digits, got {self.id_salt!r}")
         if self.n_users < 1:
             raise ValueError(f"n_users must be >= 1, got {self.n_users}")
         if self.n_merchants < len(MERCHANT_CATEGORIES):
@@ -344,6 +350,7 @@ class Simulator:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self._salt = f"{config.id_salt}_" if config.id_salt else ""
         rng = Random(f"fraud-sim:{config.seed}:population")
         self.merchants = self._make_merchants(rng)
         self._merchant_cum = tuple(accumulate(rng.lognormvariate(0, 1) for _ in self.merchants))
@@ -357,6 +364,13 @@ class Simulator:
         self._drift_pools = self._pools(DRIFT_MCCS, 1)
         self._pos_pool = [i for i, m in enumerate(self.merchants) if m.pos]
         self._any_pools = self._pools(frozenset(MERCHANT_CATEGORIES), 1)
+
+    def new_card(self, rng: Random) -> str:
+        """A new card token, ``card_<16 hex>``: drawn from ``rng``, then hashed with the id salt if any."""
+        raw = _hex(rng, 64)
+        if not self.config.id_salt:
+            return f"card_{raw}"
+        return f"card_{hashlib.blake2b(f'{self.config.id_salt}:{raw}'.encode(), digest_size=8).hexdigest()}"
 
     def _pools(self, mccs: frozenset[str], at_least: int) -> dict[str, list[int]]:
         """Per channel, the merchants of ``mccs`` that accept it (every merchant accepting it when
@@ -379,7 +393,7 @@ class Simulator:
         width = max(4, len(str(self.config.n_merchants)))
         return [
             Merchant(
-                merchant_id=f"{'smerch' if self.config.stress else 'merch'}_{i:0{width}d}",
+                merchant_id=f"{'smerch' if self.config.stress else 'merch'}_{self._salt}{i:0{width}d}",
                 mcc=mcc,
                 risk=MERCHANT_CATEGORIES[mcc][1],
                 typical_eur=_MCC_PROFILE[mcc][1] * rng.lognormvariate(0, 0.25),
@@ -422,10 +436,10 @@ class Simulator:
             elif kind < no_profile + NEW_USER_SHARE:
                 age_days = rng.randint(1, 30)
             user = User(
-                user_id=f"{prefix}_{i:0{width}d}",
+                user_id=f"{prefix}_{self._salt}{i:0{width}d}",
                 home_country=home,
                 location=location,
-                cards=tuple(f"card_{_hex(rng, 64)}" for _ in range(rng.choice((1, 1, 1, 2)))),
+                cards=tuple(self.new_card(rng) for _ in range(rng.choice((1, 1, 1, 2)))),
                 devices=tuple(f"dev_{_hex(rng, 48)}" for _ in range(rng.choice((1, 1, 2, 2, 3)))),
                 visited=tuple(visited),
                 spend_level=rng.lognormvariate(0, 0.45),
@@ -489,7 +503,7 @@ class Simulator:
         rate_per_ms = cfg.rate_eps / 1000
         thresholds = list(accumulate(cfg.fraud_rates().values()))
         busy_until: dict[int, int] = {}
-        cards = _Cards(self.users)
+        cards = _Cards(self.users, self.new_card)
         state = _Compromises()
         pending: list[tuple[int, int, SimEvent]] = []  # heap of (event_time, seq, event)
         emitted = 0
@@ -868,7 +882,8 @@ class _Cards:
     """The cards each user holds during one stream: the population's, until the bank reissues a
     card after confirmed fraud on it (the genuine customer then pays with the new one)."""
 
-    def __init__(self, users: Sequence[User]) -> None:
+    def __init__(self, users: Sequence[User], new_card: Callable[[Random], str]) -> None:
+        self._new_card = new_card
         self._users = {u.user_id: u for u in users}
         self._current: dict[str, tuple[str, ...]] = {}
         self._due: list[tuple[int, str, str]] = []  # heap of (reissue time, user_id, old card)
@@ -883,7 +898,7 @@ class _Cards:
         while self._due and self._due[0][0] <= now:
             _, user_id, old = heapq.heappop(self._due)
             held = self.of(self._users[user_id])
-            self._current[user_id] = tuple(f"card_{_hex(rng, 64)}" if c == old else c for c in held)
+            self._current[user_id] = tuple(self._new_card(rng) if c == old else c for c in held)
 
 
 def _with_avg_amount(user: User, merchants: Sequence[Merchant], merchant_cum: Sequence[float]) -> User:

@@ -596,3 +596,29 @@ def test_label_delays_survive_a_stream_file(tmp_path: Path) -> None:
     again = list(read_stream(path))
     assert [e.label_delay_ms for e in again] == [e.label_delay_ms for e in events]
     assert len({e.label_delay_ms for e in events}) > 400  # drawn per label, not one constant
+
+
+def test_an_id_salt_renames_users_merchants_and_cards_and_changes_nothing_else() -> None:
+    plain_sim, salted_sim = (
+        Simulator(SimConfig(seed=4, n_users=200)),
+        Simulator(SimConfig(seed=4, n_users=200, id_salt="run1")),
+    )
+    plain, salted = list(plain_sim.events(count=3000)), list(salted_sim.events(count=3000))
+    plain_ids = (
+        {e.txn.user_id for e in plain} | {e.txn.merchant_id for e in plain} | {e.txn.card_id for e in plain}
+    )
+    salted_ids = {e.txn.user_id for e in salted} | {e.txn.merchant_id for e in salted}
+    salted_ids |= {e.txn.card_id for e in salted}
+    assert plain_ids.isdisjoint(salted_ids)
+    assert all(re.fullmatch(r"card_[0-9a-f]{16}", e.txn.card_id) for e in salted)
+    assert all(e.txn.user_id.startswith("user_run1_") for e in salted)
+    # The same stream otherwise: amounts, times, labels and their delays, event ids.
+    fields = ("event_id", "amount_minor", "currency", "country", "channel", "event_time", "merchant_category")
+    assert [[getattr(e.txn, f) for f in fields] + [e.fraud_type, e.label_delay_ms] for e in plain] == [
+        [getattr(e.txn, f) for f in fields] + [e.fraud_type, e.label_delay_ms] for e in salted
+    ]
+    assert (
+        Simulator(SimConfig(seed=4, n_users=200, id_salt="run2")).users[0].cards != salted_sim.users[0].cards
+    )
+    with pytest.raises(ValueError, match="id_salt"):
+        SimConfig(id_salt="Bad Salt")
