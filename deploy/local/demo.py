@@ -8,6 +8,12 @@ payments with fraud scenarios and labels, shows what flows and which alerts fire
 summary including how well the flagged set matched the ground truth, and stops everything it
 started (``KEEP_RUNNING=1`` leaves it all up).
 
+Each run starts from a clean slate and says so: its own Redis database (:data:`DEMO_REDIS_DB`, which
+the demo owns and empties at the start; the stack's other databases are left alone), its own
+consumer groups reading from the end of the topics, and fresh user, merchant and card ids (an id
+salt per run: the same seeded stream otherwise), so no blocklist entry, profile, tier, case or
+label of an earlier run, demo or not, meets this one. Run again, it gives the same figures.
+
 ``--drift`` shifts the simulated population a third of the way through the stream (new
 countries, larger amounts, riskier merchants): the drift gauges rise and the ``FeatureDrift``
 alert fires; the summary gives the time from the shift to the alert.
@@ -19,16 +25,19 @@ import argparse
 import math
 import os
 import re
+import secrets
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from confluent_kafka import TopicPartition
+import redis
+from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from console.cases import CaseStore
 from console.exceptions import ConsoleError
@@ -76,6 +85,86 @@ def case_line(redis_url: str) -> str:
         f"review queue: {counts['open']} cases open, {counts['resolved']} resolved "
         f"(by analysts in the console or by the timeout policy)"
     )
+
+
+# The Redis database of the demo: emptied at the start of every run (and only this one).
+DEMO_REDIS_DB = 15
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What makes one run its own: a run id that salts the simulated ids and names the consumer
+    groups (new groups read from the end: nothing an earlier run or a `make produce` left on the
+    topics is decided or acted on again), and the demo's own Redis database."""
+
+    run_id: str
+
+    @classmethod
+    def fresh(cls) -> DemoRun:
+        return cls(secrets.token_hex(4))
+
+    def redis_url(self, stack_url: str) -> str:
+        """``stack_url`` pointing at :data:`DEMO_REDIS_DB` instead of its database."""
+        base, _, db = stack_url.rpartition("/")
+        if not base.startswith("redis") or not db.isdigit():
+            raise ValueError(f"REDIS_URL {stack_url!r} does not end in /<database number>")
+        return f"{base}/{DEMO_REDIS_DB}"
+
+    def group(self, part: str) -> str:
+        return f"fraud-demo-{self.run_id}-{part}"
+
+    def job_env(self) -> dict[str, str]:
+        return {"GROUP_ID": self.group("job"), "START_FROM": "latest"}
+
+    def consumers_env(self) -> dict[str, str]:
+        return {"GROUP_ID": self.group("actions"), "AUTO_OFFSET_RESET": "latest"}
+
+    def monitor_env(self) -> dict[str, str]:
+        return {"GROUP_ID": self.group("drift-monitor"), "AUTO_OFFSET_RESET": "latest"}
+
+    def producer_args(self) -> list[str]:
+        return ["--id-salt", self.run_id]
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id}: a clean slate: Redis database {DEMO_REDIS_DB} emptied (the demo's own), "
+            f"consumer groups {self.group('*')} from the end of the topics, ids salted with {self.run_id}"
+        )
+
+
+def clear_demo_database(url: str) -> int:
+    """Empty the demo's own Redis database (``url`` must name :data:`DEMO_REDIS_DB`); returns the
+    number of keys it held."""
+    if not url.endswith(f"/{DEMO_REDIS_DB}"):
+        raise ValueError(f"refusing to empty {url}: the demo owns database {DEMO_REDIS_DB} only")
+    client = redis.Redis.from_url(url)
+    try:
+        held = cast(int, client.dbsize())
+        client.flushdb()
+    finally:
+        client.close()
+    return held
+
+
+def wait_group_assigned(bootstrap: str, group: str, timeout_s: float = 60.0) -> None:
+    """Wait until consumer group ``group`` is stable with partitions assigned: a group reading from
+    the end must have its partitions before the first record is produced, or it skips it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        futures = admin.describe_consumer_groups([group], request_timeout=5)
+        try:
+            found = futures[group].result()
+        except KafkaException:  # the coordinator does not know the group yet: ask again
+            found = None
+        if (
+            found is not None
+            and found.state == ConsumerGroupState.STABLE
+            and any(m.assignment.topic_partitions for m in found.members)
+        ):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"error: consumer group {group} got no partitions within {timeout_s:.0f}s")
 
 
 PROMETHEUS_PORT = int(os.environ.get("PROMETHEUS_PORT", "9090"))
@@ -396,13 +485,15 @@ def main(argv: list[str] | None = None) -> int:
     started: list[ManagedProcess] = []
     prom: LocalPrometheus | None = None
     drift_at = int(args.rate * args.duration * DRIFT_FRACTION) if args.drift else None
+    run = DemoRun.fresh()
     with ensure_stack(keep_running=keep) as cfg:
+        redis_url = run.redis_url(cfg.redis_url)
         # What the job, the consumers and the producer share, validated here in the parent.
         env = child_env(
             ScoringClientSettings,
             KAFKA_BOOTSTRAP_SERVERS=cfg.bootstrap,
             SCHEMA_REGISTRY_URL=cfg.registry_url,
-            REDIS_URL=cfg.redis_url,
+            REDIS_URL=redis_url,
             SCORING_URL="http://127.0.0.1:8000",
             SCORING_API_KEY=os.environ.get("SCORING_API_KEY", DEV_API_KEY),
         )
@@ -412,12 +503,14 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(
                         f"error: port {port} is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
                     )
+            held = clear_demo_database(redis_url)
+            print(f"{run.describe()} ({held} keys of an earlier run removed)")
             started.append(
                 start_scoring_service(
                     REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"]
                 )
             )
-            job = start_job(env, [], LOGS / "job.log")
+            job = start_job(env | run.job_env(), [], LOGS / "job.log")
             started.append(job)
             print(
                 "waiting for the stream job to start (its operators register their metrics when running) ..."
@@ -429,7 +522,10 @@ def main(argv: list[str] | None = None) -> int:
                 timeout_s=180,
                 needle="flink_taskmanager_job_task_operator",
             )
-            started.append(spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env))
+            consumers = spawn(
+                "consumers", ["-m", "actions"], LOGS / "consumers.log", env | run.consumers_env()
+            )
+            started.append(consumers)
             console = spawn(
                 "console", ["-m", "console"], LOGS / "console.log", env | {"CONSOLE_PORT": str(CONSOLE_PORT)}
             )
@@ -441,7 +537,12 @@ def main(argv: list[str] | None = None) -> int:
                 "drift-monitor",
                 ["-m", "monitoring"],
                 LOGS / "drift-monitor.log",
-                {**env, "MODEL_DIR": str(REPO_ROOT / "models"), "MONITOR_METRICS_PORT": str(MONITOR_PORT)},
+                {
+                    **env,
+                    **run.monitor_env(),
+                    "MODEL_DIR": str(REPO_ROOT / "models"),
+                    "MONITOR_METRICS_PORT": str(MONITOR_PORT),
+                },
             )
             started.append(monitor)
             wait_http(f"http://127.0.0.1:{MONITOR_PORT}/metrics", monitor)
@@ -456,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )
             print(f"prometheus: {prom.up()}")
+            for part in ("actions", "drift-monitor"):
+                wait_group_assigned(cfg.bootstrap, run.group(part))
             view = View(drift_at=drift_at)
             alert_view = AlertView()
             watcher = Watcher(cfg, view)
@@ -464,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                 "producer",
                 [
                     *("-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)),
-                    *("--seed", str(args.seed), "--seed-profiles", "--no-progress"),
+                    *("--seed", str(args.seed), "--seed-profiles", "--no-progress", *run.producer_args()),
                     *(("--drift-at", str(drift_at)) if drift_at is not None else ()),
                 ],
                 LOGS / "producer.log",
@@ -512,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
             watcher.stop.set()
             watcher.join(timeout=5)
             print(summary(view, time.monotonic() - t0))
-            print(case_line(cfg.redis_url))
+            print(case_line(redis_url))
             print("\n".join(drift_summary(view, alert_view, prom)))
             if producer.proc.returncode not in (0, None):
                 print(f"producer exited with {producer.proc.returncode}; see {producer.log_path}")
