@@ -15,7 +15,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
 from fraud_core.cost import CostModel
-from fraud_core.feature_catalog import FEATURE_NAMES, REASON_TEXT
+from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, REASON_TEXT, names_of
 from fraud_core.rules import load_rules
 from inference_service.compiled import CompiledModel
 from inference_service.core.config import Settings
@@ -200,3 +200,12 @@ def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
     assert stress["rules"]["per_fraud_type"]["card_testing"]["recall"] > 0
     assert {"model", "both", "pr_auc"} <= set(card["ablation"]["stress"])
     assert "pr_auc" in card["ablation"]["velocity_adds_on_stress"]
+    # One refit per feature group, each without exactly that group's features.
+    groups = card["ablation_groups"]
+    assert set(groups) == set(ABLATION_GROUPS)
+    for group, entry in groups.items():
+        assert entry["without"] == sorted(names_of(group)) and entry["without"]
+        assert 0 <= entry["stress_pr_auc"] <= 1
+        assert entry["stress_model_flagged"]["frauds"] <= stress["frauds"]
+    # Without the user's velocity the model misses card testing it otherwise catches (stress set).
+    assert groups["user_velocity"]["stress_pr_auc"] < stress["pr_auc"]
