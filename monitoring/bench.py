@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (row, s) in enumerate(zip(data.x, scores, strict=True))
     ]
     reference = parse_card(card, FEATURE_NAMES)
-    tracker = DriftTracker(FEATURE_NAMES, 2000, lambda _v: reference)
+    tracker = DriftTracker(FEATURE_NAMES, 2000, lambda _v: reference, label_delay_ms=0)
     timings = {"decode": 0.0, "window": 0.0, "drift": 0.0}
     published = 0
     for start in range(0, len(encoded), args.batch):

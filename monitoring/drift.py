@@ -90,6 +90,7 @@ class Window:
         self._width = max((b.size for b in self._bins), default=1)
         self._rows = np.zeros((size, len(self.names)), dtype=np.int32)
         self._flags = np.zeros((size, 2), dtype=np.bool_)  # flagged, profile missing
+        self._times = np.zeros(size, dtype=np.int64)  # event time (epoch ms) of each kept event
         self._counts = np.zeros(len(self.names) * self._width, dtype=np.int64)
         self._flag_counts = np.zeros(2, dtype=np.int64)
         self._offsets = np.arange(len(self.names), dtype=np.int64) * self._width
@@ -103,25 +104,39 @@ class Window:
             out[:, j] = b.index(values[:, j])
         return out
 
-    def add(self, values: FloatArray, flagged: npt.NDArray[np.bool_], missing: npt.NDArray[np.bool_]) -> None:
+    def add(
+        self,
+        values: FloatArray,
+        flagged: npt.NDArray[np.bool_],
+        missing: npt.NDArray[np.bool_],
+        times_ms: npt.NDArray[np.int64] | None = None,
+    ) -> None:
         """Add a batch of events: ``values`` has one row per event and one column per name (no
-        columns when the window has no reference); the two flags are one per event."""
+        columns when the window has no reference); the two flags and the event times (epoch ms,
+        for :attr:`oldest_ms`; 0 when not given) are one per event."""
         n = len(flagged)
         if n == 0:
             return
         rows = self.bin_rows(values) if self.names else np.zeros((n, 0), dtype=np.int32)
         flags = np.column_stack([flagged, missing])
+        times = np.zeros(n, dtype=np.int64) if times_ms is None else np.asarray(times_ms, dtype=np.int64)
         if n > self.size:  # only the newest `size` events can stay
-            rows, flags, n = rows[-self.size :], flags[-self.size :], self.size
+            rows, flags, times, n = rows[-self.size :], flags[-self.size :], times[-self.size :], self.size
         slots = (self._pos + np.arange(n)) % self.size
         if self.filled == self.size or self.filled + n > self.size:
             evicted = slots[slots < self.filled] if self.filled < self.size else slots
             self._count(self._rows[evicted], self._flags[evicted], -1)
         self._rows[slots] = rows
         self._flags[slots] = flags
+        self._times[slots] = times
         self._count(rows, flags, +1)
         self._pos = int((self._pos + n) % self.size)
         self.filled = min(self.size, self.filled + n)
+
+    @property
+    def oldest_ms(self) -> int | None:
+        """The earliest event time among the events in the window (None when empty)."""
+        return int(self._times[: self.filled].min()) if self.filled else None
 
     def _count(self, rows: npt.NDArray[np.int32], flags: npt.NDArray[np.bool_], sign: int) -> None:
         if rows.size:

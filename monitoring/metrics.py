@@ -23,6 +23,19 @@ class Metrics:
             by_feature,
             registry=r,
         )
+        self.feature_warming = Gauge(
+            "fraud_feature_warming",
+            "1 while a windowed feature's window (plus the label delay, for label-driven ones) is longer "
+            "than the stream has run in event time: its drift is not judged and fraud_feature_psi and "
+            "fraud_feature_js_distance are not exported for it; 0 once warm.",
+            by_feature,
+            registry=r,
+        )
+        self.stream_elapsed = Gauge(
+            "fraud_drift_stream_event_time_seconds",
+            "Event time from the first decision the monitor saw to the latest: the warm-up clock.",
+            registry=r,
+        )
         self.score_psi = Gauge(
             "fraud_score_psi",
             "PSI of the score over the window vs the model's reference.",

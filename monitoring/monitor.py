@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from monitoring.metrics import Metrics
 from monitoring.reference import ModelReference, parse_card
 from monitoring.settings import MonitorSettings
 from monitoring.tracker import DriftTracker
+from monitoring.warmup import warm_up_ms
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,17 @@ class CardSource:
         return parse_card(self.card(version), FEATURE_NAMES)
 
 
-def publish(metrics: Metrics, readings: dict[str, tuple[DriftReading, ModelReference | None]]) -> None:
-    """Set every gauge from the current readings."""
+def publish(
+    metrics: Metrics,
+    readings: dict[str, tuple[DriftReading, ModelReference | None]],
+    warming: Mapping[str, frozenset[str]],
+    windowed: frozenset[str] = frozenset(),
+) -> None:
+    """Set every gauge from the current readings. A feature in ``warming[version]`` gets no PSI or
+    JS gauge for that version (one exported before is removed), so no drift alert can judge it, and
+    ``fraud_feature_warming`` says so; every feature of ``windowed`` gets that gauge, 0 once warm."""
     for version, (reading, reference) in readings.items():
+        cold = warming.get(version, frozenset())
         metrics.window_events.labels(version).set(reading.events)
         metrics.flag_rate.labels(version).set(reading.flag_rate)
         metrics.missing_profile_rate.labels(version).set(reading.missing_profile_rate)
@@ -105,10 +115,16 @@ def publish(metrics: Metrics, readings: dict[str, tuple[DriftReading, ModelRefer
             continue
         if reference.flag_rate is not None:
             metrics.flag_rate_reference.labels(version).set(reference.flag_rate)
+        for name in windowed | cold:
+            metrics.feature_warming.labels(name, version).set(1 if name in cold else 0)
         for name, value in reading.psi.items():
             if name == "score":
                 metrics.score_psi.labels(version).set(value)
                 metrics.score_js.labels(version).set(reading.js[name])
+            elif name in cold:
+                for gauge in (metrics.feature_psi, metrics.feature_js):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(name, version)
             else:
                 metrics.feature_psi.labels(name, version).set(value)
                 metrics.feature_js.labels(name, version).set(reading.js[name])
@@ -127,7 +143,10 @@ class DriftMonitor(PollingService):
         self.metrics = metrics or Metrics()
         super().__init__(settings.MONITOR_METRICS_PORT, self.metrics.registry, log)
         self.cards = CardSource(settings.MODEL_DIR, settings.SCORING_URL, settings.api_key)
-        self.tracker = DriftTracker(FEATURE_NAMES, settings.DRIFT_WINDOW, self.cards.reference)
+        self.tracker = DriftTracker(
+            FEATURE_NAMES, settings.DRIFT_WINDOW, self.cards.reference, settings.DRIFT_LABEL_DELAY_S * 1000
+        )
+        self._windowed = frozenset(n for n in FEATURE_NAMES if warm_up_ms(n, 0) > 0)
         self.registry = RegistryClient(settings.SCHEMA_REGISTRY_URL)
         self._reader = schemas.load(schemas.DECISION)
         self.consumer = Consumer(
@@ -187,7 +206,10 @@ class DriftMonitor(PollingService):
         now = time.monotonic()
         if now >= self._publish_due:
             self._publish_due = now + self.settings.PUBLISH_INTERVAL_S
-            publish(self.metrics, self.tracker.readings(self.settings.DRIFT_MIN_EVENTS))
+            self.metrics.stream_elapsed.set(self.tracker.clock.elapsed_ms / 1000)
+            readings = self.tracker.readings(self.settings.DRIFT_MIN_EVENTS)
+            warming = {version: self.tracker.warming(version) for version in readings}
+            publish(self.metrics, readings, warming, self._windowed)
         self.metrics.cpu_seconds.inc(time.process_time() - cpu0)
         self._update_lag()
         return added

@@ -42,6 +42,12 @@ class MonitorSettings(ConnectionSettings):
     DRIFT_MIN_EVENTS: int = Field(
         500, ge=1, description="Publish a model's drift only once its window holds this many decisions."
     )
+    DRIFT_LABEL_DELAY_S: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="How long after a payment its fraud label arrives (the simulator's: 7 days); the "
+        "label-driven features are judged only once the stream has run their window plus this, in event time.",
+    )
     PUBLISH_INTERVAL_S: float = Field(1.0, gt=0, le=60, description="Seconds between gauge updates.")
     MONITOR_METRICS_PORT: int = Field(9104, ge=0, le=65535, description="Prometheus port; 0 = no server.")
     BATCH_MAX: int = Field(500, ge=1, le=10_000, description="Records taken per poll.")

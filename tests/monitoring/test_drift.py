@@ -159,6 +159,7 @@ def _decision(version: str, value: float, flagged: bool, missing: bool) -> dict[
         "features": features,
         "score": value / 10,
         "decision": "FLAGGED" if flagged else "APPROVED",
+        "event_time": 1_767_225_600_000,
     }
 
 
@@ -171,7 +172,7 @@ def test_tracker_keeps_one_window_per_version_and_rates_without_a_reference() ->
             raise InvalidReference(version, "unknown")
         return parse_card(cards[version], FEATURE_NAMES)
 
-    tracker = DriftTracker(FEATURE_NAMES, 100, load)
+    tracker = DriftTracker(FEATURE_NAMES, 100, load, label_delay_ms=0)
     batch = [_decision("m1", 1.0, i % 4 == 0, i % 2 == 0) for i in range(100)]
     batch += [_decision("fallback-rules", 0.0, True, False) for _ in range(10)]
     batch.append(

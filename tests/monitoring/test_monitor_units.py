@@ -58,16 +58,17 @@ def test_without_an_api_key_only_the_model_folder_is_asked(tmp_path: Path) -> No
 def test_gauges_carry_the_contract_names_and_labels(tmp_path: Path) -> None:
     _write_card(tmp_path, "m1")
     source = CardSource(tmp_path, "http://127.0.0.1:9", "key")
-    tracker = DriftTracker(FEATURE_NAMES, 100, source.reference)
+    tracker = DriftTracker(FEATURE_NAMES, 100, source.reference, label_delay_ms=0)
     decision = {
         "model_version": "m1",
         "features": dict.fromkeys(FEATURE_NAMES, 9.0),
         "score": 0.9,
         "decision": "FLAGGED",
+        "event_time": 1_767_225_600_000,
     }
     tracker.observe([decision] * 100)
     metrics = Metrics()
-    publish(metrics, tracker.readings(min_events=100))
+    publish(metrics, tracker.readings(min_events=100), {"m1": tracker.warming("m1")})
     text = generate_latest(metrics.registry).decode()
     assert 'fraud_feature_psi{feature="amount_eur",model_version="m1"}' in text
     assert 'fraud_score_psi{model_version="m1"}' in text
