@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm.write(
                     f"{name:<17} {delivery:<14} in {row.events_in:>5} out {row.decisions_out:>5} "
                     f"lost {row.lost} dup {row.duplicates} dlq {row.dead_letters} degraded {row.degraded} "
-                    f"recovery {row.recovery_s} holds {row.holds} ({time.monotonic() - t0:.0f}s)"
+                    f"recovery {row.recovery_s} after-repair {row.events_after_repair} holds {row.holds} "
+                    f"({time.monotonic() - t0:.0f}s); fault: {row.fault_observed or 'NOT OBSERVED'}"
                 )
     except KeyboardInterrupt:
         print("interrupted: writing the rows so far", file=sys.stderr)

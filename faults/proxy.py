@@ -48,6 +48,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.delay_s = delay_s
         self.mode = Mode.PASS
+        # Requests handled in each mode: what shows that a mode really met traffic.
+        self.handled: dict[Mode, int] = dict.fromkeys(Mode, 0)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -79,6 +81,7 @@ class FaultProxy:
         try:
             while request := await _message(reader):
                 mode = self.mode
+                self.handled[mode] += 1
                 if mode is Mode.DROP:
                     return
                 if mode is Mode.ERROR:

@@ -3,7 +3,9 @@ stream job, a paced producer and a reader of everything the job writes.
 
 The oracle (:func:`tally`) is the same for every scenario, in ``make faults`` and in ``make test``:
 each event sent must come out as one decision or one dead letter; more than one decision for an
-event is a duplicate; none at all is a loss.
+event is a duplicate; none at all is a loss. A row holds only when, besides, the scenario saw its
+fault happen (``fault_observed``) and events sent after the repair were decided
+(``events_after_repair``): a fault that never hit, or a feed that died with the fault, proves nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 import schemas
 from deploy.local.bootstrap import create_topics
 from deploy.local.processes import ManagedProcess, start_job, start_scoring_service
-from deploy.local.stack import Service, Stack, free_port
+from deploy.local.stack import Service, Stack, free_port, port_open
 from faults.proxy import FaultProxy
 from flink_jobs.settings import JobSettings
 from fraud_core import avro
 from fraud_core.cli import child_env
-from fraud_core.exceptions import RegistryUnavailable
+from fraud_core.exceptions import FraudPipelineError, RegistryUnavailable
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.serde import AvroDeserializer
 from fraud_core.kafka_io import AvroPublisher, consumer
@@ -68,9 +70,62 @@ class Row:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     ran_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # What showed that the fault happened (a process gone, a port closed, a job failure counted,
+    # degraded decisions seen, the proxy's mode observed); empty when nothing did.
+    fault_observed: str = ""
+    # Events sent at or after the repair that were decided (or dead-lettered).
+    events_after_repair: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class FaultNotObserved(FraudPipelineError):  # a finding of the suite, reported in its row
+    """The scenario could not show that its fault happened (say, the process to kill was not running)."""
+
+
+def observed_down(name: str, outcome: str, pid_after: int | None, port: int, listening: bool) -> str:
+    """What shows that ``name`` went down, from ``Stack.stop``'s answer and what was checked after it.
+
+    Raises:
+        FaultNotObserved: the stop found nothing to stop, or the process or its port survived it.
+    """
+    if not outcome.startswith("stopped"):
+        raise FaultNotObserved(f"{name} was not brought down: Stack.stop answered {outcome!r}")
+    if pid_after is not None:
+        raise FaultNotObserved(f"{name} still runs as pid {pid_after} after {outcome!r}")
+    if port and listening:
+        raise FaultNotObserved(f"{name}'s port {port} still accepts connections after {outcome!r}")
+    return f"{name} {outcome.removeprefix('stopped ')} gone" + (f", port {port} closed" if port else "")
+
+
+def row_holds(
+    delivery: str,
+    lost: int,
+    duplicates: int,
+    fault_observed: str,
+    events_after_repair: int,
+    extra: bool = True,
+) -> bool:
+    """CONTRACT.md's ``holds``: nothing lost, nothing duplicated under exactly-once, the fault observed,
+    and traffic decided after the repair; ``extra`` is the scenario's own condition."""
+    return (
+        lost == 0
+        and (delivery != "exactly-once" or duplicates == 0)
+        and bool(fault_observed)
+        and events_after_repair > 0
+        and extra
+    )
+
+
+def time_to_healthy(since: float, decisions: list[tuple[float, float, bool]]) -> float | None:
+    """Seconds from ``since`` (the repair) until decisions are non-degraded again and stay so: the
+    arrival of the first non-degraded decision after the last degraded one, counting only events
+    sent at or after ``since`` (each item: arrival, sent, degraded). None when no such decision."""
+    after = sorted((arrival, degraded) for arrival, sent, degraded in decisions if sent >= since)
+    last_degraded = max((i for i, (_, degraded) in enumerate(after) if degraded), default=-1)
+    healthy = after[last_degraded + 1 :]
+    return round(max(healthy[0][0] - since, 0.0), 2) if healthy else None
 
 
 @dataclass(frozen=True)
@@ -163,6 +218,17 @@ class Tap:
         """Seconds from ``since`` to the first decision of an event sent at or after ``since``."""
         times = [t for t, r in self.decisions if sent_at.get(r["event_id"], -1) >= since]
         return round(min(times) - since, 2) if times else None
+
+    def healthy_after(self, since: float, sent_at: dict[str, float]) -> float | None:
+        """:func:`time_to_healthy` of this tap's decisions: until decisions are not degraded again."""
+        items = [(t, sent_at.get(r["event_id"], -1.0), bool(r["degraded"])) for t, r in self.decisions]
+        return time_to_healthy(since, items)
+
+    def degraded_between(self, start: float, end: float, sent_at: dict[str, float]) -> int:
+        """Degraded decisions of events sent in [start, end): the fault seen in the output."""
+        return sum(
+            1 for _, r in self.decisions if r["degraded"] and start <= sent_at.get(r["event_id"], -1.0) < end
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -265,6 +331,17 @@ class Rig:
     def svc(self, name: str) -> Service:
         return next(s for s in self.stack.services if s.name == name)
 
+    def take_down(self, name: str, kill: bool = True) -> str:
+        """SIGKILL (or stop) stack service ``name`` and prove it: its PID gone, its port closed.
+
+        Raises:
+            FaultNotObserved: it was not running (``Stack.stop`` said "not running"), or it still
+                runs or still listens afterwards.
+        """
+        svc = self.svc(name)
+        outcome = self.stack.kill(svc) if kill else self.stack.stop(svc)
+        return observed_down(name, outcome, self.stack.pid(svc), svc.port, port_open(svc.port))
+
     def start_service(self) -> None:
         self.service = start_scoring_service(
             self.model_dir, self.service_port, self.work_dir / "scoring.log", self.api_key
@@ -342,42 +419,54 @@ class Rig:
 def tally(
     scenario: str,
     delivery: str,
-    feed: Feed,
-    tap: Tap,
+    sent_at: dict[str, float],
+    decisions: list[dict[str, Any]],
+    dead: set[str],
     recovery_s: float | None,
+    repaired_at: float,
+    fault_observed: str,
     note: str = "",
-    **extra: Any,
+    extra_holds: bool = True,
 ) -> Row:
-    """The oracle: lost, duplicated, dead-lettered and degraded, from what was sent and what came out."""
-    sent = feed.sent
-    ids = [r["event_id"] for _, r in tap.decisions]
-    dead = tap.dead_ids()
-    lost = len(sent - set(ids) - dead)
+    """The oracle: lost, duplicated, dead-lettered and degraded, from what was sent (event id -> send
+    time), what came out (decision records, dead-lettered event ids) and the scenario's own findings;
+    ``events_after_repair`` counts the events sent at or after ``repaired_at`` that came out."""
+    ids = [r["event_id"] for r in decisions]
+    out = set(ids) | dead
+    lost = len(sent_at.keys() - out)
     duplicates = len(ids) - len(set(ids))
-    holds = lost == 0 and (delivery != "exactly-once" or duplicates == 0)
+    after = sum(1 for e, t in sent_at.items() if t >= repaired_at and e in out)
     return Row(
         scenario=scenario,
         delivery=delivery,
-        events_in=len(sent),
+        events_in=len(sent_at),
         decisions_out=len(ids),
         lost=lost,
         duplicates=duplicates,
-        dead_letters=len(tap.dead),
-        degraded=sum(1 for _, r in tap.decisions if r["degraded"]),
+        dead_letters=len(dead),
+        degraded=sum(1 for r in decisions if r["degraded"]),
         recovery_s=recovery_s,
-        holds=holds and bool(extra.pop("extra_holds", True)),
+        holds=row_holds(delivery, lost, duplicates, fault_observed, after, extra_holds),
         note=note,
-        extra=extra,
+        fault_observed=fault_observed,
+        events_after_repair=after,
     )
 
 
 def merged_with_previous(rows: list[Row], path: Path) -> list[Row]:
     """``rows``, plus the rows of the previous ``latest.json`` for scenarios not run this time
-    (a partial run, ``--scenario``/``--delivery``, updates the table instead of replacing it)."""
+    (a partial run, ``--scenario``/``--delivery``, updates the table instead of replacing it).
+
+    A kept row keeps its own ``ran_at``, so it never passes for a result of this run. A previous
+    row without its own ``ran_at`` or ``fault_observed`` comes from before those were recorded and
+    cannot show that its fault happened: it is dropped, not re-dated.
+    """
     try:
         data = json.loads(path.read_text())
-        previous = [Row(**{"ran_at": data["started_at"], **r}) for r in data["scenarios"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        previous = [
+            Row(**r) for r in data["scenarios"] if r.get("ran_at") and r.get("fault_observed") is not None
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return rows
     ran = {(r.scenario, r.delivery) for r in rows}
     fresh = {(r.scenario, r.delivery): r for r in rows}
@@ -401,13 +490,18 @@ def write_results(rows: list[Row], started_at: str, out_dir: Path) -> tuple[Path
 
 
 def markdown(rows: list[Row], started_at: str) -> str:
-    head = "| scenario | delivery | events in | decisions out | lost | duplicated | dead letters | degraded | recovery (s) | holds | note |"
-    lines = [f"Fault suite, {started_at}", "", head, "|" + "---|" * 11]
+    """The table for people; each row shows when it ran (a partial run keeps earlier rows)."""
+    head = (
+        "| scenario | delivery | ran at | events in | decisions out | lost | duplicated | dead letters "
+        "| degraded | recovery (s) | after repair | fault observed | holds | note |"
+    )
+    lines = [f"Fault suite, run started {started_at}", "", head, "|" + "---|" * 14]
     for r in rows:
         recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}"
         lines.append(
-            f"| {r.scenario} | {r.delivery} | {r.events_in} | {r.decisions_out} | {r.lost} | {r.duplicates} "
-            f"| {r.dead_letters} | {r.degraded} | {recovery} | {'yes' if r.holds else '**NO**'} | {r.note} |"
+            f"| {r.scenario} | {r.delivery} | {r.ran_at} | {r.events_in} | {r.decisions_out} | {r.lost} "
+            f"| {r.duplicates} | {r.dead_letters} | {r.degraded} | {recovery} | {r.events_after_repair} "
+            f"| {r.fault_observed or '**not observed**'} | {'yes' if r.holds else '**NO**'} | {r.note} |"
         )
     return "\n".join(lines) + "\n"
 
