@@ -459,6 +459,9 @@ def summary(v: View, elapsed: float) -> str:
         f"end-to-end latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
         f"against ground truth, flagged = REVIEW or BLOCK: precision {precision:.1%}, recall {recall:.1%} "
         f"({tp} of {len(fraud)} frauds flagged)",
+        f"ground truth = the labels that arrived: {len(set(v.labels) & set(v.input_ts))} of "
+        f"{len(v.input_ts)} payments (the simulator's labels come days late, 5% never); unlabelled "
+        "payments are left out of every figure",
         *action_lines(v),
         *fraud_type_lines(v),
     ]
