@@ -72,6 +72,13 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 FRAUD_TYPES = ("card_testing", "account_takeover", "merchant_burst", "impossible_travel")
+
+
+def fraud_types(data: Dataset) -> list[str]:
+    """The fraud types reported per type: the four episode types always, then any other in ``data``
+    (a labelled history names its own: the simulator's compromised merchants, an import's scenarios)."""
+    present = sorted({str(k) for k in np.unique(data.fraud_type)} - {""} - set(FRAUD_TYPES))
+    return [*FRAUD_TYPES, *present]
 _ROUND = 6
 # When the simulator's fraud labels become known: a week after the payment, as chargebacks do.
 SIMULATOR_LABEL_DELAY_MS = 7 * 24 * 3600 * 1000
@@ -242,7 +249,7 @@ def action_report(actions: Sequence[str], data: Dataset) -> dict[str, Any]:
     flagged = masks["flagged"]
     false_flags = int((flagged & ~fraud).sum())
     per: dict[str, Any] = {}
-    for kind in FRAUD_TYPES:
+    for kind in fraud_types(data):
         mine = data.fraud_type == kind
         hits = int((flagged & mine).sum())
         per[kind] = {
@@ -399,7 +406,7 @@ def evaluate(
     }
     per: dict[str, Any] = {}
     legit = ~fraud
-    for kind in FRAUD_TYPES:
+    for kind in fraud_types(data):
         mine = data.fraud_type == kind
         if not mine.any():
             per[kind] = {"frauds": 0}

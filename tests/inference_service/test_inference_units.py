@@ -189,7 +189,7 @@ def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
     for source in ("model", "rules", "both"):
         for action in ("REVIEW", "BLOCK", "flagged"):
             assert {"payments", "frauds", "precision", "recall"} <= set(stress[source][action])
-        assert set(stress[source]["per_fraud_type"]) == {
+        assert set(stress[source]["per_fraud_type"]) >= {
             "card_testing",
             "account_takeover",
             "merchant_burst",
