@@ -264,6 +264,7 @@ def replay_models(
                 job_name=f"backtest-{p.run_id}-{model.slug}",
                 work_dir=p.work,
                 progress_label=f"replay {model.version}",
+                labels_topic=settings.BACKTEST_LABELS_TOPIC,
             )
         decisions, dead, replayed, processing = replay.collect(bootstrap, registry, topics, rng, warmup_ids)
         results[model.version] = replay.ReplayResult(

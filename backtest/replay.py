@@ -152,6 +152,7 @@ def run_job(
     job_name: str,
     work_dir: Path,
     progress_label: str,
+    labels_topic: str | None = None,
     timeout_s: float = 6 * 3600,
 ) -> tuple[float, Path]:
     """Run the bounded job to completion with a progress bar; returns (wall seconds, log path).
@@ -168,6 +169,8 @@ def run_job(
         SCORING_URL=scoring_url,
         SCORING_API_KEY=api_key,
         INPUT_TOPIC=replay.topic,
+        # The labels of the range's own history (without it the job reads the live payments.labels).
+        **({"LABELS_TOPIC": labels_topic} if labels_topic else {}),
         FLAGGED_TOPIC=topics.flagged,
         APPROVED_TOPIC=topics.approved,
         DLQ_TOPIC=topics.dlq,
