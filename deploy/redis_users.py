@@ -52,3 +52,35 @@ def user_directive(user: str, password_ref: str) -> str:
     """The ``--user`` argument of ``redis-server`` for ``user``; ``password_ref`` is how the
     deployment spells its password variable (``${X}`` in compose, ``$(X)`` in Kubernetes)."""
     return f"{user} on >{password_ref} {USERS[user]}"
+
+
+def _acl_line(user: str) -> str:
+    return f'echo "user {user} on #$(sha "${password_variable(user)}") {USERS[user]}"'
+
+
+def start_script(users: list[str]) -> str:
+    """The ``sh -c`` script the Redis container starts with: it writes an ACL file holding each
+    user's rules and the SHA-256 of its password (read from ``REDIS_<USER>_PASSWORD``), unsets the
+    password variables and starts ``redis-server --aclfile``. No password ever appears on a command
+    line (``ps``, ``/proc/<pid>/cmdline``), unlike ``--user name on >password``.
+
+    ``REDIS_DATA_DIR`` (default ``/data``), ``REDIS_PORT`` (6379) and ``REDIS_EXEC`` (the image's
+    ``docker-entrypoint.sh``, which drops root to the redis user) let a test run it outside a container.
+    """
+    variables = [password_variable(u) for u in users]
+    lines = [
+        "set -eu",
+        "umask 077",
+        'dir="${REDIS_DATA_DIR:-/data}"',
+        'acl="$dir/users.acl"',
+        "sha() { printf %s \"$1\" | sha256sum | cut -d' ' -f1; }",
+        *(f'[ -n "${{{v}:-}}" ] || {{ echo "{v} is not set" >&2; exit 1; }}' for v in variables),
+        "{",
+        f"echo 'user {DEFAULT_USER}'",
+        *(_acl_line(u) for u in users),
+        '} > "$acl"',
+        f"unset {' '.join(variables)}",
+        'exec ${REDIS_EXEC:-docker-entrypoint.sh} redis-server --appendonly yes --dir "$dir" '
+        '--port "${REDIS_PORT:-6379}" --aclfile "$acl"',
+    ]
+    return "\n".join(lines) + "\n"

@@ -19,7 +19,8 @@ from tests.deploy.conftest import DEPLOY, ROOT
 CONTAINER_VARS = {  # variables read by a third-party image, not by our settings classes
     "fraud-flink": {"FLINK_PROPERTIES", "ENABLE_BUILT_IN_PLUGINS"},
 }
-INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+# Compose interpolation; "$$" is an escaped dollar (a shell variable in a command), not one.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
 # Each of our compose services -> the settings class whose fields are its environment. A module that does
@@ -209,6 +210,21 @@ def test_only_the_ports_a_user_needs_are_published(compose: dict[str, Any]) -> N
     assert not published["flink-jobmanager"]
 
 
+def test_the_header_comment_names_exactly_the_published_ports(compose: dict[str, Any]) -> None:
+    header = []
+    for line in (ROOT / "docker-compose.yml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    text = " ".join(header)
+    listed = text.split("Published on 127.0.0.1 only:", 1)[1].split("Nothing else", 1)[0]
+    named = {int(port) for port in re.findall(r"\b(\d{4,5})\b", listed)}
+    published = {
+        int(mapping.split(":")[1]) for svc in compose["services"].values() for mapping in svc.get("ports", [])
+    }
+    assert named == published
+
+
 def test_app_env_is_not_local_by_default(compose: dict[str, Any]) -> None:
     for name in OUR_SERVICES:
         app_env = env_of(compose["services"][name]).get("APP_ENV")
@@ -258,14 +274,19 @@ def test_kafka_uses_sasl_and_every_client_authenticates(compose: dict[str, Any])
 
 
 def test_redis_has_one_acl_user_per_application(compose: dict[str, Any]) -> None:
-    from deploy.redis_users import DEFAULT_USER, USERS, password_variable, user_directive
+    from deploy.redis_users import USERS, password_variable, start_script
 
-    command = compose["services"]["redis"]["command"]
-    directives = [command[i + 1] for i, arg in enumerate(command) if arg == "--user"]
-    expected = [DEFAULT_USER] + [
-        user_directive(u, f"${{{password_variable(u)}:?set {password_variable(u)} in .env}}") for u in USERS
-    ]
-    assert directives == expected
+    redis = compose["services"]["redis"]
+    # The users come from the start script (compose escapes its $), the passwords from .env through
+    # the environment: no password reference on the command line.
+    assert redis["command"] == ["sh", "-c", start_script(list(USERS)).replace("$", "$$")]
+    assert not any(
+        "PASSWORD" in arg.replace("$$", "") and "${" in arg.replace("$$", "") for arg in redis["command"]
+    )
+    assert redis["environment"] == {
+        password_variable(u): f"${{{password_variable(u)}:?set {password_variable(u)} in .env}}"
+        for u in USERS
+    }
     for name in OUR_SERVICES:
         env = env_of(compose["services"][name])
         if "REDIS_URL" in env:

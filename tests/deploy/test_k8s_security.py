@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy.redis_users import DEFAULT_USER, password_variable, user_directive
+from deploy.redis_users import password_variable, start_script
 from monitoring.settings import MonitorSettings
 from tests.deploy.conftest import OVERLAYS
 from tests.deploy.test_k8s_safety import pods
@@ -412,16 +412,15 @@ def test_redis_has_an_acl_user_per_application_with_passwords_from_a_secret(
     docs = built[overlay]
     workloads = {w: pod for w, pod in pods(docs)}
     redis = workloads["StatefulSet/redis"]["containers"][0]
-    args = redis["args"]
-    directives = [args[i + 1] for i, a in enumerate(args) if a == "--user"]
     users = {
         "FlinkDeployment/scoring-job": "fraud-job",
         "Deployment/consumers": "fraud-consumers",
         "Deployment/console": "fraud-console",
     }
-    assert directives == [DEFAULT_USER] + [
-        user_directive(u, f"$({password_variable(u)})") for u in users.values()
-    ]
+    # The kubelet expands $(VAR) in args, so the script's command substitutions are escaped ($$(); no
+    # password variable is referenced for expansion into the command line.
+    assert redis["args"] == ["sh", "-c", start_script(list(users.values())).replace("$(", "$$(")]
+    assert not any(f"$({password_variable(u)})" in arg for arg in redis["args"] for u in users.values())
     redis_env = {e["name"]: e for e in redis["env"]}
     for where, user in users.items():
         assert redis_env[password_variable(user)]["valueFrom"]["secretKeyRef"] == {
@@ -443,3 +442,55 @@ def test_admin_key_is_the_scoring_service_s_alone(built: dict[str, list], overla
         if e["name"] == "ADMIN_API_KEY"
     }
     assert holders == {"Deployment/scoring": {"name": "scoring-admin-key", "key": "admin-key"}}
+
+
+def _rules(docs: list[dict[str, Any]], role: str) -> dict[tuple[str, str], set[str]]:
+    found = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == role)
+    return {
+        (group, resource): set(rule["verbs"])
+        for rule in found["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def _bound(docs: list[dict[str, Any]], role: str) -> set[str]:
+    return {
+        s["name"]
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == role
+        for s in d["subjects"]
+        if s["kind"] == "ServiceAccount"
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_flink_accounts_hold_only_what_native_kubernetes_mode_needs(
+    built: dict[str, list], overlay: str
+) -> None:
+    docs = built[overlay]
+    jobmanager = _rules(docs, "flink")
+    assert jobmanager == {
+        ("", "pods"): {"get", "list", "watch", "create", "delete"},  # the TaskManager pods
+        ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},  # HA
+        ("apps", "deployments"): {"get"},  # owner of the TaskManager pods
+        ("apps", "deployments/finalizers"): {"update"},
+    }
+    # TaskManagers run Python on untrusted input: read-only ConfigMaps (the HA leader), nothing else.
+    assert _rules(docs, "flink-taskmanager") == {("", "configmaps"): {"get", "list", "watch"}}
+    assert _bound(docs, "flink") == {"flink"} and _bound(docs, "flink-taskmanager") == {"flink-taskmanager"}
+    flink = next(d for d in docs if d["kind"] == "FlinkDeployment")
+    assert flink["spec"]["serviceAccount"] == "flink"
+    assert (
+        flink["spec"]["flinkConfiguration"]["kubernetes.taskmanager.service-account"] == "flink-taskmanager"
+    )
+    for d in docs:  # no other Role or ClusterRole anywhere
+        assert d["kind"] not in ("ClusterRole", "ClusterRoleBinding"), d["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_other_pod_mounts_a_service_account_token(built: dict[str, list], overlay: str) -> None:
+    for d in built[overlay]:
+        if d["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"):
+            spec = d["spec"]["template"]["spec"] if d["kind"] != "CronJob" else d["spec"]["jobTemplate"]
+            assert spec.get("automountServiceAccountToken") is False, f"{d['kind']}/{d['metadata']['name']}"

@@ -4,9 +4,14 @@ session's Redis with ACL SETUSER (the same rules compose and Kubernetes pass to 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +25,8 @@ from actions.outbox import DUE_KEY, NotificationDispatcher, NotificationOutbox
 from actions.store import ActionStore
 from console.auth import User, hash_password
 from console.sessions import LoginThrottle, SessionStore
-from deploy.redis_users import USERS
+from deploy.local.stack import _redis_server, free_port
+from deploy.redis_users import USERS, password_variable, start_script
 from fraud_core.connections import redis_url
 from fraud_core.enrichment import ProfileStore, blocklist_key, profile_key
 from fraud_core.features import Profile
@@ -166,3 +172,58 @@ def test_the_console_keeps_sessions_and_log_in_limits_as_its_user(stack: Any, us
             client.keys("*")  # no code needs it: the console lost +keys
     finally:
         client.close()
+
+
+def test_the_start_script_keeps_every_password_off_the_command_line(tmp_path: Path) -> None:
+    """The compose/Kubernetes start script against a real redis-server: each user logs in with its
+    password, the default user may only PING, and no password is in the server's command line or
+    environment."""
+    passwords = {u: secrets.token_urlsafe(16) + '"$x' for u in USERS}  # shell-hostile characters too
+    script = tmp_path / "start.sh"
+    script.write_text(start_script(list(USERS)))
+    port = free_port()
+    env = {
+        "PATH": f"{Path(_redis_server()).parent}:{os.environ['PATH']}",
+        "REDIS_DATA_DIR": str(tmp_path),
+        "REDIS_PORT": str(port),
+        "REDIS_EXEC": "env",
+        **{password_variable(u): p for u, p in passwords.items()},
+    }
+    server = subprocess.Popen(["sh", str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if redis.Redis(port=port).ping():
+                    break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "redis did not start"
+                time.sleep(0.1)
+        for user, password in passwords.items():
+            assert redis.Redis(port=port, username=user, password=password).ping()
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                redis.Redis(port=port, username=user, password="wrong").ping()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            redis.Redis(port=port).get("profile:x")
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes()
+        assert b"redis-server" in cmdline
+        for password in passwords.values():
+            assert password.encode() not in cmdline and password.encode() not in environ
+        acl = (tmp_path / "users.acl").read_text()
+        for user, password in passwords.items():  # stored as SHA-256 only
+            assert f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} " in acl
+            assert password not in acl
+        assert (tmp_path / "users.acl").stat().st_mode & 0o077 == 0
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_start_script_refuses_a_missing_password(tmp_path: Path) -> None:
+    script = tmp_path / "start.sh"
+    script.write_text(start_script(list(USERS)))
+    env = {"PATH": os.environ["PATH"], "REDIS_DATA_DIR": str(tmp_path), "REDIS_EXEC": "true"}
+    done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "REDIS_FRAUD_JOB_PASSWORD is not set" in done.stderr
+    assert not (tmp_path / "users.acl").exists()
