@@ -134,6 +134,7 @@ class Topics:
     flagged: str
     approved: str
     dlq: str
+    labels: str  # the job's second source (label-driven features); nothing is sent on it here
 
 
 class Tap:
@@ -362,6 +363,7 @@ class Rig:
             TopicSpec(f"flagged.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
             TopicSpec(f"approved.{tag}", DECISION_PARTITIONS, DAY_MS, schemas.DECISION),
             TopicSpec(f"dlq.{tag}", 1, DAY_MS, schemas.DEAD_LETTER),
+            TopicSpec(f"labels.{tag}", 4, DAY_MS, schemas.LABEL),
         ]
         create_topics(self.bootstrap, specs)
         client = RegistryClient(self.registry_url)
@@ -383,6 +385,7 @@ class Rig:
             FLAGGED_TOPIC=topics.flagged,
             APPROVED_TOPIC=topics.approved,
             DLQ_TOPIC=topics.dlq,
+            LABELS_TOPIC=topics.labels,
             GROUP_ID=group,
             DELIVERY=delivery,
             TRANSACTIONAL_ID_PREFIX=group,
