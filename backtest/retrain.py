@@ -30,7 +30,6 @@ import json
 import logging
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from sklearn.metrics import average_precision_score
 
 from backtest import replay as backtest_replay
 from backtest.cli import run as run_backtest
+from backtest.evaluate import card_precision_at_k
 from backtest.exceptions import BadInputError
 from backtest.models import ModelInfo
 from backtest.settings import DEFAULT_WARMUP_MINUTES, BacktestSettings
@@ -134,27 +134,6 @@ class RetrainSettings(ConnectionSettings):
     BACKTEST_OUT: Path = Field(Path("backtests"), description="Backtest report folder root.")
 
 
-def card_precision_at_k(
-    card_ids: Sequence[str], days: Sequence[int], scores: Sequence[float], fraud: Sequence[bool], k: int
-) -> dict[str, Any]:
-    """Per UTC day, of the ``k`` cards with the highest score that day (a card's score: its highest
-    payment's), the share that had a fraud that day; and the mean over days. Days with no card are
-    absent. Ties between cards of equal score go to the card id, so the figure is reproducible."""
-    best: dict[int, dict[str, float]] = defaultdict(dict)
-    had_fraud: dict[int, set[str]] = defaultdict(set)
-    for card, day, score, is_fraud in zip(card_ids, days, scores, fraud, strict=True):
-        if score > best[day].get(card, -1.0):
-            best[day][card] = score
-        if is_fraud:
-            had_fraud[day].add(card)
-    per_day: dict[str, float] = {}
-    for day in sorted(best):
-        top = sorted(best[day].items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        per_day[iso(day * DAY_MS)[:10]] = sum(card in had_fraud[day] for card, _s in top) / len(top)
-    mean = float(np.mean(list(per_day.values()))) if per_day else None
-    return {"k": k, "mean": mean, "per_day": per_day}
-
-
 def action_metrics(actions: Sequence[str], fraud: Sequence[bool]) -> dict[str, dict[str, Any]]:
     """Precision and recall of REVIEW, BLOCK and flagged (either), over labelled payments."""
     act = np.asarray(actions, dtype=str)
@@ -182,7 +161,7 @@ def model_metrics(
     """One model's figures over the held-out payments it decided that have a label (the first
     decision of an event counts; others are at-least-once duplicates)."""
     seen: set[str] = set()
-    ids, scores, actions, fraud, amounts, cards, days = [], [], [], [], [], [], []
+    ids, scores, actions, fraud, amounts, cards, times = [], [], [], [], [], [], []
     decided = unlabelled = 0
     for d in decisions:
         event_id = str(d["event_id"])
@@ -200,7 +179,7 @@ def model_metrics(
         fraud.append(labels[event_id])
         amounts.append(to_eur(txn.amount_minor, txn.currency))
         cards.append(txn.card_id)
-        days.append(txn.event_time // DAY_MS)
+        times.append(txn.event_time)
     both = any(fraud) and not all(fraud)
     breakdown = cost.breakdown(fraud, amounts, actions) if ids else {}
     return {
@@ -211,7 +190,7 @@ def model_metrics(
         "cost_eur": round(breakdown.get("total_eur", 0.0), 2),
         "cost_breakdown_eur": {key: round(v, 2) for key, v in breakdown.items()},
         "average_precision": float(average_precision_score(fraud, scores)) if both else None,
-        "card_precision_at_k": card_precision_at_k(cards, days, scores, fraud, k),
+        "card_precision_at_k": card_precision_at_k(cards, times, scores, fraud, k),
         "actions": action_metrics(actions, fraud),
     }
 

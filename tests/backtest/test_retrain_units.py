@@ -12,7 +12,6 @@ import pytest
 
 from backtest.retrain import (
     action_metrics,
-    card_precision_at_k,
     decide_promotion,
     held_out_offsets,
     model_metrics,
@@ -25,26 +24,6 @@ from inference_service.training.from_topics import Positioned, TopicHistory
 
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-
-
-def test_card_precision_at_k_per_day_by_each_cards_best_score() -> None:
-    # Day 0: cards a (0.9, fraud), b (0.8 then 0.95, legit), c (0.1, fraud). k=2 -> b, a -> 1/2.
-    # Day 1: card a (0.2, legit) alone -> 0/1. Card c's fraud is on day 0, outside the top 2.
-    cards = ["a", "b", "b", "c", "a"]
-    days = [0, 0, 0, 0, 1]
-    scores = [0.9, 0.8, 0.95, 0.1, 0.2]
-    fraud = [True, False, False, True, False]
-    out = card_precision_at_k(cards, days, scores, fraud, k=2)
-    assert out["per_day"] == {"1970-01-01": 0.5, "1970-01-02": 0.0}
-    assert out["mean"] == 0.25
-    assert card_precision_at_k(cards, days, scores, fraud, k=3)["per_day"]["1970-01-01"] == pytest.approx(
-        2 / 3
-    )
-
-
-def test_card_precision_ties_go_to_the_card_id() -> None:
-    out = card_precision_at_k(["z", "a"], [0, 0], [0.5, 0.5], [True, False], k=1)
-    assert out["per_day"] == {"1970-01-01": 0.0}  # "a" ranks first on the tie
 
 
 def test_action_metrics_count_review_block_and_flagged() -> None:
