@@ -349,6 +349,9 @@ def test_export_leaves_is_fraud_null_without_a_label(
     path = tmp_path / "none.parquet"
     args = ["--topic", small_topic, "--model-dir", str(model_dir), "--labels-topic", empty_labels]
     args += ["--out", str(tmp_path / "out"), "--export", str(path), "--enrichment", "none"]
+    # The live model is replayed, so the run compares with live decisions: empty topics of its own.
+    live_topics = [make_topic(f"live-{kind}", 1, schemas.DECISION) for kind in ("flagged", "approved")]
+    args += ["--live-flagged-topic", live_topics[0], "--live-approved-topic", live_topics[1]]
     proc = backtest(args, stack)
     _stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr.decode()[-3000:]
