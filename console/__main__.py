@@ -18,7 +18,7 @@ import sys
 import uvicorn
 
 from console.app import create_app
-from console.auth import hash_password
+from console.auth import ANALYST, ROLES, hash_password
 from console.settings import ConsoleSettings
 from fraud_core.cli import ENV_NOTE, cli_config, fail, lower_case_flags, parse_settings
 from fraud_core.exceptions import FraudPipelineError
@@ -45,11 +45,13 @@ def hash_password_main(argv: list[str]) -> int:
         "asked for on a terminal.",
     )
     p.add_argument("--name", default="analyst", help="the analyst's name to print before the hash")
+    p.add_argument("--role", choices=ROLES, default=ANALYST, help="analyst, or lead (may confirm any amount)")
     args = p.parse_args(argv)
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
     if not password:
         fail("empty password")
-    print(f"{args.name}:{hash_password(password)}")  # noqa: T201 - CLI output
+    role = "" if args.role == ANALYST else f":{args.role}"
+    print(f"{args.name}:{hash_password(password)}{role}")  # noqa: T201 - CLI output
     return 0
 
 

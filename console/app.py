@@ -272,7 +272,9 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(sess: Sess) -> Response:
-        s = sess if sess is not None and sess.user is None else Session.anonymous(_now_s(), 3600)
+        if sess is not None and sess.user is not None:
+            return RedirectResponse("/", status_code=303)  # logged in already
+        s = sess if sess is not None else Session.anonymous(_now_s(), 3600)
         return with_cookie(HTMLResponse(pages.login_page(s.csrf)), s)
 
     def throttled(sess: Session, wait_s: float) -> Response:

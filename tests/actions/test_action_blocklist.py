@@ -41,7 +41,9 @@ def _act(
     notifier = RecordingNotifier()
     consumer = ActionConsumer(settings, notifier=notifier)
     try:
-        drain(consumer, lambda: consumed(consumer) >= len(records))
+        flagged = sum(1 for rec in records if rec["decision"] == "FLAGGED")
+        # Notifications are delivered by the consumer's dispatcher thread, after the effects.
+        drain(consumer, lambda: consumed(consumer) >= len(records) and len(notifier.sent) >= flagged)
     finally:
         consumer.close()
     return notifier

@@ -4,6 +4,8 @@ verdict audits and labels, the health summary. No processes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -210,3 +212,16 @@ def test_pages_show_the_case_in_words_escaped_and_without_the_card() -> None:
     assert html.count('name="csrf" value="tok"') == 3  # confirm, clear, log out
     queue = pages.queue_page([case], [], {"open": 1, "resolved": 0}, 900, "alice", "tok")
     assert f'href="/cases/{case.event_id}"' in queue and "card-1234" not in queue
+
+
+def test_hash_password_prints_an_entry_with_its_role() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "console", "hash-password", "--name", "bob", "--role", "lead"],
+        input="s3cret\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [(name, user)] = auth.parse_users(done.stdout).items()
+    assert name == "bob" and user.role == "lead" and auth.verify_password("s3cret", user.password_hash)

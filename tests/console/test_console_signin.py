@@ -180,6 +180,7 @@ def test_sessions_end_at_log_out_password_change_and_removal(
         cookie = http.cookies[console.app.COOKIE]
         assert cookie.startswith("sid.")
         assert http.get("/").status_code == 200
+        assert http.get("/login").headers["location"] == "/"  # logged in: the form is not shown again
         page = http.get("/").text
         token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         assert http.post("/logout", data={"csrf": token}).status_code == 303
