@@ -111,7 +111,9 @@ def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, A
         ax.hist(j.score[~j.is_fraud], bins=bins, alpha=0.6, label="legitimate", density=True)
         ax.hist(j.score[j.is_fraud], bins=bins, alpha=0.6, label="fraud", density=True)
         ax.axvline(metrics[v]["threshold"], color="k", linestyle="--", label="threshold")
-        ax.set(yscale="log", xlabel="score", ylabel="density (log)", title=v)
+        # Without labelled events the histograms are empty, and an empty axis cannot be log-scaled.
+        log_scale = bool(j.labelled)
+        ax.set(yscale="log" if log_scale else "linear", xlabel="score", ylabel="density (log)", title=v)
         ax.legend(fontsize=8)
     _save(fig, folder / PLOTS[1])
 
