@@ -61,6 +61,7 @@ class BacktestCli(BacktestSettings):
             "BACKTEST_TOPIC": "topic",
             "BACKTEST_FROM": "from",
             "BACKTEST_TO": "to",
+            "BACKTEST_TIME": "time",
             "BACKTEST_OFFSETS": "offsets",
             "BACKTEST_AVRO_FILE": "avro-file",
             "BACKTEST_WARMUP_MINUTES": "warmup-minutes",
@@ -215,7 +216,7 @@ def resolve(settings: BacktestSettings, p: Plan) -> Input:
     else:
         topic = s.BACKTEST_TOPIC
         source = f"topic {topic}"
-    inspector = ranges.TopicInspector(s.kafka, topic)
+    inspector = ranges.TopicInspector(s.kafka, topic, sources.event_time_reader(s.SCHEMA_REGISTRY_URL))
     try:
         rng = ranges.resolve(
             inspector,
@@ -223,6 +224,7 @@ def resolve(settings: BacktestSettings, p: Plan) -> Input:
             ranges.parse_time(s.BACKTEST_TO) if s.BACKTEST_TO else None,
             ranges.parse_offsets(s.BACKTEST_OFFSETS) if s.BACKTEST_OFFSETS else None,
             warmup_ms=int(s.BACKTEST_WARMUP_MINUTES * 60000),
+            by_event_time=s.BACKTEST_TIME == "event",
         )
         first_ts = min(
             (

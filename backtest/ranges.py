@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -129,8 +129,14 @@ class _Partition:
 class TopicInspector:
     """Watermarks, timestamp lookups and first-record timestamps of one topic (read-only, no commits)."""
 
-    def __init__(self, bootstrap: str | KafkaConnection, topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str | KafkaConnection,
+        topic: str,
+        event_time: Callable[[bytes | None], int | None] | None = None,
+    ) -> None:
         self.topic = topic
+        self._event_time = event_time
         self._consumer = Consumer(
             as_connection(bootstrap).librdkafka(
                 **{
@@ -173,6 +179,38 @@ class TopicInspector:
         finally:
             self._consumer.unassign()
 
+    def event_time_at(self, partition: int, offset: int, timeout_s: float = 10.0) -> int | None:
+        """The ``event_time`` of the first readable record at or after ``offset`` (None: none, or
+        the record is not a payment)."""
+        if self._event_time is None:
+            raise BadInputError("no event-time decoder: this inspector reads Kafka timestamps only")
+        self._consumer.assign([TopicPartition(self.topic, partition, offset)])
+        try:
+            msg = self._consumer.poll(timeout_s)
+            if msg is None or msg.error():
+                return None
+            return self._event_time(msg.value())
+        finally:
+            self._consumer.unassign()
+
+    def offsets_for_event_time(self, ms: int) -> dict[int, int]:
+        """Per partition, the first offset whose payment has ``event_time >= ms`` (the high watermark
+        if none), by binary search: producers and ``make import`` write each partition in event-time
+        order, so only payments that arrived late sit out of place (a late one is counted with its
+        neighbours). A record that is not a payment counts as past ``ms``."""
+        out: dict[int, int] = {}
+        for p, part in self.partitions.items():
+            lo, hi = part.low, part.high
+            while lo < hi:
+                mid = (lo + hi) // 2
+                t = self.event_time_at(p, mid)
+                if t is not None and t < ms:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[p] = lo
+        return out
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -183,10 +221,13 @@ def resolve(
     to_ms: int | None = None,
     offsets: Mapping[int, tuple[int, int]] | None = None,
     warmup_ms: int = 0,
+    by_event_time: bool = False,
 ) -> ReplayRange:
     """Exact offsets for a time range or an offset range of ``inspector``'s topic.
 
-    Without any bound the range is everything retained, up to the end offsets at this moment. The
+    With ``by_event_time`` the bounds are the payments' ``event_time``
+    (:meth:`TopicInspector.offsets_for_event_time`), else the records' Kafka timestamps (their send
+    time). Without any bound the range is everything retained, up to the end offsets at this moment. The
     warm-up (``warmup_ms`` before the range's first record, never below the oldest retained offset)
     rebuilds the velocity state the live job had when the range began.
 
@@ -219,15 +260,12 @@ def resolve(
         )
         if from_ms is not None and to_ms is not None and from_ms >= to_ms:
             raise BadInputError(f"--from {format_ms(from_ms)} is not before --to {format_ms(to_ms)}")
-        starts = (
-            inspector.offsets_for_time(from_ms)
-            if from_ms is not None
-            else {p: v.low for p, v in parts.items()}
-        )
-        ends = (
-            inspector.offsets_for_time(to_ms) if to_ms is not None else {p: v.high for p, v in parts.items()}
-        )
-        if from_ms is not None:
+        find = inspector.offsets_for_event_time if by_event_time else inspector.offsets_for_time
+        if by_event_time:
+            requested = "event " + requested
+        starts = find(from_ms) if from_ms is not None else {p: v.low for p, v in parts.items()}
+        ends = find(to_ms) if to_ms is not None else {p: v.high for p, v in parts.items()}
+        if from_ms is not None and not by_event_time:
             _check_time_retention(inspector, from_ms)
         bounds = {p: (starts[p], max(starts[p], ends[p])) for p in parts}
     warmups = _warmup_starts(inspector, bounds, warmup_ms)

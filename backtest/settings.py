@@ -25,10 +25,16 @@ class BacktestSettings(ConnectionSettings):
 
     BACKTEST_TOPIC: str = Field(INITIATED, min_length=1, description="Input topic.")
     BACKTEST_FROM: str | None = Field(
-        None, description="Start, ISO-8601 (UTC unless an offset is given) or epoch ms."
+        None, description="Start, ISO-8601 (UTC unless an offset is given) or epoch ms (see --time)."
     )
     BACKTEST_TO: str | None = Field(
         None, description="End (exclusive), ISO-8601 or epoch ms; default: the end at start."
+    )
+    BACKTEST_TIME: Literal["event", "kafka"] = Field(
+        "event",
+        description="What --from/--to bound: event (the payments' event_time, as a history's dates "
+        "are; each partition is searched, in the event-time order producers and make import write) "
+        "or kafka (the records' Kafka timestamps: when they were sent).",
     )
     BACKTEST_OFFSETS: str | None = Field(
         None, description="Per partition start-end (end exclusive), e.g. 0:100-5000,1:0-4200; others skipped."

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ from confluent_kafka import TopicPartition
 import schemas
 from backtest.exceptions import BadInputError
 from backtest.replay import create_owned_topics, read_partitions
+from fraud_core import avro
 from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import DecodeError, FraudPipelineError
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, consumer, partition_bounds
-from fraud_core.labels import decode_label
+from fraud_core.labels import decode_label, epoch_ms
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import TopicSpec
 from fraud_core.transaction import UUID_PATTERN
@@ -30,6 +31,21 @@ from producers.avro_file import labels_path, read_stream
 _LIVE_MARGIN_MS = 10 * 60 * 1000
 _UUID = re.compile(UUID_PATTERN)
 log = logging.getLogger(__name__)
+
+
+def event_time_reader(registry_url: str) -> Callable[[bytes | None], int | None]:
+    """``value -> event_time`` of a ``payments.initiated`` record (None when it is not one)."""
+    registry = RegistryClient(registry_url)
+    reader = schemas.load(schemas.TRANSACTION)
+
+    def event_time(value: bytes | None) -> int | None:
+        try:
+            record = avro.decode(value, registry.parsed_schema, reader)
+        except DecodeError:
+            return None
+        return epoch_ms(record["event_time"])
+
+    return event_time
 
 
 def read_labels(
