@@ -155,9 +155,10 @@ def replay_with_transactions(
 ) -> tuple[Dataset, list[Transaction]]:
     """:func:`replay`, plus the transactions themselves (the rules read payment fields).
 
-    Each event's own label becomes known ``label_delay_ms`` after its event time (a chargeback
-    arrives late): the label-driven features of a later payment see it only from then on, as the
-    job sees labels on ``payments.labels``.
+    Each event's own label becomes known at its ``labelled_at`` when the event has one (the
+    simulator's: days late, some never), else ``label_delay_ms`` after its event time: the
+    label-driven features of a later payment see it only from then on, as the job sees labels on
+    ``payments.labels``. The training target is the event's ground truth either way.
     """
     txns: list[Transaction] = []
     engine = StreamFeatures()
@@ -180,10 +181,10 @@ def replay_with_transactions(
         txns.append(txn)
         stream = engine.observe(txn)
         rows.append(to_row(build_features(txn, stream, profiles.get(txn.user_id))))
-        if ev.is_fraud:
-            label = Label(
-                txn.event_id, True, last + label_delay_ms, txn.card_id, txn.merchant_id, txn.event_time
-            )
+        # The simulator's own delay when it has one (days late, some never), else the fixed one.
+        known_at = getattr(ev, "labelled_at", last + label_delay_ms)
+        if ev.is_fraud and known_at is not None:
+            label = Label(txn.event_id, True, known_at, txn.card_id, txn.merchant_id, txn.event_time)
             heapq.heappush(pending, (label.labelled_at, len(rows), label))
         labels.append(int(ev.is_fraud))
         kinds.append(ev.fraud_type or "" if ev.is_fraud else "")
