@@ -46,13 +46,16 @@ def explain(
     rows = np.flatnonzero(scores >= min_score)
     if rows.size == 0:
         return out
-    n_features = x.shape[1]
-    # For each candidate row, n_features copies with copy j's feature j set to its reference value.
-    perturbed = np.repeat(x[rows], n_features, axis=0).reshape(rows.size, n_features, n_features)
-    diag = np.arange(n_features)
-    perturbed[:, diag, diag] = reference
-    without = margin(perturbed.reshape(-1, n_features)).reshape(rows.size, n_features)
-    contribution = margin(x[rows])[:, None] - without
+    candidates = x[rows]
+    # Only features away from their typical value can contribute: a feature already at its
+    # reference re-scores to the same margin (contribution exactly 0), so it is not re-scored.
+    row_idx, col_idx = np.nonzero(candidates != reference)
+    perturbed = candidates[row_idx]
+    perturbed[np.arange(row_idx.size), col_idx] = reference[col_idx]
+    base = margin(candidates)
+    contribution = np.zeros_like(candidates)
+    if row_idx.size:
+        contribution[row_idx, col_idx] = base[row_idx] - margin(perturbed)
     order = np.argsort(-contribution, axis=1, kind="stable")[:, :MAX_REASONS]
     for k, row in enumerate(rows.tolist()):
         out[row] = [
