@@ -79,6 +79,8 @@ def fraud_types(data: Dataset) -> list[str]:
     (a labelled history names its own: the simulator's compromised merchants, an import's scenarios)."""
     present = sorted({str(k) for k in np.unique(data.fraud_type)} - {""} - set(FRAUD_TYPES))
     return [*FRAUD_TYPES, *present]
+
+
 _ROUND = 6
 # When the simulator's fraud labels become known: a week after the payment, as chargebacks do.
 SIMULATOR_LABEL_DELAY_MS = 7 * 24 * 3600 * 1000
