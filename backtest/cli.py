@@ -306,13 +306,21 @@ def evaluate_run(
     parity = None
     if p.reference == p.live and settings.BACKTEST_AVRO_FILE is None:
         live_topics = [settings.BACKTEST_LIVE_FLAGGED_TOPIC, settings.BACKTEST_LIVE_APPROVED_TOPIC]
-        live_decisions = sources.read_live_decisions(
-            bootstrap, registry, live_topics, event_ids, inp.first_ts
-        )
-        mine = {str(d["event_id"]): d for d in results[p.reference].decisions}
-        parity = Parity(
-            live_topics=live_topics, result=compare_with_live(p.reference, mine, live_decisions).to_json()
-        )
+        try:
+            live_decisions = sources.read_live_decisions(
+                bootstrap, registry, live_topics, event_ids, inp.first_ts
+            )
+        except BadInputError as exc:
+            # An imported history, or a retrain's range, has no live decisions to compare with:
+            # the backtest stands on its own unless the comparison was asked for.
+            if settings.BACKTEST_PARITY_WITH_LIVE:
+                raise
+            log.warning("no parity with live decisions: %s", exc)
+        else:
+            mine = {str(d["event_id"]): d for d in results[p.reference].decisions}
+            parity = Parity(
+                live_topics=live_topics, result=compare_with_live(p.reference, mine, live_decisions).to_json()
+            )
     return Evaluation(
         labels_source, evaluate.label_sources(labels, event_ids), joined, metrics, parity, dict(labels)
     )

@@ -341,6 +341,11 @@ class Rig:
         """
         svc = self.svc(name)
         outcome = self.stack.kill(svc) if kill else self.stack.stop(svc)
+        # A SIGKILLed JVM takes a moment to be reaped and to release its port: wait for both,
+        # a few seconds at most, before judging.
+        deadline = time.monotonic() + 10
+        while (self.stack.pid(svc) is not None or port_open(svc.port)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return observed_down(name, outcome, self.stack.pid(svc), svc.port, port_open(svc.port))
 
     def start_service(self) -> None:

@@ -80,8 +80,9 @@ def scenario(stack, make_topic, job_topics, run_job) -> dict[str, Any]:  # type:
     # published order, so a replay reproduces their features exactly (from several partitions the
     # interleaving of different users' payments at one merchant is the fetch order's).
     topics = job_topics(make_topic("in", 1, schemas.TRANSACTION))
-    # Seed 5: 27 card-testing payments among 3,000 (seed 11 has none since the simulator mixes scenarios).
-    simulator = Simulator(SimConfig(seed=5, n_users=300, rate_eps=25.0))
+    # The simulator's own pace (the model is trained on it: a faster one puts every user's day and
+    # hour windows far outside what training saw). Seed 11: 34 card-testing payments among 3,000.
+    simulator = Simulator(SimConfig(seed=11, n_users=300))
     seed_profiles(stack.redis_url, simulator.profiles())
     events: list[SimEvent] = list(simulator.events(count=N_EVENTS))
     # Every 37th event arrives 20 s "late": its event time is before its predecessors'.
