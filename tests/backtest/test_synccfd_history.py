@@ -95,3 +95,14 @@ def test_import_train_from_topics_and_backtest_a_synccfd_history(
     metrics = json.loads(metrics_file.read_text())
     text = json.dumps(metrics)
     assert "roc_auc" in text and "card_precision_at_k" in text
+
+    # make retrain: a challenger from the last 30 days up to day 45, against the live model above.
+    command = [sys.executable, "-m", "backtest.retrain", "--until", to, "--window-days", "30"]
+    command += ["--topic", topic, "--labels-topic", labels, "--model-dir", str(models)]
+    command += ["--out", str(tmp_path / "retrain"), "--KAFKA-BOOTSTRAP-SERVERS", stack.bootstrap]
+    command += ["--SCHEMA-REGISTRY-URL", stack.registry_url, "--REDIS-URL", stack.redis_url]
+    retrained = _run(command, 900, {"APP_ENV": "test"})
+    (comparison_file,) = (models / "comparisons").glob("*.json")
+    comparison = json.loads(comparison_file.read_text())
+    assert version in json.dumps(comparison) and "card_precision_at_k" in json.dumps(comparison)
+    assert "challenger" in retrained.stdout
