@@ -19,6 +19,8 @@ from tests.deploy.conftest import DEPLOY, ROOT
 CONTAINER_VARS = {  # variables read by a third-party image, not by our settings classes
     "fraud-flink": {"FLINK_PROPERTIES", "ENABLE_BUILT_IN_PLUGINS"},
 }
+# Variables a service's own shell command reads (and unsets) before it starts our code.
+COMMAND_VARS = {"init": {"REGISTRY_WRITER_PASSWORD"}}
 # Compose interpolation; "$$" is an escaped dollar (a shell variable in a command), not one.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
@@ -27,6 +29,8 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 # not exist yet makes its test fail (not skip): the deployment must not run ahead of the code.
 SETTINGS = {
     "init": "fraud_core.settings:ConnectionSettings",
+    "kafka-acls": "fraud_core.settings:ConnectionSettings",
+    "registry-proxy": "deploy.compose.registry_proxy:ProxySettings",
     "scoring": "inference_service.core.config:Settings",
     "flink-taskmanager": "flink_jobs.settings:JobSettings",
     "flink-submit": "flink_jobs.settings:JobSettings",
@@ -121,7 +125,7 @@ def test_host_ports_are_the_contract_defaults(compose: dict[str, Any]) -> None:
     defaults = ScoringClientSettings(APP_ENV="local")
     expected = {
         "kafka": int(defaults.KAFKA_BOOTSTRAP_SERVERS.rsplit(":", 1)[1]),
-        "schema-registry": urlparse(defaults.SCHEMA_REGISTRY_URL).port,
+        "registry-proxy": urlparse(defaults.SCHEMA_REGISTRY_URL).port,
         "redis": urlparse(defaults.REDIS_URL).port,
         "scoring": urlparse(defaults.SCORING_URL).port,
     }
@@ -137,7 +141,7 @@ def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> Non
         a for a in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if a.startswith("INTERNAL://")
     )
     kafka_internal = internal.removeprefix("INTERNAL://")
-    registry_port = int(services["schema-registry"]["ports"][0].split(":")[-1])
+    registry_port = int(services["registry-proxy"]["environment"]["PROXY_PORT"])
     scoring_port = int(services["scoring"]["environment"]["SCORING_PORT"])
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert int(kafka_env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) == 1
@@ -147,7 +151,7 @@ def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> Non
         if "KAFKA_BOOTSTRAP_SERVERS" in env:
             assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal, name
         if "SCHEMA_REGISTRY_URL" in env:
-            assert env["SCHEMA_REGISTRY_URL"] == f"http://schema-registry:{registry_port}/apis/ccompat/v7", (
+            assert env["SCHEMA_REGISTRY_URL"] == f"http://registry-proxy:{registry_port}/apis/ccompat/v7", (
                 name
             )
         if "REDIS_URL" in env:
@@ -161,7 +165,8 @@ def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> Non
 def test_every_variable_is_a_settings_field(compose: dict[str, Any], service: str) -> None:
     svc = compose["services"][service]
     fields = set(settings_for(service).model_fields)
-    allowed = fields | CONTAINER_VARS.get(svc["image"].split(":")[0], set())
+    image_vars = CONTAINER_VARS.get(svc["image"].split(":")[0], set())
+    allowed = fields | image_vars | COMMAND_VARS.get(service, set())
     unknown = set(env_of(svc)) - allowed
     assert not unknown, f"{service}: {sorted(unknown)} are not fields of {settings_for(service).__name__}"
 
@@ -186,7 +191,7 @@ def test_env_example_covers_every_interpolated_variable() -> None:
 # Host ports a user of this machine needs: the make targets' services and Grafana (Prometheus too).
 NEEDED_PORTS = {
     "kafka": 9092,
-    "schema-registry": 8081,
+    "registry-proxy": 8081,
     "redis": 6379,
     "scoring": 8000,
     "grafana": 3000,
