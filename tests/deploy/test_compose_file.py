@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import jsonschema
 import pytest
+import yaml
 
 from fraud_core.settings import ScoringClientSettings
 from tests.deploy.conftest import DEPLOY, ROOT
@@ -312,3 +313,239 @@ def test_env_example_leaves_every_secret_empty() -> None:
         name, sep, value = line.partition("=")
         if sep and not line.startswith("#") and re.search(r"KEY|PASSWORD", name):
             assert value == "", f".env.example gives {name} a value"
+
+
+# --- Issue 24 §5: Kafka's authorizer and per-user ACLs; registry writes behind the proxy ---------------
+
+# The Flink processes are one deployable (the job), and the two bootstrap steps are one (its user creates
+# the ACLs, then the topics): the only services that share a Kafka user.
+ONE_DEPLOYABLE = ({"flink-jobmanager", "flink-taskmanager", "flink-submit"}, {"init", "kafka-acls"})
+# The production KafkaUser of each compose user (deploy/k8s/overlays/prod/kafka-users.yaml).
+PROD_USER = {
+    "fraud_job": "fraud-job",
+    "fraud_consumers": "fraud-consumers",
+    "fraud_console": "fraud-console",
+    "fraud_monitor": "fraud-drift-monitor",
+}
+JAAS_SECRET = re.compile(r'\b(?:password|user_\w+)="([^"]*)"')
+REQUIRED_VAR = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]*\}")
+
+
+def kafka_clients(compose: dict[str, Any]) -> dict[str, str]:
+    """Service -> the Kafka user it authenticates as, for every one of our services that uses Kafka."""
+    return {
+        name: env_of(compose["services"][name])["KAFKA_SASL_USERNAME"]
+        for name in OUR_SERVICES
+        if "KAFKA_BOOTSTRAP_SERVERS" in env_of(compose["services"][name])
+    }
+
+
+def acl_set(grants: list[Any]) -> set[tuple[str, str, bool, str]]:
+    return {(g.resource, g.name, g.prefixed, op) for g in grants for op in g.operations}
+
+
+def test_the_broker_authorizes_every_request_and_trusts_only_itself_and_bootstrap(
+    compose: dict[str, Any],
+) -> None:
+    from deploy.compose.kafka_acls import SUPER_USERS
+
+    kafka = compose["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert str(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]).lower() == "false"
+    super_users = set(kafka["KAFKA_SUPER_USERS"].split(";"))
+    assert super_users == {f"User:{u}" for u in SUPER_USERS} == {"User:broker", "User:fraud_bootstrap"}
+    # No listener lets a client in as User:ANONYMOUS (which a PLAINTEXT controller listener would need
+    # as a super user), and the controller listener knows the broker's user alone.
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert all(p.startswith("SASL_") for p in protocols.values()), protocols
+    controller = kafka["KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG"]
+    assert set(re.findall(r"user_(\w+)=", controller)) == {"broker"}
+    assert 'username="broker"' in controller
+    # The services that are super users: only the two bootstrap steps.
+    trusted = {name for name, user in kafka_clients(compose).items() if f"User:{user}" in super_users}
+    assert trusted == {"init", "kafka-acls"}
+
+
+def test_every_kafka_client_authenticates_as_a_user_of_its_own(compose: dict[str, Any]) -> None:
+    from deploy.compose.kafka_acls import SUPER_USERS, grants
+
+    clients = kafka_clients(compose)
+    kafka = compose["services"]["kafka"]["environment"]
+    jaas = kafka["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]
+    password_var = {
+        user: REQUIRED_VAR.fullmatch(secret).group(1)  # type: ignore[union-attr]
+        for user, secret in re.findall(r'user_(\w+)="([^"]*)"', jaas)
+    }
+    by_user: dict[str, set[str]] = {}
+    for name, user in clients.items():
+        by_user.setdefault(user, set()).add(name)
+        # Its password is its user's, from .env.
+        assert (
+            REQUIRED_VAR.fullmatch(env_of(compose["services"][name])["KAFKA_SASL_PASSWORD"]).group(1)
+            == (  # type: ignore[union-attr]
+                password_var[user]
+            )
+        ), name
+    for user, names in by_user.items():
+        assert len(names) == 1 or any(names <= family for family in ONE_DEPLOYABLE), (
+            f"{sorted(names)} share the Kafka user {user}"
+        )
+    assert len(set(password_var.values())) == len(password_var), "two Kafka users share a password"
+    # Every application user has ACLs, and every user with ACLs is one that some service (or the
+    # registry's storage) logs in as.
+    registry_user = re.search(
+        r'username="(\w+)"',
+        compose["services"]["schema-registry"]["environment"]["APICURIO_KAFKA_COMMON_SASL_JAAS_CONFIG"],
+    ).group(1)  # type: ignore[union-attr]
+    applications = (set(by_user) | {registry_user}) - set(SUPER_USERS)
+    assert set(grants()) == applications
+
+
+def test_each_user_may_touch_exactly_the_topics_and_groups_its_settings_name(compose: dict[str, Any]) -> None:
+    """The topics and consumer groups in each user's ACLs are the ones its service's settings (the
+    defaults, or what compose sets) name: none missing, none more."""
+    from deploy.compose.kafka_acls import grants
+
+    declared = grants()
+    for name, user in kafka_clients(compose).items():
+        if user not in declared:
+            continue
+        cls = settings_for(name)
+        env = env_of(compose["services"][name])
+        values = {f: env.get(f, field.default) for f, field in cls.model_fields.items()}
+        topics = {v for f, v in values.items() if f.endswith("TOPIC") and v}
+        granted = {g.name for g in declared[user] if g.resource == "topic"}
+        assert granted == topics, (
+            f"{name} ({user}): ACLs on {sorted(granted)}, settings name {sorted(topics)}"
+        )
+        groups = {g.name for g in declared[user] if g.resource == "group" and not g.prefixed}
+        group_id = values.get("GROUP_ID")
+        assert (group_id in groups) if group_id else not groups, (
+            f"{name}: groups {groups}, GROUP_ID {group_id}"
+        )
+        assert all(g.startswith(group_id) for g in groups) if group_id else True, groups
+
+
+def test_acls_are_the_production_users_acls(compose: dict[str, Any]) -> None:
+    """Compose grants what the production KafkaUser of the same application grants, read and write
+    alike. The one difference: the job reads back its own outputs when it starts without a
+    checkpoint (flink_jobs/resume.py, with a throw-away ``resume-scan-`` group), which the
+    production user lacks (reported on issue 24)."""
+    from deploy.compose.kafka_acls import grants
+
+    prod = {}
+    for doc in yaml.safe_load_all((DEPLOY / "k8s" / "overlays" / "prod" / "kafka-users.yaml").read_text()):
+        acls = doc["spec"]["authorization"]["acls"]
+        kinds = {"topic": "topic", "group": "group", "transactionalId": "transactional_id"}
+        prod[doc["metadata"]["name"]] = {
+            (
+                kinds[a["resource"]["type"]],
+                a["resource"]["name"],
+                a["resource"].get("patternType") == "prefix",
+                op,
+            )
+            for a in acls
+            for op in a["operations"]
+        }
+    resume = {
+        *(("topic", t, False, "Read") for t in ("payments.flagged", "payments.approved", "payments.dlq")),
+        ("group", "resume-scan-", True, "Read"),
+    }
+    declared = grants()
+    for user, prod_user in PROD_USER.items():
+        extra = resume if user == "fraud_job" else set()
+        ours = acl_set(declared[user])
+        # Production names the transactional-id prefix without its separator.
+        ours = {(r, n.rstrip("-") if r == "transactional_id" else n, p, op) for r, n, p, op in ours}
+        assert ours == prod[prod_user] | extra, (
+            f"{user}: more {sorted(ours - prod[prod_user] - extra)}, less {sorted(prod[prod_user] | extra - ours)}"
+        )
+
+
+def test_no_acl_reaches_beyond_its_application(compose: dict[str, Any]) -> None:
+    """No wildcard, no cluster ACL, no topic admin rights for applications; the only prefixed topic
+    grant (the registry's storage) matches none of the pipeline's topics, and the registry's topics
+    and groups are named under the prefixes its ACLs give."""
+    from deploy.compose.kafka_acls import REGISTRY_GROUP_PREFIX, REGISTRY_TOPIC_PREFIX, grants
+    from fraud_core.topics import TOPICS
+
+    for user, user_grants in grants().items():
+        for g in user_grants:
+            assert g.name not in ("", "*") and g.resource in ("topic", "group", "transactional_id"), (user, g)
+            if g.resource == "topic" and g.prefixed:
+                assert user == "fraud_registry" and not any(t.name.startswith(g.name) for t in TOPICS), g
+            if user != "fraud_registry":
+                assert not {"Create", "DescribeConfigs"} & set(g.operations), (user, g)
+    registry = compose["services"]["schema-registry"]["environment"]
+    for key in (
+        "APICURIO_KAFKASQL_TOPIC",
+        "APICURIO_KAFKASQL_SNAPSHOTS_TOPIC",
+        "APICURIO_EVENTS_KAFKA_TOPIC",
+    ):
+        assert registry[key].startswith(REGISTRY_TOPIC_PREFIX), key
+    assert registry["APICURIO_KAFKASQL_CONSUMER_GROUP_PREFIX"] == REGISTRY_GROUP_PREFIX
+
+
+def test_the_acls_are_applied_before_any_application_starts(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka-acls"]["command"] == ["python", "-m", "deploy.compose.kafka_acls"]
+
+    def waits_for_acls(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        deps = services[name].get("depends_on") or {}
+        if deps.get("kafka-acls", {}).get("condition") == "service_completed_successfully":
+            return True
+        return any(waits_for_acls(d, seen | {name}) for d in deps if d not in seen)
+
+    # The JobManager and TaskManagers touch Kafka only once flink-submit (checked) has submitted the job.
+    idle_until_submitted = {"flink-jobmanager", "flink-taskmanager"}
+    for name in [*kafka_clients(compose), "schema-registry"]:
+        if name not in {"kafka-acls", *idle_until_submitted}:
+            assert waits_for_acls(name), f"{name} may start before the ACLs exist"
+
+
+def test_the_registry_is_reachable_only_through_the_proxy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    registry = services["schema-registry"]
+    assert not registry.get("ports"), "Apicurio itself is published"
+    assert registry["networks"] == ["registry-backend"]
+    assert compose["networks"]["registry-backend"]["internal"] is True
+    on_backend = {n for n, svc in services.items() if "registry-backend" in (svc.get("networks") or [])}
+    assert on_backend == {"schema-registry", "registry-proxy", "kafka"}
+    proxy = services["registry-proxy"]
+    assert urlparse(proxy["environment"]["REGISTRY_UPSTREAM_URL"]).hostname == "schema-registry"
+    assert proxy["command"] == ["python", "-m", "deploy.compose.registry_proxy"]
+    for name, svc in services.items():
+        url = env_of(svc).get("SCHEMA_REGISTRY_URL")
+        if url is not None:
+            parsed = urlparse(url)
+            assert parsed.hostname == "registry-proxy" and parsed.password is None, f"{name}: {url}"
+
+
+def test_only_the_init_job_holds_the_registry_writers_password(compose: dict[str, Any]) -> None:
+    holders = {
+        name
+        for name, svc in compose["services"].items()
+        if any("REGISTRY_WRITER_PASSWORD" in str(v) for v in env_of(svc).values())
+    }
+    assert holders == {"init", "registry-proxy"}
+    proxy = compose["services"]["registry-proxy"]["environment"]
+    init_script = " ".join(compose["services"]["init"]["command"])
+    # The init job sends it as the proxy's writer, read from a netrc file (requests honours $NETRC),
+    # written by the shell's printf builtin and unset before Python starts.
+    assert f"machine registry-proxy login {proxy['REGISTRY_WRITER_USERNAME']} password" in init_script
+    assert "export NETRC=" in init_script and "unset REGISTRY_WRITER_PASSWORD" in init_script
+    assert init_script.index("unset REGISTRY_WRITER_PASSWORD") < init_script.index("exec python")
+
+
+def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:
+    """Every password in a JAAS line anywhere in the file, and every secret-named variable, is a
+    required reference to .env, never a value."""
+    seen = 0
+    for name, svc in compose["services"].items():
+        for key, value in env_of(svc).items():
+            for secret in JAAS_SECRET.findall(str(value)):
+                seen += 1
+                assert REQUIRED_VAR.fullmatch(secret), f"{name}: {key} holds a password in clear"
+            if re.search(r"KEY|PASSWORD|SECRET|TOKEN", key) and value is not None:
+                assert REQUIRED_VAR.fullmatch(str(value)), f"{name}: {key}={value!r}"
+    assert seen >= 3  # the broker's two client listeners and its controller, the registry's storage
