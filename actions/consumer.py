@@ -1,4 +1,4 @@
-"""Kafka glue: consume decisions, apply their actions through :mod:`actions.store`, audit, commit.
+"""Kafka glue: consume decisions, apply their actions through :mod:`fraud_core.action_store`, audit, commit.
 
 Per poll the consumer handles a batch of records in order, then flushes the audit and dead-letter
 records it produced (idempotent producer, ``acks=all``), marks the events done, and commits the
@@ -24,16 +24,23 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 import schemas
-from actions.exceptions import ActionsError, TransientError
-from actions.logic import Decision, audit_records, millis, notification, parse_decision, plan_actions
+from actions.exceptions import ActionsError
 from actions.metrics import Metrics
 from actions.notify import Notifier, notifier_for
 from actions.outbox import NotificationDispatcher, NotificationOutbox, wall_clock_ms
 from actions.settings import ConsumerSettings
-from actions.store import ActionStore, Outcome
+from fraud_core.action_logic import (
+    Decision,
+    audit_records,
+    millis,
+    notification,
+    parse_decision,
+    plan_actions,
+)
+from fraud_core.action_store import ActionStore, Outcome
 from fraud_core.cards import mask_card
 from fraud_core.clock import now_ms
-from fraud_core.exceptions import DecodeError, RegistryUnavailable, SerializationError
+from fraud_core.exceptions import DecodeError, RegistryUnavailable, SerializationError, TransientError
 from fraud_core.features import Profile
 from fraud_core.kafka.dead_letter import dead_letter_record
 from fraud_core.kafka.headers import correlation_id, propagated

@@ -31,9 +31,10 @@ import redis
 from confluent_kafka import KafkaError, Message, Producer
 from redis.exceptions import RedisError
 
-from actions.exceptions import NotifyError, TransientError
+from actions.exceptions import NotifyError
 from actions.metrics import Metrics
 from actions.notify import Notifier
+from fraud_core.exceptions import TransientError
 from fraud_core.kafka.dead_letter import dead_letter_record
 from fraud_core.kafka.headers import http_headers
 from fraud_core.kafka.serde import AvroSerializer

@@ -8,10 +8,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from fraud_core.clock import DAY_S
 from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED
-
-DAY_S = 24 * 3600
 
 
 class ConsumerSettings(ConnectionSettings):

@@ -52,9 +52,9 @@ from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.kafka_io import consumer
 from fraud_core.registry import RegistryClient
 from fraud_core.settings import DEV_API_KEY
+from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.topics import DAY_MS, TopicSpec
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, Simulator
 
 SUSTAINED_FRACTION = 0.95
 SUSTAINED_P99_MS = 500.0

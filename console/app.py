@@ -1,7 +1,7 @@
 """The console's FastAPI app: log-in, the queue, a case, verdicts, the health strip, /metrics.
 
 Routes are thin: they check the session (and on every POST its CSRF token), call
-:class:`~console.verdicts.Verdicts` or :class:`~console.cases.CaseStore`, and render
+:class:`~console.verdicts.Verdicts` or :class:`~fraud_core.review_cases.CaseStore`, and render
 :mod:`console.pages`. Errors become pages at this edge only: 409 for a case resolved already,
 404 for an unknown case, 403 for a bad CSRF token or a confirmation that needs a lead, 413 for a
 form body over the limit (refused before it is read), 429 with ``Retry-After`` for a log-in
@@ -43,13 +43,14 @@ from console.auth import (
     sign_session,
     verify_password,
 )
-from console.cases import CaseStore, Verdict
-from console.exceptions import CaseConflict, CaseNotFound, ConsoleError, EffectsPending
+from console.exceptions import ConsoleError, EffectsPending
 from console.health import HealthSampler
 from console.metrics import ConsoleMetrics
 from console.sessions import LoginThrottle, SessionStore
 from console.settings import ConsoleSettings
 from console.verdicts import Verdicts, analyst_actor
+from fraud_core.exceptions import CaseConflict, CaseNotFound
+from fraud_core.review_cases import CaseStore, Verdict
 
 log = logging.getLogger(__name__)
 

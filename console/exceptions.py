@@ -1,30 +1,16 @@
-"""Errors of the analyst console and its review queue, under the project's root exception."""
+"""Errors of the analyst console, under the project's root exception.
+
+The review queue the console works on lives in fraud_core (the action consumer opens its cases),
+and so do its errors (:class:`fraud_core.exceptions.ReviewQueueError`: ``CaseNotFound``,
+``CaseConflict``, ``StoreUnavailable``). The console's root is that same class, so the HTTP edge's
+``except ConsoleError`` catches a queue failure and a console failure alike.
+"""
 
 from __future__ import annotations
 
-from fraud_core.exceptions import FraudPipelineError
+from fraud_core.exceptions import ReviewQueueError
 
-
-class ConsoleError(FraudPipelineError):
-    """Root of the console's errors."""
-
-
-class CaseNotFound(ConsoleError):
-    """No case with that id (never opened, or resolved and past its retention)."""
-
-
-class CaseConflict(ConsoleError):
-    """The case was resolved already: the other verdict won. The HTTP edge answers 409."""
-
-    def __init__(self, event_id: str, verdict: str, actor: str) -> None:
-        super().__init__(f"case {event_id} was already resolved: {verdict} by {actor}")
-        self.event_id = event_id
-        self.verdict = verdict
-        self.actor = actor
-
-
-class StoreUnavailable(ConsoleError):
-    """Redis failed or could not be reached; retry later."""
+ConsoleError = ReviewQueueError
 
 
 class PublishFailed(ConsoleError):

@@ -26,7 +26,7 @@ import redis
 from redis.exceptions import RedisError
 
 from console.auth import Session, User
-from console.exceptions import StoreUnavailable
+from fraud_core.exceptions import StoreUnavailable
 
 SESSION_PREFIX = "console:session:"
 USER_SESSIONS_PREFIX = "console:user-sessions:"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from actions.settings import DAY_S
 from console.auth import LEAD, User, hash_password, parse_users
+from fraud_core.clock import DAY_S
 from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import ACTIONS, LABELS
 

@@ -27,18 +27,18 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 import schemas
-from actions.exceptions import TransientError
-from actions.logic import ActionType, Decision, audit_records
-from actions.store import ActionStore
-from console.cases import Case, CaseStore, Verdict, policy_verdict
-from console.exceptions import CaseConflict, CaseNotFound, EffectsPending, PublishFailed, StoreUnavailable
+from console.exceptions import EffectsPending, PublishFailed
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from fraud_core import avro
+from fraud_core.action_logic import ActionType, Decision, audit_records
+from fraud_core.action_store import ActionStore
 from fraud_core.cards import mask_card
 from fraud_core.decision import FLAG
+from fraud_core.exceptions import CaseConflict, CaseNotFound, StoreUnavailable, TransientError
 from fraud_core.features import Profile
 from fraud_core.registry import RegistryClient
+from fraud_core.review_cases import Case, CaseStore, Verdict, policy_verdict
 from fraud_core.rules import BLOCK
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 # Commands every client sends on connecting (redis-py: AUTH is always allowed; CLIENT SETINFO, SELECT).
 _CONNECT = "+ping +hello +client|setinfo +select"
 
-# The review queue's keys and the commands that open a case (console/cases.py).
+# The review queue's keys and the commands that open a case (fraud_core/review_cases.py).
 _CASE_KEYS = "~case:* ~cases:* ~review:hold:card:* ~recent:user:*"
 _CASE_COMMANDS = "+hset +hget +zadd +sadd +expire +lpush +ltrim +lrange"
 
@@ -22,7 +22,7 @@ USERS: dict[str, str] = {
     "fraud-job": f"~profile:* ~blocklist:card:* resetchannels -@all {_CONNECT} +get +mget",
     # The action consumers: profile updates, blocklist entries and idempotency markers, in one
     # WATCH/MULTI/EXEC per decision; a REVIEW also opens its case, holds the card and adds to the
-    # user's recent decisions (console/cases.py). Notifications wait in an outbox (actions/outbox.py).
+    # user's recent decisions (fraud_core/review_cases.py). Notifications wait in an outbox (actions/outbox.py).
     "fraud-consumers": (
         f"~profile:* ~blocklist:card:* ~actions:done:* ~actions:notify:* {_CASE_KEYS} resetchannels -@all "
         f"{_CONNECT} +get +mget +set +watch +unwatch +multi +exec +discard {_CASE_COMMANDS} "

@@ -37,8 +37,8 @@ from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.serde import AvroDeserializer
 from fraud_core.kafka_io import AvroPublisher, consumer
 from fraud_core.registry import RegistryClient
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from fraud_core.topics import COMPATIBILITY, TopicSpec
-from producers.simulator import SimConfig, SimEvent, Simulator
 
 DAY_MS = 24 * 3600 * 1000
 DECISION_PARTITIONS = 4

@@ -26,12 +26,13 @@ import requests
 
 import schemas
 from actions.settings import ConsumerSettings
-from deploy.local.cluster import Cluster, ClusterConfig, SubmittedJob, submit_job
+from deploy.local.cluster import Cluster
 from deploy.local.processes import ManagedProcess, spawn
 from deploy.local.stack import free_port, port_open
 from faults.proxy import Mode
 from faults.rig import FaultNotObserved, Feed, Rig, Row, Tap, row_holds, tally, wipe
 from fraud_core.cli import child_env
+from fraud_core.flink_cluster import ClusterConfig, SubmittedJob, submit_job
 from fraud_core.registry import RegistryClient
 
 AT_LEAST_ONCE = "at-least-once"
@@ -432,7 +433,7 @@ def consumers_killed(rig: Rig, delivery: str, load: Load) -> Row:
     """The action consumers SIGKILLed mid-batch and restarted: every decision acted on, none twice.
 
     Users start without a profile, and an approved payment adds one to its user's ``txn_count``
-    (actions/logic.py), so the sum of ``txn_count`` over the users must equal the approved
+    (fraud_core/action_logic.py), so the sum of ``txn_count`` over the users must equal the approved
     decisions: an action applied twice would show as more. ``duplicates`` counts those extra
     applications (under exactly-once every event has one decision, which makes the count exact).
     """

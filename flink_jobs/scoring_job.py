@@ -485,7 +485,7 @@ def submit_to_cluster(settings: JobCli, argv: list[str]) -> int:
     """``--cluster``: run ``bin/flink run -py <this file> <the other flags>`` against the local
     standalone cluster, in the foreground; the submitted file then builds the same job graph, and
     ``get_execution_environment`` inside ``flink run`` returns the cluster's environment."""
-    from deploy.local.cluster import ClusterConfig, run_attached
+    from fraud_core.flink_cluster import ClusterConfig, run_attached
 
     cluster = ClusterConfig.from_env()
     job_env: dict[str, str] = {}

@@ -11,3 +11,6 @@ import time
 def now_ms() -> int:
     """Milliseconds since the epoch, UTC, from the wall clock."""
     return time.time_ns() // 1_000_000
+
+
+DAY_S = 24 * 3600  # seconds: the unit of the TTLs (blocklist, review hold, case retention)

@@ -102,3 +102,34 @@ class RegistryUnavailable(RegistryError):
 
 class StackError(FraudPipelineError):
     """A local service could not be fetched, started or stopped."""
+
+
+class TransientError(FraudPipelineError):
+    """A dependency (Redis, the registry, the broker, the webhook) failed in a way worth retrying.
+
+    The action consumer does not commit past the record that hit it: it rewinds and tries again
+    after a back-off, so the action is delayed, never lost and never dead-lettered for an outage.
+    """
+
+
+class ReviewQueueError(FraudPipelineError):
+    """Root of the review queue's errors (:mod:`fraud_core.review_cases`), and of the console's,
+    which is built on it (``console.exceptions.ConsoleError`` is this class)."""
+
+
+class CaseNotFound(ReviewQueueError):
+    """No case with that id (never opened, or resolved and past its retention)."""
+
+
+class CaseConflict(ReviewQueueError):
+    """The case was resolved already: the other verdict won. The HTTP edge answers 409."""
+
+    def __init__(self, event_id: str, verdict: str, actor: str) -> None:
+        super().__init__(f"case {event_id} was already resolved: {verdict} by {actor}")
+        self.event_id = event_id
+        self.verdict = verdict
+        self.actor = actor
+
+
+class StoreUnavailable(ReviewQueueError):
+    """Redis failed or could not be reached; retry later."""

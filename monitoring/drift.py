@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.reference import Bins
+from fraud_core.drift_reference import Bins
 
 FloatArray = npt.NDArray[np.float64]
 PSI_EPSILON = 1e-4

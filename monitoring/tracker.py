@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from fraud_core.drift_reference import SCORE
 from monitoring.drift import DriftReading, Window
 from monitoring.exceptions import InvalidReference
-from monitoring.reference import SCORE, ModelReference
+from monitoring.reference import ModelReference
 from monitoring.warmup import StreamClock, event_time_ms
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from fastavro.write import Writer
 
 import schemas
 from fraud_core.exceptions import FraudPipelineError
+from fraud_core.simulator import SimConfig, SimEvent
 from fraud_core.transaction import validate
-from producers.simulator import SimConfig, SimEvent
 
 CONFIG_KEY = "fraud.simconfig"
 

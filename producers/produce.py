@@ -21,11 +21,11 @@ from pydantic_settings import CliToggleFlag
 
 from fraud_core.cli import ENV_NOTE, cli_config, fail, parse_settings
 from fraud_core.exceptions import FraudPipelineError
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from producers.avro_file import read_config, read_stream, write_stream
 from producers.profiles import seed_profiles
 from producers.publish import ProduceSummary, produce_events
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent, Simulator
 
 __all__ = ["ProduceCli", "ProduceSummary", "main", "produce_events"]
 

@@ -26,10 +26,10 @@ from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.registry import RegistryClient
+from fraud_core.simulator import SimConfig, SimEvent
 from fraud_core.transaction import Transaction
 from producers.avro_file import StreamFileWriter
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ Headers = list[tuple[str, bytes]]
 
 
 class LabelSchedule:
-    """Labels at their simulated delay (:attr:`producers.simulator.SimEvent.labelled_at`), in event
+    """Labels at their simulated delay (:attr:`fraud_core.simulator.SimEvent.labelled_at`), in event
     time: a label is due once the stream has reached its ``labelled_at``, as a chargeback arrives
     while later payments go on; a label that never arrives is never due."""
 

@@ -10,7 +10,7 @@ from typing import Any
 import schemas
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, consumer, decoder
-from producers.simulator import SimConfig, SimEvent, Simulator
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 
 
 class Collector:

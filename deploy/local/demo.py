@@ -39,7 +39,6 @@ import redis
 from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from console.cases import CaseStore
 from console.exceptions import ConsoleError
 from console.settings import DEV_ANALYST, DEV_ANALYST_PASSWORD
 from deploy.local.processes import (
@@ -56,6 +55,7 @@ from fraud_core.cli import child_env
 from fraud_core.decision import ScoreResult, model_action
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka_io import consumer, decoder
+from fraud_core.review_cases import CaseStore
 from fraud_core.rules import severity
 from fraud_core.settings import DEV_API_KEY, ScoringClientSettings
 from fraud_core.topics import ACTIONS, APPROVED, DLQ, FLAGGED, INITIATED, LABELS

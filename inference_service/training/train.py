@@ -21,7 +21,7 @@
    rules file, as the job does: precision and recall per fraud type for the model alone, the
    rules alone and both together, and the ablation on the same set.
 7. Bin every feature (training period) and the score (held-out period) into the card's
-   ``drift_reference`` (:mod:`monitoring.reference`), the baseline the drift monitor compares live
+   ``drift_reference`` (:mod:`fraud_core.drift_reference`), the baseline the drift monitor compares live
    traffic with.
 8. Write ``<model-dir>/<version>/`` with ``model.joblib`` and ``card.json``, and point ``LIVE``
    at it unless ``--no-promote``.
@@ -56,6 +56,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from fraud_core.cost import CostModel
 from fraud_core.decision import ScoreResult, decide, model_action
+from fraud_core.drift_reference import reference_section
 from fraud_core.entities import StreamFeatures
 from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, names_of
 from fraud_core.features import VELOCITY_FEATURES, Profile, build_features, to_row
@@ -65,7 +66,6 @@ from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, stron
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
 from inference_service.model_registry import LIVE_POINTER, save_version, write_pointer
-from monitoring.reference import reference_section
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ SIMULATOR_LABEL_DELAY_MS = 7 * 24 * 3600 * 1000
 
 
 class LabelledEvent(Protocol):
-    """What the trainer needs of a simulator event (``producers.simulator.SimEvent``)."""
+    """What the trainer needs of a simulator event (``fraud_core.simulator.SimEvent``)."""
 
     @property
     def txn(self) -> Transaction: ...
@@ -709,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_topics:
         return from_topics.run(args)
 
-    from producers.simulator import SimConfig, Simulator  # the real stream; imported only here
+    from fraud_core.simulator import SimConfig, Simulator  # the real stream; imported only here
 
     sim = Simulator(SimConfig(seed=args.seed, n_users=args.users))
     config = TrainConfig(

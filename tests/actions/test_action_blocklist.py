@@ -13,7 +13,7 @@ import redis
 
 from actions.consumer import ActionConsumer
 from actions.settings import ConsumerSettings
-from actions.store import ActionStore
+from fraud_core.action_store import ActionStore
 from fraud_core.enrichment import ProfileStore, blocklist_key
 from tests.actions.action_helpers import (
     RecordingNotifier,

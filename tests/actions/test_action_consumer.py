@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import schemas
 from actions.consumer import ActionConsumer
-from actions.logic import audit_records, parse_decision
 from actions.settings import ConsumerSettings
-from actions.store import ActionStore, marker_key
 from deploy.local.stack import free_port
+from fraud_core.action_logic import audit_records, parse_decision
+from fraud_core.action_store import ActionStore, marker_key
 from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.features import Profile
 from tests.actions.action_helpers import (

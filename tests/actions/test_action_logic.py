@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actions.logic import (
+from fraud_core.action_logic import (
     MAX_REMEMBERED,
     MAX_RISK_TIER,
     ActionType,

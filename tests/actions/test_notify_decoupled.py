@@ -27,9 +27,9 @@ from actions.consumer import ActionConsumer
 from actions.notify import WebhookNotifier
 from actions.outbox import DUE_KEY, item_key
 from actions.settings import ConsumerSettings
-from console.cases import case_key
 from deploy.local.stack import free_port
 from fraud_core.enrichment import blocklist_key, profile_key
+from fraud_core.review_cases import case_key
 from tests.actions.action_helpers import Topics, consumed, decision, drain, encode_decision, read_all, sample
 
 pytestmark = pytest.mark.integration

@@ -31,8 +31,8 @@ from deploy.local.stack import REPO_ROOT
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, end_offsets, read_until
 from fraud_core.reference import to_eur
+from fraud_core.simulator import SimConfig, Simulator
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

@@ -19,7 +19,7 @@ import pytest
 import schemas
 from deploy.local.stack import REPO_ROOT
 from fraud_core.kafka_io import AvroPublisher
-from producers.simulator import SimConfig, Simulator
+from fraud_core.simulator import SimConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

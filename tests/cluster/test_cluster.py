@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.cluster import Cluster, ClusterConfig, SubmittedJob, submit_job
+from deploy.local.cluster import Cluster
 from deploy.local.stack import free_port
+from fraud_core.flink_cluster import ClusterConfig, SubmittedJob, submit_job
 from fraud_core.rules import FALLBACK_VERSION
 from producers.profiles import seed_profiles
 from tests.streams import Collector, Feed

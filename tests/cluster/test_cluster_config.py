@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.local.cluster import (
-    JOB_FILE,
-    Cluster,
-    ClusterConfig,
-    flink_conf,
-    flink_run_command,
-    flink_run_env,
-)
+from deploy.local.cluster import Cluster, flink_conf
 from deploy.local.stack import REPO_ROOT
 from flink_jobs import scoring_job
+from fraud_core.flink_cluster import JOB_FILE, ClusterConfig, flink_run_command, flink_run_env
 
 # Kafka, its controller, the registry, Redis, the scoring service, job metrics, the console.
 LOCAL_STACK_PORTS = {9092, 9093, 8081, 6379, 8000, 9249, 8090}
@@ -115,7 +109,7 @@ def test_cluster_flag_submits_the_same_file(monkeypatch: pytest.MonkeyPatch, tmp
         calls.append((config, job_env, job_args))
         return 0
 
-    monkeypatch.setattr("deploy.local.cluster.run_attached", fake_run_attached)
+    monkeypatch.setattr("fraud_core.flink_cluster.run_attached", fake_run_attached)
     assert scoring_job.main(["--cluster", "--delivery", "exactly-once"]) == 0
     ((used, job_env, job_args),) = calls
     assert used == config

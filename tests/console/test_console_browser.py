@@ -29,14 +29,14 @@ import requests
 import schemas
 from actions.consumer import ActionConsumer
 from console.auth import hash_password
-from console.cases import case_key, hold_key
 from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import REPO_ROOT, free_port
 from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher
+from fraud_core.review_cases import case_key, hold_key
+from fraud_core.simulator import SimConfig, Simulator
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, Simulator
 from tests.actions.action_helpers import consumer_settings, read_all
 from tests.streams import Collector
 

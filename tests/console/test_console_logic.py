@@ -11,12 +11,20 @@ import pytest
 
 import schemas
 from console import auth, pages
-from console.cases import Case, Verdict, new_case, overdue_cutoff_ms, policy_verdict, priority, recent_entry
 from console.health import Health, histogram_quantile, parse, summarise
 from console.settings import DEV_SECRET_KEY, ConsoleSettings
 from console.verdicts import label_record, verdict_audits
 from fraud_core import avro
 from fraud_core.features import Profile
+from fraud_core.review_cases import (
+    Case,
+    Verdict,
+    new_case,
+    overdue_cutoff_ms,
+    policy_verdict,
+    priority,
+    recent_entry,
+)
 
 T0 = 1_700_000_000_000
 

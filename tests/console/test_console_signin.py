@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 import console.app
 import schemas
 from console.auth import Session, hash_password, sign_session
-from console.cases import CaseStore
 from console.sessions import LoginThrottle
 from console.settings import ConsoleSettings
+from fraud_core.review_cases import CaseStore
 from tests.console.test_review_queue import open_case, review
 
 pytestmark = pytest.mark.integration

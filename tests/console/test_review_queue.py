@@ -15,14 +15,14 @@ import redis
 
 import schemas
 from actions.consumer import ActionConsumer
-from actions.logic import parse_decision
-from actions.store import ActionStore
-from console.cases import CaseStore, Verdict, recent_key
-from console.exceptions import CaseConflict
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from console.verdicts import POLICY, Verdicts
+from fraud_core.action_logic import parse_decision
+from fraud_core.action_store import ActionStore
 from fraud_core.enrichment import blocklist_key, profile_key
+from fraud_core.exceptions import CaseConflict
+from fraud_core.review_cases import CaseStore, Verdict, recent_key
 from tests.actions.action_helpers import consumer_settings, decision, drain, produce_decisions, read_all
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 import console.app
 from console.app import Sweeper
-from console.cases import OPENED, case_key
 from console.metrics import ConsoleMetrics
 from console.settings import ConsoleSettings
 from console.verdicts import POLICY, Verdicts
+from fraud_core.review_cases import OPENED, case_key
 from tests.console.test_review_queue import console_settings, make_verdicts, open_case, review
 
 __all__ = ["console_settings", "make_verdicts"]  # fixtures shared with the review-queue tests

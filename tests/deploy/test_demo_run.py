@@ -10,9 +10,9 @@ import pytest
 from actions.settings import ConsumerSettings
 from deploy.local.demo import DEMO_REDIS_DB, DemoRun, clear_demo_database
 from flink_jobs.settings import JobSettings
+from fraud_core.simulator import SimConfig, Simulator
 from monitoring.settings import MonitorSettings
 from producers.produce import ProduceCli
-from producers.simulator import SimConfig, Simulator
 
 
 def test_two_runs_share_no_consumer_group_and_no_simulated_id() -> None:

@@ -24,9 +24,9 @@ from fraud_core.enrichment import blocklist_key, profile_key
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, read_until
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from fraud_core.transaction import Transaction
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, SimEvent, Simulator
 from tests.actions.action_helpers import consumer_settings
 from tests.flink_jobs.test_resilience import Collector
 

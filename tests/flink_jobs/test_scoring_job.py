@@ -21,10 +21,10 @@ from fraud_core.feature_catalog import FEATURE_NAMES, FEATURES
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, Received, read_until
 from fraud_core.reference import to_eur
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from fraud_core.transaction import Transaction
 from inference_service.training.train import replay
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, SimEvent, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

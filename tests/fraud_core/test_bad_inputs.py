@@ -23,8 +23,8 @@ import fastavro
 import pytest
 
 import schemas
-from actions.logic import parse_decision
 from fraud_core import avro
+from fraud_core.action_logic import parse_decision
 from fraud_core.enrichment import read_profile
 from fraud_core.exceptions import DecodeError, InvalidProfile, SchemaNotFound
 from fraud_core.labels import decode_label

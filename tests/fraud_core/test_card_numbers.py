@@ -11,8 +11,8 @@ import fastavro
 import pytest
 
 import schemas
-from actions.logic import parse_decision
 from fraud_core import avro
+from fraud_core.action_logic import parse_decision
 from fraud_core.cards import is_pan, mask_pans
 from fraud_core.exceptions import CardNumberRefused, ValidationError
 from fraud_core.scoring_step import Intake

@@ -19,7 +19,7 @@ from fraud_core.entities import StreamFeatures
 from fraud_core.features import build_features
 from fraud_core.labels import Label
 from fraud_core.rules import CompiledRule, RuleBook, load_rules, parse_rules
-from producers.simulator import SimConfig, Simulator
+from fraud_core.simulator import SimConfig, Simulator
 
 MIN_PRECISION = 0.20
 MIN_FLAGS = 20  # fewer flags than this on the sample judge nothing either way

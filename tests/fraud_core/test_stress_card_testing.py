@@ -9,7 +9,7 @@ from collections import defaultdict
 from fraud_core.entities import StreamFeatures
 from fraud_core.features import build_features
 from fraud_core.rules import APPROVE, load_rules, strongest
-from producers.simulator import SimConfig, SimEvent, Simulator
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 
 STRESS = SimConfig(seed=1007, n_users=600, n_merchants=200, stress=True, card_testing_rate=0.01)
 

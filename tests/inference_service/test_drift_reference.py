@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from fraud_core.drift_reference import SCORE, bin_values
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.simulator import SimConfig, Simulator
 from inference_service.model_registry import CARD_FILE, load_model
 from inference_service.training.train import TrainConfig, replay, split_by_time
-from monitoring.reference import SCORE, bin_values, parse_card
-from producers.simulator import SimConfig, Simulator
+from monitoring.reference import parse_card
 from tests.inference_service.conftest import TRAIN_EVENTS, Registry
 
 

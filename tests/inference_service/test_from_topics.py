@@ -15,8 +15,8 @@ import pytest
 
 import schemas
 from fraud_core.kafka_io import AvroPublisher
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from inference_service.training import train as train_cli
-from producers.simulator import SimConfig, SimEvent, Simulator
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ from sklearn.frozen import FrozenEstimator
 from fraud_core.cost import CostModel
 from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, REASON_TEXT, names_of
 from fraud_core.rules import load_rules
+from fraud_core.simulator import SimConfig, Simulator
 from inference_service.compiled import CompiledModel
 from inference_service.core.config import Settings
 from inference_service.exceptions import ModelRejectedError
@@ -41,7 +42,6 @@ from inference_service.training.train import (
     replay_with_transactions,
     train,
 )
-from producers.simulator import SimConfig, Simulator
 
 N = len(FEATURE_NAMES)
 

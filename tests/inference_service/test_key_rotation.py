@@ -24,11 +24,11 @@ from fraud_core.decision import scoring_request
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.settings import settings_errors
+from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.transaction import Transaction
 from inference_service.api.deps import matching_key
 from inference_service.core.config import Settings
 from inference_service.training.train import replay_with_transactions
-from producers.simulator import SimConfig, Simulator
 from tests.inference_service.conftest import Registry, Service, start_service, stop_service
 
 OLD_KEY = "old-scoring-key-" + "o" * 24

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
+from fraud_core.drift_reference import SCORE, bin_values, reference_section
 from fraud_core.feature_catalog import FEATURE_NAMES
 from monitoring.drift import PSI_EPSILON, Window, js_distance, psi
 from monitoring.exceptions import InvalidReference
-from monitoring.reference import SCORE, bin_values, parse_card, reference_section
+from monitoring.reference import parse_card
 from monitoring.tracker import DriftTracker
 
 

@@ -22,8 +22,8 @@ from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import free_port
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher
+from fraud_core.simulator import SimConfig, Simulator
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, Simulator
 from tests.deploy.conftest import DEPLOY
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]

@@ -11,12 +11,12 @@ from prometheus_client import generate_latest
 
 from deploy.local.stack import free_port
 from fraud_core.cli import help_text
+from fraud_core.drift_reference import reference_section
 from fraud_core.feature_catalog import FEATURE_NAMES
 from monitoring.__main__ import MonitorCli, main
 from monitoring.exceptions import InvalidReference
 from monitoring.metrics import Metrics
 from monitoring.monitor import CardSource, publish
-from monitoring.reference import reference_section
 from monitoring.settings import MonitorSettings
 from monitoring.tracker import DriftTracker
 

@@ -14,15 +14,16 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraud_core.drift_reference import reference_section
 from fraud_core.feature_catalog import FEATURE_NAMES, FEATURES
+from fraud_core.simulator import SimConfig, Simulator
 from inference_service.training.train import replay_with_transactions
 from monitoring.drift import Window
 from monitoring.metrics import Metrics
 from monitoring.monitor import publish
-from monitoring.reference import ModelReference, parse_card, reference_section
+from monitoring.reference import ModelReference, parse_card
 from monitoring.tracker import DriftTracker
 from monitoring.warmup import StreamClock, warm_up_ms, window_ms
-from producers.simulator import SimConfig, Simulator
 from tests.deploy.conftest import DEPLOY
 
 MINUTE = 60_000

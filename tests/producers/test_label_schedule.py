@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
+from fraud_core.simulator import SimConfig, Simulator
 from producers.publish import LabelSchedule
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, Simulator
 
 
 def test_labels_are_due_once_the_stream_reaches_their_labelled_at_and_missing_ones_never() -> None:

@@ -26,10 +26,10 @@ import schemas
 from fraud_core.enrichment import profile_key
 from fraud_core.exceptions import SerializationError
 from fraud_core.features import Profile
+from fraud_core.simulator import SimConfig, SimEvent, Simulator
 from producers.avro_file import read_stream
 from producers.publish import produce_events
 from producers.settings import ProducerSettings
-from producers.simulator import SimConfig, SimEvent, Simulator
 from tests.actions.action_helpers import record_count
 
 pytestmark = pytest.mark.integration

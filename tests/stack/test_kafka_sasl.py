@@ -31,9 +31,9 @@ from fraud_core.connections import KafkaConnection, SecurityProtocol
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher, read_until
 from fraud_core.registry import RegistryClient
+from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.topics import COMPATIBILITY, TopicSpec
 from producers.profiles import seed_profiles
-from producers.simulator import SimConfig, Simulator
 from tests.conftest import JobTopics
 
 pytestmark = pytest.mark.integration

@@ -19,14 +19,14 @@ import redis
 from pydantic import SecretStr
 
 from actions.exceptions import NotifyError
-from actions.logic import audit_records, parse_decision
 from actions.metrics import Metrics
 from actions.outbox import DUE_KEY, NotificationDispatcher, NotificationOutbox
-from actions.store import ActionStore
 from console.auth import User, hash_password
 from console.sessions import LoginThrottle, SessionStore
 from deploy.local.stack import _redis_server, free_port
 from deploy.redis_users import USERS, password_variable, start_script
+from fraud_core.action_logic import audit_records, parse_decision
+from fraud_core.action_store import ActionStore
 from fraud_core.connections import redis_url
 from fraud_core.enrichment import ProfileStore, blocklist_key, profile_key
 from fraud_core.features import Profile

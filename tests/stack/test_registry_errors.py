@@ -15,7 +15,7 @@ from deploy.local.stack import Stack
 from fraud_core import avro
 from fraud_core.exceptions import DecodeError, RegistryError, RegistryUnavailable, SchemaNotFound
 from fraud_core.registry import RegistryClient
-from producers.simulator import SimConfig, Simulator
+from fraud_core.simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.integration
 

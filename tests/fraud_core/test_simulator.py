@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from fraud_core import simulator as sim
 from fraud_core.feature_catalog import SECONDS_SINCE_PREV_CAP
 from fraud_core.features import HORIZON_MS, Profile, VelocityState
 from fraud_core.reference import MERCHANT_CATEGORIES, mcc_risk, to_eur
+from fraud_core.simulator import EPISODE_TYPES, FRAUD_TYPES, SimConfig, SimEvent, Simulator
 from fraud_core.transaction import validate
-from producers import simulator as sim
 from producers.avro_file import read_config, read_stream, write_stream
-from producers.simulator import EPISODE_TYPES, FRAUD_TYPES, SimConfig, SimEvent, Simulator
 
 DAY_MS = 86_400_000
 # The four minute-scale episodes; the day-scale compromises have tests of their own below.

@@ -1,4 +1,4 @@
-"""``python -m monitoring.bench``: the drift monitor's CPU cost per decision, offline.
+"""``python -m bench.monitor_bench``: the drift monitor's CPU cost per decision, offline.
 
 Replays a simulated stream through the shared feature code, scores it with the live model of
 ``--model-dir`` and encodes each decision as the job writes it (Avro, Confluent framing); then
@@ -21,15 +21,15 @@ import joblib
 import schemas
 from fraud_core import avro
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.simulator import SimConfig, Simulator
 from inference_service.model_registry import CARD_FILE, LIVE_POINTER, MODEL_FILE, read_pointer
 from inference_service.training.train import replay
 from monitoring.reference import parse_card
 from monitoring.tracker import DriftTracker
-from producers.simulator import SimConfig, Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monitoring.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.monitor_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", type=Path, default=Path("models"), help="registry folder (default models)")
     p.add_argument("--events", type=int, default=20_000, help="decisions to time (default 20000)")
     p.add_argument("--batch", type=int, default=500, help="decisions per poll (default 500)")

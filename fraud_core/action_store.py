@@ -2,7 +2,7 @@
 
 Keys: ``profile:<user_id>`` and ``blocklist:card:<card_id>`` (layout of :mod:`fraud_core.enrichment`,
 which the stream job reads) and ``actions:done:<event_id>``, the marker. A blocklist entry is
-written only for a BLOCK decision, as JSON saying why (:func:`actions.logic.blocklist_entry`), with
+written only for a BLOCK decision, as JSON saying why (:func:`fraud_core.action_logic.blocklist_entry`), with
 a TTL of ``block_ttl_s``; an existing entry is kept as it is (``NX``), so payments declined because
 the card is blocked do not extend the block or overwrite its original reason. The marker is written in
 the same MULTI/EXEC as the effects, under WATCH of the marker and the profile, so a crash can never
@@ -13,7 +13,7 @@ same audit records instead of losing them.
 
 Given the decoded record, the same transaction also appends the decision to the user's recent
 decisions and, for a REVIEW, opens its review case and puts the card on review hold
-(:mod:`console.cases`, whose key is watched too): a case exists exactly when its REVIEW was acted on.
+(:mod:`fraud_core.review_cases`, whose key is watched too): a case exists exactly when its REVIEW was acted on.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any, cast
 import redis
 from redis.exceptions import RedisError, WatchError
 
-from actions.exceptions import TransientError
-from actions.logic import Decision, blocklist_entry, updated_profile
-from console.cases import CaseStore, case_key, new_case, recent_entry
+from fraud_core.action_logic import Decision, blocklist_entry, updated_profile
 from fraud_core.enrichment import blocklist_key, parse_profile, profile_key
+from fraud_core.exceptions import TransientError
 from fraud_core.features import Profile
+from fraud_core.review_cases import CaseStore, case_key, new_case, recent_entry
 from fraud_core.rules import REVIEW
 
 MARKER_PREFIX = "actions:done:"
@@ -99,7 +99,7 @@ class ActionStore:
 
         Args:
             record: the decoded decision record. Given, it joins the user's recent decisions, and
-                a REVIEW opens its review case (:mod:`console.cases`) in the same transaction.
+                a REVIEW opens its review case (:mod:`fraud_core.review_cases`) in the same transaction.
             headers: the decision's propagated headers, kept with a new case.
             marker_id: the idempotency id when it is not the decision's ``event_id`` (an analyst's
                 verdict acts on the same event a second time).
