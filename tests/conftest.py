@@ -21,22 +21,7 @@ from flink_jobs.settings import JobSettings
 from fraud_core.cli import child_env
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY, TopicSpec
-
-# Fixtures that start processes or train real models (tests/inference_service/conftest.py adds
-# `registry`, `service` and `private_service`). A test that reaches any of them is in the integration
-# tier whatever its file says, so `pytest -m "not integration"` starts no process and trains nothing.
-PROCESS_FIXTURES = frozenset(
-    {
-        "stack",
-        "make_topic",
-        "model_dir",
-        "scoring_service",
-        "job_env",
-        "registry",
-        "service",
-        "private_service",
-    }
-)
+from tests.tiers import process_fixture, reaches_a_process_fixture
 
 # Settings have no APP_ENV default (they refuse to start without one): the suite runs in test mode
 # unless make already set local. Child processes inherit it.
@@ -52,8 +37,11 @@ def one_openmp_thread() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reaches a fixture declared with ``process_fixture`` (tests/tiers.py) is in the
+    integration tier whatever its file says, so ``pytest -m "not integration"`` starts no process and
+    trains nothing."""
     for item in items:
-        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if reaches_a_process_fixture(item):
             item.add_marker(pytest.mark.integration)
 
 
@@ -65,7 +53,7 @@ class RunningStack:
     config: StackConfig
 
 
-@pytest.fixture(scope="session")
+@process_fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The real services, started once per session in a private state folder on free ports."""
     state: Path = tmp_path_factory.mktemp("stack")
@@ -117,7 +105,7 @@ class RunningService:
     process: object
 
 
-@pytest.fixture(scope="session")
+@process_fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small but real model, trained once per session by the real trainer."""
     from deploy.local.processes import ensure_model
@@ -127,7 +115,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
+@process_fixture(scope="session")
 def scoring_service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     """The real scoring service as a process on a free port."""
     from deploy.local.processes import start_scoring_service

@@ -25,6 +25,7 @@ from fraud_core.settings import DEV_API_KEY
 from fraud_core.simulator import SimConfig, Simulator
 from inference_service.model_registry import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
 from inference_service.training.train import TrainConfig, replay, train_and_register
+from tests.tiers import process_fixture
 
 TRAIN_EVENTS = 30_000
 API_KEY = DEV_API_KEY
@@ -54,7 +55,7 @@ def train_small(model_dir: Path, seed: int, promote: bool) -> dict[str, Any]:
     )
 
 
-@pytest.fixture(scope="session")
+@process_fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """LIVE and SHADOW versions, plus a copy of LIVE whose card lists one feature too few."""
     path = tmp_path_factory.mktemp("models")
@@ -150,7 +151,7 @@ def stop_service(service: Service) -> None:
         service.proc.wait()
 
 
-@pytest.fixture(scope="session")
+@process_fixture(scope="session")
 def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The shared instance: LIVE and SHADOW as trained; tests must not move its pointers."""
     svc = start_service(registry.path, tmp_path_factory.mktemp("logs") / "service.log")
@@ -159,7 +160,7 @@ def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ite
     assert svc.proc.returncode == 0 or svc.proc.returncode == -15
 
 
-@pytest.fixture
+@process_fixture()
 def private_service(registry: Registry, tmp_path: Path) -> Iterator[Service]:
     """An instance over a private copy of the registry, for tests that switch LIVE."""
     model_dir = tmp_path / "models"
