@@ -24,13 +24,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
-from urllib.parse import parse_qs
 
 import redis
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive
 
 from console import comparisons, pages
 from console.auth import (
@@ -40,7 +40,9 @@ from console.auth import (
     csrf_ok,
     hash_password,
     read_session,
+    read_session_id,
     sign_session,
+    sign_session_id,
     verify_password,
 )
 from console.exceptions import ConsoleError, EffectsPending
@@ -55,8 +57,9 @@ from fraud_core.review_cases import CaseStore, Verdict
 log = logging.getLogger(__name__)
 
 COOKIE = "console_session"
-SESSION_ID_PREFIX = "sid."  # a server-side session's cookie; anything else is a signed anonymous one
+SESSION_ID_PREFIX = "sid."  # a server-side session's signed id; anything else is a signed anonymous session
 MAX_FORM_BYTES = 8192
+MAX_FORM_FIELDS = 16  # the console's forms have at most three
 ANALYST_VERDICTS = {"CONFIRM": Verdict.CONFIRM, "CLEAR": Verdict.CLEAR}
 
 
@@ -139,6 +142,45 @@ def dummy_hash(users: dict[str, User]) -> str:
     return hash_password(secrets.token_urlsafe(16), iterations=iterations)
 
 
+def server_session_id(request: Request) -> str | None:
+    """The server-side session id the request's cookie names, when its signature holds."""
+    cookie = request.cookies.get(COOKIE, "")
+    if not cookie.startswith(SESSION_ID_PREFIX):
+        return None
+    return read_session_id(cookie[len(SESSION_ID_PREFIX) :], request.app.state.settings.secret_key)
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLarge` as soon as the body read so far passes ``limit``."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(f"the form body is over {limit} bytes")
+        return message
+
+    return capped
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form's text fields, parsed by Starlette (python-multipart).
+
+    Raises BodyTooLarge from the declared length, before a byte is read, or, for an undeclared
+    (chunked) body, as soon as what was read passes the limit: the parser reads through a capped
+    ``receive``, so it never holds more than :data:`MAX_FORM_BYTES` plus one chunk.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        raise BodyTooLarge(f"content-length {declared[:20]!r} is over {MAX_FORM_BYTES} bytes")
+    capped = Request(request.scope, _capped(request.receive, MAX_FORM_BYTES))
+    form = await capped.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
 def session(request: Request) -> Session | None:
     """The request's session, or None when the cookie is missing, forged, expired or ended.
 
@@ -147,9 +189,12 @@ def session(request: Request) -> Session | None:
     settings: ConsoleSettings = request.app.state.settings
     cookie = request.cookies.get(COOKIE)
     if cookie and cookie.startswith(SESSION_ID_PREFIX):
+        session_id = server_session_id(request)
+        if session_id is None:
+            return None
         svc: Services = request.app.state.services
         try:
-            return svc.sessions.read(cookie[len(SESSION_ID_PREFIX) :], svc.users, _now_s())
+            return svc.sessions.read(session_id, svc.users, _now_s())
         except ConsoleError as exc:
             log.warning("session not readable, treated as logged out: %s", exc)
             return None
@@ -159,6 +204,7 @@ def session(request: Request) -> Session | None:
 
 Svc = Annotated[Services, Depends(services)]
 Sess = Annotated[Session | None, Depends(session)]
+Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
 def create_app(settings: ConsoleSettings) -> FastAPI:
@@ -219,7 +265,9 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         assert session_id is not None or s.user is None, "a logged-in session is only server-side"
         response.set_cookie(
             COOKIE,
-            SESSION_ID_PREFIX + session_id if session_id else sign_session(s, settings.secret_key),
+            SESSION_ID_PREFIX + sign_session_id(session_id, settings.secret_key)
+            if session_id
+            else sign_session(s, settings.secret_key),
             max_age=max(s.expires_at_s - _now_s(), 1),
             httponly=True,
             samesite="strict",
@@ -230,27 +278,14 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     def to_login() -> Response:
         return RedirectResponse("/login", status_code=303)
 
-    async def form(request: Request) -> dict[str, str]:
-        """The form's fields. Raises BodyTooLarge from the declared length, before reading, or
-        as soon as an undeclared (chunked) body passes the limit."""
-        declared = request.headers.get("content-length", "")
-        if declared and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
-            raise BodyTooLarge(f"content-length {declared[:20]!r} is over {MAX_FORM_BYTES} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise BodyTooLarge(f"the form body is over {MAX_FORM_BYTES} bytes")
-        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-
-    def forbidden(user: str | None, csrf: str) -> HTMLResponse:
+    def forbidden(request: Request, user: str | None, csrf: str) -> Response:
         text = "The form's CSRF token is missing or not this session's. Reload the page and try again."
-        return HTMLResponse(pages.message_page("Refused", text, user, csrf), status_code=403)
+        return pages.message_page("Refused", text, user, csrf).response(request, 403)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         text = f"{exc}. Nothing was done."
-        return HTMLResponse(pages.message_page("Request too large", text), status_code=413)
+        return pages.message_page("Request too large", text).response(request, 413)
 
     @app.get("/healthz")
     def healthz(svc: Svc) -> Response:
@@ -271,37 +306,40 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     def metrics(svc: Svc) -> Response:
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/login", response_class=HTMLResponse)
-    def login_form(sess: Sess) -> Response:
+    @app.get("/login")
+    def login_form(request: Request, sess: Sess) -> Response:
         if sess is not None and sess.user is not None:
             return RedirectResponse("/", status_code=303)  # logged in already
         s = sess if sess is not None else Session.anonymous(_now_s(), 3600)
-        return with_cookie(HTMLResponse(pages.login_page(s.csrf)), s)
+        return with_cookie(pages.login_page(s.csrf).response(request), s)
 
-    def throttled(sess: Session, wait_s: float) -> Response:
+    def throttled(request: Request, sess: Session, wait_s: float) -> Response:
         retry = max(1, math.ceil(wait_s))
         page = pages.login_page(sess.csrf, f"Too many failed log-ins: try again in {retry} s.")
-        response = with_cookie(HTMLResponse(page, status_code=429), sess)
+        response = with_cookie(page.response(request, 429), sess)
         response.headers["Retry-After"] = str(retry)
         return response
 
+    def unavailable(request: Request, text: str, sess: Session | None = None, status: int = 503) -> Response:
+        user, csrf = (sess.user, sess.csrf) if sess is not None else (None, "")
+        return pages.message_page("Unavailable", text, user, csrf).response(request, status)
+
     @app.post("/login")
-    async def login(request: Request, svc: Svc, sess: Sess) -> Response:
-        data = await form(request)
+    async def login(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
         if sess is not None and sess.user is not None:
             sess = Session.anonymous(_now_s(), 3600)  # a logged-in form is never a log-in form
         if not csrf_ok(sess, data.get("csrf")):
-            return forbidden(None, "")
+            return forbidden(request, None, "")
         assert sess is not None
         name, password = data.get("username", "")[:64], data.get("password", "")
         address = request.client.host if request.client else "unknown"
         try:
             attempt = await run_in_threadpool(svc.throttle.attempt, name, address, _now_s() * 1000)
         except ConsoleError as exc:
-            return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
+            return unavailable(request, str(exc))
         if not attempt.allowed:
             svc.metrics.logins.labels("throttled").inc()
-            return throttled(sess, attempt.wait_s)
+            return throttled(request, sess, attempt.wait_s)
         user = svc.users.get(name)
         # An unknown name costs one hash check too: the time taken says nothing about who exists.
         checked = await run_in_threadpool(
@@ -312,38 +350,37 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         if not ok or user is None:
             log.info("log-in refused for %r from %s", name[:32], address)
             if attempt.wait_s > 0:
-                return throttled(sess, attempt.wait_s)
+                return throttled(request, sess, attempt.wait_s)
             page = pages.login_page(sess.csrf, "Unknown analyst or wrong password.")
-            return with_cookie(HTMLResponse(page, status_code=401), sess)
+            return with_cookie(page.response(request, 401), sess)
         try:
             await run_in_threadpool(svc.throttle.succeeded, name, address)
             session_id, fresh = await run_in_threadpool(svc.sessions.open, name, user, _now_s())
         except ConsoleError as exc:
-            return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
+            return unavailable(request, str(exc))
         log.info("%s %s logged in from %s", user.role, name, address)
         return with_cookie(RedirectResponse("/", status_code=303), fresh, session_id)
 
     @app.post("/logout")
-    async def logout(request: Request, svc: Svc, sess: Sess) -> Response:
-        data = await form(request)
+    async def logout(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
         if sess is None or not csrf_ok(sess, data.get("csrf")):
-            return forbidden(sess.user if sess else None, sess.csrf if sess else "")
-        cookie = request.cookies.get(COOKIE, "")
-        if sess.user is not None and cookie.startswith(SESSION_ID_PREFIX):
+            return forbidden(request, sess.user if sess else None, sess.csrf if sess else "")
+        session_id = server_session_id(request)
+        if sess.user is not None and session_id is not None:
             try:
-                await run_in_threadpool(svc.sessions.end, cookie[len(SESSION_ID_PREFIX) :], sess.user)
+                await run_in_threadpool(svc.sessions.end, session_id, sess.user)
             except ConsoleError as exc:
-                return HTMLResponse(pages.message_page("Unavailable", str(exc)), status_code=503)
+                return unavailable(request, str(exc), sess)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
-    @app.get("/", response_class=HTMLResponse)
-    def queue(svc: Svc, sess: Sess) -> Response:
+    @app.get("/")
+    def queue(request: Request, svc: Svc, sess: Sess) -> Response:
         if sess is None or sess.user is None:
             return to_login()
         try:
-            body = pages.queue_page(
+            page = pages.queue_page(
                 svc.cases.open_cases(),
                 svc.cases.resolved_cases(),
                 svc.cases.counts(),
@@ -352,57 +389,57 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
                 sess.csrf,
             )
         except ConsoleError as exc:
-            return HTMLResponse(pages.message_page("Unavailable", str(exc), sess.user, sess.csrf), 503)
-        return HTMLResponse(body)
+            return unavailable(request, str(exc), sess)
+        return page.response(request)
 
-    @app.get("/models", response_class=HTMLResponse)
-    def model_comparisons(sess: Sess) -> Response:
+    @app.get("/models")
+    def model_comparisons(request: Request, sess: Sess) -> Response:
         if sess is None or sess.user is None:
             return to_login()
-        body = comparisons.comparisons_body(settings.MODEL_DIR)
-        return HTMLResponse(pages.page("Model comparisons", body, sess.user, sess.csrf))
+        found = comparisons.comparisons_context(settings.MODEL_DIR)
+        return pages.comparisons_page(found, sess.user, sess.csrf).response(request)
 
-    @app.get("/cases/{event_id}", response_class=HTMLResponse)
-    def case(event_id: str, svc: Svc, sess: Sess) -> Response:
+    def no_such_case(request: Request, exc: CaseNotFound, sess: Session) -> Response:
+        return pages.message_page("No such case", str(exc), sess.user, sess.csrf).response(request, 404)
+
+    @app.get("/cases/{event_id}")
+    def case(event_id: str, request: Request, svc: Svc, sess: Sess) -> Response:
         if sess is None or sess.user is None:
             return to_login()
         try:
             found = svc.cases.get(event_id)
-            return HTMLResponse(
-                pages.case_page(found, svc.cases.on_hold(found.card_id), sess.user, sess.csrf)
-            )
+            page = pages.case_page(found, svc.cases.on_hold(found.card_id), sess.user, sess.csrf)
         except CaseNotFound as exc:
-            return HTMLResponse(pages.message_page("No such case", str(exc), sess.user, sess.csrf), 404)
+            return no_such_case(request, exc, sess)
         except ConsoleError as exc:
-            return HTMLResponse(pages.message_page("Unavailable", str(exc), sess.user, sess.csrf), 503)
+            return unavailable(request, str(exc), sess)
+        return page.response(request)
 
-    @app.post("/cases/{event_id}/verdict", response_class=HTMLResponse)
-    async def verdict(event_id: str, request: Request, svc: Svc, sess: Sess) -> Response:
+    @app.post("/cases/{event_id}/verdict")
+    async def verdict(event_id: str, request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
         if sess is None or sess.user is None:
             return to_login()
-        data = await form(request)
         if not csrf_ok(sess, data.get("csrf")):
-            return forbidden(sess.user, sess.csrf)
+            return forbidden(request, sess.user, sess.csrf)
         chosen = ANALYST_VERDICTS.get(data.get("verdict", ""))
         if chosen is None:
             text = f"field 'verdict'={data.get('verdict', '')[:20]!r}: must be CONFIRM or CLEAR"
-            return HTMLResponse(pages.message_page("Invalid verdict", text, sess.user, sess.csrf), 422)
+            return pages.message_page("Invalid verdict", text, sess.user, sess.csrf).response(request, 422)
         user = svc.users.get(sess.user)
         if chosen is Verdict.CONFIRM and (user is None or not user.is_lead):
             try:
                 found = await run_in_threadpool(svc.cases.get, event_id)
             except CaseNotFound as exc:
-                return HTMLResponse(pages.message_page("No such case", str(exc), sess.user, sess.csrf), 404)
+                return no_such_case(request, exc, sess)
             except ConsoleError as exc:
-                return HTMLResponse(pages.message_page("Unavailable", str(exc), sess.user, sess.csrf), 503)
+                return unavailable(request, str(exc), sess)
             if found.amount_eur > settings.CONFIRM_LEAD_ABOVE_EUR:
                 text = (
                     f"Confirming a case above {settings.CONFIRM_LEAD_ABOVE_EUR:g} EUR needs a lead; this one is "
                     f"{found.amount_eur:.2f} EUR. Nothing was recorded."
                 )
-                return HTMLResponse(
-                    pages.message_page("A lead must confirm", text, sess.user, sess.csrf), 403
-                )
+                page = pages.message_page("A lead must confirm", text, sess.user, sess.csrf)
+                return page.response(request, 403)
         try:
             resolved = await run_in_threadpool(
                 svc.verdicts.resolve, event_id, chosen, analyst_actor(sess.user)
@@ -410,22 +447,21 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         except CaseConflict as exc:
             found = await run_in_threadpool(svc.cases.get, event_id)
             page = pages.case_page(found, False, sess.user, sess.csrf, error=f"Not recorded: {exc}.")
-            return HTMLResponse(page, status_code=409)
+            return page.response(request, 409)
         except CaseNotFound as exc:
-            return HTMLResponse(pages.message_page("No such case", str(exc), sess.user, sess.csrf), 404)
+            return no_such_case(request, exc, sess)
         except EffectsPending as exc:
             text = f"The verdict is recorded; its effects are retried in the background: {exc}"
-            return HTMLResponse(pages.message_page("Effects pending", text, sess.user, sess.csrf), 503)
+            return pages.message_page("Effects pending", text, sess.user, sess.csrf).response(request, 503)
         except ConsoleError as exc:
-            text = f"The verdict was not recorded; try again: {exc}"
-            return HTMLResponse(pages.message_page("Unavailable", text, sess.user, sess.csrf), 503)
+            return unavailable(request, f"The verdict was not recorded; try again: {exc}", sess)
         done = (
             "Fraud confirmed: card blocked, risk tier raised"
             if chosen.blocks
             else "Cleared: review hold lifted"
         )
         page = pages.case_page(resolved, False, sess.user, sess.csrf, message=f"{done}; label written.")
-        return HTMLResponse(page)
+        return page.response(request)
 
     @app.get("/api/health")
     def health(svc: Svc, sess: Sess) -> Response:

@@ -1,11 +1,16 @@
 """Analyst log-in as pure functions: password hashes, the users list, signed sessions, CSRF tokens.
 
-Only the standard library: PBKDF2-HMAC-SHA256 hashes in the form
+PBKDF2-HMAC-SHA256 hashes (the standard library's) in the form
 ``pbkdf2_sha256$<iterations>$<salt, base64>$<hash, base64>`` (``python -m console hash-password``
-prints one), and a session cookie that is a JSON payload signed with HMAC-SHA256 under the
-console's secret key. The session carries the analyst's name (or none before log-in), a CSRF token
-that every form posts back, and an expiry. Signed cookies carry only the state before log-in (the
-log-in form's CSRF token); a logged-in session lives server-side (:mod:`console.sessions`).
+prints one). The session cookie is signed with itsdangerous (the signer Starlette's own session
+middleware uses) under the console's secret key, with a salt per kind of cookie so one kind can
+never be replayed as the other:
+
+* before log-in, the cookie carries the log-in form's CSRF token and an expiry
+  (:func:`sign_session`);
+* after log-in, it carries only the random id of the server-side session
+  (:func:`sign_session_id`); the session itself (user, CSRF token, expiry) lives in Redis
+  (:mod:`console.sessions`), so log-out or a changed user ends it at once.
 
 Each user has a role: ``analyst`` or ``lead`` (``name:hash`` or ``name:hash:role``).
 """
@@ -16,17 +21,21 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
 
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
 USER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 ANALYST, LEAD = "analyst", "lead"
 ROLES = (ANALYST, LEAD)
+# itsdangerous salts: a cookie signed for one purpose does not verify for the other.
+ANONYMOUS_SALT = "console.session.anonymous"
+SESSION_ID_SALT = "console.session.id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +128,7 @@ def parse_users(text: str) -> dict[str, User]:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What the signed cookie carries."""
+    """A session: the analyst (None before log-in), the CSRF token every form posts back, the expiry."""
 
     user: str | None
     csrf: str
@@ -135,26 +144,36 @@ class Session:
 
 
 def sign_session(session: Session, key: bytes) -> str:
-    """The cookie value: base64 JSON payload, a dot, base64 HMAC-SHA256 of the payload."""
-    payload = _b64(json.dumps({"u": session.user, "c": session.csrf, "e": session.expires_at_s}).encode())
-    mac = hmac.new(key, payload.encode(), hashlib.sha256).digest()
-    return f"{payload}.{_b64(mac)}"
+    """The signed cookie value of a session that lives in the cookie (the state before log-in)."""
+    payload = {"u": session.user, "c": session.csrf, "e": session.expires_at_s}
+    return URLSafeSerializer(key, salt=ANONYMOUS_SALT).dumps(payload)
 
 
 def read_session(cookie: str | None, key: bytes, now_s: int) -> Session | None:
     """The session of a cookie, or None when it is missing, forged, malformed or expired."""
-    if not cookie or "." not in cookie:
+    if not cookie:
         return None
-    payload, _, mac = cookie.rpartition(".")
-    expected = hmac.new(key, payload.encode(), hashlib.sha256).digest()
     try:
-        if not hmac.compare_digest(expected, _unb64(mac)):
-            return None
-        data: dict[str, Any] = json.loads(_unb64(payload))
+        data: Any = URLSafeSerializer(key, salt=ANONYMOUS_SALT).loads(cookie)
         session = Session(data["u"], str(data["c"]), int(data["e"]))
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (BadData, KeyError, TypeError, ValueError):
         return None
     return session if session.expires_at_s > now_s else None
+
+
+def sign_session_id(session_id: str, key: bytes) -> str:
+    """The signed cookie value naming a server-side session."""
+    return URLSafeSerializer(key, salt=SESSION_ID_SALT).dumps(session_id)
+
+
+def read_session_id(cookie: str, key: bytes) -> str | None:
+    """The server-side session id a cookie names, or None when the signature or payload is wrong
+    (then Redis is not asked at all)."""
+    try:
+        session_id: Any = URLSafeSerializer(key, salt=SESSION_ID_SALT).loads(cookie)
+    except BadData:
+        return None
+    return session_id if isinstance(session_id, str) and session_id else None
 
 
 def csrf_ok(session: Session | None, token: str | None) -> bool:

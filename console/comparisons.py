@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from html import escape
 from pathlib import Path
 from typing import Any
+
+from console.templating import View
 
 log = logging.getLogger(__name__)
 
@@ -82,38 +83,37 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def comparison_html(doc: dict[str, Any]) -> str:
-    """One comparison as a section: the range, the side-by-side table, the rule and the outcome."""
-    names = list(doc["models"])
-    head = "".join(f'<th class="num">{escape(n)}</th>' for n in names)
-    body = "".join(
-        f"<tr><td>{escape(label)}</td>"
-        + "".join(f'<td class="num">{escape(v)}</td>' for v in values)
-        + "</tr>"
-        for label, values in _rows(doc)
-    )
-    held = doc.get("held_out", {})
-    outcome = "promoted to live" if doc.get("promoted") else "not promoted (shadow)"
-    return (
-        f'<section class="box"><h2>Challenger {escape(str(doc.get("challenger")))}: {escape(outcome)}</h2>'
-        f"<p>Trained on {escape(str(doc.get('window', {}).get('from')))} .. "
-        f"{escape(str(doc.get('window', {}).get('to')))}; both models backtested through the live job on "
-        f"{escape(str(held.get('from')))} .. {escape(str(held.get('to')))} "
-        f"({escape(str(held.get('what', '')))}).</p>"
-        f"<table><tr><th></th>{head}</tr>{body}</table>"
-        f"<p>Rule: {escape(str(doc.get('rule', '')))}</p>"
-        f"<p>Now live: <b>{escape(str(doc.get('now_live')))}</b>; shadow: "
-        f"<b>{escape(str(doc.get('shadow') or 'none'))}</b>.</p></section>"
-    )
+def comparison_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """One comparison as the values its section shows: the range, the side-by-side rows, the rule
+    and the outcome (text; the template escapes it)."""
+    window, held = doc.get("window") or {}, doc.get("held_out") or {}
+    return {
+        "challenger": str(doc.get("challenger")),
+        "promoted": bool(doc.get("promoted")),
+        "trained_from": str(window.get("from")),
+        "trained_to": str(window.get("to")),
+        "held_from": str(held.get("from")),
+        "held_to": str(held.get("to")),
+        "held_what": str(held.get("what", "")),
+        "models": [str(name) for name in doc["models"]],
+        "rows": _rows(doc),
+        "rule": str(doc.get("rule", "")),
+        "now_live": str(doc.get("now_live")),
+        "shadow": str(doc.get("shadow") or "none"),
+    }
+
+
+def comparisons_context(model_dir: Path) -> dict[str, Any]:
+    """What the comparisons page shows: every recent comparison, newest first, the files that could
+    not be read, and the folder they are read from."""
+    docs, problems = load_comparisons(model_dir)
+    return {
+        "comparisons": [comparison_summary(d) for d in docs],
+        "problems": problems,
+        "folder": str(model_dir / COMPARISONS_DIR),
+    }
 
 
 def comparisons_body(model_dir: Path) -> str:
-    """The page body: every recent comparison, newest first, or a line saying there is none."""
-    docs, problems = load_comparisons(model_dir)
-    notes = "".join(f'<p class="err">{escape(p)}</p>' for p in problems)
-    if not docs:
-        return (
-            f"<h1>Model comparisons</h1>{notes}<p>No comparison yet in "
-            f"{escape(str(model_dir / COMPARISONS_DIR))}: run <code>make retrain</code>.</p>"
-        )
-    return "<h1>Model comparisons</h1>" + notes + "".join(comparison_html(d) for d in docs)
+    """The page body as HTML (without the frame): every recent comparison, or a line saying there is none."""
+    return View("comparisons_body.html", comparisons_context(model_dir)).render()

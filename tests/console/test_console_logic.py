@@ -212,13 +212,13 @@ def test_histogram_quantile_interpolates_within_the_bucket() -> None:
 
 def test_pages_show_the_case_in_words_escaped_and_without_the_card() -> None:
     case = _case(reasons=["<script>alert(1)</script> new device"], currency="JPY", amount_minor=1500)
-    html = pages.case_page(case, True, "alice", "tok")
+    html = pages.case_page(case, True, "alice", "tok").render()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; new device" in html and "<script>alert" not in html
     assert "payments by this user in the last minute" in html and "amount in EUR" in html
     assert "card-1234" not in html and "****1234 (on review hold)" in html
     assert "1,500 JPY" in html  # the currency's own minor unit
     assert html.count('name="csrf" value="tok"') == 3  # confirm, clear, log out
-    queue = pages.queue_page([case], [], {"open": 1, "resolved": 0}, 900, "alice", "tok")
+    queue = pages.queue_page([case], [], {"open": 1, "resolved": 0}, 900, "alice", "tok").render()
     assert f'href="/cases/{case.event_id}"' in queue and "card-1234" not in queue
 
 
