@@ -49,7 +49,14 @@ def to_matrix(items: Sequence[Scorable]) -> npt.NDArray[np.float64]:
 
 def score_items(models: ActiveModels, items: Sequence[Scorable], metrics: Metrics) -> list[dict[str, Any]]:
     """Score ``items`` with the live model (and the shadow, if any); responses in request order."""
-    x = to_matrix(items)
+    return score_rows(models, [item.event_id for item in items], to_matrix(items), metrics)
+
+
+def score_rows(
+    models: ActiveModels, event_ids: Sequence[str], x: npt.NDArray[np.float64], metrics: Metrics
+) -> list[dict[str, Any]]:
+    """Score the model input ``x`` (one row per event of ``event_ids``, columns in FEATURE_NAMES
+    order), for a body that arrives as columns and so never needs one object per row."""
     live = models.live
     scores = live.predict(x)
     flagged = scores >= live.threshold
@@ -58,21 +65,23 @@ def score_items(models: ActiveModels, items: Sequence[Scorable], metrics: Metric
     metrics.scores.observe_many(live.version, "live", scores)
     if n_flagged:
         metrics.decisions.labels(live.version, FLAGGED).inc(n_flagged)
-    if n_flagged < len(items):
-        metrics.decisions.labels(live.version, APPROVED).inc(len(items) - n_flagged)
+    if n_flagged < len(event_ids):
+        metrics.decisions.labels(live.version, APPROVED).inc(len(event_ids) - n_flagged)
 
     shadow_out: list[dict[str, Any] | None]
     shadow = models.shadow
     if shadow is None:
-        shadow_out = [None] * len(items)
+        shadow_out = [None] * len(event_ids)
     else:
         shadow_scores = shadow.predict(x)
         agree = int(((shadow_scores >= shadow.threshold) == flagged).sum())
         metrics.scores.observe_many(shadow.version, "shadow", shadow_scores)
         if agree:
             metrics.shadow_agreement.labels(live.version, shadow.version, "agree").inc(agree)
-        if agree < len(items):
-            metrics.shadow_agreement.labels(live.version, shadow.version, "disagree").inc(len(items) - agree)
+        if agree < len(event_ids):
+            metrics.shadow_agreement.labels(live.version, shadow.version, "disagree").inc(
+                len(event_ids) - agree
+            )
         shadow_out = [{"score": s, "model_version": shadow.version} for s in shadow_scores.tolist()]
 
     threshold = live.threshold
@@ -80,7 +89,7 @@ def score_items(models: ActiveModels, items: Sequence[Scorable], metrics: Metric
     version = live.version
     return [
         {
-            "event_id": item.event_id,
+            "event_id": event_id,
             "score": score,
             "decision": FLAGGED if is_flagged else APPROVED,
             "threshold": threshold,
@@ -89,7 +98,7 @@ def score_items(models: ActiveModels, items: Sequence[Scorable], metrics: Metric
             "reasons": why,
             "shadow": sh,
         }
-        for item, score, is_flagged, why, sh in zip(
-            items, scores.tolist(), flagged.tolist(), reasons, shadow_out, strict=True
+        for event_id, score, is_flagged, why, sh in zip(
+            event_ids, scores.tolist(), flagged.tolist(), reasons, shadow_out, strict=True
         )
     ]

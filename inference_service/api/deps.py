@@ -49,17 +49,6 @@ def matching_key(value: bytes, keys: tuple[bytes, ...]) -> bytes | None:
     return found
 
 
-async def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
-    """401 unless ``X-API-Key`` is one of the accepted scoring keys (``SCORING_API_KEY`` and, during a
-    rotation, ``SCORING_API_KEY_NEXT``)."""
-    if key is None or matching_key(key.encode("utf-8", "surrogateescape"), state.api_keys) is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid X-API-Key",
-            headers={"WWW-Authenticate": "X-API-Key"},
-        )
-
-
 _admin_key_header = APIKeyHeader(
     name="X-Admin-Key", scheme_name="AdminKeyHeader", auto_error=False, description="the admin API key"
 )
@@ -101,5 +90,7 @@ async def get_models(state: StateDep) -> ActiveModels:
 
 
 ModelsDep = Annotated[ActiveModels, Depends(get_models)]
-Authorized = Depends(require_api_key)
+# Documents the scoring key in the OpenAPI document; it checks nothing: the key of every ``/v1/``
+# path outside ``/v1/admin/`` is checked once, in front of FastAPI (api/routes/score.py).
+ScoringKeyDocumented = Security(_api_key_header)
 AdminAuthorized = Depends(require_admin_key)

@@ -28,6 +28,7 @@ _ERROR_KINDS = {
     405: "method_not_allowed",
     409: "model_refused",
     413: "body_too_large",
+    415: "unsupported_media_type",
     422: "validation",
     429: "rate_limited",
     503: "not_ready",

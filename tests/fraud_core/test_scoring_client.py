@@ -87,7 +87,7 @@ def service() -> Iterator[FakeService]:
 
 
 def test_scores_come_back_in_order_over_one_connection(service: FakeService) -> None:
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5)
     for n in (1, 3, 300):
         results = scorer.score([(TXN, FEATURES)] * n, correlation_id="corr-1")
         assert [(r.score, r.model_version, r.degraded) for r in results] == [(0.75, "m-1", False)] * n
@@ -101,7 +101,7 @@ def test_scores_come_back_in_order_over_one_connection(service: FakeService) -> 
 
 def test_a_connection_the_server_dropped_is_reopened_without_a_fallback(service: FakeService) -> None:
     service.drop_after_answer = True
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=0)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5, retries=0)
     for _ in range(3):
         assert not scorer.score([(TXN, FEATURES)])[0].degraded
     assert service.connections == 3
@@ -110,18 +110,20 @@ def test_a_connection_the_server_dropped_is_reopened_without_a_fallback(service:
 
 def test_a_refused_request_falls_back_without_retrying(service: FakeService) -> None:
     service.status = 422
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=2, backoff_s=0)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5, retries=2, backoff_s=0)
     assert scorer.score([(TXN, FEATURES)])[0].degraded
     assert len(service.requests) == 1
 
 
 def test_an_unreachable_service_falls_back() -> None:
-    scorer = BatchScorer("http://127.0.0.1:9", "key-1", timeout_s=0.5, retries=1, backoff_s=0)
+    scorer = BatchScorer(
+        "http://127.0.0.1:9", "key-1", encoding="json", timeout_s=0.5, retries=1, backoff_s=0
+    )
     assert all(r.degraded for r in scorer.score([(TXN, FEATURES)] * 2))
 
 
 def test_header_values_cannot_inject_headers(service: FakeService) -> None:
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5)
     scorer.score([(TXN, FEATURES)], correlation_id="c\r\nX-Evil: 1")
     headers, _ = service.requests[0]
     assert "x-evil" not in headers and "x-correlation-id" not in headers
@@ -155,7 +157,7 @@ def test_one_refused_item_gets_the_fallback_and_the_others_are_scored(
         return 200, json.dumps({"results": _scored(body)}).encode()
 
     service.answer = answer
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=2, backoff_s=0)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5, retries=2, backoff_s=0)
     with caplog.at_level(logging.WARNING, logger="fraud_core.scoring_client"):
         results = scorer.score(_txns(5))
     assert [r.degraded for r in results] == [False, False, True, False, False]
@@ -187,7 +189,7 @@ def test_a_malformed_200_is_a_transient_fault_not_a_crash(
     service: FakeService, body: Callable[[dict[str, Any]], bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     service.answer = lambda b: (200, body(b))
-    scorer = BatchScorer(service.url, "key-1", timeout_s=5, retries=1, backoff_s=0)
+    scorer = BatchScorer(service.url, "key-1", encoding="json", timeout_s=5, retries=1, backoff_s=0)
     with caplog.at_level(logging.WARNING, logger="fraud_core.scoring_client"):
         results = scorer.score(_txns(3))
     assert [r.degraded for r in results] == [True] * 3

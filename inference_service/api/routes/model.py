@@ -1,4 +1,5 @@
-"""``GET /v1/model``: the live model's card (and the shadow's version, if any)."""
+"""``GET /v1/model``: the live model's card (and the shadow's version, if any). Its scoring key is
+checked in front of FastAPI, with the scoring routes' (:mod:`inference_service.api.routes.score`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from inference_service.api.deps import Authorized, ModelsDep
+from inference_service.api.deps import ModelsDep, ScoringKeyDocumented
 
-router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1", tags=["model"], dependencies=[ScoringKeyDocumented])
 
 
 @router.get("/model")

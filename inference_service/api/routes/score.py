@@ -10,6 +10,14 @@ when ``MAX_IN_FLIGHT_PER_KEY`` requests of the key are already being served, 413
 ``MAX_BODY_BYTES``, 422 in FastAPI's format naming the field (and echoing the value), 503 until a
 model is loaded. The FastAPI app still serves everything else and the OpenAPI document, which
 describes these two operations through :func:`openapi_paths`.
+
+The batch route also takes the binary columnar body of :mod:`fraud_core.scoring_wire`
+(``Content-Type: application/x-msgpack``; JSON stays the default) and answers in it when ``Accept``
+names it; any other content type is a 415.
+
+This layer is also the one place where the scoring key is checked: for these routes and for every
+other path under ``/v1/`` except ``/v1/admin/`` (which takes the admin key), before the request
+reaches FastAPI. ``SCORING_API_KEY_NEXT`` is accepted alongside the current key during a rotation.
 """
 
 from __future__ import annotations
@@ -23,12 +31,19 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fraud_core.scoring_wire import JSON, MSGPACK, encode_response
+from inference_service.api.columnar import InvalidColumns, parse_batch
 from inference_service.api.deps import ServiceState, matching_key
 from inference_service.api.payloads import BatchRequest, BatchResponse, ScoreItem, ScoreResponse
 from inference_service.model_registry import ActiveModels
-from inference_service.scoring import score_items
+from inference_service.scoring import score_items, score_rows, to_matrix
 
-_JSON = (b"content-type", b"application/json")
+_JSON = (b"content-type", JSON.encode())
+_MSGPACK = (b"content-type", MSGPACK.encode())
+_JSON_TYPES = (b"", JSON.encode())
+_UNSUPPORTED = orjson.dumps(
+    {"detail": f"unsupported Content-Type: /v1/score/batch takes {JSON} (the default) or {MSGPACK}"}
+)
 _UNAUTHORIZED = orjson.dumps({"detail": "missing or invalid X-API-Key"})
 _NOT_READY = orjson.dumps({"detail": "no model loaded yet; train one (make model)"})
 _NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
@@ -74,13 +89,51 @@ def _invalid(exc: ValidationError) -> RequestError:
     return RequestError(422, validation_error_body(errors))
 
 
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How a batch request is written (``binary_in``) and how its answer must be (``binary_out``)."""
+
+    binary_in: bool
+    binary_out: bool
+
+
+_JSON_ONLY = Encoding(False, False)
+
+
+def negotiate(scope: Scope) -> Encoding:
+    """The encodings of a batch request, from ``Content-Type`` and ``Accept``; 415 for a body type
+    other than JSON (also when no type is given, as before) or msgpack."""
+    content_type = b""
+    accept = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.partition(b";")[0].strip().lower()
+        elif name == b"accept":
+            accept = value.lower()
+    if content_type in _JSON_TYPES:
+        binary_in = False
+    elif content_type == _MSGPACK[1]:
+        binary_in = True
+    else:
+        raise RequestError(415, _UNSUPPORTED)
+    binary_out = _MSGPACK[1] in (part.partition(b";")[0].strip() for part in accept.split(b","))
+    return Encoding(binary_in, binary_out)
+
+
+def _authorized_elsewhere(path: str) -> bool:
+    """Paths whose key is checked elsewhere or not at all: the admin routes (admin key) and
+    everything outside ``/v1/`` (probes, metrics, the API document)."""
+    return not path.startswith("/v1/") or path.startswith("/v1/admin/")
+
+
 class ScoringRoutes:
-    """The two scoring routes; any other request goes on to ``app`` (the FastAPI app)."""
+    """The two scoring routes, and the scoring-key check of every ``/v1/`` path; any other
+    request goes on to ``app`` (the FastAPI app)."""
 
     def __init__(self, app: ASGIApp, state: ServiceState) -> None:
         self.app = app
         self.state = state
-        self._routes: dict[str, tuple[Route, Callable[[bytes], bytes]]] = {
+        self._routes: dict[str, tuple[Route, Callable[[bytes, Encoding], tuple[bytes, bool]]]] = {
             SCORE.path: (SCORE, self._score),
             BATCH.path: (BATCH, self._score_batch),
         }
@@ -88,8 +141,19 @@ class ScoringRoutes:
         self._limit = state.scoring_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self._routes.get(scope["path"])
         if route is None:
+            if _authorized_elsewhere(scope["path"]):
+                await self.app(scope, receive, send)
+                return
+            try:
+                self._authorize(scope)
+            except RequestError as err:
+                await _answer(send, err.status, err.body, err.headers)
+                return
             await self.app(scope, receive, send)
             return
         scope["route"] = route[0]
@@ -98,26 +162,23 @@ class ScoringRoutes:
                 raise RequestError(405, _NOT_ALLOWED, [_JSON, (b"allow", b"POST")])
             self._check_length(scope)
             ident = self._authorize(scope)
+            encoding = negotiate(scope) if route[0] is BATCH else _JSON_ONLY
             if not self._limit.acquire(ident):
                 raise RequestError(429, self._limit.body, [_JSON, (b"retry-after", self._limit.retry_after)])
             try:
                 body = await self._read_body(receive)
-                status, content, headers = 200, route[1](body), [_JSON]
+                content, binary = route[1](body, encoding)
+                status, headers = 200, [_MSGPACK if binary else _JSON]
             finally:
                 self._limit.release(ident)
         except RequestError as err:
             status, content, headers = err.status, err.body, err.headers
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(content)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
+        await _answer(send, status, content, headers)
 
     def _authorize(self, scope: Scope) -> bytes:
-        """The identity of the request's valid key (for the per-key limit), else 401."""
+        """The identity of the request's valid scoring key (for the per-key limit), else 401.
+
+        The only check of the scoring key in the service (see the module's docstring)."""
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 if (key := matching_key(value, self.state.api_keys)) is not None:
@@ -155,22 +216,41 @@ class ScoringRoutes:
             raise RequestError(503, _NOT_READY)
         return active
 
-    def _score(self, body: bytes) -> bytes:
+    def _score(self, body: bytes, encoding: Encoding) -> tuple[bytes, bool]:
         try:
             item = ScoreItem.model_validate_json(body)
         except ValidationError as exc:
             raise _invalid(exc) from exc
         models = self._models()
         self._batch_size[SCORE.path].observe(1)
-        return orjson.dumps(score_items(models, [item], self.state.metrics)[0])
+        return orjson.dumps(score_items(models, [item], self.state.metrics)[0]), False
 
-    def _score_batch(self, body: bytes) -> bytes:
-        try:
-            batch = BatchRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
+    def _score_batch(self, body: bytes, encoding: Encoding) -> tuple[bytes, bool]:
+        if encoding.binary_in:
+            try:
+                columns = parse_batch(body)
+            except InvalidColumns as exc:
+                raise RequestError(422, validation_error_body(exc.errors)) from exc
+            event_ids, x = columns.event_ids, columns.x
+        else:
+            try:
+                batch = BatchRequest.model_validate_json(body)
+            except ValidationError as exc:
+                raise _invalid(exc) from exc
+            event_ids, x = [item.event_id for item in batch.items], to_matrix(batch.items)
+        self._check_batch_size(len(event_ids))
+        models = self._models()
+        self._batch_size[BATCH.path].observe(len(event_ids))
+        results = score_rows(models, event_ids, x, self.state.metrics)
+        live = models.live
+        if encoding.binary_out:
+            return encode_response(results, live.version, live.threshold, live.block_threshold), True
+        return orjson.dumps(
+            {"model_version": live.version, "threshold": live.threshold, "results": results}
+        ), False
+
+    def _check_batch_size(self, n: int) -> None:
         limit = self.state.settings.MAX_BATCH_SIZE
-        n = len(batch.items)
         if n > limit:
             raise RequestError(
                 422,
@@ -186,28 +266,47 @@ class ScoringRoutes:
                     ]
                 ),
             )
-        models = self._models()
-        self._batch_size[BATCH.path].observe(n)
-        results = score_items(models, batch.items, self.state.metrics)
-        return orjson.dumps(
-            {"model_version": models.live.version, "threshold": models.live.threshold, "results": results}
-        )
 
 
-def _operation(summary: str, body: type[BaseModel], response: type[BaseModel]) -> dict[str, Any]:
+async def _answer(send: Send, status: int, content: bytes, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(content)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
+
+
+def _operation(
+    summary: str, body: type[BaseModel], response: type[BaseModel], columnar: bool = False
+) -> dict[str, Any]:
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
 
+    binary = {
+        MSGPACK: {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "columns in msgpack; layout in fraud_core/scoring_wire.py (README, API)",
+        }
+    }
     return {
         "post": {
             "tags": ["score"],
             "summary": summary,
             "security": [{"APIKeyHeader": []}],
-            "requestBody": {"required": True, "content": ref(body)},
+            "requestBody": {"required": True, "content": {**ref(body), **(binary if columnar else {})}},
             "responses": {
-                "200": {"description": "scored", "content": ref(response)},
+                "200": {
+                    "description": "scored; in msgpack columns when Accept names it (batch only)",
+                    "content": {**ref(response), **(binary if columnar else {})},
+                },
                 "401": {"description": "missing or invalid X-API-Key"},
                 "413": {"description": "request body larger than MAX_BODY_BYTES"},
+                **(
+                    {"415": {"description": f"Content-Type neither {JSON} nor {MSGPACK}"}} if columnar else {}
+                ),
                 "429": {"description": "too many requests of this key in flight; see Retry-After"},
                 "422": {"description": "invalid body; `detail` names each invalid field and its value"},
                 "503": {"description": "no model loaded yet"},
@@ -228,6 +327,7 @@ def openapi_paths() -> tuple[dict[str, Any], tuple[type[BaseModel], ...]]:
             "Score up to MAX_BATCH_SIZE payments with one model version; results in request order",
             BatchRequest,
             BatchResponse,
+            columnar=True,
         ),
     }
     return paths, (ScoreItem, BatchRequest, ScoreResponse, BatchResponse)
