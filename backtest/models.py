@@ -4,7 +4,6 @@ scoring service whose ``MODEL_DIR`` holds only that version (as ``LIVE``), on a 
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -16,14 +15,15 @@ from backtest.exceptions import BadInputError, UnknownModelError
 from deploy.local.processes import start_scoring_service
 from deploy.local.stack import free_port
 from fraud_core.exceptions import StackError
-from inference_service.model_registry import CARD_FILE, LIVE_POINTER, MODEL_FILE, read_pointer, write_pointer
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import LIVE_POINTER, is_version, read_card, read_pointer, write_pointer
 
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     version: str
     threshold: float
-    card: dict[str, object]
+    card: ModelCard | None  # None: a name only (topic names of a run)
 
     @property
     def slug(self) -> str:
@@ -36,12 +36,7 @@ def available(model_dir: Path) -> list[str]:
     if not model_dir.is_dir():
         return []
     return sorted(
-        p.name
-        for p in model_dir.iterdir()
-        if p.is_dir()
-        and not p.name.startswith(".")
-        and (p / CARD_FILE).is_file()
-        and (p / MODEL_FILE).is_file()
+        p.name for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and is_version(p)
     )
 
 
@@ -70,8 +65,8 @@ def resolve_models(model_dir: Path, requested: list[str]) -> list[ModelInfo]:
             raise UnknownModelError(
                 f"unknown model version {version!r} in {model_dir}; available: {', '.join(present) or 'none'}"
             )
-        card = json.loads((model_dir / version / CARD_FILE).read_text(encoding="utf-8"))
-        out.append(ModelInfo(version, float(card["threshold"]), card))
+        card = read_card(model_dir, version)
+        out.append(ModelInfo(version, card.threshold, card))
     return out
 
 

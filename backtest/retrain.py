@@ -53,13 +53,20 @@ from fraud_core.entities import DEFAULT_LABEL_DELAY_MS
 from fraud_core.exceptions import FraudPipelineError
 from fraud_core.kafka.readers import read_range
 from fraud_core.kafka_io import consumer, decoder, partition_bounds
+from fraud_core.model_folder import (
+    LIVE_POINTER,
+    SHADOW_POINTER,
+    UnreadableCard,
+    read_card,
+    read_pointer,
+    write_pointer,
+)
 from fraud_core.reference import to_eur
 from fraud_core.rules import APPROVE, BLOCK, REVIEW
 from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import INITIATED, LABELS
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
-from inference_service.model_registry import LIVE_POINTER, SHADOW_POINTER, read_pointer, write_pointer
 from inference_service.training.from_topics import (
     TopicHistory,
     iso,
@@ -298,9 +305,11 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         label_delay_ms=s.LABEL_DELAY_MS,
         since_ms=since_ms,
     )
-    challenger = trained.card["version"]
-    held = trained.card["training_data"]["split"]["held_out"]
-    from_ms, to_ms = int(held["from_event_time"]), int(held["to_event_time"])
+    challenger = trained.card.version
+    if trained.card.training_data is None:  # train() always writes it
+        raise TrainingError(f"the card of {challenger} has no training_data")
+    held = trained.card.training_data.split.held_out
+    from_ms, to_ms = held.from_event_time, held.to_event_time
     history = trained.history
     payments = {p.txn.event_id: p.txn for p in history.payments if from_ms <= p.txn.event_time <= to_ms}
     labels_now = {e: lab.label.is_fraud for e, lab in labels_as_of(history.labels, until_ms).items()}
@@ -334,7 +343,7 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         report = run_backtest(backtest_settings)
         models: dict[str, Any] = {}
         for version in versions:
-            topics = backtest_replay.RunTopics.named(run_id, ModelInfo(version, 0.0, {}).slug)
+            topics = backtest_replay.RunTopics.named(run_id, ModelInfo(version, 0.0, None).slug)
             owned += topics.all
             decisions = read_decisions(s, topics)
             role = "challenger" if version == challenger else "live"
@@ -388,7 +397,7 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
 
 def _all_run_topics(run_id: str, versions: Sequence[str]) -> list[str]:
     return [
-        t for v in versions for t in backtest_replay.RunTopics.named(run_id, ModelInfo(v, 0.0, {}).slug).all
+        t for v in versions for t in backtest_replay.RunTopics.named(run_id, ModelInfo(v, 0.0, None).slug).all
     ]
 
 
@@ -398,12 +407,14 @@ def _overlaps(model_dir: Path, version: str | None, from_ms: int, to_ms: int) ->
     if version is None:
         return None
     try:
-        card = json.loads((model_dir / version / "card.json").read_text(encoding="utf-8"))
-        split = card["training_data"]["split"]
-        used_to = max(int(split["train"]["to_event_time"]), int(split["calibration"]["to_event_time"]))
-        used_from = int(split["train"]["from_event_time"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = read_card(model_dir, version).training_data
+    except (OSError, UnreadableCard):
         return None
+    if data is None:
+        return None
+    split = data.split
+    used_to = max(split.train.to_event_time, split.calibration.to_event_time)
+    used_from = split.train.from_event_time
     return used_from <= to_ms and used_to >= from_ms
 
 

@@ -16,13 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import joblib
-
 import schemas
 from fraud_core import avro
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_folder import LIVE_POINTER, load_estimator, read_card, read_pointer
 from fraud_core.simulator import SimConfig, Simulator
-from inference_service.model_registry import CARD_FILE, LIVE_POINTER, MODEL_FILE, read_pointer
 from inference_service.training.train import replay
 from monitoring.reference import parse_card
 from monitoring.tracker import DriftTracker
@@ -40,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     version = read_pointer(args.model_dir, LIVE_POINTER)
     if version is None:
         p.error(f"no LIVE model in {args.model_dir}; run `make model`")
-    card = json.loads((args.model_dir / version / CARD_FILE).read_text())
-    model = joblib.load(args.model_dir / version / MODEL_FILE)
+    card = read_card(args.model_dir, version)
+    model = load_estimator(args.model_dir, version)
     sim = Simulator(SimConfig(seed=11))
     data = replay(sim.events(count=args.events), sim.profiles())
     scores = model.predict_proba(data.x)[:, 1]
@@ -53,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "event_id": f"e{i}",
                 "user_id": "u",
-                "decision": "FLAGGED" if s >= card["threshold"] else "APPROVED",
+                "decision": "FLAGGED" if s >= card.threshold else "APPROVED",
                 "score": float(s),
-                "threshold": card["threshold"],
+                "threshold": card.threshold,
                 "model_version": version,
                 "reasons": [],
                 "degraded": False,
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for i, (row, s) in enumerate(zip(data.x, scores, strict=True))
     ]
-    reference = parse_card(card, FEATURE_NAMES)
+    reference = parse_card(card.to_json(), FEATURE_NAMES)
     tracker = DriftTracker(FEATURE_NAMES, 2000, lambda _v: reference, label_delay_ms=0)
     timings = {"decode": 0.0, "window": 0.0, "drift": 0.0}
     published = 0

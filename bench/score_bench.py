@@ -45,13 +45,14 @@ import orjson
 
 from fraud_core.decision import scoring_request
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_folder import LIVE_POINTER, read_pointer
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.transaction import Transaction
 from inference_service.api.payloads import ScoreItem
 from inference_service.metrics import Metrics
-from inference_service.model_registry import LIVE_POINTER, ActiveModels, load_model, read_pointer
+from inference_service.model_registry import ActiveModels, load_model
 from inference_service.scoring import score_items, to_matrix
 from inference_service.training.train import replay
 

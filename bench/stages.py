@@ -23,13 +23,14 @@ from fraud_core.enrichment import ProfileStore
 from fraud_core.entities import DEFAULT_LABEL_DELAY_MS, CardState, MerchantState, StreamFeatures, UserState
 from fraud_core.features import build_features
 from fraud_core.kafka.serde import AvroSerializer
+from fraud_core.model_folder import LIVE_POINTER, read_pointer
 from fraud_core.registry import RegistryClient
 from fraud_core.rules import load_rules
 from fraud_core.scoring_client import BatchScorer
 from fraud_core.scoring_step import Intake, ScoringStep
 from fraud_core.transaction import Transaction
 from inference_service.metrics import Metrics
-from inference_service.model_registry import LIVE_POINTER, ActiveModels, load_model, read_pointer
+from inference_service.model_registry import ActiveModels, load_model
 from inference_service.scoring import score_items
 
 HTTP_BATCH_SIZES = (1, 16, 64, 256)

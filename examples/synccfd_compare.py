@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
         "ours_over_baseline": ratio,
-        "ablation_groups": {g: e["held_out_pr_auc"] for g, e in card["ablation_groups"].items()},
+        "ablation_groups": {g: e["held_out_pr_auc"] for g, e in card.ablation_groups.items()},
         "seconds": round(time.monotonic() - started, 1),
     }
     settings.out.parent.mkdir(parents=True, exist_ok=True)

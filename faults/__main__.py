@@ -24,9 +24,9 @@ from deploy.local.processes import ensure_model
 from deploy.local.stack import REPO_ROOT, Stack, StackConfig, free_port
 from faults.rig import Rig, Row, markdown, merged_with_previous, write_results
 from faults.scenarios import SCENARIOS, Load
+from fraud_core.model_folder import LIVE_POINTER, read_pointer, write_pointer
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY
-from inference_service.model_registry import LIVE_POINTER, read_pointer
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,7 +38,7 @@ def models(work: Path) -> Path:
     live = read_pointer(source, LIVE_POINTER) if source.exists() else None
     if live is not None:
         shutil.copytree(source / live, target / live)
-        (target / LIVE_POINTER).write_text(live + "\n")
+        write_pointer(target, LIVE_POINTER, live)
     else:
         ensure_model(target, events=60_000, seed=7)
     cmd = [sys.executable, "-m", "inference_service.training.train", "--no-promote", "--seed", "8"]

@@ -33,6 +33,7 @@ from faults.proxy import Mode
 from faults.rig import FaultNotObserved, Feed, Rig, Row, Tap, row_holds, tally, wipe
 from fraud_core.cli import child_env
 from fraud_core.flink_cluster import ClusterConfig, SubmittedJob, submit_job
+from fraud_core.model_folder import LIVE_POINTER, card_path, read_pointer, write_pointer
 from fraud_core.registry import RegistryClient
 
 AT_LEAST_ONCE = "at-least-once"
@@ -375,10 +376,10 @@ def scoring_down(rig: Rig, delivery: str, load: Load) -> Row:
 def model_promoted(rig: Rig, delivery: str, load: Load) -> Row:
     """A second model version goes live under load (hot reload): no request may fail and every
     decision names the version that scored it."""
-    from inference_service.model_registry import LIVE_POINTER, read_pointer, write_pointer
-
     before = read_pointer(rig.model_dir, LIVE_POINTER)
-    candidates = sorted(p.name for p in rig.model_dir.iterdir() if (p / "card.json").exists() or p.is_dir())
+    candidates = sorted(
+        p.name for p in rig.model_dir.iterdir() if card_path(rig.model_dir, p.name).exists() or p.is_dir()
+    )
     after = next((v for v in candidates if v != before and (rig.model_dir / v).is_dir()), None)
     if before is None or after is None:
         raise RuntimeError(f"{rig.model_dir} needs a LIVE model and a second version (see faults.__main__)")

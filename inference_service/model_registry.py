@@ -1,9 +1,7 @@
 """Model versions on disk, the pointer to the live one, and hot reload.
 
-Layout: ``<model_dir>/<version>/model.joblib`` and ``<model_dir>/<version>/card.json``; the text
-file ``<model_dir>/LIVE`` names the live version and the optional ``<model_dir>/SHADOW`` a shadow
-version. A version directory is written under a temporary name and renamed into place, and
-pointers are replaced atomically, so a reader never sees half a model.
+The folder's layout (versions, ``card.json``, the LIVE and SHADOW pointers, atomic writes) is
+:mod:`fraud_core.model_folder`'s; the card is a :class:`fraud_core.model_card.ModelCard`.
 
 A model is loaded, checked against this code's feature definition, compiled, verified against its
 own ``predict_proba`` and warmed on a background thread; only then is it swapped in, by replacing
@@ -13,21 +11,29 @@ what it got, so every response names the version that actually scored it, and no
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import numpy.typing as npt
 
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import (
+    CARD_FILE,
+    LIVE_POINTER,
+    MODEL_FILE,
+    SHADOW_POINTER,
+    UnreadableCard,
+    card_path,
+    load_estimator,
+    read_card,
+    read_pointer,
+    valid_version_name,
+)
 from inference_service.compiled import CompiledModel, UnsupportedEstimatorError
 from inference_service.exceptions import ModelRejectedError
 from inference_service.metrics import Metrics
@@ -35,10 +41,6 @@ from inference_service.reasons import REASON_FRACTION, explain
 
 log = logging.getLogger(__name__)
 
-LIVE_POINTER = "LIVE"
-SHADOW_POINTER = "SHADOW"
-MODEL_FILE = "model.joblib"
-CARD_FILE = "card.json"
 _PROBE_ROWS = 256
 
 
@@ -47,12 +49,17 @@ class LoadedModel:
     """A verified, warmed model version, ready to score."""
 
     version: str
-    card: dict[str, Any]
+    model_card: ModelCard
     estimator: Any
     compiled: CompiledModel
     threshold: float
     reference: npt.NDArray[np.float64]  # training medians in FEATURE_NAMES order
     block_threshold: float | None = None  # None: the card has none, the score alone never blocks
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The card as ``GET /v1/model`` serves it (the JSON of ``card.json``)."""
+        return self.model_card.to_json()
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """P(fraud) per row of ``x`` (columns in FEATURE_NAMES order)."""
@@ -73,37 +80,6 @@ class ActiveModels:
     shadow: LoadedModel | None
 
 
-def read_pointer(model_dir: Path, name: str) -> str | None:
-    """The version a pointer file names, or None when the file is absent or empty."""
-    try:
-        text = (model_dir / name).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return text or None
-
-
-def write_pointer(model_dir: Path, name: str, version: str) -> None:
-    """Point ``name`` (LIVE or SHADOW) at ``version``, atomically."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(version + "\n")
-    os.replace(tmp, model_dir / name)
-
-
-def save_version(model_dir: Path, version: str, estimator: Any, card: dict[str, Any]) -> Path:
-    """Write a model version directory (replacing an existing one of the same version)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}."))
-    joblib.dump(estimator, staging / MODEL_FILE)
-    (staging / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    target = model_dir / version
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
-    return target
-
-
 def load_model(model_dir: Path, version: str) -> LoadedModel:
     """Load, check, compile, verify and warm one version.
 
@@ -112,42 +88,29 @@ def load_model(model_dir: Path, version: str) -> LoadedModel:
             :data:`FEATURE_NAMES`, the estimator expects a different number of features, or the
             compiled predictor disagrees with the estimator.
     """
-    folder = model_dir / version
-    if not version or "/" in version or version.startswith("."):
+    if not valid_version_name(version):
         raise ModelRejectedError(version, "not a valid version name")
     try:
-        card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelRejectedError(version, f"cannot read {folder / CARD_FILE}: {exc}") from exc
-    if not isinstance(card, dict):
-        raise ModelRejectedError(version, f"{folder / CARD_FILE} is not a JSON object")
-    if card.get("version") != version:
-        raise ModelRejectedError(
-            version, f"card names version {card.get('version')!r}, directory is {version!r}"
-        )
-    features = card.get("features")
-    if features != list(FEATURE_NAMES):
+        card = read_card(model_dir, version)
+    except FileNotFoundError as exc:
+        raise ModelRejectedError(version, f"cannot read {card_path(model_dir, version)}: {exc}") from exc
+    except UnreadableCard as exc:
+        raise ModelRejectedError(version, exc.reason) from exc
+    if card.version != version:
+        raise ModelRejectedError(version, f"card names version {card.version!r}, directory is {version!r}")
+    if card.features != list(FEATURE_NAMES):
         raise ModelRejectedError(
             version,
-            f"card features {features!r} do not match this service's FEATURE_NAMES {list(FEATURE_NAMES)!r}; "
+            f"card features {card.features!r} do not match this service's FEATURE_NAMES {list(FEATURE_NAMES)!r}; "
             "retrain with the current fraud_core.features or deploy the matching service",
         )
-    threshold = card.get("threshold")
-    if not isinstance(threshold, float) or not 0.0 < threshold < 1.0:
-        raise ModelRejectedError(version, f"card threshold {threshold!r} is not a probability in (0, 1)")
-    block = card.get("block_threshold")
-    if block is not None and not (isinstance(block, float) and threshold <= block <= 1.0):
-        raise ModelRejectedError(
-            version, f"card block_threshold {block!r} must be null or a probability in [threshold, 1]"
-        )
-    ref = card.get("reference_values")
-    if not isinstance(ref, dict) or set(ref) != set(FEATURE_NAMES):
+    if set(card.reference_values) != set(FEATURE_NAMES):
         raise ModelRejectedError(version, "card reference_values must give a value for every feature")
-    reference = np.array([float(ref[n]) for n in FEATURE_NAMES], dtype=np.float64)
+    reference = np.array([card.reference_values[n] for n in FEATURE_NAMES], dtype=np.float64)
     try:
-        estimator = joblib.load(folder / MODEL_FILE)
+        estimator = load_estimator(model_dir, version)
     except Exception as exc:  # unpickling can raise anything; all of it means "unusable file"
-        raise ModelRejectedError(version, f"cannot load {folder / MODEL_FILE}: {exc!r}") from exc
+        raise ModelRejectedError(version, f"cannot load {model_dir / version / MODEL_FILE}: {exc!r}") from exc
     n_in = getattr(estimator, "n_features_in_", None)
     if n_in != len(FEATURE_NAMES):
         raise ModelRejectedError(
@@ -157,7 +120,7 @@ def load_model(model_dir: Path, version: str) -> LoadedModel:
         compiled = CompiledModel.from_estimator(estimator)
     except UnsupportedEstimatorError as exc:
         raise ModelRejectedError(version, str(exc)) from exc
-    model = LoadedModel(version, card, estimator, compiled, threshold, reference, block)
+    model = LoadedModel(version, card, estimator, compiled, card.threshold, reference, card.block_threshold)
     _verify_and_warm(model)
     return model
 

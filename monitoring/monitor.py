@@ -12,7 +12,6 @@ dead-lettered: the action consumers, which read the same records, already dead-l
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ import schemas
 from fraud_core import avro
 from fraud_core.exceptions import DecodeError, RegistryUnavailable
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import UnreadableCard, card_from_json, card_path, read_card, valid_version_name
 from fraud_core.registry import RegistryClient
 from fraud_core.service import PollingService
 from monitoring.drift import DriftReading
@@ -39,7 +40,6 @@ from monitoring.warmup import warm_up_ms
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 5.0
-CARD_FILE = "card.json"
 
 
 class CardSource:
@@ -54,24 +54,22 @@ class CardSource:
         self._api_key = api_key
         self.timeout_s = timeout_s
 
-    def card(self, version: str) -> dict[str, Any]:
+    def card(self, version: str) -> ModelCard:
         """The card of ``version``.
 
         Raises:
-            InvalidReference: neither the folder nor the service has the card of that version.
+            InvalidReference: neither the folder nor the service has the card of that version, or
+                the card found is not a valid model card.
         """
-        if version and "/" not in version and not version.startswith("."):
-            path = self.model_dir / version / CARD_FILE
+        if valid_version_name(version):
             try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
+                return read_card(self.model_dir, version)
             except FileNotFoundError:
                 pass
-            except (OSError, ValueError) as exc:
-                raise InvalidReference(version, f"cannot read {path}: {exc}") from exc
-            else:
-                if isinstance(loaded, dict):
-                    return loaded
-                raise InvalidReference(version, f"{path} is not a JSON object")
+            except UnreadableCard as exc:
+                raise InvalidReference(
+                    version, f"cannot read {card_path(self.model_dir, version)}: {exc.reason}"
+                ) from exc
         url = f"{self.scoring_url}/v1/model"
         if self._api_key is None:
             raise InvalidReference(
@@ -80,21 +78,23 @@ class CardSource:
         try:
             resp = requests.get(url, headers={"X-API-Key": self._api_key}, timeout=self.timeout_s)
             resp.raise_for_status()
-            live = resp.json()
-        except (requests.RequestException, ValueError) as exc:
+        except requests.RequestException as exc:
             raise InvalidReference(
                 version, f"no card in {self.model_dir} and GET {url} failed: {exc}"
             ) from exc
-        if not isinstance(live, dict) or live.get("version") != version:
-            served = live.get("version") if isinstance(live, dict) else None
+        try:
+            live = card_from_json(resp.content, version, f"GET {url}")
+        except UnreadableCard as exc:
+            raise InvalidReference(version, f"no card in {self.model_dir} and {exc.reason}") from exc
+        if live.version != version:
             raise InvalidReference(
-                version, f"no card in {self.model_dir}, and the service serves {served!r}, not it"
+                version, f"no card in {self.model_dir}, and the service serves {live.version!r}, not it"
             )
         return live
 
     def reference(self, version: str) -> ModelReference:
         """The drift reference of ``version`` (raises :class:`InvalidReference`)."""
-        return parse_card(self.card(version), FEATURE_NAMES)
+        return parse_card(self.card(version).to_json(), FEATURE_NAMES)
 
 
 def publish(

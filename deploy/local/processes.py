@@ -7,7 +7,6 @@ does: as separate processes talking through Kafka, Redis and HTTP.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import requests
 from deploy.local.stack import REPO_ROOT
 from fraud_core.cli import child_env
 from fraud_core.exceptions import StackError
+from fraud_core.model_folder import LIVE_POINTER, UnreadableCard, read_card, read_pointer
 from inference_service.core.config import Settings as ServiceSettings
 
 
@@ -101,12 +101,13 @@ def ensure_model(model_dir: Path, events: int = 200_000, seed: int = 7) -> None:
 
 
 def _live_card_has_drift_reference(model_dir: Path) -> bool:
-    try:
-        version = (model_dir / "LIVE").read_text(encoding="utf-8").strip()
-        card = json.loads((model_dir / version / "card.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    version = read_pointer(model_dir, LIVE_POINTER)
+    if version is None:
         return False
-    return isinstance(card, dict) and "drift_reference" in card
+    try:
+        return read_card(model_dir, version).drift_reference is not None
+    except (OSError, UnreadableCard):
+        return False
 
 
 def start_scoring_service(

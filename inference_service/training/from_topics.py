@@ -54,6 +54,8 @@ from fraud_core.kafka.readers import Bounds, read_range
 from fraud_core.kafka.serde import AvroSerializer
 from fraud_core.kafka_io import consumer, partition_bounds
 from fraud_core.labels import Label, decode_label
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import LIVE_POINTER, save_version, write_pointer
 from fraud_core.reference import to_eur
 from fraud_core.registry import RegistryClient
 from fraud_core.scoring_step import Intake
@@ -61,7 +63,6 @@ from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import DLQ, INITIATED, LABELS
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
-from inference_service.model_registry import LIVE_POINTER, save_version, write_pointer
 from inference_service.training.train import Dataset, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -417,7 +418,7 @@ def dataset_from_topics(
 class Trained:
     """A model trained from the topics: its card, the seconds each step took, and what was read."""
 
-    card: dict[str, Any]
+    card: ModelCard
     timings_s: dict[str, float]
     history: TopicHistory
 
@@ -442,9 +443,9 @@ def train_from_topics(
     started = time.monotonic()
     model, card = train(data, config, source)
     timings["fit_s"] = round(time.monotonic() - started, 2)
-    save_version(model_dir, card["version"], model, card)
+    save_version(model_dir, model, card)
     if promote:
-        write_pointer(model_dir, LIVE_POINTER, card["version"])
+        write_pointer(model_dir, LIVE_POINTER, card.version)
     return Trained(card, timings, history)
 
 
@@ -503,18 +504,20 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"train --from-topics: failed: {exc}\n")
         return 1
     card = result.card
-    source = card["training_data"]["source"]
-    held = card["metrics"]["held_out"]
+    if card.training_data is None:  # train() always writes it
+        raise TrainingError(f"the card of {card.version} has no training_data")
+    source = card.training_data.source
+    held = card.metrics["held_out"]
     summary = {
-        "version": card["version"],
+        "version": card.version,
         "promoted": not args.no_promote,
         "until": source["until"],
         "event_time_range": source["event_time_range"],
         "training_rows": source["payments"]["training_rows"],
         "labels_known_at_t": source["labels"]["known_at_t"],
         "unknown_at_t_left_out": source["labels"]["unknown_at_t_left_out"],
-        "threshold": card["threshold"],
-        "block_threshold": card["block_threshold"],
+        "threshold": card.threshold,
+        "block_threshold": card.block_threshold,
         "pr_auc": held["pr_auc"],
         "timings_s": result.timings_s,
     }

@@ -61,11 +61,12 @@ from fraud_core.entities import StreamFeatures
 from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, names_of
 from fraud_core.features import VELOCITY_FEATURES, Profile, build_features, to_row
 from fraud_core.labels import Label
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import LIVE_POINTER, save_version, write_pointer
 from fraud_core.reference import to_eur
 from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, strongest
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
-from inference_service.model_registry import LIVE_POINTER, save_version, write_pointer
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,7 @@ def train(
     source: Mapping[str, Any],
     stress: StressSet | None = None,
     rules: RuleBook | None = None,
-) -> tuple[CalibratedClassifierCV, dict[str, Any]]:
+) -> tuple[CalibratedClassifierCV, ModelCard]:
     """Fit the model and its ablation on ``data``; return the estimator and its model card.
 
     Args:
@@ -604,7 +605,7 @@ def train(
             }
         )
     card["ablation_groups"] = _group_ablation(train_part, cal, test, config, stress, rules or load_rules())
-    return model, card
+    return model, ModelCard.model_validate(card)
 
 
 ABLATION_MAX_ROWS = 150_000
@@ -658,14 +659,14 @@ def train_and_register(
     source: Mapping[str, Any],
     promote: bool = True,
     stress: StressSet | None = None,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Replay, train, write ``<model_dir>/<version>/``, point LIVE at it if ``promote``; return the card."""
     data = replay(events, profiles)
     log.info("replayed stream", extra={"events": len(data.y), "frauds": int(data.y.sum())})
     model, card = train(data, config, source, stress)
-    save_version(model_dir, card["version"], model, card)
+    save_version(model_dir, model, card)
     if promote:
-        write_pointer(model_dir, LIVE_POINTER, card["version"])
+        write_pointer(model_dir, LIVE_POINTER, card.version)
     return card
 
 
@@ -743,17 +744,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         promote=not args.no_promote,
         stress=StressSet(stress_data, stress_txns, stress_source),
     )
-    held = card["metrics"]["held_out"]
-    stress = card["metrics"]["stress"]
+    held = card.metrics["held_out"]
+    stress = card.metrics["stress"]
     summary = {
-        "version": card["version"],
+        "version": card.version,
         "promoted": not args.no_promote,
-        "threshold": card["threshold"],
-        "block_threshold": card["block_threshold"],
+        "threshold": card.threshold,
+        "block_threshold": card.block_threshold,
         "block_precision": held["actions"]["BLOCK"]["precision"],
         "pr_auc": held["pr_auc"],
         "recall_at_1pct_fpr": held["recall_at_1pct_fpr"],
-        "pr_auc_without_velocity": card["ablation"]["held_out"]["pr_auc"],
+        "pr_auc_without_velocity": card.ablation["held_out"]["pr_auc"],
         "stress": {
             source: {
                 "precision": stress[source]["flagged"]["precision"],
@@ -762,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for source in ("model", "rules", "both")
         },
-        "stress_velocity_adds": card["ablation"]["velocity_adds_on_stress"],
+        "stress_velocity_adds": card.ablation["velocity_adds_on_stress"],
     }
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0

@@ -52,7 +52,7 @@ def train_small(model_dir: Path, seed: int, promote: bool) -> dict[str, Any]:
         model_dir,
         source,
         promote=promote,
-    )
+    ).to_json()
 
 
 @process_fixture(scope="session")

@@ -16,21 +16,15 @@ from sklearn.frozen import FrozenEstimator
 
 from fraud_core.cost import CostModel
 from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, REASON_TEXT, names_of
+from fraud_core.model_card import ModelCard
+from fraud_core.model_folder import CARD_FILE, LIVE_POINTER, read_pointer, save_version, write_pointer
 from fraud_core.rules import load_rules
 from fraud_core.simulator import SimConfig, Simulator
 from inference_service.compiled import CompiledModel
 from inference_service.core.config import Settings
 from inference_service.exceptions import ModelRejectedError
 from inference_service.metrics import Metrics
-from inference_service.model_registry import (
-    CARD_FILE,
-    LIVE_POINTER,
-    ModelRegistry,
-    load_model,
-    read_pointer,
-    save_version,
-    write_pointer,
-)
+from inference_service.model_registry import ModelRegistry, load_model
 from inference_service.reasons import explain
 from inference_service.training.train import (
     Dataset,
@@ -57,13 +51,13 @@ def _synthetic_model(seed: int = 0) -> tuple[CalibratedClassifierCV, np.ndarray]
     return model, x
 
 
-def _card(version: str, x: np.ndarray) -> dict[str, object]:
-    return {
-        "version": version,
-        "features": list(FEATURE_NAMES),
-        "threshold": 0.5,
-        "reference_values": dict(zip(FEATURE_NAMES, np.median(x, axis=0).tolist(), strict=True)),
-    }
+def _card(version: str, x: np.ndarray) -> ModelCard:
+    return ModelCard(
+        version=version,
+        features=list(FEATURE_NAMES),
+        threshold=0.5,
+        reference_values=dict(zip(FEATURE_NAMES, np.median(x, axis=0).tolist(), strict=True)),
+    )
 
 
 def test_compiled_predictor_equals_predict_proba_exactly() -> None:
@@ -119,7 +113,7 @@ def test_block_threshold_stays_above_legitimate_scores_it_would_cost_to_block() 
 
 def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
     model, x = _synthetic_model()
-    save_version(tmp_path, "v1", model, _card("v1", x))
+    save_version(tmp_path, model, _card("v1", x))
     write_pointer(tmp_path, LIVE_POINTER, "v1")
     assert read_pointer(tmp_path, LIVE_POINTER) == "v1"
     assert load_model(tmp_path, "v1").version == "v1"
@@ -134,7 +128,6 @@ def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
     narrow = HistGradientBoostingClassifier(max_iter=5).fit(x[:, :5], (x[:, 0] > 3).astype(int))
     save_version(
         tmp_path,
-        "v3",
         CalibratedClassifierCV(FrozenEstimator(narrow)).fit(x[:, :5], x[:, 0] > 3),
         _card("v3", x),
     )
@@ -144,9 +137,8 @@ def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
 
 def test_refused_version_keeps_the_old_one_serving(tmp_path: Path) -> None:
     model, x = _synthetic_model()
-    save_version(tmp_path, "good", model, _card("good", x))
-    bad_card = {**_card("bad", x), "features": ["only_one"]}
-    save_version(tmp_path, "bad", model, bad_card)
+    save_version(tmp_path, model, _card("good", x))
+    save_version(tmp_path, model, _card("bad", x).model_copy(update={"features": ["only_one"]}))
     write_pointer(tmp_path, LIVE_POINTER, "good")
     metrics = Metrics()
     registry = ModelRegistry(tmp_path, None, metrics)
@@ -184,7 +176,7 @@ def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
     rules = load_rules()
     _, card = train(data, TrainConfig(max_iter=30), {}, StressSet(stress_data, txns, {"seed": 1007}), rules)
 
-    stress = card["metrics"]["stress"]
+    stress = card.metrics["stress"]
     assert stress["rules_version"] == rules.version and stress["frauds"] == int(stress_data.y.sum())
     for source in ("model", "rules", "both"):
         for action in ("REVIEW", "BLOCK", "flagged"):
@@ -198,10 +190,10 @@ def test_card_reports_the_stress_set_for_model_rules_and_both() -> None:
         # decide() takes the most severe action: both flag at least what either source flags.
         assert stress["both"]["flagged"]["frauds"] >= stress[source]["flagged"]["frauds"]
     assert stress["rules"]["per_fraud_type"]["card_testing"]["recall"] > 0
-    assert {"model", "both", "pr_auc"} <= set(card["ablation"]["stress"])
-    assert "pr_auc" in card["ablation"]["velocity_adds_on_stress"]
+    assert {"model", "both", "pr_auc"} <= set(card.ablation["stress"])
+    assert "pr_auc" in card.ablation["velocity_adds_on_stress"]
     # One refit per feature group, each without exactly that group's features.
-    groups = card["ablation_groups"]
+    groups = card.ablation_groups
     assert set(groups) == set(ABLATION_GROUPS)
     for group, entry in groups.items():
         assert entry["without"] == sorted(names_of(group)) and entry["without"]

@@ -26,6 +26,9 @@ def _write_card(model_dir: Path, version: str) -> None:
     features = {n: rng.integers(0, 3, 500).astype(float) for n in FEATURE_NAMES}
     card = {
         "version": version,
+        "features": list(FEATURE_NAMES),
+        "threshold": 0.5,
+        "reference_values": dict.fromkeys(FEATURE_NAMES, 1.0),
         "drift_reference": reference_section(features, rng.random(500), "training", "held-out"),
         "metrics": {"held_out": {"flag_rate": 0.04}},
     }

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
+from fraud_core.model_folder import LIVE_POINTER, read_pointer
 from inference_service.api.deps import AdminAuthorized, StateDep
 from inference_service.api.payloads import ReloadResponse
-from inference_service.model_registry import LIVE_POINTER, read_pointer
 
 # Its own key (X-Admin-Key): a leaked scoring key, held by every job and baseline, cannot swap models.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuthorized])
