@@ -6,6 +6,7 @@ sizes the job sends.
 ``python -m bench.score_bench [--model-dir models] [--rate 200] [--seconds 10]``
 ``python -m bench.score_bench --client-only``  (only the BatchScorer table)
 ``python -m bench.score_bench --client-only --compare-ref HEAD``  (this tree against a commit)
+``python -m bench.score_bench --clients-only``  (only the HTTP client comparison at batch 64)
 
 The BatchScorer table gives, per batch size, the wall time per row (one client, back to back),
 and the CPU time per row of the client process and of the service process (``/proc/<pid>/stat``),
@@ -13,6 +14,13 @@ since on a loaded machine CPU is what a request really costs. Each figure is the
 ``--rounds`` runs. The client runs in a process of its own, so ``--compare-ref`` can run another
 commit's service *and* client: the commit is checked out in a temporary ``git worktree`` and the
 two systems take turns, batch size by batch size, so both see the same machine load.
+
+The client comparison runs :class:`~fraud_core.scoring_client.BatchScorer` at batch 64 over each
+HTTP transport (the hand-written raw-socket one, httpx's keep-alive ``Client``, urllib3's
+``PoolManager``), each with the JSON body and with the binary columnar one, taking turns round by
+round against one service: the figures that decide which client the scoring path keeps (issue 26:
+the hand-written one only if at least 20 % cheaper per row than the best library). Written to
+``bench/results/scoring_clients.json`` under ``clients_batch64``.
 
 Rows are real simulator events (a seed the model was not trained on) replayed through the shared
 feature code, so the fraud share, and with it the reason-code work, is realistic. The HTTP part
@@ -34,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +50,12 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import urllib3
 
 from fraud_core.decision import scoring_request
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.model_folder import LIVE_POINTER, read_pointer
-from fraud_core.scoring_client import BatchScorer
+from fraud_core.scoring_client import BatchScorer, Encoding, RawSocketTransport, TransportFactory
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.transaction import Transaction
@@ -60,6 +69,8 @@ RESULTS = Path(__file__).parent / "results" / "scoring.json"
 CLIENT_RESULTS = RESULTS.with_name("scoring_clients.json")
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_BATCHES = (1, 16, 64, 256)
+COMPARED_BATCH = 64
+ENCODINGS: tuple[Encoding, ...] = ("json", "binary")
 
 Pair = tuple[Transaction, dict[str, float]]
 
@@ -116,17 +127,73 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class HttpxTransport:
+    """The batch route over httpx's keep-alive ``Client`` (a :class:`~fraud_core.scoring_client.Transport`)."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        self._client = httpx.Client(base_url=base_url, headers=dict(headers), timeout=timeout_s)
+
+    def post(self, body: bytes, correlation_id: bytes) -> tuple[int, bytes]:
+        extra = {"X-Correlation-ID": correlation_id.decode("ascii")} if correlation_id else None
+        try:
+            answer = self._client.post("/v1/score/batch", content=body, headers=extra)
+        except httpx.TransportError as exc:
+            raise OSError(f"httpx: {exc!r}") from exc
+        return answer.status_code, answer.content
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Urllib3Transport:
+    """The batch route over urllib3's ``PoolManager`` (keep-alive, one connection, no retries)."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        self._pool = urllib3.PoolManager(maxsize=1, retries=False, timeout=urllib3.Timeout(total=timeout_s))
+        self._url = base_url + "/v1/score/batch"
+        self._headers = dict(headers)
+
+    def post(self, body: bytes, correlation_id: bytes) -> tuple[int, bytes]:
+        headers = self._headers
+        if correlation_id:
+            headers = {**headers, "X-Correlation-ID": correlation_id.decode("ascii")}
+        try:
+            answer = self._pool.request("POST", self._url, body=body, headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            raise OSError(f"urllib3: {exc!r}") from exc
+        return answer.status, answer.data
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+TRANSPORTS: dict[str, TransportFactory] = {
+    "hand-written": RawSocketTransport,
+    "httpx": HttpxTransport,
+    "urllib3": Urllib3Transport,
+}
+
+
 def client_worker(url: str, api_key: str, events: int) -> int:
     """The BatchScorer side of the table, in a process of its own (``--client-worker``).
 
-    Reads ``<batch> <seconds>`` lines on stdin; for each, runs a closed loop of ``batch``-row
-    calls for ``seconds`` and answers one JSON line: requests, rows, wall and CPU seconds.
+    Reads ``<batch> <seconds> [<transport> <encoding>]`` lines on stdin (default: the scoring
+    path's own client); for each, runs a closed loop of ``batch``-row calls for ``seconds`` and
+    answers one JSON line: requests, rows, wall and CPU seconds.
     """
     pairs = sample_pairs(events, seed=11)
-    scorer = BatchScorer(url, api_key, timeout_s=10.0, retries=0)
+    scorers: dict[tuple[str, str], BatchScorer] = {}
     try:
         for line in sys.stdin:
-            batch, seconds = int(line.split()[0]), float(line.split()[1])
+            fields = line.split()
+            batch, seconds = int(fields[0]), float(fields[1])
+            key = (fields[2], fields[3]) if len(fields) == 4 else ("default", "default")
+            scorer = scorers.get(key)
+            if scorer is None:
+                options: dict[str, Any] = {}
+                if key[0] != "default":
+                    options = {"transport": TRANSPORTS[key[0]], "encoding": key[1]}
+                scorer = scorers[key] = BatchScorer(url, api_key, timeout_s=10.0, retries=0, **options)
             chunks = [pairs[i : i + batch] for i in range(0, len(pairs) - batch + 1, batch)]
             for k in range(20):
                 scorer.score(chunks[k % len(chunks)])
@@ -141,7 +208,8 @@ def client_worker(url: str, api_key: str, events: int) -> int:
             out = {"requests": k, "rows": k * batch, "wall_s": wall, "cpu_s": time.process_time() - cpu0}
             print(json.dumps(out), flush=True)
     finally:
-        scorer.close()
+        for scorer in scorers.values():
+            scorer.close()
     return 0
 
 
@@ -168,11 +236,13 @@ class ScorerSystem:
         )
         return cls(name, url, service, client)
 
-    def run(self, batch: int, seconds: float) -> dict[str, float]:
-        """µs per row at ``batch``: wall, client CPU and service CPU."""
+    def run(self, batch: int, seconds: float, transport: str = "", encoding: str = "") -> dict[str, float]:
+        """µs per row at ``batch``: wall, client CPU and service CPU (of ``transport`` with
+        ``encoding``; by default the scoring path's own client)."""
         assert self.client.stdin is not None and self.client.stdout is not None
         server0 = cpu_seconds(self.service.pid)
-        self.client.stdin.write(f"{batch} {seconds}\n")
+        choice = f" {transport} {encoding}" if transport else ""
+        self.client.stdin.write(f"{batch} {seconds}{choice}\n")
         self.client.stdin.flush()
         line = self.client.stdout.readline()
         if not line:
@@ -224,6 +294,48 @@ def scorer_table(
         row["requests"] = sum(s["requests"] for s in samples)
         table.setdefault(name, {})[str(batch)] = row
     return table
+
+
+def client_table(system: ScorerSystem, rounds: int, seconds: float) -> dict[str, Any]:
+    """µs per row at batch 64 of every transport with every encoding against one service, the
+    median over ``rounds`` (the cells take turns, in reversed order every other round), and the
+    verdict of issue 26: keep the hand-written client only if it is at least 20 % cheaper per row
+    (wall, and client CPU) than the best library, with the body the scoring path sends."""
+    cells = [(t, e) for t in TRANSPORTS for e in ENCODINGS]
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for r in range(rounds):
+        for transport, encoding in cells if r % 2 == 0 else cells[::-1]:
+            sample = system.run(COMPARED_BATCH, seconds, transport, encoding)
+            runs.setdefault((transport, encoding), []).append(sample)
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for (transport, body), samples in runs.items():
+        row = {
+            key: round(statistics.median(s[key] for s in samples), 2)
+            for key in ("wall_us_per_row", "client_cpu_us_per_row", "server_cpu_us_per_row")
+        }
+        row["requests"] = sum(s["requests"] for s in samples)
+        table.setdefault(transport, {})[body] = row
+    verdict = {}
+    for encoding in ENCODINGS:
+        for measure in ("wall_us_per_row", "client_cpu_us_per_row"):
+            own = table["hand-written"][encoding][measure]
+            best = min(table[t][encoding][measure] for t in TRANSPORTS if t != "hand-written")
+            verdict[f"{encoding}_{measure}_saving"] = round(1 - own / best, 3)
+    return {"batch": COMPARED_BATCH, "us_per_row": table, "hand_written_saving_vs_best_library": verdict}
+
+
+def print_client_table(clients: dict[str, Any]) -> None:
+    """One line per transport and body, then how much cheaper the hand-written client is."""
+    print(f"batch {clients['batch']}, µs per row")
+    print(f"{'client':<14}{'body':<8}{'wall':>10}{'client CPU':>12}{'server CPU':>12}{'requests':>10}")
+    for transport, by_encoding in clients["us_per_row"].items():
+        for encoding, row in by_encoding.items():
+            print(
+                f"{transport:<14}{encoding:<8}{row['wall_us_per_row']:>10}{row['client_cpu_us_per_row']:>12}"
+                f"{row['server_cpu_us_per_row']:>12}{row['requests']:>10}"
+            )
+    for name, saving in clients["hand_written_saving_vs_best_library"].items():
+        print(f"hand-written saving vs best library, {name}: {saving:.1%}")
 
 
 def print_scorer_table(table: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -327,6 +439,20 @@ def http_batch(
     }
 
 
+def _write_clients(clients: dict[str, Any], version: str, args: argparse.Namespace) -> None:
+    result = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "model_version": version,
+        "rounds": args.rounds,
+        "seconds_per_run": args.client_seconds,
+        "clients_batch64": clients,
+    }
+    CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    CLIENT_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {CLIENT_RESULTS}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
@@ -344,6 +470,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="BatchScorer runs per cell, median (default 3)")
     parser.add_argument(
         "--client-seconds", type=float, default=3.0, help="duration of one BatchScorer run (default 3)"
+    )
+    parser.add_argument(
+        "--clients-only", action="store_true", help="only the HTTP client comparison at batch 64"
     )
     parser.add_argument("--client-worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -364,6 +493,11 @@ def main() -> int:
         systems.append(ScorerSystem.start("this tree", REPO, args.model_dir, api_key, args.events))
         for system in systems:
             stack.callback(system.stop)
+        clients = client_table(systems[-1], args.rounds, args.client_seconds)
+        print_client_table(clients)
+        if args.clients_only:
+            _write_clients(clients, version, args)
+            return 0
         scorer = scorer_table(systems, args.rounds, args.client_seconds)
         if args.client_only:
             result = {
@@ -373,6 +507,7 @@ def main() -> int:
                 "rounds": args.rounds,
                 "seconds_per_run": args.client_seconds,
                 "batch_scorer_us_per_row": scorer,
+                "clients_batch64": clients,
             }
             CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
             CLIENT_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
@@ -395,6 +530,7 @@ def main() -> int:
         "http_single": single,
         "http_batch_512": batch,
         "batch_scorer_us_per_row": scorer,
+        "clients_batch64": clients,
         "goals": {"single_p50_ms": 2, "single_p99_ms": 10, "batch_512_rows_per_s": 50_000},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

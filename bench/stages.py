@@ -89,7 +89,10 @@ def measure(
     decisions = AvroSerializer(registry, schemas.DECISION, validate=False)
     intake = Intake(registry, AvroSerializer(registry, schemas.DEAD_LETTER), topics["dlq"], "bench")
     store = ProfileStore(redis_url, timeout_s=1.0)
-    scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0)
+    # The JSON body at every batch size (the figures of earlier runs), and the binary columnar body
+    # the scoring path sends by default, at the batch size the job sends most.
+    scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0, encoding="json")
+    binary_scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0, encoding="binary")
     local = InProcessScorer(model_dir)
     txns = [intake.decode(v) for v in values]
     batches = [txns[i : i + BATCH] for i in range(0, len(txns) - BATCH + 1, BATCH)]
@@ -139,12 +142,13 @@ def measure(
             build_features(t, v, p)
         return len(txns)
 
-    def http_at(size: int) -> Callable[[], int]:
+    def http_at(size: int, client: BatchScorer = scorer) -> Callable[[], int]:
         chunks = [items[i : i + size] for i in range(0, min(len(items), 4096) - size + 1, size)]
 
         def run() -> int:
             for chunk in chunks:
-                scorer.score(chunk)
+                if client.score(chunk)[0].degraded:
+                    raise RuntimeError(f"the scoring service did not answer a batch of {size}")
             return len(chunks) * size
 
         return run
@@ -177,11 +181,13 @@ def measure(
         f"redis_enrichment_batch{BATCH}": per_event_us(redis_all, seconds),
         "build_features": per_event_us(features_all, seconds),
         **{f"http_score_batch{n}": per_event_us(http_at(n), seconds) for n in HTTP_BATCH_SIZES},
+        "http_score_binary_batch64": per_event_us(http_at(64, binary_scorer), seconds),
         f"model_in_process_batch{BATCH}": per_event_us(model_all, seconds),
         "decide_encode": per_event_us(decide_encode_all, seconds),
     }
     limit = in_process_limit(values, intake, store, local, decisions, topics, seconds * 3)
     scorer.close()
+    binary_scorer.close()
     store.close()
     return {k: round(v, 1) for k, v in costs.items()}, limit
 

@@ -88,11 +88,15 @@ class KeepAliveConnection:
     """One persistent HTTP/1.1 connection for ``POST`` requests with ``Content-Length``-framed answers.
 
     Written for the scoring call instead of :mod:`http.client`, which spends about four times the
-    CPU per request (header objects, the ``email`` parser for the response headers): 240 µs against
-    60 µs at batch 1, measured in ``bench/score_bench.py``; in the stream job that is CPU under the
-    GIL of the Flink operator. A connection the server closed while idle (uvicorn drops keep-alive
-    connections after 5 s) is reopened and the request sent again once, since scoring has no side
-    effects. Anything else unexpected raises :class:`OSError` or
+    CPU per request (header objects, the ``email`` parser for the response headers). Kept against the
+    libraries because ``bench/score_bench.py --clients-only`` shows it cheaper by more than the 20 %
+    that would justify hand-written code: at batch 64 it costs 8.4 µs of client CPU a row, against
+    13.4 for urllib3's ``PoolManager`` and 17.9 for httpx's ``Client`` (both keep-alive), the same
+    with the JSON and the binary body (2026-12-03, 2 shared cores); in the stream job that is CPU
+    under the GIL of the Flink operator. (Wall time per row, on the same shared machine, swung from
+    -20 % to +32 % between runs: too noisy to decide on.) A connection the server closed while idle
+    (uvicorn drops keep-alive connections after 5 s) is reopened and the request sent again once,
+    since scoring has no side effects. Anything else unexpected raises :class:`OSError` or
     :class:`http.client.HTTPException` and the connection is not reused.
     """
 
