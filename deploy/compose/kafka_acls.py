@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -198,13 +199,10 @@ def bindings(declared: Mapping[str, list[Grant]]) -> set[AclBinding]:
     }
 
 
-def apply(connection: KafkaConnection, declared: Mapping[str, list[Grant]]) -> tuple[int, int]:
-    """Make the broker's ACLs of the principals in ``declared`` exactly ``declared``; returns
-    (created, deleted). Raises :class:`StackError` naming the binding the broker refused."""
-    admin = AdminClient(connection.librdkafka())
-    wanted = bindings(declared)
-    existing: set[AclBinding] = set()
-    for user in declared:
+def _current(admin: AdminClient, users: Iterable[str]) -> set[AclBinding]:
+    """The broker's ACLs of ``users``."""
+    found: set[AclBinding] = set()
+    for user in users:
         # None matches any name and host (the stubs say str; librdkafka takes NULL as "any").
         principal_filter = AclBindingFilter(
             ResourceType.ANY,
@@ -216,9 +214,26 @@ def apply(connection: KafkaConnection, declared: Mapping[str, list[Grant]]) -> t
             AclPermissionType.ANY,
         )
         try:
-            existing |= set(admin.describe_acls(principal_filter, request_timeout=15).result())
+            found |= set(admin.describe_acls(principal_filter, request_timeout=15).result())
         except KafkaException as exc:
             raise StackError(f"listing the ACLs of User:{user} failed: {exc}") from exc
+    return found
+
+
+def apply(
+    connection: KafkaConnection, declared: Mapping[str, list[Grant]], settle_s: float = 30.0
+) -> tuple[int, int]:
+    """Make the broker's ACLs of the principals in ``declared`` exactly ``declared``; returns
+    (created, deleted) once the broker lists exactly those (KRaft applies ACL changes through its
+    metadata log, a moment after it acknowledged them, and the next service must find them in force).
+
+    Raises:
+        StackError: the broker refused a change (naming the binding), or did not show the declared
+            ACLs within ``settle_s`` seconds.
+    """
+    admin = AdminClient(connection.librdkafka())
+    wanted = bindings(declared)
+    existing = _current(admin, declared)
     missing, extra = wanted - existing, existing - wanted
     for binding, future in (admin.create_acls(list(missing), request_timeout=15) if missing else {}).items():
         try:
@@ -243,6 +258,14 @@ def apply(connection: KafkaConnection, declared: Mapping[str, list[Grant]]) -> t
                 future.result()
             except KafkaException as exc:
                 raise StackError(f"deleting ACL {binding} failed: {exc}") from exc
+    deadline = time.monotonic() + settle_s
+    while (now := _current(admin, declared)) != wanted:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"the broker's ACLs did not settle within {settle_s:g} s: missing {sorted(map(str, wanted - now))}, "
+                f"extra {sorted(map(str, now - wanted))}"
+            )
+        time.sleep(0.2)
     return len(missing), len(extra)
 
 
