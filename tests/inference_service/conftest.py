@@ -21,9 +21,9 @@ import pytest
 
 from fraud_core.decision import scoring_request
 from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_folder import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.simulator import SimConfig, Simulator
-from inference_service.model_registry import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
 from inference_service.training.train import TrainConfig, replay, train_and_register
 from tests.tiers import process_fixture
 

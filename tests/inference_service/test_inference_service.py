@@ -19,8 +19,8 @@ import pytest
 
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.features import VELOCITY_FEATURES
+from fraud_core.model_folder import LIVE_POINTER, MODEL_FILE, write_pointer
 from inference_service.core.config import DEV_ADMIN_API_KEY
-from inference_service.model_registry import LIVE_POINTER, MODEL_FILE, write_pointer
 from tests.inference_service.conftest import API_KEY, MAX_BATCH, MAX_BODY, Registry, Service, train_small
 
 
