@@ -433,7 +433,7 @@ class BatchScorer:
                         f"the scoring service at {self._url} refuses the "
                         f"{'binary ' + MSGPACK if self._binary else JSON} body (HTTP 415: "
                         f"{content[:200].decode('utf-8', 'replace')}): it predates the binary body; "
-                        "upgrade it, or have the client send JSON (encoding='json', SCORING_ENCODING=json)"
+                        "upgrade it, or construct the client with encoding='json'"
                     )
                 else:
                     log.warning("scoring service answered HTTP %d: %s", status, content[:300])
