@@ -171,25 +171,6 @@ def test_cli_file_profiles_and_replay(stack: Any, make_topic: Callable[..., str]
     assert order == expected
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "message"),
-    [
-        (["--rate", "-5"], {}, "--rate must be >= 0, got -5"),
-        (["--count", "0"], {}, "--count must be > 0, got 0"),
-        ([], {"PRODUCER_USERS": "0"}, "PRODUCER_USERS must be >= 1, got 0"),
-        (["--label-delay-s", "-1"], {}, "--label-delay-s must be >= 0, got -1"),
-        (["--registry-url", "localhost:8081"], {}, "--registry-url must be an http(s) URL"),
-        (["--no-kafka"], {}, "--no-kafka needs --avro-file"),
-    ],
-)
-def test_invalid_settings_exit_non_zero_naming_the_setting(
-    args: list[str], env: dict[str, str], message: str
-) -> None:
-    result = run_cli(*args, env=env, timeout=60)
-    assert result.returncode == 2
-    assert message in result.stderr
-
-
 def test_unknown_topic_is_a_clear_error(stack: Any) -> None:
     common = ["--bootstrap-servers", stack.bootstrap, "--registry-url", stack.registry_url]
     result = run_cli(
