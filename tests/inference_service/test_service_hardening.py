@@ -5,17 +5,16 @@ in-flight limit answers 429 with Retry-After, and the docs are off outside local
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
 from fraud_core.settings import DEV_API_KEY, MIN_API_KEY_LENGTH
+from inference_service.__main__ import main as service_main
 from inference_service.core.config import DEV_ADMIN_API_KEY, Settings
 from inference_service.main import create_app
 
@@ -61,23 +60,32 @@ def test_local_mode_has_development_keys(tmp_path: Path) -> None:
     assert settings.docs_enabled
 
 
-@pytest.mark.integration  # starts the service's process
-def test_start_up_refuses_a_short_key_with_a_clear_message_without_echoing_it(tmp_path: Path) -> None:
+def test_start_up_refuses_a_short_key_with_a_clear_message_without_echoing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``python -m inference_service`` runs, in-process: exit 2, the log (JSON on stderr) says
+    what is wrong with the key and shows neither key."""
     short = "short-key-9f8e7d"
-    env = {**os.environ, "APP_ENV": "production", "SCORING_API_KEY": short, "ADMIN_API_KEY": ADMIN_KEY}
-    env["MODEL_DIR"] = str(tmp_path)
-    res = subprocess.run(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert res.returncode == 2
-    output = res.stdout + res.stderr
-    assert f"SCORING_API_KEY is {len(short)} characters long; at least {MIN_API_KEY_LENGTH}" in output
-    assert short not in output and ADMIN_KEY not in output
+    environment = {"APP_ENV": "production", "SCORING_API_KEY": short, "ADMIN_API_KEY": ADMIN_KEY}
+    for name, value in {**environment, "MODEL_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("uvicorn.run", _served)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = service_main()
+    finally:  # the entry point makes the root logger JSON-to-stderr; later tests keep theirs
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert code == 2
+    output = capsys.readouterr()
+    logged = output.out + output.err
+    assert f"SCORING_API_KEY is {len(short)} characters long; at least {MIN_API_KEY_LENGTH}" in logged
+    assert short not in logged and ADMIN_KEY not in logged
+
+
+def _served(*args: object, **kwargs: object) -> NoReturn:
+    raise AssertionError("the service started with a short key")
 
 
 def _run(coro: Any) -> Any:
