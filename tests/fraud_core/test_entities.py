@@ -12,6 +12,7 @@ import pytest
 
 from fraud_core.entities import (
     MAX_CARDS_PER_MINUTE,
+    MAX_FRAUDS_PER_KEY,
     CardState,
     DaySpend,
     Frauds,
@@ -180,14 +181,20 @@ def test_state_per_key_stays_bounded_whatever_the_rate() -> None:
     merchant = MerchantState(Frauds(DELAY))
     user = UserState()
     card = CardState(Frauds(DELAY))
-    for i in range(40_000):
-        t = T0 + i * 200  # 5 a second for 2.2 hours...
-        txn = _txn(i, t + (i // 1000) * DAY_MS, card_id=f"c-{rng.randrange(10**6)}")  # ...over 40 days
+    # Every cap reached with as few payments as reach it (each one re-reads the frauds known): a
+    # minute of 300 distinct cards a day (5 a second; more than MAX_CARDS_PER_MINUTE) for 40 days
+    # (more than any window and the label delay), every payment of the last ten days a fraud
+    # (3,000: more than MAX_FRAUDS_PER_KEY).
+    for i in range(12_000):
+        t = T0 + (i // 300) * DAY_MS + (i % 300) * 200
+        txn = _txn(i, t, card_id=f"c-{rng.randrange(10**6)}")
         merchant.observe(txn)
         card.observe(txn)
-        merchant.frauds.learn(_label(i, txn.event_time, txn.event_time))
-    for i in range(20_000):
-        user.observe(_txn(i, T0 + i * 150_000))  # every 2.5 minutes for 35 days
+        if i >= 9_000:
+            merchant.frauds.learn(_label(i, txn.event_time, txn.event_time))
+    assert len(merchant.frauds.confirmed) == MAX_FRAUDS_PER_KEY
+    for i in range(5_000):
+        user.observe(_txn(i, T0 + i * 600_000))  # every 10 minutes for 35 days
     sizes = {
         name: len(pickle.dumps(s.to_state()))
         for name, s in (("merchant", merchant), ("user", user), ("card", card))
