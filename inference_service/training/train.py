@@ -1,6 +1,6 @@
 """Train, calibrate, evaluate and register a fraud model from the transaction simulator.
 
-``python -m inference_service.training.train --seed 7 --events 200000 --model-dir models``
+``python -m inference_service.training.train --seed 7 --events 320000 --model-dir models``
 
 1. Replay the simulator's labelled stream in event-time order through the shared feature code
    (:class:`fraud_core.features.VelocityState` per user, the user's seeded profile,
@@ -212,6 +212,25 @@ class StressSet:
     data: Dataset
     txns: list[Transaction]
     source: Mapping[str, Any]
+
+
+def warm_replay(
+    events: Iterable[LabelledEvent], profiles: Mapping[str, Profile], warmup: int
+) -> tuple[Dataset, list[Transaction]]:
+    """:func:`replay_with_transactions` of ``events``, keeping only the rows after the first ``warmup``.
+
+    The features of the kept rows have seen the warm-up: windows of days and the late labels'
+    rates (which lag by the label delay) start full, as they are in a pipeline that has been
+    running, instead of empty. A set scored from a cold start measures the first weeks of a new
+    deployment, when a compromised merchant cannot be told from its label rate yet.
+    """
+    if warmup < 0:
+        raise TrainingError(f"the warm-up must be >= 0 events, got {warmup}")
+    data, txns = replay_with_transactions(events, profiles)
+    if warmup >= len(txns):
+        raise TrainingError(f"the warm-up ({warmup} events) leaves none of the {len(txns)} events to score")
+    kept = np.arange(len(txns)) >= warmup
+    return data.take(kept), txns[warmup:]
 
 
 def stress_actions(
@@ -677,7 +696,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 160,000 events at the simulator's 0.05 payments per second span 37 days of event time: the
     # 7-day label delay and the 30-day windows see more than their own length (issue 22).
     parser.add_argument(
-        "--events", type=int, default=160_000, help="simulated events (default 160000: 37 days)"
+        "--events",
+        type=int,
+        default=320_000,
+        help="simulated events (default 320000: 74 days, so 28-day compromises mature in the history)",
     )
     parser.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
     parser.add_argument(
@@ -699,7 +721,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stress-seed", type=int, help="seed of the held-out stress set (default: seed + 1000)"
     )
     parser.add_argument(
-        "--stress-events", type=int, help="events in the stress set (default: half of --events, 18 days)"
+        "--stress-events",
+        type=int,
+        default=80_000,
+        help="events scored in the stress set (default 80000: 18 days)",
+    )
+    parser.add_argument(
+        "--stress-warmup-events",
+        type=int,
+        default=80_000,
+        help="stress-set events replayed before the scored ones, so windows of days and label rates start "
+        "warm, as in a running pipeline (default 80000: 18 days; 0 scores from a cold start)",
     )
     parser.add_argument("--no-promote", action="store_true", help="write the version but leave LIVE alone")
     from inference_service.training import from_topics  # here: it imports this module
@@ -724,16 +756,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": args.events,
     }
     stress_seed = args.seed + 1000 if args.stress_seed is None else args.stress_seed
-    stress_events = args.events // 2 if args.stress_events is None else args.stress_events
     stress_sim = Simulator(SimConfig(seed=stress_seed, n_users=args.users, stress=True))
-    stress_data, stress_txns = replay_with_transactions(
-        stress_sim.events(count=stress_events), stress_sim.profiles()
+    warmup = args.stress_warmup_events
+    stress_data, stress_txns = warm_replay(
+        stress_sim.events(count=warmup + args.stress_events), stress_sim.profiles(), warmup
     )
     stress_source = {
         "generator": "producers.simulator (stress variant)",
         "seed": stress_seed,
         "n_users": args.users,
-        "events": stress_events,
+        "events": args.stress_events,
+        "warmup_events": warmup,
     }
     card = train_and_register(
         sim.events(count=args.events),
