@@ -427,10 +427,8 @@ def test_each_user_may_touch_exactly_the_topics_and_groups_its_settings_name(com
 
 
 def test_acls_are_the_production_users_acls(compose: dict[str, Any]) -> None:
-    """Compose grants what the production KafkaUser of the same application grants, read and write
-    alike. The one difference: the job reads back its own outputs when it starts without a
-    checkpoint (flink_jobs/resume.py, with a throw-away ``resume-scan-`` group), which the
-    production user lacks (reported on issue 24)."""
+    """Compose grants exactly what the production KafkaUser of the same application grants, read and
+    write alike (the job's read-back of its own outputs, flink_jobs/resume.py, included)."""
     from deploy.compose.kafka_acls import grants
 
     prod = {}
@@ -447,18 +445,13 @@ def test_acls_are_the_production_users_acls(compose: dict[str, Any]) -> None:
             for a in acls
             for op in a["operations"]
         }
-    resume = {
-        *(("topic", t, False, "Read") for t in ("payments.flagged", "payments.approved", "payments.dlq")),
-        ("group", "resume-scan-", True, "Read"),
-    }
     declared = grants()
     for user, prod_user in PROD_USER.items():
-        extra = resume if user == "fraud_job" else set()
         ours = acl_set(declared[user])
         # Production names the transactional-id prefix without its separator.
         ours = {(r, n.rstrip("-") if r == "transactional_id" else n, p, op) for r, n, p, op in ours}
-        assert ours == prod[prod_user] | extra, (
-            f"{user}: more {sorted(ours - prod[prod_user] - extra)}, less {sorted(prod[prod_user] | extra - ours)}"
+        assert ours == prod[prod_user], (
+            f"{user}: more {sorted(ours - prod[prod_user])}, less {sorted(prod[prod_user] - ours)}"
         )
 
 

@@ -74,9 +74,11 @@ ACLS = {
         # The labels source and its group (flink_jobs/scoring_job.py labels_source_ddl).
         ("topic", "payments.labels", "literal"): {"Read", "Describe"},
         ("group", "fraud-scoring-job-labels", "literal"): {"Read"},
-        ("topic", "payments.flagged", "literal"): {"Write", "Describe"},
-        ("topic", "payments.approved", "literal"): {"Write", "Describe"},
-        ("topic", "payments.dlq", "literal"): {"Write", "Describe"},
+        # Its outputs, written, and read back by a start without a checkpoint (flink_jobs/resume.py).
+        ("topic", "payments.flagged", "literal"): {"Read", "Write", "Describe"},
+        ("topic", "payments.approved", "literal"): {"Read", "Write", "Describe"},
+        ("topic", "payments.dlq", "literal"): {"Read", "Write", "Describe"},
+        ("group", "resume-scan-", "prefix"): {"Read"},
         ("transactionalId", "fraud-scoring", "prefix"): {"Write", "Describe"},
     },
     "fraud-consumers": {
