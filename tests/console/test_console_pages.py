@@ -264,3 +264,12 @@ def test_an_undeclared_body_is_refused_once_it_passes_the_limit() -> None:
     with pytest.raises(BodyTooLarge, match="over"):
         asyncio.run(form_fields(request))
     assert len(calls) == MAX_FORM_BYTES // 1000 + 1  # stopped at the first chunk past the limit
+
+
+def test_a_route_answers_with_the_same_escaped_page(tmp_path: Path) -> None:
+    """Routes answer through Starlette's Jinja2Templates on the same environment: same bytes."""
+    view = hostile_views(tmp_path)["open case"]
+    request = Request({"type": "http", "method": "GET", "path": "/cases/x", "headers": []})
+    response = view.response(request, 409)
+    assert response.status_code == 409 and response.headers["content-type"].startswith("text/html")
+    assert bytes(response.body).decode() == view.render()

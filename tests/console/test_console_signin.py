@@ -20,6 +20,7 @@ from console.auth import Session, hash_password, sign_session
 from console.sessions import LoginThrottle
 from console.settings import ConsoleSettings
 from fraud_core.review_cases import CaseStore
+from tests.console.test_console_pages import BREAKOUT, SCRIPT, Parsed
 from tests.console.test_review_queue import open_case, review
 
 pytestmark = pytest.mark.integration
@@ -255,3 +256,23 @@ def test_confirming_a_case_above_the_amount_needs_a_lead_and_the_actor_is_record
         assert not resolved.is_open and resolved.verdict == "CONFIRM" and resolved.actor == f"analyst:{lead}"
     finally:
         cases.close()
+
+
+def test_a_hostile_case_is_shown_escaped_through_the_running_console(
+    stack: Any, base_settings: ConsoleSettings, names: tuple[str, str]
+) -> None:
+    analyst, _ = names
+    hostile = review(
+        merchant_id=f"m{SCRIPT}", country="DE", reasons=[SCRIPT, BREAKOUT], rules_fired=[f"r{BREAKOUT}"]
+    )
+    open_case(stack, hostile)
+    with running(base_settings) as http:
+        assert log_in(http, analyst, PASSWORD).status_code == 303
+        for path in ("/", f"/cases/{hostile['event_id']}"):
+            page = http.get(path)
+            assert page.status_code == 200
+            assert SCRIPT not in page.text and "<img" not in page.text
+            parsed = Parsed(page.text)
+            assert not any(tag == "img" for tag, _ in parsed.tags)
+            assert f"m{SCRIPT}" in "".join(parsed.text)
+        assert BREAKOUT in "".join(Parsed(http.get(f"/cases/{hostile['event_id']}").text).text)
