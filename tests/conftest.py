@@ -1,26 +1,37 @@
 """Session fixtures: one real local stack (Kafka, Apicurio Registry, Redis) on free ports for the
-whole test session, and a unique topic per test. See tests/README.md for the tiers.
+whole test session, a unique topic per test, one trained model registry and the scoring service
+(tests/services.py). See tests/README.md for the tiers.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from threadpoolctl import threadpool_limits
 
 import schemas
 from deploy.local.bootstrap import create_topics
-from deploy.local.processes import ManagedProcess, start_job
+from deploy.local.processes import ManagedProcess, ensure_model, start_job
 from deploy.local.stack import Stack, StackConfig, free_port
 from flink_jobs.settings import JobSettings
 from fraud_core.cli import child_env
+from fraud_core.decision import scoring_request
+from fraud_core.feature_catalog import FEATURE_NAMES
+from fraud_core.model_folder import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, write_pointer
 from fraud_core.registry import RegistryClient
+from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.topics import COMPATIBILITY, TopicSpec
+from inference_service.training.train import replay
+from tests.services import Registry, Service, registry_copy, start_service, stop_service, train_small
 from tests.tiers import process_fixture, reaches_a_process_fixture
 
 # Settings have no APP_ENV default (they refuse to start without one): the suite runs in test mode
@@ -94,39 +105,71 @@ def make_topic(stack: RunningStack) -> Callable[..., str]:
     return make
 
 
-TEST_API_KEY = "test-key-" + uuid.uuid4().hex
+@process_fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The session's one trained model registry. LIVE: ``make model``'s trainer as a process (seed 7,
+    60,000 events), the model every job and HTTP test scores with; SHADOW: a second, smaller version
+    (seed 8) for the shadow, hot-reload and two-model backtest tests; ``bad``: a copy of LIVE whose
+    card lists one feature too few. Tests that move pointers work on copies (``registry_copy``)."""
+    path = tmp_path_factory.mktemp("models")
+    ensure_model(path, events=60_000, seed=7)
+    live = (path / LIVE_POINTER).read_text(encoding="utf-8").strip()
+    shadow = train_small(path, seed=8, promote=False)
+    write_pointer(path, SHADOW_POINTER, shadow)
+    bad = "bad-feature-list"
+    shutil.copytree(path / live, path / bad)
+    card = json.loads((path / bad / CARD_FILE).read_text())
+    card.update(version=bad, features=list(FEATURE_NAMES[:-1]))
+    (path / bad / CARD_FILE).write_text(json.dumps(card))
+    return Registry(path, live, shadow, bad)
 
 
-@dataclass(frozen=True)
-class RunningService:
-    url: str
-    api_key: str
-    model_dir: Path
-    process: object
+@pytest.fixture(scope="session")
+def model_dir(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's LIVE model alone (no SHADOW pointer): what the job's scoring service serves."""
+    return registry_copy(registry, tmp_path_factory.mktemp("live-model"), [registry.live])
 
 
 @process_fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small but real model, trained once per session by the real trainer."""
-    from deploy.local.processes import ensure_model
-
-    directory = tmp_path_factory.mktemp("models")
-    ensure_model(directory, events=60_000, seed=7)
-    return directory
-
-
-@process_fixture(scope="session")
-def scoring_service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    """The real scoring service as a process on a free port."""
-    from deploy.local.processes import start_scoring_service
-
-    port = free_port()
-    logs = tmp_path_factory.mktemp("logs")
-    service = start_scoring_service(model_dir, port, logs / "scoring.log", TEST_API_KEY, {"APP_ENV": "test"})
+def scoring_service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The scoring service the stream job calls: LIVE only (a shadow score would change every decision
+    record the job tests compare), the settings' default limits."""
+    service = start_service(model_dir, tmp_path_factory.mktemp("logs") / "scoring.log", small_limits=False)
     try:
-        yield RunningService(f"http://127.0.0.1:{port}", TEST_API_KEY, model_dir, service)
+        yield service
     finally:
-        service.stop()
+        service.process.stop()
+
+
+@process_fixture(scope="session")
+def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The scoring service the HTTP tests call: LIVE and SHADOW as trained, small limits; tests must
+    not move its pointers (``private_service`` is for that)."""
+    svc = start_service(registry.path, tmp_path_factory.mktemp("logs") / "service.log")
+    yield svc
+    assert stop_service(svc) in (0, -signal.SIGTERM)
+
+
+@process_fixture()
+def private_service(registry: Registry, tmp_path: Path) -> Iterator[Service]:
+    """An instance over a private copy of every version (LIVE as trained, no SHADOW), for tests that
+    switch LIVE."""
+    model_dir = registry_copy(registry, tmp_path / "models", [registry.live, registry.shadow, registry.bad])
+    svc = start_service(model_dir, tmp_path / "service.log")
+    yield svc
+    stop_service(svc)
+
+
+@pytest.fixture(scope="session")
+def sample_items() -> list[dict[str, Any]]:
+    """Request items of an unseen simulator stream, features from the shared code."""
+    sim = Simulator(SimConfig(seed=11, n_users=500))
+    events = list(sim.events(count=3000))
+    data = replay(events, sim.profiles())
+    return [
+        scoring_request(ev.txn, dict(zip(FEATURE_NAMES, row, strict=True)))
+        for ev, row in zip(events, data.x.tolist(), strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,21 @@ import pytest
 
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.features import VELOCITY_FEATURES
-from fraud_core.model_folder import LIVE_POINTER, MODEL_FILE, write_pointer
+from fraud_core.model_folder import CARD_FILE, LIVE_POINTER, MODEL_FILE, write_pointer
+from fraud_core.simulator import SimConfig, Simulator
 from inference_service.core.config import DEV_ADMIN_API_KEY
-from tests.inference_service.conftest import API_KEY, MAX_BATCH, MAX_BODY, Registry, Service, train_small
+from inference_service.model_registry import load_model
+from inference_service.training.train import TrainConfig, replay, split_by_time
+from tests.services import (
+    API_KEY,
+    MAX_BATCH,
+    MAX_BODY,
+    SMALL_EVENTS,
+    SMALL_USERS,
+    Registry,
+    Service,
+    train_small,
+)
 
 
 def _rows(items: list[dict[str, Any]]) -> np.ndarray:
@@ -37,33 +49,58 @@ def _proba(registry: Registry, version: str, items: list[dict[str, Any]]) -> np.
     return np.asarray(estimator.predict_proba(_rows(items))[:, 1])
 
 
-@pytest.mark.integration  # trains real models: minutes, not milliseconds
-def test_training_is_deterministic_and_has_an_ablation(tmp_path: Path) -> None:
-    first = train_small(tmp_path / "a", seed=7, promote=True)
-    second = train_small(tmp_path / "b", seed=7, promote=True)
-    assert first == second
-    assert (tmp_path / "a" / LIVE_POINTER).read_text().strip() == first["version"]
-    held = first["metrics"]["held_out"]
-    for key in (
-        "pr_auc",
-        "precision_at_threshold",
-        "recall_at_threshold",
-        "recall_at_1pct_fpr",
-        "per_scenario",
-    ):
-        assert key in held
-    assert first["ablation"]["without"] == list(VELOCITY_FEATURES)
-    assert "pr_auc" in first["ablation"]["held_out"]
-    assert "pr_auc" in first["ablation"]["velocity_adds"]
-    assert first["features"] == list(FEATURE_NAMES)
-    assert 0 < first["threshold"] < 1 and first["threshold_rationale"]
-    # Two thresholds chosen together by business cost; BLOCK is the confident end of REVIEW.
-    block = first["block_threshold"]
-    assert block is None or first["threshold"] <= block <= 1
-    assert first["business_cost"]["false_block_eur"] > first["business_cost"]["review_eur_per_flag"]
+def _average_precision(y: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision by its definition, written out here: the precision at each distinct score
+    (every payment scoring at least that much flagged), weighted by the recall it adds."""
+    total, precision_sum, previous_recall = int(y.sum()), 0.0, 0.0
+    for cut in sorted(set(scores.tolist()), reverse=True):
+        flagged = scores >= cut
+        hits = int(y[flagged].sum())
+        recall = hits / total
+        precision_sum += (recall - previous_recall) * hits / int(flagged.sum())
+        previous_recall = recall
+    return precision_sum
+
+
+@pytest.mark.integration  # trains a real model
+def test_training_is_deterministic_and_its_card_counts_what_the_model_does(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Retraining the session's SHADOW version (seed 8) gives the same card; its held-out figures
+    equal a count, made here, of what the stored model does on the held-out period."""
+    again = train_small(tmp_path, seed=8, promote=True)
+    assert again == registry.shadow and (tmp_path / LIVE_POINTER).read_text().strip() == again
+    card_text = (registry.path / registry.shadow / CARD_FILE).read_text()
+    assert (tmp_path / again / CARD_FILE).read_text() == card_text
+    written = json.loads(card_text)
+
+    sim = Simulator(SimConfig(seed=8, n_users=SMALL_USERS))
+    data = replay(sim.events(count=SMALL_EVENTS), sim.profiles())
+    _train, _cal, held_out = split_by_time(data, TrainConfig(seed=8))
+    scores = load_model(registry.path, registry.shadow).estimator.predict_proba(held_out.x)[:, 1]
+    fraud = held_out.y == 1
+    review_at, block_at = written["threshold"], written["block_threshold"]
+    assert 0 < review_at < 1 and (block_at is None or review_at <= block_at <= 1)
+    block = scores >= block_at if block_at is not None else np.zeros(len(scores), bool)
+    flagged = scores >= review_at
+    held = written["metrics"]["held_out"]
+    assert held["events"] == len(scores) and held["frauds"] == int(fraud.sum()) > 0
+    assert held["flag_rate"] == pytest.approx(flagged.mean(), abs=1e-6)
+    assert held["precision_at_threshold"] == pytest.approx((flagged & fraud).sum() / flagged.sum(), abs=1e-6)
+    assert held["recall_at_threshold"] == pytest.approx((flagged & fraud).sum() / fraud.sum(), abs=1e-6)
+    assert held["pr_auc"] == pytest.approx(_average_precision(held_out.y, scores), abs=1e-6)
     actions = held["actions"]
-    assert set(actions) == {"REVIEW", "BLOCK", "flagged"}
-    assert actions["flagged"]["payments"] == actions["REVIEW"]["payments"] + actions["BLOCK"]["payments"]
+    assert actions["BLOCK"]["payments"] == int(block.sum())
+    assert actions["REVIEW"]["payments"] == int((flagged & ~block).sum())
+    assert actions["flagged"]["frauds"] == int((flagged & fraud).sum())
+    # The ablation is the model refitted without the velocity features: what they add is the
+    # difference of the two held-out figures.
+    ablation = written["ablation"]
+    assert ablation["without"] == list(VELOCITY_FEATURES)
+    assert ablation["velocity_adds"]["pr_auc"] == pytest.approx(
+        held["pr_auc"] - ablation["held_out"]["pr_auc"], abs=1e-6
+    )
+    assert written["features"] == list(FEATURE_NAMES)
 
 
 def test_single_and_batch_equal_in_process_predict_proba(
