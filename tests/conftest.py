@@ -30,7 +30,6 @@ from fraud_core.model_folder import CARD_FILE, LIVE_POINTER, SHADOW_POINTER, wri
 from fraud_core.registry import RegistryClient
 from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.topics import COMPATIBILITY, TopicSpec
-from inference_service.training.train import replay
 from tests.services import Registry, Service, registry_copy, start_service, stop_service, train_small
 from tests.tiers import process_fixture, reaches_a_process_fixture
 
@@ -163,6 +162,8 @@ def private_service(registry: Registry, tmp_path: Path) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def sample_items() -> list[dict[str, Any]]:
     """Request items of an unseen simulator stream, features from the shared code."""
+    from inference_service.training.train import replay  # sklearn: 1 s to import, for integration only
+
     sim = Simulator(SimConfig(seed=11, n_users=500))
     events = list(sim.events(count=3000))
     data = replay(events, sim.profiles())

@@ -18,7 +18,6 @@ from deploy.local.stack import free_port
 from fraud_core.model_folder import LIVE_POINTER, write_pointer
 from fraud_core.settings import DEV_API_KEY
 from fraud_core.simulator import SimConfig, Simulator
-from inference_service.training.train import TrainConfig, train_and_register
 
 API_KEY = DEV_API_KEY
 MAX_BATCH = 50
@@ -43,6 +42,8 @@ class Registry:
 def train_small(model_dir: Path, seed: int, promote: bool) -> str:
     """A quick model from the real simulator (same code path as ``make model``, fewer events); its
     version."""
+    from inference_service.training.train import TrainConfig, train_and_register  # sklearn: 1 s to import
+
     sim = Simulator(SimConfig(seed=seed, n_users=SMALL_USERS))
     source = {
         "generator": "producers.simulator",
