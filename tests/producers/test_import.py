@@ -212,18 +212,6 @@ def test_import_orders_labels_rejects_and_refuses_a_reimport(
     assert len(consume(stack, labels_topic, schemas.LABEL, 12)) == 12
 
 
-def test_a_missing_column_or_bad_mapping_exits_2_naming_it(stack: Any, tmp_path: Path) -> None:
-    data = tmp_path / "h.csv"
-    data.write_text("txn,customer,card,shop,cost,cur,at,fraud,kind\n1,u,c,s,1,EUR,2025-03-01,0,\n")
-    mapping = tmp_path / "m.toml"
-    mapping.write_text(MAPPING)
-    result = run_import(stack, "--file", str(data), "--mapping", str(mapping), timeout=60)
-    assert result.returncode == 2 and "[fields] amount = 'price': no such column" in result.stderr
-    mapping.write_text(MAPPING.replace('delay = "7d"', 'delay = "soon"'))
-    result = run_import(stack, "--file", str(data), "--mapping", str(mapping), timeout=60)
-    assert result.returncode == 2 and "[label] delay = 'soon'" in result.stderr
-
-
 def test_synccfd_history_imports_whole(stack: Any, make_topic: Callable[..., str], tmp_path: Path) -> None:
     """A history from a generator we did not write, through the shipped mapping."""
     topic = make_topic("payments.initiated")

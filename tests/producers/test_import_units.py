@@ -306,6 +306,21 @@ def test_cli_refuses_a_bad_mapping_or_a_missing_file(
     assert info.value.code == 2 and "nope.csv does not exist" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_file_without_a_mapped_column_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is read before Kafka or the registry is reached: exit 2 naming the mapping key."""
+    data = tmp_path / "h.csv"
+    data.write_text("id,customer,card,terminal,price,when,fraud,scenario\n1,u,c,t,1,2025-03-01,0,\n")
+    good = tmp_path / "good.toml"
+    good.write_text(MAPPING)
+    monkeypatch.setattr("signal.signal", lambda *args: None)  # main's Ctrl-C handler stays out of pytest
+    with pytest.raises(SystemExit) as info:
+        main(["--file", str(data), "--mapping", str(good), "--bootstrap-servers", "127.0.0.1:9"])
+    assert info.value.code == 2
+    assert "[fields] amount = 'amount': no such column" in capsys.readouterr().err
+
+
 def framed(schema_name: str, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     buf.write(struct.pack(">bI", 0, 7))
