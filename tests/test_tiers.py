@@ -1,0 +1,54 @@
+"""The integration marker follows the fixture definition a test gets (tests/tiers.py), not the
+fixture's name: checked on a throw-away test tree, in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = """
+import pytest
+from tests.tiers import process_fixture, reaches_a_process_fixture
+
+@process_fixture(scope="session")
+def service():
+    return "a process"
+
+@pytest.fixture
+def client(service):
+    return service
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if reaches_a_process_fixture(item):
+            item.add_marker(pytest.mark.integration)
+"""
+
+
+def test_the_marker_follows_the_fixture_definition_not_its_name(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    integration: starts a process\n")
+    pytester.makepyfile(
+        test_real="def test_direct(service): pass\ndef test_through_another_fixture(client): pass\n",
+        test_fake=(
+            "import pytest\n"
+            "@pytest.fixture\n"
+            "def service():\n"
+            "    return 'a fake'\n"
+            "def test_own_fake(service): pass\n"
+            "@pytest.mark.parametrize('service', ['a value'])\n"
+            "def test_a_parameter_named_like_it(service): pass\n"
+        ),
+        test_wrapping=(
+            "import pytest\n"
+            "@pytest.fixture\n"
+            "def service(service):\n"
+            "    return service + ', wrapped'\n"
+            "def test_an_override_that_uses_it(service): pass\n"
+        ),
+    )
+    quiet = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis", "-p", "no:anyio"]
+    result = pytester.runpytest("--collect-only", "-q", "-m", "integration", *quiet)
+    selected = {line.split("::")[1] for line in result.outlines if "::" in line}
+    assert selected == {"test_direct", "test_through_another_fixture", "test_an_override_that_uses_it"}
