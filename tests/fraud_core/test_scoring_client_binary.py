@@ -136,7 +136,8 @@ class _Refuses415(BaseHTTPRequestHandler):
 def refusing_service() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuses415)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop to look, 0.5 s per test by default.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
