@@ -28,7 +28,6 @@ flatter it. So:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -46,7 +45,6 @@ import numpy as np
 
 import schemas
 from fraud_core.connections import KafkaConnection
-from fraud_core.cost import CostModel
 from fraud_core.entities import DEFAULT_LABEL_DELAY_MS, StreamFeatures, replay
 from fraud_core.exceptions import DecodeError, FraudPipelineError, ReadTimeout, ValidationError
 from fraud_core.features import build_features, to_row
@@ -60,10 +58,10 @@ from fraud_core.reference import to_eur
 from fraud_core.registry import RegistryClient
 from fraud_core.scoring_step import Intake
 from fraud_core.settings import ConnectionSettings
-from fraud_core.topics import DLQ, INITIATED, LABELS
+from fraud_core.topics import DLQ
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
-from inference_service.training.train import Dataset, TrainConfig, train
+from inference_service.training.train import Dataset, TrainCli, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -452,50 +450,23 @@ def train_from_topics(
 EXIT_BAD_INPUT = 3
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--from-topics`` flags of ``python -m inference_service.training.train``."""
-    group = parser.add_argument_group(
-        "from the topics",
-        "Train from payments.initiated and payments.labels up to --until, with labels as known then. "
-        "Kafka and the registry: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL (and the KAFKA_SASL_* "
-        "settings) from the environment. --seed, --model-dir, --no-promote and the cost flags apply; "
-        "--events, --users and the stress flags do not.",
-    )
-    group.add_argument("--from-topics", action="store_true", help="train from the topics' history")
-    group.add_argument(
-        "--until",
-        help="T, ISO-8601 (e.g. 2026-02-01T00:00:00Z; UTC when no offset is given); default: now",
-    )
-    group.add_argument("--topic", default=INITIATED, help=f"payments topic (default {INITIATED})")
-    group.add_argument("--labels-topic", default=LABELS, help=f"labels topic (default {LABELS})")
-    group.add_argument(
-        "--label-delay-ms",
-        type=int,
-        default=DEFAULT_LABEL_DELAY_MS,
-        help=f"the job's LABEL_DELAY_MS (default {DEFAULT_LABEL_DELAY_MS}: 7 days)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: TrainCli) -> int:
     """``--from-topics``: train, register, print one JSON line; exit 3 when the history cannot train
-    a model (no labelled payment, one class, a split period without fraud), 1 on a service failure."""
+    a model (no labelled payment, one class, a split period without fraud) or --until is not a
+    time, 1 on a service failure."""
     connections = ConnectionSettings()
-    config = TrainConfig(
-        seed=args.seed,
-        cost=CostModel(review_cost_eur=args.review_cost_eur, false_block_cost_eur=args.false_block_cost_eur),
-    )
     try:
-        until_ms = parse_until(args.until)
+        until_ms = parse_until(args.TRAIN_UNTIL)
         result = train_from_topics(
             connections.kafka,
             connections.SCHEMA_REGISTRY_URL,
-            args.topic,
-            args.labels_topic,
+            args.TRAIN_TOPIC,
+            args.TRAIN_LABELS_TOPIC,
             until_ms,
-            args.model_dir,
-            config,
-            promote=not args.no_promote,
-            label_delay_ms=args.label_delay_ms,
+            args.MODEL_DIR,
+            args.config,
+            promote=not args.TRAIN_NO_PROMOTE,
+            label_delay_ms=args.LABEL_DELAY_MS,
         )
     except TrainingError as exc:
         sys.stderr.write(f"train --from-topics: cannot train: {exc}\n")
@@ -510,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
     held = card.metrics["held_out"]
     summary = {
         "version": card.version,
-        "promoted": not args.no_promote,
+        "promoted": not args.TRAIN_NO_PROMOTE,
         "until": source["until"],
         "event_time_range": source["event_time_range"],
         "training_rows": source["payments"]["training_rows"],
