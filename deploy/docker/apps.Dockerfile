@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image for the Kafka-side Python processes: the topic/schema bootstrap (one-shot), the action
 # consumers (`python -m actions`, metrics on 9102) and the transaction producer. The command picks one.
+# It installs those deployables' extras only (pyproject.toml): no apache-flink, scikit-learn or matplotlib.
 # Build from the repository root:  docker build -f deploy/docker/apps.Dockerfile -t fraud-apps:0.1.0 .
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -11,7 +12,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install .
+RUN pip install '.[actions,console,producer,compose]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ACTIONS_METRICS_PORT=9102

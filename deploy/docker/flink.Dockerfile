@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # PyFlink image for the scoring job: the official Flink 2.2 image (Ubuntu noble, Java 17) plus a
 # relocatable CPython 3.11 (python-build-standalone, installed by a pinned uv: Ubuntu noble only ships
-# 3.12 and pyproject.toml requires 3.11), the pinned dependencies from pyproject.toml (apache-flink
+# 3.12 and pyproject.toml requires 3.11), the job's extra from pyproject.toml (apache-flink
 # 2.2.1 among them), the Kafka SQL connector jar (in /opt/flink/connectors) and our code under /opt/flink/usrlib.
 # Build from the repository root:  docker build -f deploy/docker/flink.Dockerfile -t fraud-flink:0.1.0 .
 
@@ -18,7 +18,7 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_PYTHON_PREFERENCE=only-managed UV_NO_CA
 RUN uv python install 3.11 && uv venv --python 3.11 /opt/venv
 WORKDIR /src
 COPY . .
-RUN uv pip install --python /opt/venv/bin/python .
+RUN uv pip install --python /opt/venv/bin/python '.[job]'
 # Connector jar from Maven Central, checked against its published digest.
 ADD --checksum=sha256:5605c691d11a501382c383fecba37a7a552467da5ab7ba904ef5d6f3d62c5616 \
     https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/5.0.0-2.2/flink-sql-connector-kafka-5.0.0-2.2.jar \

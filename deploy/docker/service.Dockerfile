@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # Scoring service image: `python -m inference_service` on port 8000, with the model artifacts
-# trained at build time (deterministic: --seed 7) and baked in under /app/models.
+# trained at build time (deterministic: --seed 7) and baked in under /app/models. It installs the service's
+# and the drift monitor's extras only (compose runs `python -m monitoring` on it): no apache-flink.
 # Build from the repository root:  docker build -f deploy/docker/service.Dockerfile -t fraud-scoring:0.1.0 .
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -11,7 +12,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install . \
+RUN pip install '.[service,monitor]' \
  && python -m inference_service.training.train --seed 7 --model-dir /app/models
 
 FROM ${PYTHON_IMAGE} AS runtime
