@@ -8,7 +8,6 @@ prints the table. Exit status 1 when a row does not hold.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import subprocess
@@ -17,13 +16,17 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from deploy.local.processes import ensure_model
 from deploy.local.stack import REPO_ROOT, Stack, StackConfig, free_port
 from faults.rig import Rig, Row, markdown, merged_with_previous, write_results
 from faults.scenarios import SCENARIOS, Load
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.model_folder import LIVE_POINTER, read_pointer, write_pointer
 from fraud_core.registry import RegistryClient
 from fraud_core.topics import COMPATIBILITY
@@ -47,40 +50,63 @@ def models(work: Path) -> Path:
     return target
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="make faults",
-        description="Run the fault suite against a private real stack and write faults/results/latest.json "
-        "and latest.md. Scenarios: " + ", ".join(SCENARIOS),
+class FaultsCli(BaseSettings):
+    __doc__ = (
+        "Run the fault suite against a private real stack and write faults/results/latest.json and "
+        f"latest.md. Scenarios: {', '.join(SCENARIOS)}. {ENV_NOTE}"
     )
-    parser.add_argument(
-        "--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)"
+
+    model_config = SettingsConfigDict(
+        **cli_config(
+            "make faults",
+            {
+                "FAULTS_SCENARIO": "scenario",
+                "FAULTS_DELIVERY": "delivery",
+                "FAULTS_AFTER_S": "after-s",
+                "FAULTS_RATE": "rate",
+                "FAULTS_OUTAGE_S": "outage-s",
+            },
+        ),
+        frozen=True,
+        case_sensitive=True,
     )
-    parser.add_argument(
-        "--delivery", choices=("at-least-once", "exactly-once"), help="run only this delivery mode"
+
+    FAULTS_SCENARIO: list[str] = Field(
+        default_factory=list, description="Run only these scenarios (repeatable); unset: all."
     )
-    parser.add_argument(
-        "--after-s",
-        type=float,
-        default=Load.after_s,
-        help="streaming after each repair (default %(default)s)",
+    FAULTS_DELIVERY: Literal["at-least-once", "exactly-once"] | None = Field(
+        None, description="Run only this delivery mode; unset: each scenario's modes."
     )
-    parser.add_argument("--rate", type=float, default=Load.rate_eps, help="events/s (default %(default)s)")
-    parser.add_argument("--outage-s", type=float, default=Load.outage_s, help="how long each fault lasts")
-    return parser.parse_args(argv)
+    FAULTS_AFTER_S: float = Field(Load.after_s, ge=0, description="Seconds of streaming after each repair.")
+    FAULTS_RATE: float = Field(Load.rate_eps, gt=0, description="Events per second.")
+    FAULTS_OUTAGE_S: float = Field(Load.outage_s, gt=0, description="How long each fault lasts, in seconds.")
+
+    @field_validator("FAULTS_SCENARIO")
+    @classmethod
+    def _known_scenarios(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in SCENARIOS]
+        if unknown:
+            raise ValueError(
+                f"unknown scenario {', '.join(map(repr, unknown))}; one of {', '.join(SCENARIOS)}"
+            )
+        return names
+
+    def plan(self) -> list[tuple[str, str]]:
+        """(scenario, delivery) pairs to run, in the suite's order."""
+        return [
+            (name, delivery)
+            for name, (_fn, deliveries) in SCENARIOS.items()
+            if not self.FAULTS_SCENARIO or name in self.FAULTS_SCENARIO
+            for delivery in deliveries
+            if not self.FAULTS_DELIVERY or delivery == self.FAULTS_DELIVERY
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_settings(FaultsCli, argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load = Load(rate_eps=args.rate, outage_s=args.outage_s, after_s=args.after_s)
-    plan = [
-        (name, delivery)
-        for name, (_fn, deliveries) in SCENARIOS.items()
-        if not args.scenario or name in args.scenario
-        for delivery in deliveries
-        if not args.delivery or delivery == args.delivery
-    ]
+    load = Load(rate_eps=args.FAULTS_RATE, outage_s=args.FAULTS_OUTAGE_S, after_s=args.FAULTS_AFTER_S)
+    plan = args.plan()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     work = REPO_ROOT / ".stack" / "faults" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     config = StackConfig(
@@ -127,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if rig is not None:
             rig.close()
         stack.down()
-    if args.scenario or args.delivery:
+    if args.FAULTS_SCENARIO or args.FAULTS_DELIVERY:
         rows = merged_with_previous(rows, RESULTS / "latest.json")
     json_path, md_path = write_results(rows, started_at, RESULTS)
     print()
