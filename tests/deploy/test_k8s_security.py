@@ -25,25 +25,27 @@ DRIFT = {"app.kubernetes.io/name": "drift-monitor"}
 SCORING = {"app.kubernetes.io/name": "scoring"}
 REDIS = {"app.kubernetes.io/name": "redis"}
 REGISTRY = {"app.kubernetes.io/name": "schema-registry"}
+REGISTRY_PROXY = {"app.kubernetes.io/name": "registry-proxy"}
 KAFKA = {"strimzi.io/cluster": "fraud", "strimzi.io/kind": "Kafka"}
 
 # (source, destination, port): what the pipeline needs, and a sample of what it must not do.
 FLOWS = [
     (JOB, KAFKA, 9093),
     (JOB, REDIS, 6379),
-    (JOB, REGISTRY, 8080),
+    (JOB, REGISTRY_PROXY, 8080),
     (JOB, SCORING, 8000),
     (JOB, JOB, 6123),
     (CONSUMERS, KAFKA, 9093),
     (CONSUMERS, REDIS, 6379),
-    (CONSUMERS, REGISTRY, 8080),
+    (CONSUMERS, REGISTRY_PROXY, 8080),
     (BOOTSTRAP, KAFKA, 9093),
-    (BOOTSTRAP, REGISTRY, 8080),
+    (BOOTSTRAP, REGISTRY_PROXY, 8080),
     (CONSOLE, KAFKA, 9093),
     (CONSOLE, REDIS, 6379),
-    (CONSOLE, REGISTRY, 8080),
+    (CONSOLE, REGISTRY_PROXY, 8080),
     (DRIFT, KAFKA, 9093),
-    (DRIFT, REGISTRY, 8080),
+    (DRIFT, REGISTRY_PROXY, 8080),
+    (REGISTRY_PROXY, REGISTRY, 8080),
 ]
 FORBIDDEN = [
     (CONSUMERS, SCORING, 8000),
@@ -58,6 +60,14 @@ FORBIDDEN = [
     (CONSOLE, CONSUMERS, 9102),
     (DRIFT, REDIS, 6379),
     (DRIFT, SCORING, 8000),
+    # Apicurio authenticates no one: every client goes through the proxy, none straight to it.
+    (JOB, REGISTRY, 8080),
+    (CONSUMERS, REGISTRY, 8080),
+    (BOOTSTRAP, REGISTRY, 8080),
+    (CONSOLE, REGISTRY, 8080),
+    (DRIFT, REGISTRY, 8080),
+    (REGISTRY_PROXY, REDIS, 6379),
+    (REGISTRY_PROXY, SCORING, 8000),
 ]
 KAFKA_CLIENTS = {  # workload -> (pod labels, KafkaUser)
     ("FlinkDeployment", "scoring-job"): (JOB, "fraud-job"),
