@@ -8,7 +8,6 @@ that the PID still belongs to this stack's process before signalling it.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import logging
 import os
@@ -23,12 +22,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import redis
 import requests
 from confluent_kafka.admin import AdminClient
+from pydantic import Field
+from pydantic_settings import BaseSettings, CliPositionalArg
 
+from fraud_core.cli import cli_config, parse_settings
 from fraud_core.connections import KafkaConnection
 from fraud_core.exceptions import StackError
 
@@ -490,11 +492,29 @@ class CommandGroup(Protocol):
         ...
 
 
+def group_cli(prog: str, description: str) -> type[GroupCommand]:
+    """The settings class of a group's ``up | down | status`` command line, shown as ``prog``."""
+
+    class GroupCli(GroupCommand):
+        __doc__ = description
+        model_config = cli_config(prog, {})
+
+    return GroupCli
+
+
+class GroupCommand(BaseSettings):
+    """What a group's command line holds: the one command. Ports and folders stay in the
+    environment (each group's description names them)."""
+
+    command: CliPositionalArg[Literal["up", "down", "status"]] = Field(
+        description="up: start what is not running and wait until it is ready (idempotent); down: stop what "
+        "up started, by PID; status: each service's state, port, PID and log (exit 1 when one is down)."
+    )
+
+
 def group_main(argv: list[str] | None, prog: str, description: str, make: Callable[[], CommandGroup]) -> int:
     """The ``up | down | status`` command line of a group (the stack, the Flink cluster)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("command", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
+    args = parse_settings(group_cli(prog, description), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     group = make()
     try:
