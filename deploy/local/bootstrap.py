@@ -9,9 +9,7 @@ subject left at an older, weaker level by an earlier bootstrap is checked at the
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 from collections.abc import Iterable
 
@@ -19,6 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import schemas
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.exceptions import FraudPipelineError, StackError
 from fraud_core.registry import RegistryClient
@@ -86,27 +85,24 @@ def bootstrap(
     log.info("schemas registered (%s): %s", COMPATIBILITY, ", ".join(f"{k}={v}" for k, v in ids.items()))
 
 
+class BootstrapCli(ConnectionSettings):
+    __doc__ = (
+        "Create the pipeline's topics and register its schemas (idempotent). SASL/TLS settings "
+        f"(KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*; the password from the environment only) apply. {ENV_NOTE}"
+    )
+
+    model_config = cli_config(
+        "python -m deploy.local.bootstrap",
+        {"KAFKA_BOOTSTRAP_SERVERS": "bootstrap-servers", "SCHEMA_REGISTRY_URL": "registry-url"},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Create the pipeline's topics and register its schemas.")
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument(
-        "--registry-url",
-        default=os.environ.get("SCHEMA_REGISTRY_URL", "http://localhost:8081/apis/ccompat/v7"),
-        help="Confluent-compatible registry base URL (env SCHEMA_REGISTRY_URL)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """Exit codes: 0 ready, 1 Kafka or the registry failed, 2 invalid setting."""
+    settings = parse_settings(BootstrapCli, argv)
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(message)s")
     try:
-        # SASL/TLS settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*) come from the environment.
-        conn = ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS=args.bootstrap_servers)
-    except ValueError as exc:
-        parser.exit(2, f"error: invalid setting: {exc}\n")
-    try:
-        bootstrap(conn.kafka, args.registry_url)
+        bootstrap(settings.kafka, settings.SCHEMA_REGISTRY_URL)
     except FraudPipelineError as exc:
         log.error("error: %s", exc)
         return 1
