@@ -9,7 +9,6 @@ to ``<state>/prometheus.yml`` and points at the one rules file, ``deploy/prometh
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -17,12 +16,15 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import requests
 import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, CliPositionalArg, SettingsConfigDict
 
 from deploy.local.stack import REPO_ROOT, Service, ServiceGroup, StackConfig
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.exceptions import StackError
 
 ALERTS_FILE = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -129,15 +131,29 @@ class LocalPrometheus(ServiceGroup):
         return result
 
 
+class PrometheusCli(BaseSettings):
+    __doc__ = (
+        "Stop, or show, the local Prometheus a KEEP_RUNNING demo left up. Its folder is under STACK_DIR "
+        f"(.stack/state). {ENV_NOTE}"
+    )
+
+    model_config = SettingsConfigDict(
+        **cli_config("python -m deploy.local.prometheus", {"PROMETHEUS_PORT": "port"}),
+        frozen=True,
+        case_sensitive=True,
+    )
+
+    command: CliPositionalArg[Literal["down", "status"]] = Field(
+        description="down: stop it by PID; status: its state, port and PID (exit 1 when it is down)."
+    )
+    PROMETHEUS_PORT: int = Field(9090, ge=1, le=65535, description="Port the demo's Prometheus listens on.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deploy.local.prometheus down|status``: for a Prometheus a KEEP_RUNNING demo left up."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.prometheus", description=main.__doc__)
-    parser.add_argument("command", choices=["down", "status"])
-    args = parser.parse_args(argv)
+    args = parse_settings(PrometheusCli, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    prom = LocalPrometheus(
-        StackConfig.from_env().state_dir, int(os.environ.get("PROMETHEUS_PORT", "9090")), {}
-    )
+    prom = LocalPrometheus(StackConfig.from_env().state_dir, args.PROMETHEUS_PORT, {})
     if args.command == "down":
         prom.down()
         return 0
