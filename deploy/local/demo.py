@@ -21,7 +21,6 @@ alert fires; the summary gives the time from the shift to the alert.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -38,6 +37,8 @@ import numpy as np
 import redis
 from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pydantic import Field
+from pydantic_settings import BaseSettings, CliToggleFlag, SettingsConfigDict
 
 from console.exceptions import ConsoleError
 from console.settings import DEV_ANALYST, DEV_ANALYST_PASSWORD
@@ -51,7 +52,7 @@ from deploy.local.processes import (
 )
 from deploy.local.prometheus import LocalPrometheus
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, port_open
-from fraud_core.cli import child_env
+from fraud_core.cli import ENV_NOTE, child_env, cli_config, parse_settings
 from fraud_core.decision import ScoreResult, model_action
 from fraud_core.features import BLOCKLIST_REASON
 from fraud_core.kafka_io import consumer, decoder
@@ -469,25 +470,53 @@ def summary(v: View, elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="payments per second (default 1000)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed")
-    parser.add_argument(
-        "--drift",
-        action="store_true",
-        help="shift the population a third of the way through (new countries, larger amounts, riskier "
-        "merchants) and wait for the drift alert",
+class DemoCli(BaseSettings):
+    __doc__ = (
+        "The whole pipeline on a generated stream: starts what is not running (the local stack, a model, the "
+        "scoring service, the stream job, the action consumers, the console, the drift monitor, Prometheus), "
+        "produces simulated payments with fraud scenarios and labels, shows what flows and which alerts fire, "
+        "prints a summary and stops everything it started (unless KEEP_RUNNING=1). Each run starts from a "
+        f"clean slate (its own Redis database, consumer groups and ids). {ENV_NOTE}"
     )
-    args = parser.parse_args(argv)
-    keep = os.environ.get("KEEP_RUNNING") == "1"
+
+    model_config = SettingsConfigDict(
+        **cli_config(
+            "make demo",
+            {
+                "DEMO_DURATION_S": "duration",
+                "DEMO_RATE": "rate",
+                "DEMO_SEED": "seed",
+                "DEMO_DRIFT": "drift",
+                "KEEP_RUNNING": "keep-running",
+            },
+        ),
+        frozen=True,
+        case_sensitive=True,
+        env_ignore_empty=True,
+    )
+
+    DEMO_DURATION_S: float = Field(60.0, gt=0, description="Seconds of traffic.")
+    DEMO_RATE: float = Field(1000.0, gt=0, description="Payments per second.")
+    DEMO_SEED: int = Field(7, description="Simulator seed.")
+    DEMO_DRIFT: CliToggleFlag[bool] = Field(
+        False,
+        description="Shift the population a third of the way through (new countries, larger amounts, riskier "
+        "merchants) and wait for the drift alert.",
+    )
+    KEEP_RUNNING: CliToggleFlag[bool] = Field(
+        False, description="Leave everything running at the end (KEEP_RUNNING=1 make demo)."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_settings(DemoCli, argv)
+    keep = args.KEEP_RUNNING
     tty = sys.stdout.isatty()
     LOGS.mkdir(parents=True, exist_ok=True)
     ensure_model(REPO_ROOT / "models")
     started: list[ManagedProcess] = []
     prom: LocalPrometheus | None = None
-    drift_at = int(args.rate * args.duration * DRIFT_FRACTION) if args.drift else None
+    drift_at = int(args.DEMO_RATE * args.DEMO_DURATION_S * DRIFT_FRACTION) if args.DEMO_DRIFT else None
     run = DemoRun.fresh()
     with ensure_stack(keep_running=keep) as cfg:
         redis_url = run.redis_url(cfg.redis_url)
@@ -569,8 +598,21 @@ def main(argv: list[str] | None = None) -> int:
             producer = spawn(
                 "producer",
                 [
-                    *("-m", "producers.produce", "--rate", str(args.rate), "--duration", str(args.duration)),
-                    *("--seed", str(args.seed), "--seed-profiles", "--no-progress", *run.producer_args()),
+                    *(
+                        "-m",
+                        "producers.produce",
+                        "--rate",
+                        str(args.DEMO_RATE),
+                        "--duration",
+                        str(args.DEMO_DURATION_S),
+                    ),
+                    *(
+                        "--seed",
+                        str(args.DEMO_SEED),
+                        "--seed-profiles",
+                        "--no-progress",
+                        *run.producer_args(),
+                    ),
                     *(("--drift-at", str(drift_at)) if drift_at is not None else ()),
                 ],
                 LOGS / "producer.log",
@@ -608,9 +650,9 @@ def main(argv: list[str] | None = None) -> int:
                     print("\n".join(lines), flush=True)
                     last_print = elapsed
                 if not producer.alive and settle_until is None:
-                    settle_until = time.monotonic() + (DRIFT_WAIT_S if args.drift else 30)
+                    settle_until = time.monotonic() + (DRIFT_WAIT_S if args.DEMO_DRIFT else 30)
                 done = sum(view.decisions.values()) + view.dlq >= len(view.input_ts) > 0
-                if args.drift:
+                if args.DEMO_DRIFT:
                     done = done and alert_view.drift_firing_ms is not None
                 if settle_until is not None and (done or time.monotonic() > settle_until):
                     time.sleep(2)
