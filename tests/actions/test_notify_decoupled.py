@@ -34,7 +34,6 @@ from tests.actions.action_helpers import Topics, consumed, decision, drain, enco
 
 pytestmark = pytest.mark.integration
 
-FAIL_FOR_S = 60.0
 VALID_TRACE = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 SAFE = re.compile(r"[A-Za-z0-9._:/+=@~-]+")
 
@@ -105,7 +104,9 @@ def test_a_bad_header_and_a_failing_webhook_never_hold_up_the_partitions_effects
     r: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hook.fail_until = time.monotonic() + FAIL_FOR_S
+    # The webhook fails until the test brings it back (not for a fixed minute): the effects must
+    # all land while it fails, however long that takes on a loaded machine.
+    hook.fail_until = float("inf")
     poisoned = decision("FLAGGED")
     blocks = [decision("FLAGGED") for _ in range(5)]
     reviews = [decision("FLAGGED", action="REVIEW", score=0.7) for _ in range(5)]
@@ -133,12 +134,12 @@ def test_a_bad_header_and_a_failing_webhook_never_hold_up_the_partitions_effects
     try:
         with caplog.at_level(logging.WARNING, logger="fraud_core.kafka.headers"):
             drain(consumer, lambda: acted_on() and any(s == 500 for s, _, _ in hook.calls), timeout_s=30)
-        # Every effect landed while the webhook was still failing (and had failed).
-        assert hook.failing(), "the effects waited for the webhook to recover"
+        # Every effect landed while the webhook was failing (and had failed).
         assert consumed(consumer) == 1 + len(later)
         assert not hook.delivered()
         # Once it is back, the retry path delivers every notification.
-        drain(consumer, lambda: hook.delivered() >= flagged_ids, timeout_s=FAIL_FOR_S + 30)
+        hook.fail_until = time.monotonic()
+        drain(consumer, lambda: hook.delivered() >= flagged_ids, timeout_s=60)
     finally:
         consumer.close()
 
