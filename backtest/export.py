@@ -1,6 +1,6 @@
 """``--export PATH.parquet``: one row per replayed event of one model, for a fraud team's own tools.
 
-The columns are the contract's (CONTRACT.md, "Bring your own history"), plus ``model_version``.
+The columns are those of docs/INTERFACES.md ("Bring your own history"), plus ``model_version``.
 Unlike the report, unlabelled events are kept, with ``is_fraud`` null: the file holds every
 decision, and the labels known when the run read them.
 """

@@ -1,6 +1,6 @@
 """The design a careful engineer would pick instead of Flink: one Python consumer that, per batch of
 records, decodes and validates them, updates velocity, makes one Redis round trip and one
-``POST /v1/score/batch``, produces the decisions, and commits (CONTRACT.md, benchmark section).
+``POST /v1/score/batch``, produces the decisions, and commits (docs/INTERFACES.md, benchmark section).
 
 It runs the same steps with the same options as the stream job (:mod:`bench.baselines`: ``Intake``,
 ``StreamFeatures``, ``ScoringStep`` with decisions encoded unvalidated, and the job's

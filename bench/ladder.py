@@ -1,6 +1,6 @@
 """The benchmark's arithmetic, apart from the processes it drives: the open-loop schedule, latency
 from each event's scheduled send time, the median and spread of repeated trials, the sustained
-rules of both delivery modes, and the ladder with its bisection (CONTRACT.md, benchmark section).
+rules of both delivery modes, and the ladder with its bisection (docs/INTERFACES.md, benchmark section).
 
 Pure functions, so that ``tests/bench`` checks them in milliseconds against hand-worked figures;
 ``bench/e2e.py`` feeds them what the real systems did.
@@ -108,7 +108,7 @@ def combine_trials(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SustainedRule:
-    """When a load step counts as sustained (CONTRACT.md): the median trial's achieved rate at
+    """When a load step counts as sustained (docs/INTERFACES.md): the median trial's achieved rate at
     least ``fraction`` of offered and its p99 at most ``p99_limit_ms``, nothing lost in any trial,
     and, under exactly-once, nothing duplicated in any trial."""
 

@@ -1,5 +1,5 @@
 """The design the pipeline must beat: one Python consumer that, for each event, decodes it, reads
-Redis, calls ``POST /v1/score`` and produces the decision (CONTRACT.md, benchmark section).
+Redis, calls ``POST /v1/score`` and produces the decision (docs/INTERFACES.md, benchmark section).
 
 Fair by construction: per event it runs the job's own steps (:mod:`bench.baselines`: the same
 intake, the same :class:`~fraud_core.scoring_step.ScoringStep` with decisions encoded unvalidated,

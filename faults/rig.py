@@ -55,7 +55,7 @@ class JobHandle(Protocol):
 
 @dataclass
 class Row:
-    """One line of the fault table (CONTRACT.md, ``faults/results/latest.json``)."""
+    """One line of the fault table (docs/INTERFACES.md, ``faults/results/latest.json``)."""
 
     scenario: str
     delivery: str
@@ -107,7 +107,7 @@ def row_holds(
     events_after_repair: int,
     extra: bool = True,
 ) -> bool:
-    """CONTRACT.md's ``holds``: nothing lost, nothing duplicated under exactly-once, the fault observed,
+    """docs/INTERFACES.md's ``holds``: nothing lost, nothing duplicated under exactly-once, the fault observed,
     and traffic decided after the repair; ``extra`` is the scenario's own condition."""
     return (
         lost == 0
@@ -486,7 +486,7 @@ def merged_with_previous(rows: list[Row], path: Path) -> list[Row]:
 
 
 def write_results(rows: list[Row], started_at: str, out_dir: Path) -> tuple[Path, Path]:
-    """``latest.json`` (CONTRACT.md's shape) and ``latest.md`` (the same table for people)."""
+    """``latest.json`` (docs/INTERFACES.md's shape) and ``latest.md`` (the same table for people)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "latest.json"
     path.write_text(

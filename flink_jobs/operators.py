@@ -110,7 +110,7 @@ def _row(record: tuple[str, bytes, bytes, dict[str, bytes]]) -> Row:
 
 
 class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink is untyped
-    """Decode, validate and compute the user's features, keyed by the record key (CONTRACT: the user id).
+    """Decode, validate and compute the user's features, keyed by the record key (docs/INTERFACES.md: the user id).
 
     Emits ``Row(merchant_id, event)`` for the merchant hop. A rewound event that the last run
     already decided still goes on (flagged as decided), so the merchant's and the card's state

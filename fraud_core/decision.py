@@ -13,7 +13,7 @@ The action is the most severe of three (APPROVE < REVIEW < BLOCK):
   ``always`` set, plus the ``fallback`` set when the model could not score);
 * the blocklist's: BLOCK when the card is on it.
 
-``decision`` is FLAGGED for REVIEW and BLOCK, APPROVED for APPROVE (CONTRACT.md).
+``decision`` is FLAGGED for REVIEW and BLOCK, APPROVED for APPROVE (docs/INTERFACES.md).
 """
 
 from __future__ import annotations

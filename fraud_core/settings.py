@@ -1,6 +1,6 @@
 """Settings shared by every deployable. Each entrypoint builds its own settings class on these;
 library code receives values as arguments and never reads the environment itself. Field names
-are the environment variable names (see CONTRACT.md).
+are the environment variable names (see docs/INTERFACES.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Prometheus metrics of the drift monitor, in a registry of its own.
 
-The two drift gauges are named in CONTRACT.md: ``fraud_feature_psi{feature, model_version}`` and
+The two drift gauges are named in docs/INTERFACES.md: ``fraud_feature_psi{feature, model_version}`` and
 ``fraud_score_psi{model_version}``. The alert rules (deploy/prometheus/alerts.yml) read them, the
 flag rate and the time of the last decision.
 """

@@ -5,7 +5,7 @@ Pure functions over a ``pyarrow.Table``: no Kafka, no clock but the ``now_ms`` t
 the job's own validation (:func:`fraud_core.transaction.validate`), so a row this module accepts is
 one the stream job accepts too, and a row it refuses is reported with its number, field and reason.
 
-The mapping is TOML (CONTRACT.md, "Bring your own history")::
+The mapping is TOML (docs/INTERFACES.md, "Bring your own history")::
 
     [fields]      our field = the file's column
     [constants]   our field = a value, for fields the file lacks

@@ -54,7 +54,7 @@ _HEADER = 5  # Confluent framing: magic byte and 4-byte schema id
 
 class ImportCli(ConnectionSettings):
     __doc__ = (
-        "Import a labelled history (CSV or Parquet) through a mapping file (TOML; see CONTRACT.md, "
+        "Import a labelled history (CSV or Parquet) through a mapping file (TOML; see docs/INTERFACES.md, "
         "'Bring your own history', and examples/synccfd.toml) into the payments and labels topics. "
         "Rejected rows go to <file>.rejects.csv; rows already on the topic are refused as duplicates. "
         f"Example: --file history.parquet --mapping examples/synccfd.toml. {ENV_NOTE}"

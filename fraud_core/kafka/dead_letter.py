@@ -1,4 +1,4 @@
-"""The dead-letter record (schema ``dead_letter.avsc``, CONTRACT ``payments.dlq``): a record that
+"""The dead-letter record (schema ``dead_letter.avsc``, docs/INTERFACES.md, ``payments.dlq``): a record that
 failed, kept with its original bytes, where it came from and why. Changing the DLQ record touches
 only this file (and the schema).
 """

@@ -1,5 +1,5 @@
 """Kafka headers: those a new input event gets, and those that travel from it to every record
-derived from it (decisions, audits, dead letters). CONTRACT: ``correlation_id`` and W3C
+derived from it (decisions, audits, dead letters). docs/INTERFACES.md: ``correlation_id`` and W3C
 ``traceparent``; changing the propagated headers touches only this file.
 
 Header values come from whoever can write to the input topic, so they are validated wherever they

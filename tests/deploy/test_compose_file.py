@@ -1,5 +1,5 @@
 """docker-compose.yml: valid against the Compose Specification schema, self-consistent, and in agreement
-with CONTRACT.md and the services' settings classes. Offline: no Docker engine is involved.
+with docs/INTERFACES.md and the services' settings classes. Offline: no Docker engine is involved.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_host_ports_are_the_contract_defaults(compose: dict[str, Any]) -> None:
     }
     for name, port in expected.items():
         published = {host_port(p) for p in compose["services"][name]["ports"]}
-        assert port in published, f"{name}: host port {port} (CONTRACT.md default) not published"
+        assert port in published, f"{name}: host port {port} (docs/INTERFACES.md default) not published"
 
 
 def test_connection_values_point_at_the_services(compose: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def _broken(publisher: AvroPublisher, topic: str, valid: Transaction) -> list[tu
         ("u-empty", None, "EMPTY_VALUE"),
         ("u-corrupt", good[:5] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "AVRO_DECODE"),
     ]
-    # Valid, but keyed by another user: velocity state is keyed by the record key (CONTRACT).
+    # Valid, but keyed by another user: velocity state is keyed by the record key (docs/INTERFACES.md).
     records.append(("u-wrong-key", good, "KEY_MISMATCH"))
     far_future = time.time_ns() // 1_000_000 + 400 * 24 * 3600 * 1000
     for field, value in (

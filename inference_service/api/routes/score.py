@@ -5,7 +5,7 @@ counts as much as its cost per row. Through FastAPI a request passed eight middl
 (three of them for the body limit), a dependency graph solved per request (API key, state,
 models, body) and a ``Request`` wrapper: about 0.3 ms of CPU before the first row was scored
 (``deploy/CAPACITY.md`` has the figures). Here the same checks are a few plain function calls.
-The contract is unchanged: 401 for a missing or wrong ``X-API-Key``, 429 with ``Retry-After``
+The interface (docs/INTERFACES.md) is unchanged: 401 for a missing or wrong ``X-API-Key``, 429 with ``Retry-After``
 when ``MAX_IN_FLIGHT_PER_KEY`` requests of the key are already being served, 413 for a body over
 ``MAX_BODY_BYTES``, 422 in FastAPI's format naming the field (and echoing the value), 503 until a
 model is loaded. The FastAPI app still serves everything else and the OpenAPI document, which
