@@ -1,14 +1,27 @@
-"""End-to-end benchmark: the pipeline (both delivery modes, and at parallelism 2) against the naive
-baseline and the batched consumer, on the same events and model, over a ladder of offered loads,
-in one run (``make bench``). First it measures the cost of each stage and the in-process limit
-(bench/stages.py), so every system is also shown as a fraction of what this Python code can do.
+"""End-to-end benchmark: the pipeline (both delivery modes, at parallelism 2 in the mini-cluster and
+on a standalone cluster of two TaskManagers) against the naive baseline and the batched consumer, on
+the same events and model, over a ladder of offered loads, in one run (``make bench``). First it
+measures the cost of each stage and the in-process limit (bench/stages.py), so every system is also
+shown as a fraction of what this Python code can do.
 
-Latency of an event = the time this benchmark's consumer receives its decision minus the input
-record's Kafka timestamp (set when the benchmark sends it). Achieved throughput of a step = decided
-events / (last decision received - first event sent - the smallest latency seen), i.e. the rate at
-which decisions came out while the input was flowing. A load is *sustained* when achieved >= 95% of
-offered, nothing is lost and p99 <= 500 ms. Each system climbs the ladder until it stops sustaining
-a load. Writes bench/results/latest.json and latest.png, and prints a summary table with ratios.
+Fair and repeatable (issue 25; definitions in docs/INTERFACES.md, arithmetic in bench/ladder.py):
+- every system scores through the job's client code and encodes decisions with the job's options
+  (bench/baselines.py);
+- the load generator is open loop: event i is due at start + i / rate, its Kafka timestamp is that
+  scheduled time, and latency = the time this benchmark's consumer receives its decision minus the
+  scheduled time, so a generator that falls behind shows as latency (``send_lag_ms`` says by how much);
+- each load step runs ``--trials`` times; a step's figures are the medians of its trials, with
+  their min and max under ``spread`` and every trial under ``trial_runs``;
+- a step is sustained under the rule of its delivery mode (``sustained_rule`` in the JSON):
+  median achieved >= 95 % of offered, nothing lost in any trial, median p99 <= 500 ms; under
+  exactly-once p99 <= the checkpoint interval + 500 ms and nothing duplicated in any trial;
+- each system climbs the ladder until a step is not sustained, then bisects between the last
+  sustained and the first failed load until they are within ``--bisect-tolerance`` (10 %) of each
+  other or ``--bisect-steps`` extra loads were tried; ``max_sustained_eps`` is the bisected figure.
+
+Achieved throughput of a trial = decided events / (last decision received - first scheduled send -
+the smallest latency seen). Writes bench/results/latest.json and latest.png, and prints a summary
+table with ratios.
 
 Before its first measured step each system is warmed up, unmeasured: 200 events until all are
 decided, then --warmup seconds at the first load (the JVM's JIT, the first checkpoint, connection
@@ -19,6 +32,7 @@ consecutive 100 ev/s steps of the pipeline gave p99 818, 716, 534 and 153 ms.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -28,10 +42,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import matplotlib
-import numpy as np
 from confluent_kafka import Producer
 from tqdm import tqdm
 
@@ -39,13 +52,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import schemas
+from bench.ladder import (
+    SUSTAINED_FRACTION,
+    SUSTAINED_P99_MS,
+    Ceiling,
+    SustainedRule,
+    combine_trials,
+    find_ceiling,
+    rule_for,
+    schedule_ms,
+    trial_figures,
+)
 from bench.stages import measure
 from deploy.local.bootstrap import create_topics, register_schemas
+from deploy.local.cluster import Cluster
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
 from flink_jobs.settings import JobSettings
 from fraud_core.cli import child_env
 from fraud_core.connections import KafkaConnection, as_connection
+from fraud_core.flink_cluster import ClusterConfig, SubmittedJob, submit_job
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka.publisher import Publisher
 from fraud_core.kafka.serde import AvroSerializer
@@ -56,17 +82,37 @@ from fraud_core.simulator import SimConfig, Simulator
 from fraud_core.topics import DAY_MS, TopicSpec
 from producers.profiles import seed_profiles
 
-SUSTAINED_FRACTION = 0.95
-SUSTAINED_P99_MS = 500.0
-# name -> (system, delivery, parallelism)
+
+@dataclass(frozen=True)
+class System:
+    """One system under test: what runs it, with which delivery and parallelism."""
+
+    kind: str  # pipeline, batched-consumer or naive-baseline
+    delivery: str
+    parallelism: int = 1
+    deployment: str = "process"  # pipeline: mini-cluster (one process) or cluster (make cluster)
+
+
 SYSTEMS = {
-    "pipeline": ("pipeline", "at-least-once", 1),
-    "pipeline-eo": ("pipeline", "exactly-once", 1),
-    "pipeline-p2": ("pipeline", "at-least-once", 2),
-    "batched-consumer": ("batched-consumer", "at-least-once", 1),
-    "naive-baseline": ("naive-baseline", "at-least-once", 1),
+    "pipeline": System("pipeline", "at-least-once", 1, "mini-cluster"),
+    "pipeline-eo": System("pipeline", "exactly-once", 1, "mini-cluster"),
+    "pipeline-p2": System("pipeline", "at-least-once", 2, "mini-cluster"),
+    "pipeline-cluster-p2": System("pipeline", "at-least-once", 2, "cluster"),
+    "batched-consumer": System("batched-consumer", "at-least-once"),
+    "naive-baseline": System("naive-baseline", "at-least-once"),
 }
 DEFAULT_LOADS = "100,250,500,1000,2000,3000,4000,5000,8000"
+# How each system reaches the scoring service and encodes its decisions (the JSON's "notes").
+SCORING_NOTES = {
+    "pipeline": "BatchScorer (fraud_core/scoring_client.py): POST /v1/score/batch, binary body, "
+    "RawSocketTransport keep-alive; decisions AvroSerializer(validate=False)",
+    "batched-consumer": "the same BatchScorer, binary body, RawSocketTransport keep-alive, the job's "
+    "retries; the same ScoringStep, decisions AvroSerializer(validate=False)",
+    "naive-baseline": "POST /v1/score per event (the naive design; /v1/score takes JSON only) over the "
+    "job's KeepAliveConnection with an orjson body, answers checked by the job's parse_results, the "
+    "job's retries and breaker; the same ScoringStep on a batch of one, decisions "
+    "AvroSerializer(validate=False)",
+}
 
 
 def leading_string(value: bytes) -> str:
@@ -127,7 +173,8 @@ class Receiver:
 
 
 class Sender:
-    """Sends pre-encoded events at a paced rate; the Kafka timestamp is the send time."""
+    """Sends pre-encoded events open loop: event i is due at start + i / rate, and its Kafka
+    timestamp is that scheduled time, not the moment it actually went out."""
 
     def __init__(self, bootstrap: str | KafkaConnection) -> None:
         self.producer = Producer(
@@ -137,68 +184,29 @@ class Sender:
 
     def send(
         self, topic: str, batch: list[tuple[str, bytes, bytes]], rate: float, bar: tqdm | None
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Send ``batch`` at ``rate``; returns each event's scheduled and actual send time (epoch ms)."""
+        scheduled: dict[str, int] = {}
         sent: dict[str, int] = {}
         start = time.monotonic()
+        due_ms = schedule_ms(time.time_ns() / 1_000_000, len(batch), rate)
         for i, (event_id, key, value) in enumerate(batch):
-            due = start + i / rate
-            delay = due - time.monotonic()
+            delay = start + i / rate - time.monotonic()
             if delay > 0.002:
                 self.publisher.poll(0)
                 time.sleep(delay)
-            ts = time.time_ns() // 1_000_000
-            self.publisher.produce(topic, key, value, new_headers(), timestamp_ms=ts)
-            sent[event_id] = ts
+            self.publisher.produce(topic, key, value, new_headers(), timestamp_ms=due_ms[i])
+            scheduled[event_id] = due_ms[i]
+            sent[event_id] = time.time_ns() // 1_000_000
             if bar is not None and i % 200 == 0:
                 bar.update(min(200, len(batch) - i))
         self.publisher.flush(30)
-        return sent
-
-
-def summarize(name: str, offered: float, sent: dict[str, int], rx: Receiver) -> dict[str, Any]:
-    system, delivery, parallelism = SYSTEMS[name]
-    got = {e: rx.received[e] for e in sent if e in rx.received}
-    latencies = np.array([got[e] - sent[e] for e in got], dtype=float)
-    lost = len(sent) - len(got)
-    if len(latencies):
-        span_s = (max(got.values()) - min(sent.values()) - latencies.min()) / 1000
-        achieved = len(got) / max(span_s, 1e-3)
-        pct = {q: float(np.percentile(latencies, q)) for q in (50, 95, 99)}
-        latency: dict[str, float | None] = {
-            "p50": pct[50],
-            "p95": pct[95],
-            "p99": pct[99],
-            "max": float(latencies.max()),
-        }
-    else:
-        achieved = 0.0
-        latency = {"p50": None, "p95": None, "p99": None, "max": None}
-    return {
-        "system": system,
-        "delivery": delivery,
-        "parallelism": parallelism,
-        "offered_eps": offered,
-        "achieved_eps": round(min(achieved, offered * 1.05), 1),
-        "events": len(sent),
-        "lost": lost,
-        "duplicates": rx.duplicates,
-        "latency_ms": latency,
-    }
+        return scheduled, sent
 
 
 def keeps_up(run: dict[str, Any]) -> bool:
     """Throughput alone: achieved >= 95% of offered and nothing lost, whatever the latency."""
     return bool(run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"] and run["lost"] == 0)
-
-
-def sustained(run: dict[str, Any]) -> bool:
-    p99 = run["latency_ms"]["p99"]
-    return (
-        run["achieved_eps"] >= SUSTAINED_FRACTION * run["offered_eps"]
-        and run["lost"] == 0
-        and p99 is not None
-        and p99 <= SUSTAINED_P99_MS
-    )
 
 
 def make_topics(cfg: StackConfig, prefix: str) -> dict[str, str]:
@@ -214,6 +222,62 @@ def make_topics(cfg: StackConfig, prefix: str) -> dict[str, str]:
     return {k: f"{prefix}.{k}" for k in names}
 
 
+class Running(Protocol):
+    """A started system: a process, or a job on the standalone cluster."""
+
+    log_path: Path
+
+    @property
+    def alive(self) -> bool: ...
+
+    def tail(self, lines: int = 30) -> str: ...
+
+
+class ClusterSystem:
+    """The job at parallelism 2 on a private standalone cluster (one JobManager and two
+    TaskManagers, each a process of its own: ``make cluster``'s :class:`Cluster`, on free ports
+    under the benchmark's log folder so it never meets a cluster the user started)."""
+
+    def __init__(self, env: dict[str, str], args: list[str], logs: Path, name: str) -> None:
+        config = ClusterConfig(
+            state_dir=logs / f"{name}-cluster",
+            rest_port=free_port(),
+            rpc_port=free_port(),
+            metrics_ports="",
+        )
+        self.cluster = Cluster(config, env={"SCORING_API_KEY": DEV_API_KEY, "APP_ENV": "local"})
+        self.log_path = logs / f"{name}.log"
+        self.job: SubmittedJob | None = None
+        self.cluster.up()
+        try:
+            job_env = env | {"CHECKPOINT_DIR": config.job_checkpoint_dir(name).as_uri(), "JOB_NAME": name}
+            self.job = submit_job(config, job_env, args, self.log_path)
+            self.job.wait_running(timeout_s=300)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.job is not None and self.job.state() in (
+            "RUNNING",
+            "RESTARTING",
+            "CREATED",
+            "INITIALIZING",
+        )
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        try:
+            if self.job is not None:
+                self.job.cancel(timeout_s)
+        finally:
+            self.cluster.down()
+
+
 def start_system(
     name: str,
     cfg: StackConfig,
@@ -221,8 +285,9 @@ def start_system(
     scoring_url: str,
     redis_url: str,
     logs: Path,
-) -> ManagedProcess:
-    kind, delivery, parallelism = SYSTEMS[name]
+    checkpoint_ms: int,
+) -> ManagedProcess | ClusterSystem:
+    system = SYSTEMS[name]
     env = child_env(
         JobSettings,  # the baselines read the job's settings too
         KAFKA_BOOTSTRAP_SERVERS=cfg.bootstrap,
@@ -238,31 +303,33 @@ def start_system(
         START_FROM="earliest",
         METRICS_PORT=0,
         CHECKPOINT_DIR=str(logs / f"{name}-checkpoints"),
+        CHECKPOINT_INTERVAL_MS=checkpoint_ms,
         TRANSACTIONAL_ID_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
     )
-    if kind in ("naive-baseline", "batched-consumer"):
-        return spawn(name, ["-m", f"bench.{kind.replace('-', '_')}"], logs / f"{name}.log", env)
-    args = ["--delivery", delivery, "--parallelism", str(parallelism), "--restore", "none"]
+    if system.kind in ("naive-baseline", "batched-consumer"):
+        return spawn(name, ["-m", f"bench.{system.kind.replace('-', '_')}"], logs / f"{name}.log", env)
+    args = ["--delivery", system.delivery, "--parallelism", str(system.parallelism), "--restore", "none"]
+    if system.deployment == "cluster":
+        return ClusterSystem(env, args, logs, name)
     return start_job(env, args, logs / f"{name}.log")
 
 
-_ENCODED: dict[tuple[int, int, int], list[tuple[str, bytes, bytes]]] = {}
+class EventSource:
+    """The same simulated events, in the same order, for every system (one simulator per system
+    from the same seed, profiles seeded), encoded just before each step, outside its timing."""
 
+    def __init__(self, cfg: StackConfig, topic: str, seed: int, redis_url: str) -> None:
+        simulator = Simulator(SimConfig(seed=seed, n_users=5000, rate_eps=20.0))
+        seed_profiles(redis_url, simulator.profiles())
+        self._serializer = AvroSerializer(RegistryClient(cfg.registry_url), schemas.TRANSACTION)
+        self._topic = topic
+        self._events = simulator.events()
 
-def encode_events(
-    cfg: StackConfig, topic: str, count: int, seed: int, redis_url: str
-) -> list[tuple[str, bytes, bytes]]:
-    """The same simulated events for every system (encoded once per schema id), profiles seeded."""
-    simulator = Simulator(SimConfig(seed=seed, n_users=5000, rate_eps=20.0))
-    seed_profiles(redis_url, simulator.profiles())
-    serializer = AvroSerializer(RegistryClient(cfg.registry_url), schemas.TRANSACTION)
-    key = (serializer.schema_id(topic), seed, count)
-    if key not in _ENCODED:
-        _ENCODED[key] = [
-            (e.txn.event_id, e.txn.user_id.encode(), serializer.encode(topic, e.txn.to_record()))
-            for e in simulator.events(count=count)
+    def take(self, count: int) -> list[tuple[str, bytes, bytes]]:
+        return [
+            (e.txn.event_id, e.txn.user_id.encode(), self._serializer.encode(self._topic, e.txn.to_record()))
+            for e in itertools.islice(self._events, count)
         ]
-    return _ENCODED[key]
 
 
 def label(run: dict[str, Any]) -> str:
@@ -270,22 +337,28 @@ def label(run: dict[str, Any]) -> str:
     if run["system"] != "pipeline":
         return str(run["system"])
     name = "pipeline" if run["delivery"] == "at-least-once" else "pipeline-exactly-once"
+    if run.get("deployment") == "cluster":
+        name += "-cluster"
     return f"{name}-p{run['parallelism']}" if run.get("parallelism", 1) > 1 else name
 
 
 def plot(runs: list[dict[str, Any]], limit_eps: float | None, path: Path) -> None:
-    """p99 latency against achieved throughput per system; the in-process limit as a vertical line."""
+    """p99 latency against achieved throughput per system (medians of the trials, loads in
+    order); the in-process limit as a vertical line."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for name in dict.fromkeys(label(r) for r in runs if r["system"] != "in-process-limit"):
-        pts = [r for r in runs if label(r) == name and r["latency_ms"]["p99"] is not None]
+        pts = sorted(
+            (r for r in runs if label(r) == name and r["latency_ms"]["p99"] is not None),
+            key=lambda r: r["offered_eps"],
+        )
         ax.plot(
             [r["achieved_eps"] for r in pts], [r["latency_ms"]["p99"] for r in pts], marker="o", label=name
         )
     ax.axhline(SUSTAINED_P99_MS, color="grey", linestyle="--", linewidth=1, label="sustained p99 limit")
     if limit_eps:
         ax.axvline(limit_eps, color="black", linestyle=":", linewidth=1, label="in-process limit")
-    ax.set_xlabel("achieved throughput (events/s)")
-    ax.set_ylabel("end-to-end p99 latency (ms)")
+    ax.set_xlabel("achieved throughput (events/s, median of trials)")
+    ax.set_ylabel("end-to-end p99 latency from scheduled send (ms)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_title("Fraud scoring: p99 latency vs throughput (same events, same model, one run)")
@@ -296,7 +369,9 @@ def plot(runs: list[dict[str, Any]], limit_eps: float | None, path: Path) -> Non
     plt.close(fig)
 
 
-def summary_table(best: dict[str, float], throughput: dict[str, float], costs: dict[str, float]) -> str:
+def summary_table(
+    best: dict[str, float], throughput: dict[str, float], costs: dict[str, float], rules: dict[str, str]
+) -> str:
     """The end-of-run table: each system's ceiling and its ratio to the baselines and the limit."""
     naive = best.get("naive-baseline") or 0.0
     batched = best.get("batched-consumer") or 0.0
@@ -306,90 +381,120 @@ def summary_table(best: dict[str, float], throughput: dict[str, float], costs: d
         return f"{a / b:6.2f}x" if b else "     -"
 
     lines = [
-        f"{'system':<26}{'max sustained':>14}{'vs naive':>10}{'vs batched':>12}{'of limit':>10}"
+        f"{'system':<28}{'max sustained':>14}{'vs naive':>10}{'vs batched':>12}{'of limit':>10}"
         f"{'max throughput':>16}",
-        "-" * 88,
+        "-" * 90,
     ]
     for name, eps in best.items():
         lines.append(
-            f"{name:<26}{eps:>14.0f}{ratio(eps, naive):>10}{ratio(eps, batched):>12}{ratio(eps, limit):>10}"
+            f"{name:<28}{eps:>14.0f}{ratio(eps, naive):>10}{ratio(eps, batched):>12}{ratio(eps, limit):>10}"
             f"{throughput.get(name, 0):>16.0f}"
         )
-    lines.append("max sustained: achieved >= 95% of offered, nothing lost, p99 <= 500 ms (CONTRACT.md)")
+    lines.append("max sustained (bisected), rules:")
+    lines.extend(f"  {text}" for text in dict.fromkeys(rules.values()))
     lines.append("")
     lines.append("stage costs (µs per event, one process):")
     lines.extend(f"  {k:<32}{v:>9.1f}" for k, v in costs.items())
     return "\n".join(lines)
 
 
+@dataclass
+class Plan:
+    """How each system is driven: the ladder, trials per load, bisection, and the step length."""
+
+    loads: list[float]
+    duration: float
+    trials: int
+    bisect_tolerance: float
+    bisect_steps: int
+    warmup_s: float
+    checkpoint_ms: int
+
+
+def wait_decided(rx: Receiver, ids: set[str], running: Running, timeout_s: float) -> None:
+    """Wait until every id in ``ids`` is decided or ``timeout_s`` passed; fail if the system died."""
+    pending = set(ids)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # Look ups, not a walk over rx.received: the receiver's thread keeps adding to it.
+        pending = {e for e in pending if e not in rx.received}
+        if not pending:
+            return
+        if not running.alive:
+            raise SystemExit(f"the system died; its log {running.log_path}:\n{running.tail()}")
+        time.sleep(0.5)
+
+
 def run_system(
     name: str,
     cfg: StackConfig,
     run_id: str,
-    loads: list[float],
-    duration: float,
+    plan: Plan,
     seed: int,
     redis_url: str,
     scoring_url: str,
     logs: Path,
     overall: tqdm,
-    warmup_s: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Warm one system up, then climb the ladder of loads until it stops sustaining one."""
-    runs: list[dict[str, Any]] = []
+) -> tuple[list[dict[str, Any]], Ceiling, SustainedRule]:
+    """Warm one system up, then climb the ladder and bisect (bench/ladder.py), each load run
+    ``plan.trials`` times; returns one row per load tried, the ceiling and the rule applied."""
+    system = SYSTEMS[name]
+    rule = rule_for(system.delivery, plan.checkpoint_ms)
+    rows: list[dict[str, Any]] = []
     topics = make_topics(cfg, f"bench.{run_id}.{name}")
-    warm_n = int(loads[0] * warmup_s)
-    total = int(sum(loads) * duration) + 200 + warm_n
-    batch = encode_events(cfg, topics["in"], total, seed, redis_url)
+    events = EventSource(cfg, topics["in"], seed, redis_url)
     rx = Receiver(cfg, [topics["flagged"], topics["approved"]])
     rx.start()
-    process = start_system(name, cfg, topics, scoring_url, redis_url, logs)
+    process: ManagedProcess | ClusterSystem | None = None
     sender = Sender(cfg.bootstrap)
     try:
-        warm = sender.send(topics["in"], batch[:200], 100.0, None)
-        deadline = time.monotonic() + 180
-        while not set(warm) <= set(rx.received):
-            if not process.alive:
-                raise SystemExit(f"{name} died:\n{process.tail()}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name}: no decisions 180 s after start; its log: {process.log_path}")
-            time.sleep(0.5)
+        process = start_system(name, cfg, topics, scoring_url, redis_url, logs, plan.checkpoint_ms)
+        warm, _ = sender.send(topics["in"], events.take(200), 100.0, None)
+        wait_decided(rx, set(warm), process, 180)
+        if any(e not in rx.received for e in warm):
+            raise SystemExit(f"{name}: no decisions 180 s after start; its log: {process.log_path}")
+        warm_n = int(plan.loads[0] * plan.warmup_s)
         if warm_n:
-            overall.set_description(f"{name} warm-up {warmup_s:.0f} s")
-            warm = sender.send(topics["in"], batch[200 : 200 + warm_n], loads[0], None)
-            drain_until = time.monotonic() + 60
-            while not set(warm) <= set(rx.received) and time.monotonic() < drain_until:
-                time.sleep(0.5)
-        offset = 200 + warm_n
-        for step_no, load in enumerate(loads):
-            n = int(load * duration)
-            step = batch[offset : offset + n]
-            offset += n
-            rx.duplicates = 0
-            overall.set_description(f"{name} @ {load:.0f} ev/s")
-            sent = sender.send(topics["in"], step, load, overall)
-            drain_until = time.monotonic() + 60
-            while not set(sent) <= set(rx.received) and time.monotonic() < drain_until:
-                time.sleep(0.5)
-            time.sleep(1.0)
-            run = summarize(name, load, sent, rx)
-            runs.append(run)
-            lat = run["latency_ms"]
+            overall.set_description(f"{name} warm-up {plan.warmup_s:.0f} s")
+            warm, _ = sender.send(topics["in"], events.take(warm_n), plan.loads[0], None)
+            wait_decided(rx, set(warm), process, 60)
+        running: ManagedProcess | ClusterSystem = process
+
+        def try_load(load: float) -> bool:
+            trials = []
+            for trial in range(plan.trials):
+                batch = events.take(int(load * plan.duration))
+                rx.duplicates = 0
+                overall.set_description(f"{name} @ {load:.0f} ev/s, trial {trial + 1}/{plan.trials}")
+                scheduled, sent = sender.send(topics["in"], batch, load, overall)
+                wait_decided(rx, set(scheduled), running, 60)
+                time.sleep(1.0)  # late duplicates land in this trial, not the next
+                trials.append(trial_figures(load, scheduled, sent, rx.received, rx.duplicates))
+            step = {
+                "system": system.kind,
+                "delivery": system.delivery,
+                "parallelism": system.parallelism,
+                "deployment": system.deployment,
+                **combine_trials(trials),
+            }
+            step["sustained"] = rule.holds(step)
+            rows.append(step)
+            lat, spread = step["latency_ms"], step["spread"]
             tqdm.write(
-                f"{name:>17} offered {load:>6.0f}  achieved {run['achieved_eps']:>7.1f}  lost {run['lost']:>5}"
-                f"  dup {run['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms  p99 {lat['p99'] or 0:>7.1f} ms"
-                f"  {'sustained' if sustained(run) else 'NOT sustained'}"
+                f"{name:>20} offered {load:>6.0f}  achieved {step['achieved_eps']:>7.1f} "
+                f"[{spread['achieved_eps']['min']:.0f}-{spread['achieved_eps']['max']:.0f}]"
+                f"  lost {step['lost']:>5}  dup {step['duplicates']:>3}  p50 {lat['p50'] or 0:>7.1f} ms"
+                f"  p99 {lat['p99'] or 0:>7.1f} ms [{spread['latency_p99_ms']['min'] or 0:.0f}-"
+                f"{spread['latency_p99_ms']['max'] or 0:.0f}]  {'sustained' if step['sustained'] else 'NOT sustained'}"
             )
-            # Exactly-once decisions wait for a checkpoint, so its p99 is about the checkpoint
-            # interval whatever the load: its ladder climbs on throughput alone.
-            done = not keeps_up(run) if run["delivery"] == "exactly-once" else not sustained(run)
-            if done:
-                overall.update(sum(int(x * duration) for x in loads[step_no + 1 :]))
-                break  # the ceiling is found: higher loads only add backlog
+            return bool(step["sustained"])
+
+        ceiling = find_ceiling(plan.loads, try_load, plan.bisect_tolerance, plan.bisect_steps)
     finally:
-        process.stop(timeout_s=15)
+        if process is not None:
+            process.stop(timeout_s=15)
         rx.stop()
-    return runs
+    return rows, ceiling, rule
 
 
 def stage_costs(
@@ -397,12 +502,13 @@ def stage_costs(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Stage costs and the in-process limit on the benchmark's own events (bench/stages.py)."""
     topics = make_topics(cfg, f"bench.{run_id}.stages")
-    values = [value for _id, _key, value in encode_events(cfg, topics["in"], 20_000, seed, redis_url)]
+    values = [value for _id, _key, value in EventSource(cfg, topics["in"], seed, redis_url).take(20_000)]
     costs, limit = measure(values, cfg.registry_url, redis_url, scoring_url, DEV_API_KEY, model_dir, topics)
     row = {
         "system": "in-process-limit",
         "delivery": "none",
         "parallelism": 1,
+        "deployment": "process",
         "offered_eps": limit["eps"],
         "achieved_eps": limit["eps"],
         "events": len(values),
@@ -419,9 +525,26 @@ def main(argv: list[str] | None = None) -> int:
         prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--loads", default=DEFAULT_LOADS, help=f"offered loads, events/s (default {DEFAULT_LOADS})"
+        "--loads", default=DEFAULT_LOADS, help=f"offered loads, events/s, ascending (default {DEFAULT_LOADS})"
     )
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per load step (default 15)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per trial (default 15)")
+    parser.add_argument("--trials", type=int, default=3, help="trials per load step (default 3)")
+    parser.add_argument(
+        "--bisect-tolerance",
+        type=float,
+        default=0.10,
+        help="bisect until the last sustained and the first failed load are within this fraction "
+        "(default 0.10)",
+    )
+    parser.add_argument(
+        "--bisect-steps", type=int, default=4, help="at most this many extra loads per system (default 4)"
+    )
+    parser.add_argument(
+        "--checkpoint-ms",
+        type=int,
+        default=1000,
+        help="the pipeline's checkpoint interval; exactly-once p99 limit = this + 500 ms (default 1000)",
+    )
     parser.add_argument(
         "--warmup",
         type=float,
@@ -433,11 +556,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    loads = [float(x) for x in args.loads.split(",")]
+    try:
+        loads = [float(x) for x in args.loads.split(",")]
+    except ValueError:
+        parser.error(f"--loads: {args.loads!r} is not a comma-separated list of numbers")
+    if loads != sorted(loads) or any(x <= 0 for x in loads):
+        parser.error(f"--loads: {args.loads!r} must be positive and ascending")
+    if args.trials < 1:
+        parser.error(f"--trials: {args.trials} must be >= 1")
+    if not 0 < args.bisect_tolerance < 1:
+        parser.error(f"--bisect-tolerance: {args.bisect_tolerance} must be between 0 and 1")
+    if args.bisect_steps < 0:
+        parser.error(f"--bisect-steps: {args.bisect_steps} must be >= 0")
+    if args.checkpoint_ms < 100:
+        parser.error(f"--checkpoint-ms: {args.checkpoint_ms} must be >= 100")
     systems = [] if args.stages_only else args.systems.split(",")
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    plan = Plan(
+        loads,
+        args.duration,
+        args.trials,
+        args.bisect_tolerance,
+        args.bisect_steps,
+        args.warmup,
+        args.checkpoint_ms,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs"
     logs.mkdir(exist_ok=True)
@@ -446,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = REPO_ROOT / "models"
     ensure_model(model_dir)
     runs: list[dict[str, Any]] = []
+    ceilings: dict[str, Ceiling] = {}
+    rules: dict[str, str] = {}
     with ensure_stack(keep_running=os.environ.get("KEEP_RUNNING") == "1") as cfg:
         redis_url = cfg.redis_url.rsplit("/", 1)[0] + "/14"  # the benchmark's own Redis database
         port = free_port()
@@ -457,45 +604,48 @@ def main(argv: list[str] | None = None) -> int:
             print("measuring stage costs and the in-process limit ...", flush=True)
             costs, limit_row = stage_costs(cfg, run_id, args.seed, redis_url, scoring_url, model_dir)
             runs.append(limit_row)
-            steps = int(sum(loads) * args.duration) * len(systems)
+            steps = int(sum(loads) * args.duration * args.trials) * len(systems)
             with tqdm(total=steps, unit="ev", desc="bench", dynamic_ncols=True) as overall:
                 for name in systems:
-                    runs += run_system(
-                        name,
-                        cfg,
-                        run_id,
-                        loads,
-                        args.duration,
-                        args.seed,
-                        redis_url,
-                        scoring_url,
-                        logs,
-                        overall,
-                        args.warmup,
+                    rows, ceiling, rule = run_system(
+                        name, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, overall
                     )
+                    runs += rows
+                    key = label(rows[0]) if rows else name
+                    ceilings[key] = ceiling
+                    rules[key] = rule.describe()
         finally:
             service.stop()
-    best: dict[str, float] = {}
-    throughput: dict[str, float] = {}
+    best: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
+    best |= {key: c.max_sustained for key, c in ceilings.items()}
+    throughput: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
     for r in runs:
-        key = label(r)
-        best.setdefault(key, 0.0)
-        throughput.setdefault(key, 0.0)
-        if r["system"] == "in-process-limit" or sustained(r):
-            best[key] = max(best[key], r["offered_eps"])
-        if r["system"] == "in-process-limit" or keeps_up(r):
-            throughput[key] = max(throughput[key], r["offered_eps"])
+        if r["system"] != "in-process-limit":
+            key = label(r)
+            throughput[key] = max(throughput.get(key, 0.0), r["offered_eps"] if keeps_up(r) else 0.0)
     result = {
         "started_at": started_at,
         "machine": {
             "cores": os.cpu_count(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
         },
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "loads": loads, "seed": args.seed},
+        "settings": {
+            "duration_s": args.duration,
+            "trials": args.trials,
+            "warmup_s": args.warmup,
+            "loads": loads,
+            "seed": args.seed,
+            "bisect_tolerance": args.bisect_tolerance,
+            "bisect_steps_max": args.bisect_steps,
+            "checkpoint_interval_ms": args.checkpoint_ms,
+            "latency_from": "scheduled send time (open-loop schedule; the input's Kafka timestamp)",
+        },
         "runs": runs,
+        # The bisected ceiling of each system under its sustained_rule.
         "max_sustained_eps": best,
-        # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99;
-        # the figure that matters for exactly-once, whose p99 is about one checkpoint interval.
+        "sustained_rule": rules,
+        "bisection": {key: c.as_json(args.bisect_tolerance) for key, c in ceilings.items()},
+        # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99.
         "max_throughput_eps": throughput,
         "stage_costs_us": costs,
         # The pipeline's max sustained throughput against each baseline and the in-process limit.
@@ -503,10 +653,11 @@ def main(argv: list[str] | None = None) -> int:
             other: round(best.get("pipeline", 0.0) / best[other], 3) if best.get(other) else None
             for other in ("naive-baseline", "batched-consumer", "in-process-limit")
         },
+        "notes": {"scoring_and_encoding": {k: SCORING_NOTES[SYSTEMS[k].kind] for k in systems}},
     }
     (args.out / "latest.json").write_text(json.dumps(result, indent=2))
     plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
-    print(summary_table(best, throughput, costs))
+    print(summary_table(best, throughput, costs, rules))
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
     return 0
 
