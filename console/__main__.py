@@ -10,15 +10,17 @@ its round, Kafka is flushed. Exit codes: 0 stopped, 1 failure, 2 invalid setting
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import logging
 import sys
+from typing import Literal
 
 import uvicorn
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from console.app import create_app
-from console.auth import ANALYST, ROLES, hash_password
+from console.auth import ANALYST, hash_password
 from console.settings import ConsoleSettings
 from fraud_core.cli import ENV_NOTE, cli_config, fail, lower_case_flags, parse_settings
 from fraud_core.exceptions import FraudPipelineError
@@ -37,21 +39,39 @@ class ConsoleCli(ConsoleSettings):
     model_config = cli_config("python -m console", lower_case_flags(ConsoleSettings))
 
 
+class HashPasswordCli(BaseSettings):
+    __doc__ = (
+        "Print a CONSOLE_USERS entry (name:pbkdf2 hash) for a password read from stdin, or asked for on a "
+        f"terminal. {ENV_NOTE}"
+    )
+
+    model_config = SettingsConfigDict(
+        **cli_config(
+            f"python -m console {HASH_PASSWORD}", {"CONSOLE_USER_NAME": "name", "CONSOLE_USER_ROLE": "role"}
+        ),
+        frozen=True,
+        case_sensitive=True,
+    )
+
+    CONSOLE_USER_NAME: str = Field(
+        ANALYST,
+        min_length=1,
+        pattern=r"^[^:\s]+$",
+        description="The analyst's name to print before the hash.",
+    )
+    CONSOLE_USER_ROLE: Literal["analyst", "lead"] = Field(  # console.auth.ROLES
+        "analyst", description="analyst, or lead (may confirm any amount)."
+    )
+
+
 def hash_password_main(argv: list[str]) -> int:
     """``hash-password``: read a password (stdin, or asked for) and print ``name:hash``."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m console {HASH_PASSWORD}",
-        description="Print a CONSOLE_USERS entry (name:pbkdf2 hash) for a password read from stdin, or "
-        "asked for on a terminal.",
-    )
-    p.add_argument("--name", default="analyst", help="the analyst's name to print before the hash")
-    p.add_argument("--role", choices=ROLES, default=ANALYST, help="analyst, or lead (may confirm any amount)")
-    args = p.parse_args(argv)
+    args = parse_settings(HashPasswordCli, argv)
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
     if not password:
         fail("empty password")
-    role = "" if args.role == ANALYST else f":{args.role}"
-    print(f"{args.name}:{hash_password(password)}{role}")  # noqa: T201 - CLI output
+    role = "" if args.CONSOLE_USER_ROLE == ANALYST else f":{args.CONSOLE_USER_ROLE}"
+    print(f"{args.CONSOLE_USER_NAME}:{hash_password(password)}{role}")  # noqa: T201 - CLI output
     return 0
 
 
