@@ -342,6 +342,15 @@ def label(run: dict[str, Any]) -> str:
     return f"{name}-p{run['parallelism']}" if run.get("parallelism", 1) > 1 else name
 
 
+def key_of(name: str) -> str:
+    """The key of a ``--systems`` name in ``max_sustained_eps`` (``pipeline-eo`` ->
+    ``pipeline-exactly-once``)."""
+    s = SYSTEMS[name]
+    return label(
+        {"system": s.kind, "delivery": s.delivery, "parallelism": s.parallelism, "deployment": s.deployment}
+    )
+
+
 def plot(runs: list[dict[str, Any]], limit_eps: float | None, path: Path) -> None:
     """p99 latency against achieved throughput per system (medians of the trials, loads in
     order); the in-process limit as a vertical line."""
@@ -593,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     ceilings: dict[str, Ceiling] = {}
     rules: dict[str, str] = {}
+    failures: dict[str, str] = {}
     with ensure_stack(keep_running=os.environ.get("KEEP_RUNNING") == "1") as cfg:
         redis_url = cfg.redis_url.rsplit("/", 1)[0] + "/14"  # the benchmark's own Redis database
         port = free_port()
@@ -607,17 +617,25 @@ def main(argv: list[str] | None = None) -> int:
             steps = int(sum(loads) * args.duration * args.trials) * len(systems)
             with tqdm(total=steps, unit="ev", desc="bench", dynamic_ncols=True) as overall:
                 for name in systems:
-                    rows, ceiling, rule = run_system(
-                        name, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, overall
-                    )
+                    try:
+                        rows, ceiling, rule = run_system(
+                            name, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, overall
+                        )
+                    except (Exception, SystemExit) as exc:
+                        # One system that cannot start must not cost the others' figures: it is
+                        # reported in the JSON and the run exits 1.
+                        failures[key_of(name)] = f"{type(exc).__name__}: {exc}"[:2000]
+                        tqdm.write(f"{name} FAILED: {failures[key_of(name)]}")
+                        continue
                     runs += rows
-                    key = label(rows[0]) if rows else name
+                    key = key_of(name)
                     ceilings[key] = ceiling
                     rules[key] = rule.describe()
         finally:
             service.stop()
     best: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
     best |= {key: c.max_sustained for key, c in ceilings.items()}
+    best |= dict.fromkeys(failures, 0.0)  # a system that failed sustained nothing
     throughput: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
     for r in runs:
         if r["system"] != "in-process-limit":
@@ -654,12 +672,15 @@ def main(argv: list[str] | None = None) -> int:
             for other in ("naive-baseline", "batched-consumer", "in-process-limit")
         },
         "notes": {"scoring_and_encoding": {k: SCORING_NOTES[SYSTEMS[k].kind] for k in systems}},
+        "failures": failures,
     }
     (args.out / "latest.json").write_text(json.dumps(result, indent=2))
     plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
     print(summary_table(best, throughput, costs, rules))
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
-    return 0
+    for name, why in failures.items():
+        print(f"{name} failed: {why}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.e2e import SYSTEMS, label, leading_string, main
+from bench.e2e import SYSTEMS, key_of, label, leading_string, main
 
 
 @pytest.mark.parametrize(
@@ -39,14 +39,18 @@ def row(name: str) -> dict[str, object]:
 
 
 def test_each_system_has_its_own_key() -> None:
-    assert [label(row(name)) for name in SYSTEMS] == [
-        "pipeline",
-        "pipeline-exactly-once",
-        "pipeline-p2",
-        "pipeline-cluster-p2",
-        "batched-consumer",
-        "naive-baseline",
-    ]
+    assert (
+        [label(row(name)) for name in SYSTEMS]
+        == [key_of(name) for name in SYSTEMS]
+        == [
+            "pipeline",
+            "pipeline-exactly-once",
+            "pipeline-p2",
+            "pipeline-cluster-p2",
+            "batched-consumer",
+            "naive-baseline",
+        ]
+    )
 
 
 def test_leading_string_reads_the_event_id_after_the_confluent_header() -> None:
