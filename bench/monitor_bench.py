@@ -10,14 +10,17 @@ fetch cost is not included; the live monitor measures everything as ``fraud_drif
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 import schemas
 from fraud_core import avro
+from fraud_core.cli import ENV_NOTE, cli_config, fail, parse_settings
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.model_folder import LIVE_POINTER, load_estimator, read_card, read_pointer
 from fraud_core.simulator import SimConfig, Simulator
@@ -26,22 +29,43 @@ from monitoring.reference import parse_card
 from monitoring.tracker import DriftTracker
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.monitor_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-dir", type=Path, default=Path("models"), help="registry folder (default models)")
-    p.add_argument("--events", type=int, default=20_000, help="decisions to time (default 20000)")
-    p.add_argument("--batch", type=int, default=500, help="decisions per poll (default 500)")
-    p.add_argument(
-        "--publish-every", type=int, default=1000, help="decisions per gauge update (default 1000)"
+class MonitorBenchCli(BaseSettings):
+    __doc__ = (
+        "The drift monitor's CPU cost per decision, offline: decode, windowing and PSI/JS of the live "
+        f"model's decisions on a simulated stream; prints one JSON line. {ENV_NOTE}"
     )
-    args = p.parse_args(argv)
-    version = read_pointer(args.model_dir, LIVE_POINTER)
+
+    model_config = SettingsConfigDict(
+        **cli_config(
+            "python -m bench.monitor_bench",
+            {
+                "MODEL_DIR": "model-dir",
+                "MONITOR_BENCH_EVENTS": "events",
+                "MONITOR_BENCH_BATCH": "batch",
+                "MONITOR_BENCH_PUBLISH_EVERY": "publish-every",
+            },
+        ),
+        frozen=True,
+        case_sensitive=True,
+    )
+
+    MODEL_DIR: Path = Field(Path("models"), description="Model registry folder (its LIVE model is used).")
+    MONITOR_BENCH_EVENTS: int = Field(20_000, ge=1, description="Decisions to time.")
+    MONITOR_BENCH_BATCH: int = Field(500, ge=1, description="Decisions per poll.")
+    MONITOR_BENCH_PUBLISH_EVERY: int = Field(1000, ge=1, description="Decisions per gauge update.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(MonitorBenchCli, argv)
+    model_dir, events = settings.MODEL_DIR, settings.MONITOR_BENCH_EVENTS
+    batch_size, publish_every = settings.MONITOR_BENCH_BATCH, settings.MONITOR_BENCH_PUBLISH_EVERY
+    version = read_pointer(model_dir, LIVE_POINTER)
     if version is None:
-        p.error(f"no LIVE model in {args.model_dir}; run `make model`")
-    card = read_card(args.model_dir, version)
-    model = load_estimator(args.model_dir, version)
+        fail(f"--model-dir {model_dir}: no LIVE model there; run `make model`")
+    card = read_card(model_dir, version)
+    model = load_estimator(model_dir, version)
     sim = Simulator(SimConfig(seed=11))
-    data = replay(sim.events(count=args.events), sim.profiles())
+    data = replay(sim.events(count=events), sim.profiles())
     scores = model.predict_proba(data.x)[:, 1]
     schema = schemas.load(schemas.DECISION)
     encoded = [
@@ -68,19 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     tracker = DriftTracker(FEATURE_NAMES, 2000, lambda _v: reference, label_delay_ms=0)
     timings = {"decode": 0.0, "window": 0.0, "drift": 0.0}
     published = 0
-    for start in range(0, len(encoded), args.batch):
+    for start in range(0, len(encoded), batch_size):
         t0 = time.process_time()
-        batch = [avro.decode(v, lambda _id: schema, schema) for v in encoded[start : start + args.batch]]
+        batch = [avro.decode(v, lambda _id: schema, schema) for v in encoded[start : start + batch_size]]
         t1 = time.process_time()
         tracker.observe(batch)
         t2 = time.process_time()
         timings["decode"] += t1 - t0
         timings["window"] += t2 - t1
-        while published + args.publish_every <= start + len(batch):
+        while published + publish_every <= start + len(batch):
             t3 = time.process_time()
             tracker.readings(1)
             timings["drift"] += time.process_time() - t3
-            published += args.publish_every
+            published += publish_every
     n = len(encoded)
     result = {
         "decisions": n,
