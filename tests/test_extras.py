@@ -27,8 +27,10 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-OURS = ("schemas", "fraud_core", "producers", "flink_jobs", "inference_service", "actions", "console")
-OURS += ("monitoring", "bench", "faults", "backtest", "deploy")
+# Our top-level packages: the deployables, what they stand on, and the tooling.
+OURS = tuple(
+    "schemas fraud_core producers flink_jobs inference_service actions console monitoring bench faults backtest deploy".split()
+)
 # Each deployable and the extra it is installed with (docs/INTERFACES.md, "Install sets").
 DEPLOYABLES = {
     "producers": "producer",
