@@ -28,9 +28,10 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Our top-level packages: the deployables, what they stand on, and the tooling.
-OURS = tuple(
-    "schemas fraud_core producers flink_jobs inference_service actions console monitoring bench faults backtest deploy".split()
-)
+OURS: tuple[str, ...] = (
+    "schemas", "fraud_core", "producers", "flink_jobs", "inference_service", "actions", "console", "monitoring",
+    "bench", "faults", "backtest", "deploy"
+)  # fmt: skip
 # Each deployable and the extra it is installed with (docs/INTERFACES.md, "Install sets").
 DEPLOYABLES = {
     "producers": "producer",
