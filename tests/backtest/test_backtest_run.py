@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import schemas
+from backtest.cli import main as backtest_main
 from backtest.replay import JOB_OVERRIDES
 from deploy.local.stack import REPO_ROOT
 from fraud_core.kafka.headers import new_headers
@@ -360,12 +361,16 @@ def test_export_leaves_is_fraud_null_without_a_label(
     assert [r["is_fraud"] for r in rows] == [None] * 10
 
 
-def _fails(stack: Any, args: list[str], out: Path) -> str:
-    proc = backtest([*args, "--out", str(out)], stack)
-    _stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 3, stderr.decode()[-2000:]
+def _fails(stack: Any, args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """The backtest's entry point in-process (no interpreter start-up per refusal): exit 3, nothing
+    written; its stderr."""
+    capsys.readouterr()
+    connection = ["--bootstrap-servers", stack.bootstrap, "--registry-url", stack.registry_url]
+    code = backtest_main([*connection, "--redis-url", stack.redis_url, *args, "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 3, stderr[-2000:]
     assert not list(out.iterdir()) if out.exists() else True
-    return stderr.decode()
+    return stderr
 
 
 @pytest.fixture
@@ -379,20 +384,22 @@ def small_topic(stack: Any, make_topic: Callable[..., str]) -> str:
     return topic
 
 
-def test_bad_inputs_exit_non_zero_with_a_clear_message(stack, model_dir, small_topic, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_inputs_exit_non_zero_with_a_clear_message(
+    stack: Any, model_dir: Path, small_topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Past-retention ranges are covered by the unit tests of ``ranges.resolve`` (deleting records
     on the test broker to move its low watermark is not reliable here)."""
     common = ["--topic", small_topic, "--model-dir", str(model_dir)]
     out = tmp_path / "out"
-    msg = _fails(stack, [*common, "--models", "no-such-model"], out)
+    msg = _fails(stack, [*common, "--models", "no-such-model"], out, capsys)
     assert "unknown model version 'no-such-model'" in msg and "available:" in msg
-    msg = _fails(stack, [*common, "--offsets", "0:7-7"], out)
+    msg = _fails(stack, [*common, "--offsets", "0:7-7"], out, capsys)
     assert "no events" in msg
-    msg = _fails(stack, [*common, "--offsets", "0:0-80"], out)
+    msg = _fails(stack, [*common, "--offsets", "0:0-80"], out, capsys)
     assert "beyond the end" in msg
-    msg = _fails(stack, [*common, "--from", "2999-01-01T00:00:00Z"], out)
+    msg = _fails(stack, [*common, "--from", "2999-01-01T00:00:00Z"], out, capsys)
     assert "no events" in msg
     missing = f"missing.{uuid.uuid4().hex[:6]}"
-    msg = _fails(stack, ["--topic", missing, "--model-dir", str(model_dir)], out)
+    msg = _fails(stack, ["--topic", missing, "--model-dir", str(model_dir)], out, capsys)
     assert "does not exist" in msg
     assert missing not in AdminClient({"bootstrap.servers": stack.bootstrap}).list_topics(timeout=10).topics
