@@ -661,7 +661,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         # The bisected ceiling of each system under its sustained_rule.
         "max_sustained_eps": best,
+        # The rule applied to each system, and the rule of each delivery mode whichever ran.
         "sustained_rule": rules,
+        "sustained_rule_by_delivery": {
+            d: rule_for(d, args.checkpoint_ms).describe() for d in ("at-least-once", "exactly-once")
+        },
         "bisection": {key: c.as_json(args.bisect_tolerance) for key, c in ceilings.items()},
         # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99.
         "max_throughput_eps": throughput,
