@@ -89,7 +89,7 @@ produce: $(INSTALLED) ## Produce simulated transactions (make produce ARGS="--he
 import: $(FETCHED) ## Import a labelled history, CSV or Parquet, through a mapping (ARGS="--file F --mapping M.toml")
 	$(PY) -m producers.importer $(ARGS)
 
-bench: $(FETCHED) ## End-to-end benchmark vs the naive baseline -> bench/results/latest.json + plot
+bench: $(FETCHED) ## End-to-end benchmark: the pipeline against the batched consumer, the naive baseline and the in-process limit (3 trials per load, bisected ceiling) -> bench/results/latest.json + plot
 	@test -f models/LIVE || $(MAKE) model
 	$(PY) -m bench.e2e $(ARGS)
 
