@@ -56,7 +56,7 @@ status: $(INSTALLED) ## Show the local stack's services, ports, PIDs and logs
 	$(PY) -m deploy.local.stack status
 
 model: $(INSTALLED) ## Train the model on simulated data and make it live (models/)
-	$(PY) -m inference_service.training.train --seed 7 --model-dir models $(ARGS)
+	$(PY) -m inference_service.training --seed 7 --model-dir models $(ARGS)
 
 serve: $(INSTALLED) ## Run the scoring service in the foreground (trains a model first if none)
 	@test -f models/LIVE || $(MAKE) model

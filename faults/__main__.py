@@ -44,7 +44,7 @@ def models(work: Path) -> Path:
         write_pointer(target, LIVE_POINTER, live)
     else:
         ensure_model(target, events=60_000, seed=7)
-    cmd = [sys.executable, "-m", "inference_service.training.train", "--no-promote", "--seed", "8"]
+    cmd = [sys.executable, "-m", "inference_service.training", "--no-promote", "--seed", "8"]
     cmd += ["--events", "40000", "--model-dir", str(target)]
     subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     return target

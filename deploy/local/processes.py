@@ -93,7 +93,7 @@ def ensure_model(model_dir: Path, events: int = 200_000, seed: int = 7) -> None:
     deterministic, so the version stays the same and only the card gains the reference)."""
     if _live_card_has_drift_reference(model_dir):
         return
-    cmd = [sys.executable, "-m", "inference_service.training.train", "--seed", str(seed)]
+    cmd = [sys.executable, "-m", "inference_service.training", "--seed", str(seed)]
     cmd += ["--events", str(events), "--model-dir", str(model_dir)]
     res = subprocess.run(cmd, cwd=REPO_ROOT, check=False)
     if res.returncode != 0:

@@ -61,7 +61,8 @@ from fraud_core.settings import ConnectionSettings
 from fraud_core.topics import DLQ
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
-from inference_service.training.train import Dataset, TrainCli, TrainConfig, train
+from inference_service.training.settings import TrainCli
+from inference_service.training.train import Dataset, TrainConfig, train
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Train, calibrate, evaluate and register a fraud model from the transaction simulator.
 
-``python -m inference_service.training.train --seed 7 --events 320000 --model-dir models``
+``python -m inference_service.training --seed 7 --events 320000 --model-dir models`` (`make model`)
 
 1. Replay the simulator's labelled stream in event-time order through the shared feature code
    (:class:`fraud_core.features.VelocityState` per user, the user's seeded profile,
@@ -37,7 +37,6 @@ import heapq
 import json
 import logging
 import platform
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,18 +47,15 @@ import numpy as np
 import numpy.typing as npt
 import scipy
 import sklearn
-from pydantic import Field
-from pydantic_settings import BaseSettings, CliToggleFlag, SettingsConfigDict
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.cost import CostModel
 from fraud_core.decision import ScoreResult, decide, model_action
 from fraud_core.drift_reference import reference_section
-from fraud_core.entities import DEFAULT_LABEL_DELAY_MS, StreamFeatures
+from fraud_core.entities import StreamFeatures
 from fraud_core.feature_catalog import ABLATION_GROUPS, FEATURE_NAMES, names_of
 from fraud_core.features import VELOCITY_FEATURES, Profile, build_features, to_row
 from fraud_core.labels import Label
@@ -67,7 +63,6 @@ from fraud_core.model_card import ModelCard
 from fraud_core.model_folder import LIVE_POINTER, save_version, write_pointer
 from fraud_core.reference import to_eur
 from fraud_core.rules import APPROVE, BLOCK, REVIEW, RuleBook, load_rules, strongest
-from fraud_core.topics import INITIATED, LABELS
 from fraud_core.transaction import Transaction
 from inference_service.exceptions import TrainingError
 
@@ -690,163 +685,3 @@ def train_and_register(
     if promote:
         write_pointer(model_dir, LIVE_POINTER, card.version)
     return card
-
-
-class TrainCli(BaseSettings):
-    __doc__ = (
-        "Train, calibrate, evaluate and register a fraud model: from the transaction simulator, or with "
-        "--from-topics from payments.initiated and payments.labels up to --until, with labels as they "
-        "were known then (Kafka and the registry: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL and the "
-        "KAFKA_SASL_* settings from the environment). --seed, --model-dir, --no-promote and the cost "
-        "flags apply to both; --events, --users and the --stress-* flags to the simulator only; --until, "
-        f"--topic, --labels-topic and --label-delay-ms to --from-topics only. {ENV_NOTE}"
-    )
-
-    model_config = SettingsConfigDict(
-        **cli_config(
-            "python -m inference_service.training.train",
-            {
-                "TRAIN_SEED": "seed",
-                "TRAIN_EVENTS": "events",
-                "TRAIN_USERS": "users",
-                "MODEL_DIR": "model-dir",
-                "TRAIN_REVIEW_COST_EUR": "review-cost-eur",
-                "TRAIN_FALSE_BLOCK_COST_EUR": "false-block-cost-eur",
-                "TRAIN_STRESS_SEED": "stress-seed",
-                "TRAIN_STRESS_EVENTS": "stress-events",
-                "TRAIN_STRESS_WARMUP_EVENTS": "stress-warmup-events",
-                "TRAIN_NO_PROMOTE": "no-promote",
-                "TRAIN_FROM_TOPICS": "from-topics",
-                "TRAIN_UNTIL": "until",
-                "TRAIN_TOPIC": "topic",
-                "TRAIN_LABELS_TOPIC": "labels-topic",
-                "LABEL_DELAY_MS": "label-delay-ms",
-            },
-        ),
-        frozen=True,
-        case_sensitive=True,
-    )
-
-    TRAIN_SEED: int = Field(7, description="Simulator and model seed.")
-    # 320,000 events at the simulator's 0.05 payments per second span 74 days of event time: the
-    # 7-day label delay and the 30-day windows see more than their own length (issue 22).
-    TRAIN_EVENTS: int = Field(
-        320_000, ge=1, description="Simulated events (74 days, so 28-day compromises mature in the history)."
-    )
-    TRAIN_USERS: int = Field(2000, ge=1, description="Simulated users.")
-    MODEL_DIR: Path = Field(Path("models"), description="Model registry folder.")
-    TRAIN_REVIEW_COST_EUR: float = Field(
-        CostModel().review_cost_eur, ge=0, description="Cost of reviewing one flagged payment, in EUR."
-    )
-    TRAIN_FALSE_BLOCK_COST_EUR: float = Field(
-        CostModel().false_block_cost_eur, ge=0, description="Cost of blocking one legitimate payment, in EUR."
-    )
-    TRAIN_STRESS_SEED: int | None = Field(
-        None, description="Seed of the held-out stress set; unset: seed + 1000."
-    )
-    TRAIN_STRESS_EVENTS: int = Field(80_000, ge=1, description="Events scored in the stress set (18 days).")
-    TRAIN_STRESS_WARMUP_EVENTS: int = Field(
-        80_000,
-        ge=0,
-        description="Stress-set events replayed before the scored ones, so windows of days and label rates "
-        "start warm, as in a running pipeline (18 days; 0 scores from a cold start).",
-    )
-    TRAIN_NO_PROMOTE: CliToggleFlag[bool] = Field(
-        False, description="Write the version but leave LIVE alone."
-    )
-    TRAIN_FROM_TOPICS: CliToggleFlag[bool] = Field(False, description="Train from the topics' history.")
-    TRAIN_UNTIL: str | None = Field(
-        None,
-        description="--from-topics: T, ISO-8601 (e.g. 2026-02-01T00:00:00Z; UTC when no offset is given); "
-        "unset: now.",
-    )
-    TRAIN_TOPIC: str = Field(INITIATED, min_length=1, description="--from-topics: the payments topic.")
-    TRAIN_LABELS_TOPIC: str = Field(LABELS, min_length=1, description="--from-topics: the labels topic.")
-    LABEL_DELAY_MS: int = Field(
-        DEFAULT_LABEL_DELAY_MS, ge=0, description="--from-topics: the job's LABEL_DELAY_MS (7 days)."
-    )
-
-    @property
-    def config(self) -> TrainConfig:
-        """The fit's seed and the business costs the thresholds are chosen by."""
-        return TrainConfig(
-            seed=self.TRAIN_SEED,
-            cost=CostModel(
-                review_cost_eur=self.TRAIN_REVIEW_COST_EUR,
-                false_block_cost_eur=self.TRAIN_FALSE_BLOCK_COST_EUR,
-            ),
-        )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; prints the card's headline figures as one JSON line. Exit codes: 0
-    trained, 2 invalid setting; with --from-topics also 3 (the history cannot train a model) and 1."""
-    settings = parse_settings(TrainCli, argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if settings.TRAIN_FROM_TOPICS:
-        from inference_service.training import from_topics  # here: it imports this module
-
-        return from_topics.run(settings)
-    return _from_simulator(settings)
-
-
-def _from_simulator(args: TrainCli) -> int:
-    """Train on the simulator's stream, score the stress set, print the headline figures."""
-    from fraud_core.simulator import SimConfig, Simulator  # the real stream; imported only here
-
-    sim = Simulator(SimConfig(seed=args.TRAIN_SEED, n_users=args.TRAIN_USERS))
-    source = {
-        "generator": "producers.simulator",
-        "seed": args.TRAIN_SEED,
-        "n_users": args.TRAIN_USERS,
-        "events": args.TRAIN_EVENTS,
-    }
-    stress_seed = args.TRAIN_SEED + 1000 if args.TRAIN_STRESS_SEED is None else args.TRAIN_STRESS_SEED
-    stress_sim = Simulator(SimConfig(seed=stress_seed, n_users=args.TRAIN_USERS, stress=True))
-    warmup = args.TRAIN_STRESS_WARMUP_EVENTS
-    stress_data, stress_txns = warm_replay(
-        stress_sim.events(count=warmup + args.TRAIN_STRESS_EVENTS), stress_sim.profiles(), warmup
-    )
-    stress_source = {
-        "generator": "producers.simulator (stress variant)",
-        "seed": stress_seed,
-        "n_users": args.TRAIN_USERS,
-        "events": args.TRAIN_STRESS_EVENTS,
-        "warmup_events": warmup,
-    }
-    card = train_and_register(
-        sim.events(count=args.TRAIN_EVENTS),
-        sim.profiles(),
-        args.config,
-        args.MODEL_DIR,
-        source,
-        promote=not args.TRAIN_NO_PROMOTE,
-        stress=StressSet(stress_data, stress_txns, stress_source),
-    )
-    held = card.metrics["held_out"]
-    stress = card.metrics["stress"]
-    summary = {
-        "version": card.version,
-        "promoted": not args.TRAIN_NO_PROMOTE,
-        "threshold": card.threshold,
-        "block_threshold": card.block_threshold,
-        "block_precision": held["actions"]["BLOCK"]["precision"],
-        "pr_auc": held["pr_auc"],
-        "recall_at_1pct_fpr": held["recall_at_1pct_fpr"],
-        "pr_auc_without_velocity": card.ablation["held_out"]["pr_auc"],
-        "stress": {
-            source: {
-                "precision": stress[source]["flagged"]["precision"],
-                "block_precision": stress[source]["BLOCK"]["precision"],
-                "recall": {k: v["recall"] for k, v in stress[source]["per_fraud_type"].items()},
-            }
-            for source in ("model", "rules", "both")
-        },
-        "stress_velocity_adds": card.ablation["velocity_adds_on_stress"],
-    }
-    sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -58,7 +58,7 @@ def test_import_train_from_topics_and_backtest_a_synccfd_history(
     models = tmp_path / "models"
     shutil.copytree(model_dir, models)
     until = START + timedelta(days=35)
-    command = [sys.executable, "-m", "inference_service.training.train", "--from-topics"]
+    command = [sys.executable, "-m", "inference_service.training", "--from-topics"]
     command += [
         "--until",
         until.isoformat(),

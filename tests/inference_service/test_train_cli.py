@@ -9,9 +9,10 @@ from typing import NoReturn
 
 import pytest
 
+import inference_service.training.__main__ as entry
 from fraud_core.cli import parse_settings
-from inference_service.training import from_topics, train
-from inference_service.training.train import TrainCli
+from inference_service.training import from_topics
+from inference_service.training.settings import TrainCli
 
 
 def _started(*args: object, **kwargs: object) -> NoReturn:
@@ -81,10 +82,10 @@ def test_from_topics_flags_parse() -> None:
 def test_invalid_values_exit_2_naming_the_flag_and_value(
     args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(train, "_from_simulator", _started)
+    monkeypatch.setattr(entry, "_from_simulator", _started)
     monkeypatch.setattr(from_topics, "run", _started)
     with pytest.raises(SystemExit) as exited:
-        train.main(args)
+        entry.main(args)
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert message in err
@@ -95,9 +96,9 @@ def test_invalid_values_exit_2_naming_the_flag_and_value(
 def test_an_unknown_flag_exits_2_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(train, "_from_simulator", _started)
+    monkeypatch.setattr(entry, "_from_simulator", _started)
     with pytest.raises(SystemExit) as exited:
-        train.main(["--evnets", "10"])
+        entry.main(["--evnets", "10"])
     assert exited.value.code == 2 and "--evnets" in capsys.readouterr().err
 
 
@@ -106,14 +107,14 @@ def test_until_not_a_time_exits_3_naming_it_before_kafka_is_read(
 ) -> None:
     monkeypatch.setenv("APP_ENV", "local")
     monkeypatch.setattr(from_topics, "train_from_topics", _started)
-    code = train.main(["--from-topics", "--until", "next tuesday"])
+    code = entry.main(["--from-topics", "--until", "next tuesday"])
     assert code == 3
     assert "--until 'next tuesday' is not an ISO-8601 time" in capsys.readouterr().err
 
 
 def test_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        train.main(["--help"])
+        entry.main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--seed", "--events", "--users", "--model-dir", "--review-cost-eur", "--false-block-cost-eur",
