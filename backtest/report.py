@@ -165,8 +165,28 @@ def _eur(x: float | None) -> str:
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """The analyst's report from the metrics document (the same content as metrics.json)."""
+    lines = _replay_section(doc)
+    lines += _throughput_section(doc)
+    lines += _side_by_side_section(doc)
+    lines += _card_precision_section(doc)
+    lines += _comparison_section(doc)
+    lines += _other_thresholds_section(doc)
+    lines += _scenario_section(doc)
+    lines += _cost_curve_section(doc)
+    lines += _parity_section(doc.get("parity"))
+    notes = doc.get("notes") or []
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in doc["plots"]]
+    lines += ["", "Metrics: `metrics.json`. Scores per labelled event and model: `scores.csv.gz`.", ""]
+    return "\n".join(lines)
+
+
+def _replay_section(doc: Mapping[str, Any]) -> list[str]:
+    """What was replayed, with which labels, enrichment, job settings and cost model: the reader must know
+    what the figures below are figures of before reading them."""
     run, models, ref = doc["run"], doc["models"], doc["reference_model"]
-    lines = [
+    return [
         f"# Backtest {run['run_id']}",
         "",
         "## What was replayed",
@@ -195,6 +215,12 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"- Card precision@k: k = {doc['k']} cards reviewed per UTC day (those with the highest score "
         "that day); the share of them with a fraud that day; cards tied at the k-th score share the "
         "slots left; a day with fewer cards reviews them all",
+    ]
+
+
+def _throughput_section(doc: Mapping[str, Any]) -> list[str]:
+    """Replay speed per model, wall and processing apart, since start-up dominates short replays."""
+    lines = [
         "",
         "## Replay throughput",
         "",
@@ -207,7 +233,13 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"| {v} | {t['events_replayed']:,} | {t['wall_s']:.1f} | {t['events_per_s_wall']:,.0f} | "
             f"{t['events_per_s_processing']:,.0f} |"
         )
-    lines += [
+    return lines
+
+
+def _side_by_side_section(doc: Mapping[str, Any]) -> list[str]:
+    """Every model at its own threshold in one table, the live one marked, so they compare at a glance."""
+    models, ref = doc["models"], doc["reference_model"]
+    lines = [
         "",
         "## Models side by side (each at its own threshold)",
         "",
@@ -228,105 +260,135 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"{_eur(a['fraud_eur_missed'])} | {_eur(a['review_cost_eur'])} | "
             f"{_eur(a['false_block_cost_eur'])} | {_eur(a['total_cost_eur'])} |"
         )
-    lines += [
+    return lines
+
+
+def _card_precision_section(doc: Mapping[str, Any]) -> list[str]:
+    """Card precision@k day by day: the mean hides the days a model fails the review team."""
+    lines = [
         "",
         f"## Card precision@{doc['k']} per UTC day",
         "",
         "| model | day | cards | reviewed | cards with fraud | card precision |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for v, m in models.items():
+    for v, m in doc["models"].items():
         for day, d in m["card_precision_at_k"]["per_day"].items():
             lines.append(
                 f"| {v} | {day} | {d['cards']:,} | {d['reviewed']:,} | {d['fraud_cards']:,} | "
                 f"{_num(d['precision'])} |"
             )
-    if len(models) > 1:
-        lines += [
-            "",
-            f"Difference to the live model `{ref}` (model minus live):",
-            "",
-            "| model | AUC ROC | average precision | card precision@k | recall | precision | flagged rate | "
-            "total cost EUR |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for v, d in doc["comparison"].items():
-            if v != ref:
-                lines.append(
-                    f"| {v} | {_num(d['roc_auc'])} | {_num(d['pr_auc'])} | "
-                    f"{_num(d['card_precision_at_k_mean'])} | {_num(d['recall'])} | {_num(d['precision'])} | "
-                    f"{_num(d['flagged_rate'])} | {_eur(d['total_cost_eur'])} |"
-                )
-    if doc["extra_thresholds"]:
-        lines += [
-            "",
-            "## Other thresholds (from the recorded scores)",
-            "",
-            "| model | threshold | precision | recall | F1 | flagged rate | total cost EUR |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for v, m in models.items():
-            for t, a in m["at_thresholds"].items():
-                lines.append(
-                    f"| {v} | {t} | {_pct(a['precision'])} | {_pct(a['recall'])} | {_num(a['f1'])} | "
-                    f"{_pct(a['flagged_rate'])} | {_eur(a['total_cost_eur'])} |"
-                )
-    lines += [
+    return lines
+
+
+def _comparison_section(doc: Mapping[str, Any]) -> list[str]:
+    """Each candidate minus the live model (nothing when only one model ran): the figure a promotion
+    decision is made on."""
+    ref = doc["reference_model"]
+    if len(doc["models"]) <= 1:
+        return []
+    lines = [
+        "",
+        f"Difference to the live model `{ref}` (model minus live):",
+        "",
+        "| model | AUC ROC | average precision | card precision@k | recall | precision | flagged rate | "
+        "total cost EUR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v, d in doc["comparison"].items():
+        if v != ref:
+            lines.append(
+                f"| {v} | {_num(d['roc_auc'])} | {_num(d['pr_auc'])} | "
+                f"{_num(d['card_precision_at_k_mean'])} | {_num(d['recall'])} | {_num(d['precision'])} | "
+                f"{_num(d['flagged_rate'])} | {_eur(d['total_cost_eur'])} |"
+            )
+    return lines
+
+
+def _other_thresholds_section(doc: Mapping[str, Any]) -> list[str]:
+    """The models at the thresholds the analyst asked for (nothing when none were), re-scored from the
+    recorded scores rather than by another replay."""
+    if not doc["extra_thresholds"]:
+        return []
+    lines = [
+        "",
+        "## Other thresholds (from the recorded scores)",
+        "",
+        "| model | threshold | precision | recall | F1 | flagged rate | total cost EUR |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v, m in doc["models"].items():
+        for t, a in m["at_thresholds"].items():
+            lines.append(
+                f"| {v} | {t} | {_pct(a['precision'])} | {_pct(a['recall'])} | {_num(a['f1'])} | "
+                f"{_pct(a['flagged_rate'])} | {_eur(a['total_cost_eur'])} |"
+            )
+    return lines
+
+
+def _scenario_section(doc: Mapping[str, Any]) -> list[str]:
+    """What each model catches per fraud scenario: an overall recall can hide a scenario missed entirely."""
+    lines = [
         "",
         "## Per fraud scenario (own threshold)",
         "",
         "| model | scenario | events | flagged | share flagged | EUR | EUR flagged |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for v, m in models.items():
+    for v, m in doc["models"].items():
         for kind, s in m["per_scenario"].items():
             lines.append(
                 f"| {v} | {kind} | {s['events']:,} | {s['flagged']:,} | {_pct(s['flagged_share'])} | "
                 f"{_eur(s['amount_eur'])} | {_eur(s['amount_eur_flagged'])} |"
             )
-    lines += ["", "## Cost curve", ""]
-    for v, m in models.items():
+    return lines
+
+
+def _cost_curve_section(doc: Mapping[str, Any]) -> list[str]:
+    """Each model's cheapest threshold next to its own: how much its chosen threshold leaves on the table."""
+    lines = ["", "## Cost curve", ""]
+    for v, m in doc["models"].items():
         c = m["cost_curve"]
         lines.append(
             f"- {v}: cheapest threshold {c['best_threshold']} at {_eur(c['best_total_cost_eur'])} EUR "
             f"(own threshold {m['threshold']:.4f}: {_eur(m['at_threshold']['total_cost_eur'])} EUR)"
         )
-    lines += ["", "## Parity with live", ""]
-    parity = doc.get("parity")
+    return lines
+
+
+def _parity_section(parity: Mapping[str, Any] | None) -> list[str]:
+    """Whether the replay decided as live did, event by event, with the first differences shown: the
+    evidence that the backtest's figures are the live job's."""
+    lines = ["", "## Parity with live", ""]
     if not parity:
         lines.append(
             "Not checked (the live model was not among the models and --parity-with-live was not given)."
         )
-    else:
-        lines.append(f"Live decisions read from {parity['live_topics']} (read-only, no offsets committed).")
-        lines.append("")
-        p = parity["result"]
-        verdict = {"identical": "**identical**", "differences": "**differences found**"}.get(
-            p["verdict"], p["verdict"]
+        return lines
+    lines.append(f"Live decisions read from {parity['live_topics']} (read-only, no offsets committed).")
+    lines.append("")
+    p = parity["result"]
+    verdict = {"identical": "**identical**", "differences": "**differences found**"}.get(
+        p["verdict"], p["verdict"]
+    )
+    lines.append(
+        f"- `{p['model_version']}`: {verdict}: {p['compared']:,} decisions compared, {p['identical']:,} "
+        "identical, "
+        f"{p['differing']:,} different; {p['not_scored_live']:,} events have no live decision"
+        + (
+            f"; scored live by other versions: {p['scored_live_by_other_models']}"
+            if p["scored_live_by_other_models"]
+            else ""
         )
+    )
+    for d in p["differences"][:20]:
         lines.append(
-            f"- `{p['model_version']}`: {verdict}: {p['compared']:,} decisions compared, {p['identical']:,} "
-            "identical, "
-            f"{p['differing']:,} different; {p['not_scored_live']:,} events have no live decision"
-            + (
-                f"; scored live by other versions: {p['scored_live_by_other_models']}"
-                if p["scored_live_by_other_models"]
-                else ""
-            )
+            f"  - `{d['event_id']}`: "
+            + "; ".join(f"{k}: {_short(v)}" for k, v in d.items() if k != "event_id")
         )
-        for d in p["differences"][:20]:
-            lines.append(
-                f"  - `{d['event_id']}`: "
-                + "; ".join(f"{k}: {_short(v)}" for k, v in d.items() if k != "event_id")
-            )
-        if p["differing"] > 20:
-            lines.append(f"  - ... {p['differing'] - 20} more (up to 50 in metrics.json)")
-    notes = doc.get("notes") or []
-    if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in doc["plots"]]
-    lines += ["", "Metrics: `metrics.json`. Scores per labelled event and model: `scores.csv.gz`.", ""]
-    return "\n".join(lines)
+    if p["differing"] > 20:
+        lines.append(f"  - ... {p['differing'] - 20} more (up to 50 in metrics.json)")
+    return lines
 
 
 def _short(value: Any) -> str:
