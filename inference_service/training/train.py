@@ -522,6 +522,7 @@ def train(
         stress: the held-out stress set; the card reports it under ``metrics.stress``.
         rules: the rules decided with on the stress set (default: the rules file).
     """
+    rules = rules or load_rules()
     train_part, cal, test = split_by_time(data, config)
     all_columns = list(range(len(FEATURE_NAMES)))
     model, threshold, block_threshold, held_out = _variant(train_part, cal, test, all_columns, config)
@@ -531,43 +532,17 @@ def train(
     ablation_stress: dict[str, Any] | None = None
     if stress is not None:
         metrics["stress"], ablation_stress = _stress_section(
-            model,
-            ab_model,
-            kept,
-            (threshold, block_threshold),
-            (ab_threshold, ab_block),
-            stress,
-            rules or load_rules(),
+            model, ab_model, kept, (threshold, block_threshold), (ab_threshold, ab_block), stress, rules
         )
     fingerprint = data.fingerprint()
-    libraries = {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "joblib": joblib.__version__,
-    }
-    identity = json.dumps(
-        {"data": fingerprint, "config": asdict(config), "libraries": libraries}, sort_keys=True
-    )
-    version = "hgb-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+    libraries = _library_versions()
     card: dict[str, Any] = {
-        "version": version,
+        "version": _model_version(fingerprint, config, libraries),
         "model_type": "HistGradientBoostingClassifier + one isotonic calibrator (CalibratedClassifierCV)",
         "features": list(FEATURE_NAMES),
         "threshold": round(threshold, 9),
         "block_threshold": None if block_threshold is None else round(block_threshold, 9),
-        "threshold_rationale": (
-            f"Both thresholds together minimise the business cost on the calibration period (the 20% "
-            f"after the training period; the held-out metrics below are on the last 20%): each missed "
-            f"fraud costs its amount in EUR (chargeback), at least {config.cost.min_missed_fraud_eur:g} EUR "
-            f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
-            f"{config.cost.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
-            f"{config.cost.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
-            f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
-            f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
-            f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
-        ),
+        "threshold_rationale": _threshold_rationale(config.cost),
         "business_cost": {
             "missed_fraud": "amount_eur of the payment, at least min_missed_fraud_eur",
             "min_missed_fraud_eur": config.cost.min_missed_fraud_eur,
@@ -595,34 +570,84 @@ def train(
             "as live traffic is)",
         ),
         "metrics": metrics,
-        "ablation": {
-            "without": list(VELOCITY_FEATURES),
-            "threshold": round(ab_threshold, 9),
-            "held_out": ab_held_out,
-            "velocity_adds": _rounded(
-                {
-                    "pr_auc": held_out["pr_auc"] - ab_held_out["pr_auc"],
-                    "recall_at_1pct_fpr": held_out["recall_at_1pct_fpr"] - ab_held_out["recall_at_1pct_fpr"],
-                    "recall_at_threshold": held_out["recall_at_threshold"]
-                    - ab_held_out["recall_at_threshold"],
-                }
-            ),
-        },
+        "ablation": _velocity_ablation_section(
+            ab_threshold, held_out, ab_held_out, metrics.get("stress"), ablation_stress
+        ),
     }
-    if ablation_stress is not None:
-        stress_card = metrics["stress"]
-        card["ablation"]["stress"] = ablation_stress
-        card["ablation"]["velocity_adds_on_stress"] = _rounded(
+    card["ablation_groups"] = _group_ablation(train_part, cal, test, config, stress, rules)
+    return model, ModelCard.model_validate(card)
+
+
+def _library_versions() -> dict[str, str]:
+    """The versions that change what a fit produces: part of the model's identity, so an upgrade is a new
+    version rather than a silent change under the same name."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _model_version(fingerprint: str, config: TrainConfig, libraries: Mapping[str, str]) -> str:
+    """A version named by its inputs (data, hyperparameters, libraries), so the same training run twice
+    gives the same name and a different one never reuses it."""
+    identity = json.dumps(
+        {"data": fingerprint, "config": asdict(config), "libraries": libraries}, sort_keys=True
+    )
+    return "hgb-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def _threshold_rationale(cost: CostModel) -> str:
+    """The card explains its thresholds in words, with the costs they were chosen under, for a reviewer
+    who reads the card and not the code."""
+    return (
+        f"Both thresholds together minimise the business cost on the calibration period (the 20% "
+        f"after the training period; the held-out metrics below are on the last 20%): each missed "
+        f"fraud costs its amount in EUR (chargeback), at least {cost.min_missed_fraud_eur:g} EUR "
+        f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
+        f"{cost.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
+        f"{cost.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
+        f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
+        f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
+        f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
+    )
+
+
+def _velocity_ablation_section(
+    ab_threshold: float,
+    held_out: Mapping[str, Any],
+    ab_held_out: Mapping[str, Any],
+    stress: Mapping[str, Any] | None,
+    ab_stress: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The card's ``ablation``: the model without the velocity features, and what they add, held out and
+    (when there is a stress set) on it, since velocity is the reason the stream job exists."""
+    section: dict[str, Any] = {
+        "without": list(VELOCITY_FEATURES),
+        "threshold": round(ab_threshold, 9),
+        "held_out": ab_held_out,
+        "velocity_adds": _rounded(
             {
-                "pr_auc": stress_card["pr_auc"] - ablation_stress["pr_auc"],
-                "model_flagged_recall": stress_card["model"]["flagged"]["recall"]
-                - ablation_stress["model"]["flagged"]["recall"],
-                "model_flagged_precision": (stress_card["model"]["flagged"]["precision"] or 0.0)
-                - (ablation_stress["model"]["flagged"]["precision"] or 0.0),
+                "pr_auc": held_out["pr_auc"] - ab_held_out["pr_auc"],
+                "recall_at_1pct_fpr": held_out["recall_at_1pct_fpr"] - ab_held_out["recall_at_1pct_fpr"],
+                "recall_at_threshold": held_out["recall_at_threshold"] - ab_held_out["recall_at_threshold"],
+            }
+        ),
+    }
+    if stress is not None and ab_stress is not None:
+        section["stress"] = ab_stress
+        section["velocity_adds_on_stress"] = _rounded(
+            {
+                "pr_auc": stress["pr_auc"] - ab_stress["pr_auc"],
+                "model_flagged_recall": stress["model"]["flagged"]["recall"]
+                - ab_stress["model"]["flagged"]["recall"],
+                "model_flagged_precision": (stress["model"]["flagged"]["precision"] or 0.0)
+                - (ab_stress["model"]["flagged"]["precision"] or 0.0),
             }
         )
-    card["ablation_groups"] = _group_ablation(train_part, cal, test, config, stress, rules or load_rules())
-    return model, ModelCard.model_validate(card)
+    return section
 
 
 ABLATION_MAX_ROWS = 150_000
