@@ -511,7 +511,6 @@ class DemoCli(BaseSettings):
 def main(argv: list[str] | None = None) -> int:
     args = parse_settings(DemoCli, argv)
     keep = args.KEEP_RUNNING
-    tty = sys.stdout.isatty()
     LOGS.mkdir(parents=True, exist_ok=True)
     ensure_model(REPO_ROOT / "models")
     started: list[ManagedProcess] = []
@@ -530,64 +529,11 @@ def main(argv: list[str] | None = None) -> int:
             SCORING_API_KEY=os.environ.get("SCORING_API_KEY", DEV_API_KEY),
         )
         try:
-            for port in (8000, CONSOLE_PORT):
-                if port_open(port):
-                    raise SystemExit(
-                        f"error: port {port} is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
-                    )
+            _refuse_taken_ports()
             held = clear_demo_database(redis_url)
             print(f"{run.describe()} ({held} keys of an earlier run removed)")
-            started.append(
-                start_scoring_service(
-                    REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"]
-                )
-            )
-            job = start_job(env | run.job_env(), [], LOGS / "job.log")
-            started.append(job)
-            print(
-                "waiting for the stream job to start (its operators register their metrics when running) ..."
-            )
-            # Operator metrics appear on the Prometheus reporter once the job's tasks run.
-            wait_http(
-                "http://127.0.0.1:9249/metrics",
-                job,
-                timeout_s=180,
-                needle="flink_taskmanager_job_task_operator",
-            )
-            consumers = spawn(
-                "consumers", ["-m", "actions"], LOGS / "consumers.log", env | run.consumers_env()
-            )
-            started.append(consumers)
-            console = spawn(
-                "console", ["-m", "console"], LOGS / "console.log", env | {"CONSOLE_PORT": str(CONSOLE_PORT)}
-            )
-            started.append(console)
-            wait_http(f"{CONSOLE_URL}healthz", console, timeout_s=60)
-            if port_open(MONITOR_PORT):
-                raise SystemExit(f"error: port {MONITOR_PORT} (drift monitor metrics) is taken")
-            monitor = spawn(
-                "drift-monitor",
-                ["-m", "monitoring"],
-                LOGS / "drift-monitor.log",
-                {
-                    **env,
-                    **run.monitor_env(),
-                    "MODEL_DIR": str(REPO_ROOT / "models"),
-                    "MONITOR_METRICS_PORT": str(MONITOR_PORT),
-                },
-            )
-            started.append(monitor)
-            wait_http(f"http://127.0.0.1:{MONITOR_PORT}/metrics", monitor)
-            prom = LocalPrometheus(
-                cfg.state_dir,
-                PROMETHEUS_PORT,
-                {
-                    "scoring": "127.0.0.1:8000/metrics",
-                    "flink": "127.0.0.1:9249",
-                    "consumers": "127.0.0.1:9102/metrics",
-                    "drift-monitor": f"127.0.0.1:{MONITOR_PORT}/metrics",
-                },
-            )
+            _start_pipeline(env, run, started)
+            prom = _local_prometheus(cfg)
             print(f"prometheus: {prom.up()}")
             for part in ("actions", "drift-monitor"):
                 wait_group_assigned(cfg.bootstrap, run.group(part))
@@ -595,68 +541,11 @@ def main(argv: list[str] | None = None) -> int:
             alert_view = AlertView()
             watcher = Watcher(cfg, view)
             watcher.start()
-            producer = spawn(
-                "producer",
-                [
-                    *(
-                        "-m",
-                        "producers.produce",
-                        "--rate",
-                        str(args.DEMO_RATE),
-                        "--duration",
-                        str(args.DEMO_DURATION_S),
-                    ),
-                    *(
-                        "--seed",
-                        str(args.DEMO_SEED),
-                        "--seed-profiles",
-                        "--no-progress",
-                        *run.producer_args(),
-                    ),
-                    *(("--drift-at", str(drift_at)) if drift_at is not None else ()),
-                ],
-                LOGS / "producer.log",
-                env,
-            )
+            producer = _start_producer(args, run, drift_at, env)
             started.append(producer)
-            print(
-                "pipeline running. Metrics: scoring http://127.0.0.1:8000/metrics, job http://127.0.0.1:9249/metrics, "
-                f"consumers http://127.0.0.1:9102/metrics, drift monitor http://127.0.0.1:{MONITOR_PORT}/metrics\n"
-                f"Prometheus (rules: deploy/prometheus/alerts.yml) {prom.url}/alerts\n"
-                f"logs in {LOGS.relative_to(REPO_ROOT)}/ (job.log, scoring.log, consumers.log, console.log, "
-                "drift-monitor.log, producer.log). Ctrl-C stops.\n"
-                f"analyst console: {CONSOLE_URL} ({console_login()})\n"
-                + (f"the population shifts after {drift_at} payments\n" if drift_at is not None else "")
-            )
+            print(_running_banner(prom, drift_at))
             t0 = time.monotonic()
-            settle_until: float | None = None
-            last_print = 0.0
-            while True:
-                time.sleep(1.0)
-                elapsed = time.monotonic() - t0
-                for p in started:
-                    if p is not producer and not p.alive:
-                        raise SystemExit(f"error: {p.name} stopped. Last lines of {p.log_path}:\n{p.tail()}")
-                poll_prometheus(prom, alert_view)
-                lines = render(view, elapsed) + alert_lines(alert_view)
-                if tty:
-                    sys.stdout.write(
-                        (f"\x1b[{len(lines)}A" if last_print else "")
-                        + "\n".join(f"\x1b[2K{x}" for x in lines)
-                        + "\n"
-                    )
-                    last_print = elapsed
-                elif elapsed - last_print >= 5:
-                    print("\n".join(lines), flush=True)
-                    last_print = elapsed
-                if not producer.alive and settle_until is None:
-                    settle_until = time.monotonic() + (DRIFT_WAIT_S if args.DEMO_DRIFT else 30)
-                done = sum(view.decisions.values()) + view.dlq >= len(view.input_ts) > 0
-                if args.DEMO_DRIFT:
-                    done = done and alert_view.drift_firing_ms is not None
-                if settle_until is not None and (done or time.monotonic() > settle_until):
-                    time.sleep(2)
-                    break
+            _watch_until_settled(args, view, alert_view, prom, started, producer, t0)
             watcher.stop.set()
             watcher.join(timeout=5)
             print(summary(view, time.monotonic() - t0))
@@ -667,18 +556,164 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted")
         finally:
-            if keep:
-                print(
-                    "KEEP_RUNNING=1: the stack, scoring service, job, consumers, console, drift monitor and "
-                    f"Prometheus stay up (review cases at {CONSOLE_URL}); `make down` stops the stack, "
-                    "`python -m deploy.local.prometheus down` Prometheus"
-                )
-            else:
-                for p in reversed(started):
-                    p.stop(timeout_s=15)
-                if prom is not None:
-                    prom.down()
+            _stop_or_keep(keep, started, prom)
     return 0
+
+
+def _refuse_taken_ports() -> None:
+    """Stop before starting anything when a port the demo binds is taken: a child that fails to bind
+    would otherwise show up much later as a timeout with the cause buried in its log."""
+    for port in (8000, CONSOLE_PORT):
+        if port_open(port):
+            raise SystemExit(
+                f"error: port {port} is taken; stop what runs there (an earlier KEEP_RUNNING demo?)"
+            )
+
+
+def _start_pipeline(env: dict[str, str], run: DemoRun, started: list[ManagedProcess]) -> None:
+    """Start the scoring service, the stream job, the consumers, the console and the drift monitor, each
+    waited for until it serves; each is appended to ``started`` as soon as it runs, so the caller stops it
+    even when a later one fails to start."""
+    started.append(
+        start_scoring_service(REPO_ROOT / "models", 8000, LOGS / "scoring.log", env["SCORING_API_KEY"])
+    )
+    job = start_job(env | run.job_env(), [], LOGS / "job.log")
+    started.append(job)
+    print("waiting for the stream job to start (its operators register their metrics when running) ...")
+    # Operator metrics appear on the Prometheus reporter once the job's tasks run.
+    wait_http(
+        "http://127.0.0.1:9249/metrics",
+        job,
+        timeout_s=180,
+        needle="flink_taskmanager_job_task_operator",
+    )
+    consumers = spawn("consumers", ["-m", "actions"], LOGS / "consumers.log", env | run.consumers_env())
+    started.append(consumers)
+    console = spawn(
+        "console", ["-m", "console"], LOGS / "console.log", env | {"CONSOLE_PORT": str(CONSOLE_PORT)}
+    )
+    started.append(console)
+    wait_http(f"{CONSOLE_URL}healthz", console, timeout_s=60)
+    if port_open(MONITOR_PORT):
+        raise SystemExit(f"error: port {MONITOR_PORT} (drift monitor metrics) is taken")
+    monitor = spawn(
+        "drift-monitor",
+        ["-m", "monitoring"],
+        LOGS / "drift-monitor.log",
+        {
+            **env,
+            **run.monitor_env(),
+            "MODEL_DIR": str(REPO_ROOT / "models"),
+            "MONITOR_METRICS_PORT": str(MONITOR_PORT),
+        },
+    )
+    started.append(monitor)
+    wait_http(f"http://127.0.0.1:{MONITOR_PORT}/metrics", monitor)
+
+
+def _local_prometheus(cfg: StackConfig) -> LocalPrometheus:
+    """A Prometheus scraping every process of the demo, so the alert rules fire as they would in production."""
+    return LocalPrometheus(
+        cfg.state_dir,
+        PROMETHEUS_PORT,
+        {
+            "scoring": "127.0.0.1:8000/metrics",
+            "flink": "127.0.0.1:9249",
+            "consumers": "127.0.0.1:9102/metrics",
+            "drift-monitor": f"127.0.0.1:{MONITOR_PORT}/metrics",
+        },
+    )
+
+
+def _start_producer(args: DemoCli, run: DemoRun, drift_at: int | None, env: dict[str, str]) -> ManagedProcess:
+    """Start the payment producer last, once everything downstream is consuming, so no payment waits for a
+    consumer that is not there yet."""
+    return spawn(
+        "producer",
+        [
+            *(
+                "-m",
+                "producers.produce",
+                "--rate",
+                str(args.DEMO_RATE),
+                "--duration",
+                str(args.DEMO_DURATION_S),
+            ),
+            *("--seed", str(args.DEMO_SEED), "--seed-profiles", "--no-progress", *run.producer_args()),
+            *(("--drift-at", str(drift_at)) if drift_at is not None else ()),
+        ],
+        LOGS / "producer.log",
+        env,
+    )
+
+
+def _running_banner(prom: LocalPrometheus, drift_at: int | None) -> str:
+    """Where to look while the demo runs: metrics, alerts, logs and the analyst console."""
+    return (
+        "pipeline running. Metrics: scoring http://127.0.0.1:8000/metrics, job http://127.0.0.1:9249/metrics, "
+        f"consumers http://127.0.0.1:9102/metrics, drift monitor http://127.0.0.1:{MONITOR_PORT}/metrics\n"
+        f"Prometheus (rules: deploy/prometheus/alerts.yml) {prom.url}/alerts\n"
+        f"logs in {LOGS.relative_to(REPO_ROOT)}/ (job.log, scoring.log, consumers.log, console.log, "
+        "drift-monitor.log, producer.log). Ctrl-C stops.\n"
+        f"analyst console: {CONSOLE_URL} ({console_login()})\n"
+        + (f"the population shifts after {drift_at} payments\n" if drift_at is not None else "")
+    )
+
+
+def _watch_until_settled(
+    args: DemoCli,
+    view: View,
+    alert_view: AlertView,
+    prom: LocalPrometheus,
+    started: list[ManagedProcess],
+    producer: ManagedProcess,
+    t0: float,
+) -> None:
+    """Redraw the live view every second until the producer has finished and every payment is accounted for
+    (and, with drift, the drift alert fired), or the settle time ran out; stop at once when a process other
+    than the producer dies, since the figures would then be meaningless. ``t0``: when the producer started."""
+    tty = sys.stdout.isatty()
+    settle_until: float | None = None
+    last_print = 0.0
+    while True:
+        time.sleep(1.0)
+        elapsed = time.monotonic() - t0
+        for p in started:
+            if p is not producer and not p.alive:
+                raise SystemExit(f"error: {p.name} stopped. Last lines of {p.log_path}:\n{p.tail()}")
+        poll_prometheus(prom, alert_view)
+        lines = render(view, elapsed) + alert_lines(alert_view)
+        if tty:
+            sys.stdout.write(
+                (f"\x1b[{len(lines)}A" if last_print else "") + "\n".join(f"\x1b[2K{x}" for x in lines) + "\n"
+            )
+            last_print = elapsed
+        elif elapsed - last_print >= 5:
+            print("\n".join(lines), flush=True)
+            last_print = elapsed
+        if not producer.alive and settle_until is None:
+            settle_until = time.monotonic() + (DRIFT_WAIT_S if args.DEMO_DRIFT else 30)
+        done = sum(view.decisions.values()) + view.dlq >= len(view.input_ts) > 0
+        if args.DEMO_DRIFT:
+            done = done and alert_view.drift_firing_ms is not None
+        if settle_until is not None and (done or time.monotonic() > settle_until):
+            time.sleep(2)
+            break
+
+
+def _stop_or_keep(keep: bool, started: list[ManagedProcess], prom: LocalPrometheus | None) -> None:
+    """Stop what the demo started, newest first, unless KEEP_RUNNING asked to leave it up to explore."""
+    if keep:
+        print(
+            "KEEP_RUNNING=1: the stack, scoring service, job, consumers, console, drift monitor and "
+            f"Prometheus stay up (review cases at {CONSOLE_URL}); `make down` stops the stack, "
+            "`python -m deploy.local.prometheus down` Prometheus"
+        )
+        return
+    for p in reversed(started):
+        p.stop(timeout_s=15)
+    if prom is not None:
+        prom.down()
 
 
 if __name__ == "__main__":
