@@ -296,11 +296,10 @@ def produce_events(
         raise ConfigError(f"label_delay_s must be >= 0, got {label_delay_s:g}")
     summary = ProduceSummary()
     topic = topic or settings.PRODUCER_TOPIC
-    labels = settings.labels_topic if labels_topic == "" else labels_topic
-    publisher = _Publisher(settings, topic, labels, summary)
+    labels_to = settings.labels_topic if labels_topic == "" else labels_topic
+    publisher = _Publisher(settings, topic, labels_to, summary)
+    labels = _LabelSender(publisher, bool(labels_to), label_delay_s)
     delay_ms = None if label_delay_s is None else round(label_delay_s * 1000)
-    pending: deque[tuple[float, SimEvent, list[tuple[str, bytes]]]] = deque()
-    schedule = LabelSchedule()
     writer = StreamFileWriter(avro_file, sim_config, delay_ms or 0) if avro_file else None
     bar = tqdm(total=total, unit="ev", disable=not progress, mininterval=0.5, dynamic_ncols=True)
     pacer = _Pacer(rate, speed)
@@ -308,39 +307,8 @@ def produce_events(
     started = time.monotonic()
     deadline = started + max_seconds if max_seconds is not None else None
     try:
-        for index, event in enumerate(events):
-            due = pacer.due(index, event)
-            if deadline is not None and max(due, time.monotonic()) >= deadline:
-                break
-            publisher.wait(due, stop)
-            if stop.is_set():
-                break
-            headers = new_headers()
-            publisher.send_event(event, headers)
-            summary.events += 1
-            if event.fraud_type:
-                summary.fraud_by_type[event.fraud_type] += 1
-            if writer:
-                writer.write(event)
-            if labels and label_delay_s is None:
-                schedule.add(event, headers)
-                for due_event, due_headers in schedule.due(event.txn.event_time):
-                    publisher.send_label(due_event, None, due_headers)
-                    summary.labels += 1
-            elif labels and label_delay_s is not None:
-                pending.append((time.monotonic() + label_delay_s, event, headers))
-                _send_due_labels(publisher, pending, label_delay_s, summary, time.monotonic())
-            bar.update(1)
-        if len(schedule) and not stop.is_set():
-            summary.labels_after_end = len(schedule)
-            for due_event, due_headers in schedule.rest():
-                publisher.send_label(due_event, None, due_headers)
-                summary.labels += 1
-        if pending and label_delay_s is not None:
-            log.info("waiting %.1f s for %d pending labels (chargeback delay)", label_delay_s, len(pending))
-            publisher.wait(pending[-1][0], stop)
-            if not stop.is_set():
-                _send_due_labels(publisher, pending, label_delay_s, summary, float("inf"))
+        _send_stream(events, pacer, deadline, publisher, labels, writer, bar, stop)
+        labels.finish(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -348,8 +316,7 @@ def produce_events(
             summary.interrupted = True
             log.warning("interrupted: flushing what was sent")
         bar.close()
-        summary.labels_pending = len(pending) + len(schedule)
-        summary.labels_missing = schedule.missing
+        labels.count_unsent()
         if writer:
             writer.close()
             summary.file_events = writer.count
@@ -358,14 +325,86 @@ def produce_events(
     return summary
 
 
-def _send_due_labels(
+def _send_stream(
+    events: Iterable[SimEvent],
+    pacer: _Pacer,
+    deadline: float | None,
     publisher: _Publisher,
-    pending: deque[tuple[float, SimEvent, list[tuple[str, bytes]]]],
-    delay_s: float,
-    summary: ProduceSummary,
-    now: float,
+    labels: _LabelSender,
+    writer: StreamFileWriter | None,
+    bar: tqdm[Any],
+    stop: threading.Event,
 ) -> None:
-    while pending and pending[0][0] <= now:
-        _, event, headers = pending.popleft()
-        publisher.send_label(event, round(delay_s * 1000), headers)
-        summary.labels += 1
+    """Send each payment at its paced time, with its labels as they fall due, until the stream, the
+    deadline or ``stop`` ends it; a payment whose time is past the deadline is not sent."""
+    summary = publisher.summary
+    for index, event in enumerate(events):
+        due = pacer.due(index, event)
+        if deadline is not None and max(due, time.monotonic()) >= deadline:
+            break
+        publisher.wait(due, stop)
+        if stop.is_set():
+            break
+        headers = new_headers()
+        publisher.send_event(event, headers)
+        summary.events += 1
+        if event.fraud_type:
+            summary.fraud_by_type[event.fraud_type] += 1
+        if writer:
+            writer.write(event)
+        labels.after_event(event, headers)
+        bar.update(1)
+
+
+class _LabelSender:
+    """The labels of the payments sent: at a fixed wall-clock delay after their payment (``delay_s``), or
+    at their simulated delay in event time (``delay_s`` None, :class:`LabelSchedule`). One place owns
+    both queues so the end of a run, interrupted or not, can count what was never sent."""
+
+    def __init__(self, publisher: _Publisher, enabled: bool, delay_s: float | None) -> None:
+        self.publisher = publisher
+        self.summary = publisher.summary
+        self.enabled = enabled
+        self.delay_s = delay_s
+        self.pending: deque[tuple[float, SimEvent, Headers]] = deque()
+        self.schedule = LabelSchedule()
+
+    def after_event(self, event: SimEvent, headers: Headers) -> None:
+        """Queue the label of the payment just sent and send the labels now due."""
+        if not self.enabled:
+            return
+        if self.delay_s is None:
+            self.schedule.add(event, headers)
+            for due_event, due_headers in self.schedule.due(event.txn.event_time):
+                self.publisher.send_label(due_event, None, due_headers)
+                self.summary.labels += 1
+        else:
+            self.pending.append((time.monotonic() + self.delay_s, event, headers))
+            self._send_pending(self.delay_s, time.monotonic())
+
+    def finish(self, stop: threading.Event) -> None:
+        """After the last payment: send the labels known only later (event time), and wait out the
+        wall-clock delay of those still pending, unless ``stop`` is set."""
+        if len(self.schedule) and not stop.is_set():
+            self.summary.labels_after_end = len(self.schedule)
+            for due_event, due_headers in self.schedule.rest():
+                self.publisher.send_label(due_event, None, due_headers)
+                self.summary.labels += 1
+        if self.pending and self.delay_s is not None:
+            log.info(
+                "waiting %.1f s for %d pending labels (chargeback delay)", self.delay_s, len(self.pending)
+            )
+            self.publisher.wait(self.pending[-1][0], stop)
+            if not stop.is_set():
+                self._send_pending(self.delay_s, float("inf"))
+
+    def count_unsent(self) -> None:
+        """Record in the summary the labels still queued and those that never arrive."""
+        self.summary.labels_pending = len(self.pending) + len(self.schedule)
+        self.summary.labels_missing = self.schedule.missing
+
+    def _send_pending(self, delay_s: float, now: float) -> None:
+        while self.pending and self.pending[0][0] <= now:
+            _, event, headers = self.pending.popleft()
+            self.publisher.send_label(event, round(delay_s * 1000), headers)
+            self.summary.labels += 1
