@@ -529,7 +529,8 @@ def stage_costs(
     return costs, row
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The options of ``make bench``, each with its default in the help."""
     parser = argparse.ArgumentParser(
         prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -564,6 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages-only", action="store_true", help="only the stage costs and the limit")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[float], list[str]]:
+    """The options, the loads and the systems to run, every bad option refused (exit 2, naming it)
+    before anything starts, since a run takes minutes to reach the system that would fail."""
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         loads = [float(x) for x in args.loads.split(",")]
@@ -583,6 +591,53 @@ def main(argv: list[str] | None = None) -> int:
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"--systems: unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    return args, loads, systems
+
+
+@dataclass
+class _Outcome:
+    """What the systems produced: one row per load tried, and per system its ceiling and rule, or why it
+    failed."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    ceilings: dict[str, Ceiling] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def _run_systems(
+    systems: list[str],
+    cfg: StackConfig,
+    run_id: str,
+    plan: Plan,
+    seed: int,
+    redis_url: str,
+    scoring_url: str,
+    logs: Path,
+    outcome: _Outcome,
+) -> None:
+    """Run each system's ladder in turn under one progress bar, recording into ``outcome``."""
+    steps = int(sum(plan.loads) * plan.duration * plan.trials) * len(systems)
+    with tqdm(total=steps, unit="ev", desc="bench", dynamic_ncols=True) as overall:
+        for name in systems:
+            try:
+                rows, ceiling, rule = run_system(
+                    name, cfg, run_id, plan, seed, redis_url, scoring_url, logs, overall
+                )
+            except (Exception, SystemExit) as exc:
+                # One system that cannot start must not cost the others' figures: it is
+                # reported in the JSON and the run exits 1.
+                outcome.failures[key_of(name)] = f"{type(exc).__name__}: {exc}"[:2000]
+                tqdm.write(f"{name} FAILED: {outcome.failures[key_of(name)]}")
+                continue
+            outcome.runs += rows
+            key = key_of(name)
+            outcome.ceilings[key] = ceiling
+            outcome.rules[key] = rule.describe()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, loads, systems = _parse_args(argv)
     plan = Plan(
         loads,
         args.duration,
@@ -599,10 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC).isoformat()
     model_dir = REPO_ROOT / "models"
     ensure_model(model_dir)
-    runs: list[dict[str, Any]] = []
-    ceilings: dict[str, Ceiling] = {}
-    rules: dict[str, str] = {}
-    failures: dict[str, str] = {}
+    outcome = _Outcome()
     with ensure_stack(keep_running=os.environ.get("KEEP_RUNNING") == "1") as cfg:
         redis_url = cfg.redis_url.rsplit("/", 1)[0] + "/14"  # the benchmark's own Redis database
         port = free_port()
@@ -613,36 +665,57 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print("measuring stage costs and the in-process limit ...", flush=True)
             costs, limit_row = stage_costs(cfg, run_id, args.seed, redis_url, scoring_url, model_dir)
-            runs.append(limit_row)
-            steps = int(sum(loads) * args.duration * args.trials) * len(systems)
-            with tqdm(total=steps, unit="ev", desc="bench", dynamic_ncols=True) as overall:
-                for name in systems:
-                    try:
-                        rows, ceiling, rule = run_system(
-                            name, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, overall
-                        )
-                    except (Exception, SystemExit) as exc:
-                        # One system that cannot start must not cost the others' figures: it is
-                        # reported in the JSON and the run exits 1.
-                        failures[key_of(name)] = f"{type(exc).__name__}: {exc}"[:2000]
-                        tqdm.write(f"{name} FAILED: {failures[key_of(name)]}")
-                        continue
-                    runs += rows
-                    key = key_of(name)
-                    ceilings[key] = ceiling
-                    rules[key] = rule.describe()
+            outcome.runs.append(limit_row)
+            _run_systems(systems, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, outcome)
         finally:
             service.stop()
-    best: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
-    best |= {key: c.max_sustained for key, c in ceilings.items()}
-    best |= dict.fromkeys(failures, 0.0)  # a system that failed sustained nothing
-    throughput: dict[str, float] = {"in-process-limit": limit_row["achieved_eps"]}
+    best = _max_sustained(limit_row["achieved_eps"], outcome)
+    throughput = _max_throughput(limit_row["achieved_eps"], outcome.runs)
+    result = {
+        "started_at": started_at,
+        **_result_document(args, loads, systems, outcome, best, throughput, costs),
+    }
+    (args.out / "latest.json").write_text(json.dumps(result, indent=2))
+    plot(outcome.runs, limit_row["achieved_eps"], args.out / "latest.png")
+    print(summary_table(best, throughput, costs, outcome.rules))
+    print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
+    for name, why in outcome.failures.items():
+        print(f"{name} failed: {why}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def _max_sustained(limit_eps: float, outcome: _Outcome) -> dict[str, float]:
+    """Each system's bisected ceiling under its rule, next to the in-process limit; a system that failed
+    sustained nothing, so it shows as 0 rather than vanishing from the comparison."""
+    best: dict[str, float] = {"in-process-limit": limit_eps}
+    best |= {key: c.max_sustained for key, c in outcome.ceilings.items()}
+    best |= dict.fromkeys(outcome.failures, 0.0)
+    return best
+
+
+def _max_throughput(limit_eps: float, runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The highest load each system kept up with (>= 95% achieved, nothing lost) whatever the p99: how far
+    it goes when latency does not matter."""
+    throughput: dict[str, float] = {"in-process-limit": limit_eps}
     for r in runs:
         if r["system"] != "in-process-limit":
             key = label(r)
             throughput[key] = max(throughput.get(key, 0.0), r["offered_eps"] if keeps_up(r) else 0.0)
-    result = {
-        "started_at": started_at,
+    return throughput
+
+
+def _result_document(
+    args: argparse.Namespace,
+    loads: list[float],
+    systems: list[str],
+    outcome: _Outcome,
+    best: dict[str, float],
+    throughput: dict[str, float],
+    costs: dict[str, float],
+) -> dict[str, Any]:
+    """latest.json after its ``started_at``: the machine, the settings, every row and the figures derived
+    from them (docs/INTERFACES.md describes each key)."""
+    return {
         "machine": {
             "cores": os.cpu_count(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
@@ -658,15 +731,15 @@ def main(argv: list[str] | None = None) -> int:
             "checkpoint_interval_ms": args.checkpoint_ms,
             "latency_from": "scheduled send time (open-loop schedule; the input's Kafka timestamp)",
         },
-        "runs": runs,
+        "runs": outcome.runs,
         # The bisected ceiling of each system under its sustained_rule.
         "max_sustained_eps": best,
         # The rule applied to each system, and the rule of each delivery mode whichever ran.
-        "sustained_rule": rules,
+        "sustained_rule": outcome.rules,
         "sustained_rule_by_delivery": {
             d: rule_for(d, args.checkpoint_ms).describe() for d in ("at-least-once", "exactly-once")
         },
-        "bisection": {key: c.as_json(args.bisect_tolerance) for key, c in ceilings.items()},
+        "bisection": {key: c.as_json(args.bisect_tolerance) for key, c in outcome.ceilings.items()},
         # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99.
         "max_throughput_eps": throughput,
         "stage_costs_us": costs,
@@ -676,15 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             for other in ("naive-baseline", "batched-consumer", "in-process-limit")
         },
         "notes": {"scoring_and_encoding": {k: SCORING_NOTES[SYSTEMS[k].kind] for k in systems}},
-        "failures": failures,
+        "failures": outcome.failures,
     }
-    (args.out / "latest.json").write_text(json.dumps(result, indent=2))
-    plot(runs, limit_row["achieved_eps"], args.out / "latest.png")
-    print(summary_table(best, throughput, costs, rules))
-    print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
-    for name, why in failures.items():
-        print(f"{name} failed: {why}", file=sys.stderr)
-    return 1 if failures else 0
 
 
 if __name__ == "__main__":
