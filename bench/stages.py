@@ -94,25 +94,74 @@ def measure(
     scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0, encoding="json")
     binary_scorer = BatchScorer(scoring_url, api_key, timeout_s=5.0, retries=0, encoding="binary")
     local = InProcessScorer(model_dir)
-    txns = [intake.decode(v) for v in values]
-    batches = [txns[i : i + BATCH] for i in range(0, len(txns) - BATCH + 1, BATCH)]
-    engine = StreamFeatures()
-    vel = [engine.observe(t) for t in txns]
-    enrichment = store.fetch([t.user_id for t in txns], [t.card_id for t in txns])
-    features = [build_features(t, v, p) for t, v, p in zip(txns, vel, enrichment.profiles, strict=True)]
-    items = list(zip(txns, features, strict=True))
-    decisions.schema_id(topics["flagged"])
-    results = local.score(items)
-    rules = load_rules()
+    s = _Stages(values, intake, store, local, decisions, topics)
+    costs = {
+        "decode_validate": per_event_us(s.decode_all, seconds),
+        "user_state": per_event_us(s.keyed_state("user"), seconds),
+        # The two keyed hops the merchant and card features add: each a state round trip and a
+        # marshalled hop.
+        "merchant_hop_state": per_event_us(s.keyed_state("merchant"), seconds),
+        "card_hop_state": per_event_us(s.keyed_state("card"), seconds),
+        "event_hop_marshal": per_event_us(s.event_hop_all, seconds),
+        f"redis_enrichment_batch{BATCH}": per_event_us(s.redis_all, seconds),
+        "build_features": per_event_us(s.features_all, seconds),
+        **{f"http_score_batch{n}": per_event_us(s.http_at(n, scorer), seconds) for n in HTTP_BATCH_SIZES},
+        "http_score_binary_batch64": per_event_us(s.http_at(64, binary_scorer), seconds),
+        f"model_in_process_batch{BATCH}": per_event_us(s.model_all, seconds),
+        "decide_encode": per_event_us(s.decide_encode_all, seconds),
+    }
+    limit = in_process_limit(values, intake, store, local, decisions, topics, seconds * 3)
+    scorer.close()
+    binary_scorer.close()
+    store.close()
+    return {k: round(v, 1) for k, v in costs.items()}, limit
 
-    def decode_all() -> int:
-        for v in values:
+
+class _Stages:
+    """One workload (the events decoded once, with their velocity, profiles, features and scores) and each
+    stage of the scoring path over it alone, as a callable that returns how many events it processed
+    (what :func:`per_event_us` times): each stage is measured on the same inputs, apart from the others."""
+
+    def __init__(
+        self,
+        values: Sequence[bytes],
+        intake: Intake,
+        store: ProfileStore,
+        local: InProcessScorer,
+        decisions: AvroSerializer,
+        topics: Mapping[str, str],
+    ) -> None:
+        self.values = values
+        self.intake = intake
+        self.store = store
+        self.local = local
+        self.decisions = decisions
+        self.topics = topics
+        self.txns = [intake.decode(v) for v in values]
+        self.batches = [self.txns[i : i + BATCH] for i in range(0, len(self.txns) - BATCH + 1, BATCH)]
+        engine = StreamFeatures()
+        self.vel = [engine.observe(t) for t in self.txns]
+        self.enrichment = store.fetch([t.user_id for t in self.txns], [t.card_id for t in self.txns])
+        self.features = [
+            build_features(t, v, p)
+            for t, v, p in zip(self.txns, self.vel, self.enrichment.profiles, strict=True)
+        ]
+        self.items = list(zip(self.txns, self.features, strict=True))
+        decisions.schema_id(topics["flagged"])
+        self.results = local.score(self.items)
+        self.rules = load_rules()
+
+    def decode_all(self) -> int:
+        intake = self.intake
+        for v in self.values:
             intake.decode(v)
-        return len(values)
+        return len(self.values)
 
-    def keyed_state(kind: str) -> Callable[[], int]:
+    def keyed_state(self, kind: str) -> Callable[[], int]:
         # As the job's keyed operator does it: state read, observe, state write (the state is
         # pickled in Flink's heap backend, PICKLED_BYTE_ARRAY).
+        txns = self.txns
+
         def run() -> int:
             states: dict[str, bytes] = {}
             for t in txns:
@@ -132,17 +181,19 @@ def measure(
 
         return run
 
-    def redis_all() -> int:
-        for b in batches:
+    def redis_all(self) -> int:
+        store = self.store
+        for b in self.batches:
             store.fetch([t.user_id for t in b], [t.card_id for t in b])
-        return len(batches) * BATCH
+        return len(self.batches) * BATCH
 
-    def features_all() -> int:
-        for t, v, p in zip(txns, vel, enrichment.profiles, strict=True):
+    def features_all(self) -> int:
+        for t, v, p in zip(self.txns, self.vel, self.enrichment.profiles, strict=True):
             build_features(t, v, p)
-        return len(txns)
+        return len(self.txns)
 
-    def http_at(size: int, client: BatchScorer = scorer) -> Callable[[], int]:
+    def http_at(self, size: int, client: BatchScorer) -> Callable[[], int]:
+        items = self.items
         chunks = [items[i : i + size] for i in range(0, min(len(items), 4096) - size + 1, size)]
 
         def run() -> int:
@@ -153,43 +204,24 @@ def measure(
 
         return run
 
-    def model_all() -> int:
+    def model_all(self) -> int:
+        items, local = self.items, self.local
         for i in range(0, len(items) - BATCH + 1, BATCH):
             local.score(items[i : i + BATCH])
         return len(items) // BATCH * BATCH
 
-    def decide_encode_all() -> int:
-        for txn, feats, result in zip(txns, features, results, strict=True):
+    def decide_encode_all(self) -> int:
+        decisions, rules, topics = self.decisions, self.rules, self.topics
+        for txn, feats, result in zip(self.txns, self.features, self.results, strict=True):
             record = decide(txn, feats, result, False, False, 0, rules)
             decisions.encode(topic_for(record, topics["flagged"], topics["approved"]), record)
-        return len(txns)
+        return len(self.txns)
 
-    def event_hop_all() -> int:
+    def event_hop_all(self) -> int:
         # The job's operator-to-operator hop and its ListState buffer: marshal there and back.
-        for t, f in zip(txns, vel, strict=True):
+        for t, f in zip(self.txns, self.vel, strict=True):
             marshal.loads(marshal.dumps((astuple(t), {}, f)))
-        return len(txns)
-
-    costs = {
-        "decode_validate": per_event_us(decode_all, seconds),
-        "user_state": per_event_us(keyed_state("user"), seconds),
-        # The two keyed hops the merchant and card features add: each a state round trip and a
-        # marshalled hop.
-        "merchant_hop_state": per_event_us(keyed_state("merchant"), seconds),
-        "card_hop_state": per_event_us(keyed_state("card"), seconds),
-        "event_hop_marshal": per_event_us(event_hop_all, seconds),
-        f"redis_enrichment_batch{BATCH}": per_event_us(redis_all, seconds),
-        "build_features": per_event_us(features_all, seconds),
-        **{f"http_score_batch{n}": per_event_us(http_at(n), seconds) for n in HTTP_BATCH_SIZES},
-        "http_score_binary_batch64": per_event_us(http_at(64, binary_scorer), seconds),
-        f"model_in_process_batch{BATCH}": per_event_us(model_all, seconds),
-        "decide_encode": per_event_us(decide_encode_all, seconds),
-    }
-    limit = in_process_limit(values, intake, store, local, decisions, topics, seconds * 3)
-    scorer.close()
-    binary_scorer.close()
-    store.close()
-    return {k: round(v, 1) for k, v in costs.items()}, limit
+        return len(self.txns)
 
 
 def in_process_limit(
