@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import fastavro
@@ -155,62 +156,72 @@ def zero_size_array(schema: Any) -> str | None:
     of no size a forged block count near 2^62 never reaches the end of the buffer and never fails.
     """
     names: dict[str, Any] = {}
+    _collect_named(schema, names)
+    return _find_zero_size_array(schema, "", frozenset(), names)
 
-    def collect(t: Any) -> None:
-        if isinstance(t, list):
-            for branch in t:
-                collect(branch)
-        elif isinstance(t, dict):
-            if t.get("type") in ("record", "error", "enum", "fixed") and "name" in t:
-                names[t["name"]] = t
-            for f in t.get("fields", ()):
-                collect(f["type"])
-            for key in ("items", "values"):
-                if key in t:
-                    collect(t[key])
-            if isinstance(t.get("type"), dict | list):
-                collect(t["type"])
 
-    def empty(t: Any, seen: frozenset[str]) -> bool:
-        if isinstance(t, str):
-            if t == "null":
-                return True
-            return t in names and t not in seen and empty(names[t], seen | {t})
-        if isinstance(t, dict):
-            kind = t.get("type")
-            if kind in ("record", "error"):
-                inner = seen | {t.get("name", "")}
-                return all(empty(f["type"], inner) for f in t.get("fields", ()))
-            if kind == "fixed":
-                return int(t.get("size", 1)) == 0
-            if isinstance(kind, str | dict) and kind not in ("array", "map", "enum"):
-                return empty(kind, seen)
-        return False  # a union's branch index and an array's block count take a byte at least
+def _collect_named(t: Any, names: dict[str, Any]) -> None:
+    """Every named type (record, error, enum, fixed) of the schema by name, since a later reference to
+    it is by name alone."""
+    if isinstance(t, list):
+        for branch in t:
+            _collect_named(branch, names)
+    elif isinstance(t, dict):
+        if t.get("type") in ("record", "error", "enum", "fixed") and "name" in t:
+            names[t["name"]] = t
+        for f in t.get("fields", ()):
+            _collect_named(f["type"], names)
+        for key in ("items", "values"):
+            if key in t:
+                _collect_named(t[key], names)
+        if isinstance(t.get("type"), dict | list):
+            _collect_named(t["type"], names)
 
-    def find(t: Any, path: str, seen: frozenset[str]) -> str | None:
-        if isinstance(t, str):
-            return find(names[t], path, seen | {t}) if t in names and t not in seen else None
-        if isinstance(t, list):
-            for branch in t:
-                if (hit := find(branch, path, seen)) is not None:
-                    return hit
-            return None
-        if not isinstance(t, dict):
-            return None
-        if t.get("type") == "array":
-            if empty(t.get("items"), frozenset()):
-                return path or "<root>"
-            return find(t.get("items"), f"{path}[]", seen)
-        if t.get("type") == "map":
-            return find(t.get("values"), f"{path}{{}}", seen)
-        if t.get("type") in ("record", "error"):
-            inner = seen | {t.get("name", "")}
-            for f in t.get("fields", ()):
-                if (hit := find(f["type"], f"{path}.{f['name']}" if path else f["name"], inner)) is not None:
-                    return hit
-            return None
+
+def _encodes_empty(t: Any, seen: frozenset[str], names: Mapping[str, Any]) -> bool:
+    """Whether a value of type ``t`` takes no bytes; ``seen`` stops at recursive references."""
+    if isinstance(t, str):
+        if t == "null":
+            return True
+        return t in names and t not in seen and _encodes_empty(names[t], seen | {t}, names)
+    if isinstance(t, dict):
         kind = t.get("type")
-        return find(kind, path, seen) if isinstance(kind, dict | list) else None
+        if kind in ("record", "error"):
+            inner = seen | {t.get("name", "")}
+            return all(_encodes_empty(f["type"], inner, names) for f in t.get("fields", ()))
+        if kind == "fixed":
+            return int(t.get("size", 1)) == 0
+        if isinstance(kind, str | dict) and kind not in ("array", "map", "enum"):
+            return _encodes_empty(kind, seen, names)
+    return False  # a union's branch index and an array's block count take a byte at least
 
-    collect(schema)
-    return find(schema, "", frozenset())
+
+def _find_zero_size_array(t: Any, path: str, seen: frozenset[str], names: Mapping[str, Any]) -> str | None:
+    """The first array under ``t`` (at ``path``) whose items take no bytes, walking records, unions, maps
+    and named references once each."""
+    if isinstance(t, str):
+        return (
+            _find_zero_size_array(names[t], path, seen | {t}, names) if t in names and t not in seen else None
+        )
+    if isinstance(t, list):
+        for branch in t:
+            if (hit := _find_zero_size_array(branch, path, seen, names)) is not None:
+                return hit
+        return None
+    if not isinstance(t, dict):
+        return None
+    if t.get("type") == "array":
+        if _encodes_empty(t.get("items"), frozenset(), names):
+            return path or "<root>"
+        return _find_zero_size_array(t.get("items"), f"{path}[]", seen, names)
+    if t.get("type") == "map":
+        return _find_zero_size_array(t.get("values"), f"{path}{{}}", seen, names)
+    if t.get("type") in ("record", "error"):
+        inner = seen | {t.get("name", "")}
+        for f in t.get("fields", ()):
+            field_path = f"{path}.{f['name']}" if path else f["name"]
+            if (hit := _find_zero_size_array(f["type"], field_path, inner, names)) is not None:
+                return hit
+        return None
+    kind = t.get("type")
+    return _find_zero_size_array(kind, path, seen, names) if isinstance(kind, dict | list) else None
