@@ -157,32 +157,47 @@ def _parse_mapping(raw: Mapping[str, Any]) -> HistoryMapping:
             raise MappingError(f"{key} is both in [fields] and in [constants]; keep one")
         if key not in columns and key not in constants:
             raise MappingError(f"{key} is missing: give it as a column in [fields] or a value in [constants]")
-    label = None
-    if "label" in raw:
-        spec = _strings(raw["label"], "label", LABEL_KEYS)
-        if "is_fraud" not in spec:
-            raise MappingError("[label] is_fraud is missing: name the column of 0/1 or true/false")
-        if ("delay" in spec) == ("labelled_at" in spec):
-            raise MappingError('[label] needs exactly one of delay ("7d") or labelled_at (a column)')
-        delay = parse_delay(spec["delay"]) if "delay" in spec else None
-        label = LabelMapping(spec["is_fraud"], spec.get("fraud_type"), delay, spec.get("labelled_at"))
-    values: dict[str, dict[str, str]] = {}
-    raw_values = raw.get("values", {})
+    label = _label_mapping(raw["label"]) if "label" in raw else None
+    values = _value_tables(raw.get("values", {}))
+    namespace = (
+        _event_id_namespace(raw["event_id_namespace"]) if "event_id_namespace" in raw else IMPORT_NAMESPACE
+    )
+    mapping = HistoryMapping(columns, constants, label, values, namespace)
+    _check_constants(mapping)
+    return mapping
+
+
+def _label_mapping(raw: Any) -> LabelMapping:
+    """The [label] section: the fraud column and exactly one way to date the label (a fixed delay or a
+    column), so every label knows when it became known."""
+    spec = _strings(raw, "label", LABEL_KEYS)
+    if "is_fraud" not in spec:
+        raise MappingError("[label] is_fraud is missing: name the column of 0/1 or true/false")
+    if ("delay" in spec) == ("labelled_at" in spec):
+        raise MappingError('[label] needs exactly one of delay ("7d") or labelled_at (a column)')
+    delay = parse_delay(spec["delay"]) if "delay" in spec else None
+    return LabelMapping(spec["is_fraud"], spec.get("fraud_type"), delay, spec.get("labelled_at"))
+
+
+def _value_tables(raw_values: Any) -> dict[str, dict[str, str]]:
+    """The [values.<field>] tables translating the file's codes to ours, for text fields only: a number or
+    a time has no codes to translate."""
     if not isinstance(raw_values, dict):
         raise MappingError("[values] must hold tables such as [values.channel]")
+    values: dict[str, dict[str, str]] = {}
     for key, table in raw_values.items():
         if key not in (*FIELD_KEYS, "fraud_type") or key in ("amount", "event_time", "event_id"):
             raise MappingError(f"[values.{key}]: values can be translated only for text fields")
         values[key] = _strings(table, f"values.{key}", None)
-    namespace = IMPORT_NAMESPACE
-    if "event_id_namespace" in raw:
-        name = raw["event_id_namespace"]
-        if not isinstance(name, str) or not name:
-            raise MappingError(f"event_id_namespace = {name!r}: must be a non-empty string")
-        namespace = uuid.uuid5(IMPORT_NAMESPACE, name)
-    mapping = HistoryMapping(columns, constants, label, values, namespace)
-    _check_constants(mapping)
-    return mapping
+    return values
+
+
+def _event_id_namespace(name: Any) -> uuid.UUID:
+    """The UUID namespace of the imported events' ids, derived from a name so that imports under
+    different names get different event ids."""
+    if not isinstance(name, str) or not name:
+        raise MappingError(f"event_id_namespace = {name!r}: must be a non-empty string")
+    return uuid.uuid5(IMPORT_NAMESPACE, name)
 
 
 def _check_constants(mapping: HistoryMapping) -> None:
