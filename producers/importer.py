@@ -224,13 +224,7 @@ def import_history(
     )
     table = read_table(settings.file, mapping)
     now_ms = wall_clock_ms()
-    rows: list[Row] = []
-    rejects: list[Reject] = []
-    for item in convert(table, mapping, now_ms):
-        if isinstance(item, Row):
-            rows.append(item)
-        else:
-            rejects.append(item)
+    rows, rejects = _rows_and_rejects(convert(table, mapping, now_ms))
     summary.rows_read = table.num_rows
     summary.rejected = len(rejects)
     assert summary.rejects_file is not None
@@ -251,13 +245,7 @@ def import_history(
     seen = existing_event_ids(settings, topics)
     seen_payments = seen[settings.IMPORT_TOPIC]
     seen_labels = seen[labels_topic] if labels_topic else set()
-    fresh: list[Row] = []
-    for row in rows:
-        if row.txn.event_id in seen_payments:
-            summary.duplicates += 1
-        else:
-            seen_payments.add(row.txn.event_id)  # a second row with the same id is a duplicate too
-            fresh.append(row)
+    fresh = _not_yet_published(rows, seen_payments, summary)
     # A row refused as a duplicate payment may still lack its label (an import stopped halfway).
     labelled = [r for r in rows if r.label is not None]
     bar = tqdm(
@@ -269,27 +257,8 @@ def import_history(
         file=sys.stderr,
     )
     publish_started = time.monotonic()
-    headers_of: dict[int, list[tuple[str, bytes]]] = {}
     try:
-        for row, is_label in _in_time_order(fresh, labelled):
-            if stop.is_set():
-                break
-            if is_label:
-                assert row.label is not None
-                if row.label["event_id"] in seen_labels:
-                    summary.label_duplicates += 1
-                    continue
-                seen_labels.add(row.label["event_id"])
-                headers = headers_of.pop(row.number, None) or new_headers()
-                publisher.send_label_record(row.txn.user_id, row.label, headers)
-                summary.labels_published += 1
-            else:
-                headers = new_headers()
-                if row.label is not None:
-                    headers_of[row.number] = headers  # its label carries the payment's correlation id
-                publisher.send_transaction(row.txn, headers)
-                summary.published += 1
-                bar.update(1)
+        _publish_in_time_order(fresh, labelled, seen_labels, publisher, summary, bar, stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -303,6 +272,64 @@ def import_history(
         summary.publish_s = time.monotonic() - publish_started
         summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _rows_and_rejects(items: Iterable[Row | Reject]) -> tuple[list[Row], list[Reject]]:
+    """The converted rows apart from the rejected ones, which go to the rejects file rather than Kafka."""
+    rows: list[Row] = []
+    rejects: list[Reject] = []
+    for item in items:
+        if isinstance(item, Row):
+            rows.append(item)
+        else:
+            rejects.append(item)
+    return rows, rejects
+
+
+def _not_yet_published(rows: list[Row], seen_payments: set[str], summary: ImportSummary) -> list[Row]:
+    """The rows whose payment is not on the topic yet, counting the others as duplicates, so importing a
+    file twice (or resuming a stopped import) publishes each payment once."""
+    fresh: list[Row] = []
+    for row in rows:
+        if row.txn.event_id in seen_payments:
+            summary.duplicates += 1
+        else:
+            seen_payments.add(row.txn.event_id)  # a second row with the same id is a duplicate too
+            fresh.append(row)
+    return fresh
+
+
+def _publish_in_time_order(
+    fresh: list[Row],
+    labelled: list[Row],
+    seen_labels: set[str],
+    publisher: _Publisher,
+    summary: ImportSummary,
+    bar: tqdm[Any],
+    stop: threading.Event,
+) -> None:
+    """Publish the new payments and the missing labels merged in time order until done or ``stop`` is
+    set; a label carries its payment's headers (its correlation id) when the payment was sent in this run."""
+    headers_of: dict[int, list[tuple[str, bytes]]] = {}
+    for row, is_label in _in_time_order(fresh, labelled):
+        if stop.is_set():
+            break
+        if is_label:
+            assert row.label is not None
+            if row.label["event_id"] in seen_labels:
+                summary.label_duplicates += 1
+                continue
+            seen_labels.add(row.label["event_id"])
+            headers = headers_of.pop(row.number, None) or new_headers()
+            publisher.send_label_record(row.txn.user_id, row.label, headers)
+            summary.labels_published += 1
+        else:
+            headers = new_headers()
+            if row.label is not None:
+                headers_of[row.number] = headers  # its label carries the payment's correlation id
+            publisher.send_transaction(row.txn, headers)
+            summary.published += 1
+            bar.update(1)
 
 
 def main(argv: list[str] | None = None) -> int:
