@@ -207,7 +207,7 @@ Sess = Annotated[Session | None, Depends(session)]
 Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
-def create_app(settings: ConsoleSettings) -> FastAPI:
+def create_app(settings: ConsoleSettings) -> FastAPI:  # noqa: C901, PLR0915 - 11 routes as closures
     """The console app; its lifespan connects to Redis, Kafka and the registry and starts the
     health sampler and the sweeper (both stopped on shutdown)."""
 
