@@ -323,7 +323,71 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         iso(to_ms),
         len(payments),
     )
-    backtest_settings = BacktestSettings(
+    report, models = _backtest_both(
+        s,
+        _backtest_settings(s, run_id, offsets, versions),
+        versions,
+        live,
+        challenger,
+        payments,
+        labels_now,
+        config,
+    )
+    live_cost = models[live]["metrics"]["cost_eur"] if live and live != challenger else None
+    promote, rule = decide_promotion(
+        live_cost, models[challenger]["metrics"]["cost_eur"], s.RETRAIN_MARGIN, s.RETRAIN_PROMOTE
+    )
+    _move_pointers(s.MODEL_DIR, live, challenger, promote)
+    comparison = {
+        "challenger": challenger,
+        "live": live,
+        "until": iso(until_ms),
+        "window": {"from": iso(since_ms), "to": iso(until_ms), "days": s.RETRAIN_WINDOW_DAYS},
+        "held_out": _held_out_section(s.MODEL_DIR, live, (from_ms, to_ms), len(payments), offsets),
+        "labels": "as known at --until (the latest label per payment with labelled_at <= until)",
+        "k": s.RETRAIN_K,
+        "cost_model": config.cost.to_json(),
+        "models": models,
+        "rule": rule,
+        "promoted": promote and live != challenger,
+        "shadow": read_pointer(s.MODEL_DIR, SHADOW_POINTER),
+        "now_live": read_pointer(s.MODEL_DIR, LIVE_POINTER),
+        "backtest_report": str(report),
+        "enrichment": s.RETRAIN_ENRICHMENT,
+    }
+    path = comparison_path(s.MODEL_DIR, challenger)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    return comparison
+
+
+def _held_out_section(
+    model_dir: Path,
+    live: str | None,
+    span_ms: tuple[int, int],
+    payments: int,
+    offsets: Mapping[int, tuple[int, int]],
+) -> dict[str, Any]:
+    """The comparison's ``held_out``: the period both models are compared on, and whether the live model
+    was trained on it (then its figures there flatter it)."""
+    from_ms, to_ms = span_ms
+    return {
+        "from": iso(from_ms),
+        "to": iso(to_ms),
+        "what": "the challenger's held-out period: the last 20% of its labelled rows by event time, "
+        "neither fitted nor calibrated on",
+        "payments": payments,
+        "offsets": {str(p): list(span) for p, span in offsets.items()},
+        "live_trained_on_it": _overlaps(model_dir, live, from_ms, to_ms),
+    }
+
+
+def _backtest_settings(
+    s: RetrainSettings, run_id: str, offsets: Mapping[int, tuple[int, int]], versions: Sequence[str]
+) -> BacktestSettings:
+    """The backtest of the held-out offsets with the live model and the challenger, keeping its topics:
+    their decisions are read back here for the comparison."""
+    return BacktestSettings(
         KAFKA_BOOTSTRAP_SERVERS=s.KAFKA_BOOTSTRAP_SERVERS,
         SCHEMA_REGISTRY_URL=s.SCHEMA_REGISTRY_URL,
         REDIS_URL=s.REDIS_URL,
@@ -338,6 +402,21 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
         BACKTEST_KEEP_TOPICS=True,  # read back here for the actions, then deleted below
         BACKTEST_RUN_ID=run_id,
     )
+
+
+def _backtest_both(
+    s: RetrainSettings,
+    backtest_settings: BacktestSettings,
+    versions: Sequence[str],
+    live: str | None,
+    challenger: str,
+    payments: Mapping[str, Transaction],
+    labels_now: Mapping[str, bool],
+    config: TrainConfig,
+) -> tuple[Path, dict[str, Any]]:
+    """Run the backtest and score each model's decisions on the labels known now; the run's topics are
+    deleted afterwards whatever happened, so a failed retrain leaves nothing behind on the cluster."""
+    run_id = backtest_settings.BACKTEST_RUN_ID
     owned: list[str] = []
     try:
         report = run_backtest(backtest_settings)
@@ -355,44 +434,17 @@ def retrain(settings: RetrainSettings) -> dict[str, Any]:
             }
     finally:
         backtest_replay.delete_topics(s.kafka, owned or _all_run_topics(run_id, versions))
-    live_cost = models[live]["metrics"]["cost_eur"] if live and live != challenger else None
-    promote, rule = decide_promotion(
-        live_cost, models[challenger]["metrics"]["cost_eur"], s.RETRAIN_MARGIN, s.RETRAIN_PROMOTE
-    )
+    return report, models
+
+
+def _move_pointers(model_dir: Path, live: str | None, challenger: str, promote: bool) -> None:
+    """A new challenger becomes the shadow model; promoted, it becomes live and the shadow is cleared,
+    since the shadow would then be the live model itself."""
     if live != challenger:
-        write_pointer(s.MODEL_DIR, SHADOW_POINTER, challenger)
+        write_pointer(model_dir, SHADOW_POINTER, challenger)
     if promote and live != challenger:
-        write_pointer(s.MODEL_DIR, LIVE_POINTER, challenger)
-        write_pointer(s.MODEL_DIR, SHADOW_POINTER, "")  # the shadow would be the live model itself
-    comparison = {
-        "challenger": challenger,
-        "live": live,
-        "until": iso(until_ms),
-        "window": {"from": iso(since_ms), "to": iso(until_ms), "days": s.RETRAIN_WINDOW_DAYS},
-        "held_out": {
-            "from": iso(from_ms),
-            "to": iso(to_ms),
-            "what": "the challenger's held-out period: the last 20% of its labelled rows by event time, "
-            "neither fitted nor calibrated on",
-            "payments": len(payments),
-            "offsets": {str(p): list(span) for p, span in offsets.items()},
-            "live_trained_on_it": _overlaps(s.MODEL_DIR, live, from_ms, to_ms),
-        },
-        "labels": "as known at --until (the latest label per payment with labelled_at <= until)",
-        "k": s.RETRAIN_K,
-        "cost_model": config.cost.to_json(),
-        "models": models,
-        "rule": rule,
-        "promoted": promote and live != challenger,
-        "shadow": read_pointer(s.MODEL_DIR, SHADOW_POINTER),
-        "now_live": read_pointer(s.MODEL_DIR, LIVE_POINTER),
-        "backtest_report": str(report),
-        "enrichment": s.RETRAIN_ENRICHMENT,
-    }
-    path = comparison_path(s.MODEL_DIR, challenger)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
-    return comparison
+        write_pointer(model_dir, LIVE_POINTER, challenger)
+        write_pointer(model_dir, SHADOW_POINTER, "")  # the shadow would be the live model itself
 
 
 def _all_run_topics(run_id: str, versions: Sequence[str]) -> list[str]:
