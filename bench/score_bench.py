@@ -453,7 +453,9 @@ def _write_clients(clients: dict[str, Any], version: str, args: argparse.Namespa
     print(f"written to {CLIENT_RESULTS}")
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's options; ``--client-worker`` is internal (a client of another tree, run by
+    ``--compare-ref``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--rate", type=float, default=200.0, help="single-request rate, req/s (default 200)")
@@ -475,7 +477,11 @@ def main() -> int:
         "--clients-only", action="store_true", help="only the HTTP client comparison at batch 64"
     )
     parser.add_argument("--client-worker", metavar="URL", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = _parser().parse_args()
     api_key = os.environ.get("SCORING_API_KEY", DEV_API_KEY)
     if args.client_worker:
         return client_worker(args.client_worker, api_key, min(args.events, 5_000))
@@ -500,20 +506,7 @@ def main() -> int:
             return 0
         scorer = scorer_table(systems, args.rounds, args.client_seconds)
         if args.client_only:
-            result = {
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-                "model_version": version,
-                "rounds": args.rounds,
-                "seconds_per_run": args.client_seconds,
-                "batch_scorer_us_per_row": scorer,
-                "clients_batch64": clients,
-            }
-            CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            CLIENT_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"model {version}")
-            print_scorer_table(scorer)
-            print(f"written to {CLIENT_RESULTS}")
+            _write_client_only(scorer, clients, version, args)
             return 0
         items = sample_items(sample_pairs(args.events, seed=11))
         inproc = in_process(ActiveModels(load_model(args.model_dir, version), None), items, 2.0)
@@ -535,19 +528,45 @@ def main() -> int:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    _print_results(result, args.rate)
+    return 0
 
+
+def _write_client_only(
+    scorer: dict[str, Any], clients: dict[str, Any], version: str, args: argparse.Namespace
+) -> None:
+    """``--client-only``: the BatchScorer table and the client comparison, written where the client
+    figures go, without the in-process and HTTP service runs."""
+    result = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "model_version": version,
+        "rounds": args.rounds,
+        "seconds_per_run": args.client_seconds,
+        "batch_scorer_us_per_row": scorer,
+        "clients_batch64": clients,
+    }
+    CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    CLIENT_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"model {version}")
+    print_scorer_table(scorer)
+    print(f"written to {CLIENT_RESULTS}")
+
+
+def _print_results(result: dict[str, Any], rate: float) -> None:
+    """The written results as a table on the terminal, one measure per line."""
+    print(f"model {result['model_version']}")
     print(f"{'measure':<44}{'value':>14}")
-    for label, table in inproc.items():
+    for label, table in result["in_process_rows_per_s"].items():
         for b, v in table.items():
             print(f"{'in-process ' + label + ' batch ' + b + ' (rows/s)':<44}{v:>14,}")
+    single = result["http_single"]
     lat = single["latency_ms"]
-    print(f"{'HTTP single @' + str(args.rate) + ' req/s p50 / p99 (ms)':<44}{lat['p50']:>7} / {lat['p99']}")
+    print(f"{'HTTP single @' + str(rate) + ' req/s p50 / p99 (ms)':<44}{lat['p50']:>7} / {lat['p99']}")
     print(f"{'HTTP single achieved req/s':<44}{single['achieved_rps']:>14}")
-    print(f"{'HTTP batch-512 (rows/s)':<44}{batch['rows_per_s']:>14,}")
-    print_scorer_table(scorer)
+    print(f"{'HTTP batch-512 (rows/s)':<44}{result['http_batch_512']['rows_per_s']:>14,}")
+    print_scorer_table(result["batch_scorer_us_per_row"])
     print(f"written to {RESULTS}")
-    return 0
 
 
 if __name__ == "__main__":
