@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+import inference_service.training.__main__ as train_cli
 import schemas
 from fraud_core.kafka_io import AvroPublisher
 from fraud_core.simulator import SimConfig, SimEvent, Simulator
-from inference_service.training import train as train_cli
 
 pytestmark = pytest.mark.integration
 
