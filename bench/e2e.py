@@ -31,9 +31,9 @@ consecutive 100 ev/s steps of the pipeline gave p99 818, 716, 534 and 153 ms.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
+import math
 import os
 import sys
 import threading
@@ -46,6 +46,8 @@ from typing import Any, Protocol
 
 import matplotlib
 from confluent_kafka import Producer
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, CliToggleFlag, SettingsConfigDict
 from tqdm import tqdm
 
 matplotlib.use("Agg")
@@ -69,7 +71,7 @@ from deploy.local.cluster import Cluster
 from deploy.local.processes import ManagedProcess, ensure_model, spawn, start_job, start_scoring_service
 from deploy.local.stack import REPO_ROOT, StackConfig, ensure_stack, free_port
 from flink_jobs.settings import JobSettings
-from fraud_core.cli import child_env
+from fraud_core.cli import ENV_NOTE, child_env, cli_config, parse_settings
 from fraud_core.connections import KafkaConnection, as_connection
 from fraud_core.flink_cluster import ClusterConfig, SubmittedJob, submit_job
 from fraud_core.kafka.headers import new_headers
@@ -533,69 +535,139 @@ def stage_costs(
     return costs, row
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The options of ``make bench``, each with its default in the help."""
-    parser = argparse.ArgumentParser(
-        prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+class BenchCli(BaseSettings):
+    __doc__ = (
+        "The end-to-end benchmark (make bench): the pipeline, the batched consumer and the naive baseline "
+        "on the same events and model, each warmed up, then a ladder of offered loads (--trials runs each) "
+        "bisected to its max sustained load, after the stage costs and the in-process limit; writes "
+        "latest.json and latest.png under --out and prints a summary table (bench/e2e.py's docstring and "
+        "docs/INTERFACES.md say how each figure is measured). KEEP_RUNNING=1 leaves the stack up. "
+        f"{ENV_NOTE}"
     )
-    parser.add_argument(
-        "--loads", default=DEFAULT_LOADS, help=f"offered loads, events/s, ascending (default {DEFAULT_LOADS})"
-    )
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per trial (default 15)")
-    parser.add_argument("--trials", type=int, default=3, help="trials per load step (default 3)")
-    parser.add_argument(
-        "--bisect-tolerance",
-        type=float,
-        default=0.10,
-        help="bisect until the last sustained and the first failed load are within this fraction "
-        "(default 0.10)",
-    )
-    parser.add_argument(
-        "--bisect-steps", type=int, default=4, help="at most this many extra loads per system (default 4)"
-    )
-    parser.add_argument(
-        "--checkpoint-ms",
-        type=int,
-        default=1000,
-        help="the pipeline's checkpoint interval; exactly-once p99 limit = this + 500 ms (default 1000)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=20.0,
-        help="unmeasured seconds at the first load before each system's ladder (default 20)",
-    )
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help=", ".join(SYSTEMS))
-    parser.add_argument("--stages-only", action="store_true", help="only the stage costs and the limit")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
-    parser.add_argument("--seed", type=int, default=42)
-    return parser
 
+    model_config = SettingsConfigDict(
+        **cli_config(
+            "make bench",
+            {
+                "BENCH_LOADS": "loads",
+                "BENCH_DURATION_S": "duration",
+                "BENCH_TRIALS": "trials",
+                "BENCH_BISECT_TOLERANCE": "bisect-tolerance",
+                "BENCH_BISECT_STEPS": "bisect-steps",
+                "BENCH_CHECKPOINT_MS": "checkpoint-ms",
+                "BENCH_WARMUP_S": "warmup",
+                "BENCH_SYSTEMS": "systems",
+                "BENCH_STAGES_ONLY": "stages-only",
+                "BENCH_OUT": "out",
+                "BENCH_SEED": "seed",
+            },
+        ),
+        frozen=True,
+        case_sensitive=True,
+    )
 
-def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[float], list[str]]:
-    """The options, the loads and the systems to run, every bad option refused (exit 2, naming it)
-    before anything starts, since a run takes minutes to reach the system that would fail."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        loads = [float(x) for x in args.loads.split(",")]
-    except ValueError:
-        parser.error(f"--loads: {args.loads!r} is not a comma-separated list of numbers")
-    if loads != sorted(loads) or any(x <= 0 for x in loads):
-        parser.error(f"--loads: {args.loads!r} must be positive and ascending")
-    if args.trials < 1:
-        parser.error(f"--trials: {args.trials} must be >= 1")
-    if not 0 < args.bisect_tolerance < 1:
-        parser.error(f"--bisect-tolerance: {args.bisect_tolerance} must be between 0 and 1")
-    if args.bisect_steps < 0:
-        parser.error(f"--bisect-steps: {args.bisect_steps} must be >= 0")
-    if args.checkpoint_ms < 100:
-        parser.error(f"--checkpoint-ms: {args.checkpoint_ms} must be >= 100")
-    systems = [] if args.stages_only else args.systems.split(",")
-    for s in systems:
-        if s not in SYSTEMS:
-            parser.error(f"--systems: unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
-    return args, loads, systems
+    BENCH_LOADS: str = Field(
+        DEFAULT_LOADS, description="Offered loads, events/s, ascending, comma-separated."
+    )
+    BENCH_DURATION_S: float = Field(15.0, description="Seconds per trial.")
+    BENCH_TRIALS: int = Field(3, description="Trials per load step; a step's figures are their medians.")
+    BENCH_BISECT_TOLERANCE: float = Field(
+        0.10,
+        description="Bisect until the last sustained and the first failed load are within this fraction.",
+    )
+    BENCH_BISECT_STEPS: int = Field(4, description="At most this many extra loads per system.")
+    BENCH_CHECKPOINT_MS: int = Field(
+        1000, description="The pipeline's checkpoint interval; exactly-once p99 limit = this + 500 ms."
+    )
+    BENCH_WARMUP_S: float = Field(
+        20.0, description="Unmeasured seconds at the first load before each system's ladder."
+    )
+    BENCH_SYSTEMS: str = Field(
+        ",".join(SYSTEMS), description=f"The systems to run, comma-separated, from: {', '.join(SYSTEMS)}."
+    )
+    BENCH_STAGES_ONLY: CliToggleFlag[bool] = Field(
+        False, description="Only the stage costs and the in-process limit (no system is run)."
+    )
+    BENCH_OUT: Path = Field(
+        REPO_ROOT / "bench" / "results", description="Folder of latest.json, latest.png and logs/."
+    )
+    BENCH_SEED: int = Field(42, description="Simulator seed: the same events, in order, for every system.")
+
+    # Every bad option is refused (exit 2, naming it and its value) before anything starts, since a run
+    # takes minutes to reach the system that would fail. The messages are the ones the argparse version
+    # of this command line gave.
+    @field_validator("BENCH_LOADS")
+    @classmethod
+    def _ascending_loads(cls, value: str) -> str:
+        try:
+            loads = [float(x) for x in value.split(",")]
+        except ValueError:
+            raise ValueError(f"{value!r} is not a comma-separated list of numbers") from None
+        if loads != sorted(loads) or not all(0 < x < math.inf for x in loads):
+            raise ValueError(f"{value!r} must be positive and ascending")
+        return value
+
+    @field_validator("BENCH_DURATION_S")
+    @classmethod
+    def _positive_duration(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"{value:g} must be > 0")
+        return value
+
+    @field_validator("BENCH_WARMUP_S")
+    @classmethod
+    def _warmup_not_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"{value:g} must be >= 0")
+        return value
+
+    @field_validator("BENCH_TRIALS", "BENCH_BISECT_STEPS", "BENCH_CHECKPOINT_MS")
+    @classmethod
+    def _at_least(cls, value: int, info: ValidationInfo) -> int:
+        minimum = {"BENCH_TRIALS": 1, "BENCH_BISECT_STEPS": 0, "BENCH_CHECKPOINT_MS": 100}[
+            str(info.field_name)
+        ]
+        if value < minimum:
+            raise ValueError(f"{value} must be >= {minimum}")
+        return value
+
+    @field_validator("BENCH_BISECT_TOLERANCE")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"{value:g} must be between 0 and 1")
+        return value
+
+    @field_validator("BENCH_SYSTEMS")
+    @classmethod
+    def _known_systems(cls, value: str) -> str:
+        for name in value.split(","):
+            if name not in SYSTEMS:
+                raise ValueError(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+        return value
+
+    @property
+    def loads(self) -> list[float]:
+        """The offered loads, events/s, ascending."""
+        return [float(x) for x in self.BENCH_LOADS.split(",")]
+
+    @property
+    def systems(self) -> list[str]:
+        """The systems to run, in the order given; none with --stages-only."""
+        return [] if self.BENCH_STAGES_ONLY else self.BENCH_SYSTEMS.split(",")
+
+    @property
+    def plan(self) -> Plan:
+        """How each system is driven."""
+        return Plan(
+            self.loads,
+            self.BENCH_DURATION_S,
+            self.BENCH_TRIALS,
+            self.BENCH_BISECT_TOLERANCE,
+            self.BENCH_BISECT_STEPS,
+            self.BENCH_WARMUP_S,
+            self.BENCH_CHECKPOINT_MS,
+        )
 
 
 @dataclass
@@ -641,18 +713,10 @@ def _run_systems(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, loads, systems = _parse_args(argv)
-    plan = Plan(
-        loads,
-        args.duration,
-        args.trials,
-        args.bisect_tolerance,
-        args.bisect_steps,
-        args.warmup,
-        args.checkpoint_ms,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    logs = args.out / "logs"
+    args = parse_settings(BenchCli, argv)
+    loads, systems, plan, out = args.loads, args.systems, args.plan, args.BENCH_OUT
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
     logs.mkdir(exist_ok=True)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     started_at = datetime.now(UTC).isoformat()
@@ -668,9 +732,9 @@ def main(argv: list[str] | None = None) -> int:
         scoring_url = f"http://127.0.0.1:{port}"
         try:
             print("measuring stage costs and the in-process limit ...", flush=True)
-            costs, limit_row = stage_costs(cfg, run_id, args.seed, redis_url, scoring_url, model_dir)
+            costs, limit_row = stage_costs(cfg, run_id, args.BENCH_SEED, redis_url, scoring_url, model_dir)
             outcome.runs.append(limit_row)
-            _run_systems(systems, cfg, run_id, plan, args.seed, redis_url, scoring_url, logs, outcome)
+            _run_systems(systems, cfg, run_id, plan, args.BENCH_SEED, redis_url, scoring_url, logs, outcome)
         finally:
             service.stop()
     best = _max_sustained(limit_row["achieved_eps"], outcome)
@@ -679,10 +743,10 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started_at,
         **_result_document(args, loads, systems, outcome, best, throughput, costs),
     }
-    (args.out / "latest.json").write_text(json.dumps(result, indent=2))
-    plot(outcome.runs, limit_row["achieved_eps"], args.out / "latest.png")
+    (out / "latest.json").write_text(json.dumps(result, indent=2))
+    plot(outcome.runs, limit_row["achieved_eps"], out / "latest.png")
     print(summary_table(best, throughput, costs, outcome.rules))
-    print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
+    print(f"wrote {out / 'latest.json'} and {out / 'latest.png'}")
     for name, why in outcome.failures.items():
         print(f"{name} failed: {why}", file=sys.stderr)
     return 1 if outcome.failures else 0
@@ -709,7 +773,7 @@ def _max_throughput(limit_eps: float, runs: list[dict[str, Any]]) -> dict[str, f
 
 
 def _result_document(
-    args: argparse.Namespace,
+    args: BenchCli,
     loads: list[float],
     systems: list[str],
     outcome: _Outcome,
@@ -725,14 +789,14 @@ def _result_document(
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
         },
         "settings": {
-            "duration_s": args.duration,
-            "trials": args.trials,
-            "warmup_s": args.warmup,
+            "duration_s": args.BENCH_DURATION_S,
+            "trials": args.BENCH_TRIALS,
+            "warmup_s": args.BENCH_WARMUP_S,
             "loads": loads,
-            "seed": args.seed,
-            "bisect_tolerance": args.bisect_tolerance,
-            "bisect_steps_max": args.bisect_steps,
-            "checkpoint_interval_ms": args.checkpoint_ms,
+            "seed": args.BENCH_SEED,
+            "bisect_tolerance": args.BENCH_BISECT_TOLERANCE,
+            "bisect_steps_max": args.BENCH_BISECT_STEPS,
+            "checkpoint_interval_ms": args.BENCH_CHECKPOINT_MS,
             "latency_from": "scheduled send time (open-loop schedule; the input's Kafka timestamp)",
         },
         "runs": outcome.runs,
@@ -741,9 +805,9 @@ def _result_document(
         # The rule applied to each system, and the rule of each delivery mode whichever ran.
         "sustained_rule": outcome.rules,
         "sustained_rule_by_delivery": {
-            d: rule_for(d, args.checkpoint_ms).describe() for d in ("at-least-once", "exactly-once")
+            d: rule_for(d, args.BENCH_CHECKPOINT_MS).describe() for d in ("at-least-once", "exactly-once")
         },
-        "bisection": {key: c.as_json(args.bisect_tolerance) for key, c in outcome.ceilings.items()},
+        "bisection": {key: c.as_json(args.BENCH_BISECT_TOLERANCE) for key, c in outcome.ceilings.items()},
         # Added: the highest load kept up with (>= 95% achieved, nothing lost) whatever the p99.
         "max_throughput_eps": throughput,
         "stage_costs_us": costs,

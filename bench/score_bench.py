@@ -31,7 +31,6 @@ stdout as a table and to ``bench/results/scoring.json`` (``scoring_clients.json`
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -51,7 +50,10 @@ import httpx
 import numpy as np
 import orjson
 import urllib3
+from pydantic import Field, SecretStr
+from pydantic_settings import CLI_SUPPRESS, BaseSettings, CliToggleFlag, SettingsConfigDict
 
+from fraud_core.cli import ENV_NOTE, cli_config, parse_settings
 from fraud_core.decision import scoring_request
 from fraud_core.feature_catalog import FEATURE_NAMES
 from fraud_core.model_folder import LIVE_POINTER, read_pointer
@@ -439,13 +441,13 @@ def http_batch(
     }
 
 
-def _write_clients(clients: dict[str, Any], version: str, args: argparse.Namespace) -> None:
+def _write_clients(clients: dict[str, Any], version: str, args: ScoreBenchCli) -> None:
     result = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "model_version": version,
-        "rounds": args.rounds,
-        "seconds_per_run": args.client_seconds,
+        "rounds": args.SCORE_BENCH_ROUNDS,
+        "seconds_per_run": args.SCORE_BENCH_CLIENT_SECONDS,
         "clients_batch64": clients,
     }
     CLIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -453,67 +455,97 @@ def _write_clients(clients: dict[str, Any], version: str, args: argparse.Namespa
     print(f"written to {CLIENT_RESULTS}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The benchmark's options; ``--client-worker`` is internal (a client of another tree, run by
-    ``--compare-ref``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--model-dir", type=Path, default=Path("models"))
-    parser.add_argument("--rate", type=float, default=200.0, help="single-request rate, req/s (default 200)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each HTTP run (default 10)")
-    parser.add_argument("--events", type=int, default=20_000, help="simulator events for sample rows")
-    parser.add_argument(
-        "--client-only", action="store_true", help="only the BatchScorer table (batch 1/16/64/256)"
+class ScoreBenchCli(BaseSettings):
+    __doc__ = (
+        "Scoring benchmark: in-process rows/s at batch 1/64/512, the HTTP service's single-request latency "
+        "at --rate and batch-512 throughput, and the cost per row of POST /v1/score/batch through the "
+        "stream job's BatchScorer (bench/score_bench.py's docstring says how each figure is measured). "
+        "Writes bench/results/scoring.json (scoring_clients.json with --client-only or --clients-only) "
+        "and prints the table. SCORING_API_KEY comes from the environment only (default: the development "
+        f"key). {ENV_NOTE}"
     )
-    parser.add_argument(
-        "--compare-ref",
-        metavar="REF",
-        help="also run the service and client of git commit REF (e.g. HEAD), taking turns with this tree",
+
+    model_config = SettingsConfigDict(
+        **cli_config(
+            "python -m bench.score_bench",
+            {
+                "MODEL_DIR": "model-dir",
+                "SCORE_BENCH_RATE": "rate",
+                "SCORE_BENCH_SECONDS": "seconds",
+                "SCORE_BENCH_EVENTS": "events",
+                "SCORE_BENCH_CLIENT_ONLY": "client-only",
+                "SCORE_BENCH_COMPARE_REF": "compare-ref",
+                "SCORE_BENCH_ROUNDS": "rounds",
+                "SCORE_BENCH_CLIENT_SECONDS": "client-seconds",
+                "SCORE_BENCH_CLIENTS_ONLY": "clients-only",
+                "SCORE_BENCH_CLIENT_WORKER": "client-worker",
+            },
+        ),
+        frozen=True,
+        case_sensitive=True,
     )
-    parser.add_argument("--rounds", type=int, default=3, help="BatchScorer runs per cell, median (default 3)")
-    parser.add_argument(
-        "--client-seconds", type=float, default=3.0, help="duration of one BatchScorer run (default 3)"
+
+    MODEL_DIR: Path = Field(Path("models"), description="Model registry folder (its LIVE model is used).")
+    SCORE_BENCH_RATE: float = Field(200.0, gt=0, description="Single-request rate, requests/s.")
+    SCORE_BENCH_SECONDS: float = Field(10.0, gt=0, description="Duration of each HTTP run, seconds.")
+    SCORE_BENCH_EVENTS: int = Field(20_000, ge=1, description="Simulator events for sample rows.")
+    SCORE_BENCH_CLIENT_ONLY: CliToggleFlag[bool] = Field(
+        False, description="Only the BatchScorer table (batch 1/16/64/256), after the client comparison."
     )
-    parser.add_argument(
-        "--clients-only", action="store_true", help="only the HTTP client comparison at batch 64"
+    SCORE_BENCH_COMPARE_REF: str | None = Field(
+        None,
+        min_length=1,
+        description="Also run the service and client of this git commit (e.g. HEAD), taking turns with "
+        "this tree.",
     )
-    parser.add_argument("--client-worker", metavar="URL", help=argparse.SUPPRESS)
-    return parser
+    SCORE_BENCH_ROUNDS: int = Field(3, ge=1, description="BatchScorer runs per cell; the median is kept.")
+    SCORE_BENCH_CLIENT_SECONDS: float = Field(
+        3.0, gt=0, description="Duration of one BatchScorer run, seconds."
+    )
+    SCORE_BENCH_CLIENTS_ONLY: CliToggleFlag[bool] = Field(
+        False, description="Only the HTTP client comparison at batch 64."
+    )
+    # Internal: the client of another tree, started by --compare-ref (and by this tree's own run).
+    SCORE_BENCH_CLIENT_WORKER: str | None = Field(None, description=CLI_SUPPRESS)
+    SCORING_API_KEY: SecretStr = Field(SecretStr(DEV_API_KEY), description=CLI_SUPPRESS)
 
 
-def main() -> int:
-    args = _parser().parse_args()
-    api_key = os.environ.get("SCORING_API_KEY", DEV_API_KEY)
-    if args.client_worker:
-        return client_worker(args.client_worker, api_key, min(args.events, 5_000))
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_settings(ScoreBenchCli, argv)
+    api_key = args.SCORING_API_KEY.get_secret_value()
+    events, model_dir = args.SCORE_BENCH_EVENTS, args.MODEL_DIR
+    if args.SCORE_BENCH_CLIENT_WORKER:
+        return client_worker(args.SCORE_BENCH_CLIENT_WORKER, api_key, min(events, 5_000))
 
-    version = read_pointer(args.model_dir, LIVE_POINTER)
+    version = read_pointer(model_dir, LIVE_POINTER)
     if version is None:
-        sys.exit(f"no {args.model_dir}/LIVE: train a model first (make model)")
+        sys.exit(f"no {model_dir}/LIVE: train a model first (make model)")
+    rounds, seconds = args.SCORE_BENCH_ROUNDS, args.SCORE_BENCH_CLIENT_SECONDS
     with contextlib.ExitStack() as stack:
         systems: list[ScorerSystem] = []
-        if args.compare_ref:
-            ref_tree = stack.enter_context(worktree(args.compare_ref))
+        if args.SCORE_BENCH_COMPARE_REF:
+            ref_tree = stack.enter_context(worktree(args.SCORE_BENCH_COMPARE_REF))
             systems.append(
-                ScorerSystem.start(args.compare_ref, ref_tree, args.model_dir, api_key, args.events)
+                ScorerSystem.start(args.SCORE_BENCH_COMPARE_REF, ref_tree, model_dir, api_key, events)
             )
-        systems.append(ScorerSystem.start("this tree", REPO, args.model_dir, api_key, args.events))
+        systems.append(ScorerSystem.start("this tree", REPO, model_dir, api_key, events))
         for system in systems:
             stack.callback(system.stop)
-        clients = client_table(systems[-1], args.rounds, args.client_seconds)
+        clients = client_table(systems[-1], rounds, seconds)
         print_client_table(clients)
-        if args.clients_only:
+        if args.SCORE_BENCH_CLIENTS_ONLY:
             _write_clients(clients, version, args)
             return 0
-        scorer = scorer_table(systems, args.rounds, args.client_seconds)
-        if args.client_only:
+        scorer = scorer_table(systems, rounds, seconds)
+        if args.SCORE_BENCH_CLIENT_ONLY:
             _write_client_only(scorer, clients, version, args)
             return 0
-        items = sample_items(sample_pairs(args.events, seed=11))
-        inproc = in_process(ActiveModels(load_model(args.model_dir, version), None), items, 2.0)
+        items = sample_items(sample_pairs(events, seed=11))
+        inproc = in_process(ActiveModels(load_model(model_dir, version), None), items, 2.0)
         headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
         with httpx.Client(base_url=systems[-1].url, headers=headers, timeout=10) as client:
-            single = http_single(client, items, args.rate, args.seconds)
-            batch = http_batch(client, items, 512, args.seconds)
+            single = http_single(client, items, args.SCORE_BENCH_RATE, args.SCORE_BENCH_SECONDS)
+            batch = http_batch(client, items, 512, args.SCORE_BENCH_SECONDS)
 
     result = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -528,12 +560,12 @@ def main() -> int:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    _print_results(result, args.rate)
+    _print_results(result, args.SCORE_BENCH_RATE)
     return 0
 
 
 def _write_client_only(
-    scorer: dict[str, Any], clients: dict[str, Any], version: str, args: argparse.Namespace
+    scorer: dict[str, Any], clients: dict[str, Any], version: str, args: ScoreBenchCli
 ) -> None:
     """``--client-only``: the BatchScorer table and the client comparison, written where the client
     figures go, without the in-process and HTTP service runs."""
@@ -541,8 +573,8 @@ def _write_client_only(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "model_version": version,
-        "rounds": args.rounds,
-        "seconds_per_run": args.client_seconds,
+        "rounds": args.SCORE_BENCH_ROUNDS,
+        "seconds_per_run": args.SCORE_BENCH_CLIENT_SECONDS,
         "batch_scorer_us_per_row": scorer,
         "clients_batch64": clients,
     }
