@@ -203,8 +203,9 @@ def blocklist_entry(decision: Decision, blocked_at_ms: int, ttl_s: int) -> dict[
 
 
 def new_profile(decision: Decision) -> Profile:
-    """The profile of a user seen for the first time: at home where this payment was made."""
-    return Profile(home_country=decision.country, account_created_ms=decision.event_time)
+    """The profile the consumers start for a user onboarding never stored: not enrolled (the
+    features still treat the user as without a profile), first seen at this payment."""
+    return Profile(home_country=decision.country, account_created_ms=decision.event_time, enrolled=False)
 
 
 def _remember(items: Sequence[str], item: str | None) -> tuple[str, ...]:
@@ -219,25 +220,28 @@ def _remember(items: Sequence[str], item: str | None) -> tuple[str, ...]:
 def updated_profile(profile: Profile | None, decision: Decision) -> Profile:
     """The user's profile after acting on ``decision`` (a missing profile starts a new one).
 
-    BLOCK: the risk tier goes up by one, capped at :data:`MAX_RISK_TIER`. REVIEW: unchanged.
-    Approved: the running average amount in EUR, the payment count, and the known devices and
-    countries learn the payment.
+    Only what the consumers learn changes, never the enrolment the model reads
+    (:class:`fraud_core.features.Profile`). BLOCK: one more tier raise, the effective tier capped
+    at :data:`MAX_RISK_TIER`. REVIEW: unchanged. Approved: the payment count, the running average
+    amount in EUR (starting from enrolment's), and the devices and countries seen learn the payment.
     """
     current = profile if profile is not None else new_profile(decision)
     if decision.blocks:
-        return replace(current, risk_tier=min(current.risk_tier + 1, MAX_RISK_TIER))
+        raises = min(current.tier_raises + 1, max(MAX_RISK_TIER - current.risk_tier, 0))
+        return replace(current, tier_raises=raises)
     if decision.flagged:
         return current
     amount = to_eur(decision.amount_minor, decision.currency)
     count = current.txn_count + 1
-    # A seeded profile may carry an average with no count; weigh it as one payment, not zero.
-    weight = current.txn_count or (1 if current.avg_amount else 0)
-    average = (current.avg_amount * weight + amount) / (weight + 1)
+    # Enrolment's average, weighed by the enrolled count, is where the learnt one starts.
+    base = current.seen_avg_amount or current.avg_amount
+    weight = current.txn_count or (1 if base else 0)
+    average = (base * weight + amount) / (weight + 1)
     return replace(
         current,
-        avg_amount=round(average, 4),
+        seen_avg_amount=round(average, 4),
         txn_count=count,
-        devices=_remember(current.devices, decision.device_id),
+        seen_devices=_remember(current.seen_devices, decision.device_id),
         countries=_remember(current.countries, decision.country or None),
     )
 
@@ -254,15 +258,15 @@ def action_detail(
     if action is ActionType.BLOCK_CARD:
         return f"card {mask_card(decision.card_id)} blocklisted for {block_ttl_s} s: {block_reason(decision)}"
     if action is ActionType.RAISE_RISK_TIER:
-        old = before.risk_tier if before is not None else 0
-        return f"risk tier {old} -> {after.risk_tier}" + (" (new profile)" * (before is None))
+        old = before.effective_tier if before is not None else 0
+        return f"risk tier {old} -> {after.effective_tier}" + (" (new profile)" * (before is None))
     if action is ActionType.NOTIFY:
         reasons = "; ".join(decision.reasons) or "no reason codes"
         score = f"score {decision.score:.3f}, threshold {decision.threshold:.3f}"
         return f"{decision.action} notified via {channel}: {score} ({reasons})"
     return (
-        f"txn_count {after.txn_count}, avg {after.avg_amount:.2f} EUR, "
-        f"{len(after.devices)} devices, {len(after.countries)} countries"
+        f"txn_count {after.txn_count}, avg {after.seen_avg_amount:.2f} EUR, "
+        f"{len(after.seen_devices)} devices seen, {len(after.countries)} countries"
         + (" (new profile)" * (before is None))
     )
 

@@ -43,7 +43,23 @@ BLOCKLIST_REASON = "card is on the blocklist"
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """What Redis knows about a user (key ``profile:<user_id>``, JSON), maintained by the consumers."""
+    """What Redis knows about a user (key ``profile:<user_id>``, JSON).
+
+    Two parts, and only the first is a model input:
+
+    - **Enrolment** (``avg_amount``, ``home_country``, ``account_created_ms``, ``risk_tier``,
+      ``devices``): what onboarding knows about the customer, written by whoever seeds the store
+      (the bootstrap, a CRM sync). The consumers never change it, so the features read from it at
+      scoring time are the ones a training replay computes from the same seed: no feedback from the
+      pipeline's own decisions, which no replay could reproduce (they depend on the model, the
+      timing of the consumers and the order of their writes).
+    - **What the consumers learn** (``txn_count``, ``seen_avg_amount``, ``seen_devices``,
+      ``countries``, ``tier_raises``): for the analysts and the audit trail. The user's behaviour
+      reaches the model through the stream's own windows of days instead, which replay exactly.
+
+    ``enrolled`` is false for a profile the consumers started for a user onboarding never stored:
+    the features treat it as missing, as a replay without that user's profile does.
+    """
 
     avg_amount: float = 0.0
     home_country: str = ""
@@ -52,6 +68,15 @@ class Profile:
     devices: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
     txn_count: int = 0
+    enrolled: bool = True
+    seen_avg_amount: float = 0.0
+    seen_devices: tuple[str, ...] = ()
+    tier_raises: int = 0
+
+    @property
+    def effective_tier(self) -> int:
+        """The tier analysts see: enrolment's plus one per block, capped at :data:`MAX_RISK_TIER`."""
+        return min(self.risk_tier + self.tier_raises, MAX_RISK_TIER)
 
     @classmethod
     def from_mapping(cls, data: object) -> Profile:
@@ -71,6 +96,10 @@ class Profile:
             devices=_texts(data, "devices"),
             countries=_texts(data, "countries"),
             txn_count=_integer(data, "txn_count"),
+            enrolled=_flag(data, "enrolled"),
+            seen_avg_amount=_number(data, "seen_avg_amount"),
+            seen_devices=_texts(data, "seen_devices"),
+            tier_raises=_integer(data, "tier_raises", MAX_RISK_TIER),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -83,6 +112,10 @@ class Profile:
             "devices": list(self.devices),
             "countries": list(self.countries),
             "txn_count": self.txn_count,
+            "enrolled": self.enrolled,
+            "seen_avg_amount": self.seen_avg_amount,
+            "seen_devices": list(self.seen_devices),
+            "tier_raises": self.tier_raises,
         }
 
 
@@ -109,6 +142,13 @@ def _integer(data: Mapping[str, Any], name: str, maximum: int = _MAX_LONG) -> in
         raise InvalidProfile(name, value, "must be an integer")
     if not 0 <= value <= maximum:
         raise InvalidProfile(name, value, f"must be between 0 and {maximum}")
+    return value
+
+
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, True)
+    if not isinstance(value, bool):
+        raise InvalidProfile(name, value, "must be true or false")
     return value
 
 
@@ -207,8 +247,8 @@ def velocity_features(entries: Sequence[HistoryEntry], t: int) -> dict[str, floa
 
 
 def transaction_features(txn: Transaction, profile: Profile | None) -> dict[str, float]:
-    """Features of the payment itself (``is_foreign`` needs the profile's home country)."""
-    home = profile.home_country if profile else ""
+    """Features of the payment itself (``is_foreign`` needs the enrolled profile's home country)."""
+    home = profile.home_country if profile is not None and profile.enrolled else ""
     return {
         "amount_eur": to_eur(txn.amount_minor, txn.currency),
         "mcc_risk": float(mcc_risk(txn.merchant_category)),
@@ -219,9 +259,12 @@ def transaction_features(txn: Transaction, profile: Profile | None) -> dict[str,
 
 
 def profile_features(txn: Transaction, profile: Profile | None) -> dict[str, float]:
-    """Features from the user's profile (enrichment); neutral defaults when there is none."""
+    """Features from the user's enrolment (enrichment); neutral defaults when there is none.
+
+    Only the enrolment part of :class:`Profile` is read: what the consumers learn is not an input.
+    """
     amount = to_eur(txn.amount_minor, txn.currency)
-    if profile is None:
+    if profile is None or not profile.enrolled:
         return {
             "profile_avg_amount": 0.0,
             "amount_to_avg_ratio": 1.0,

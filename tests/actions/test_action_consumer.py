@@ -84,7 +84,7 @@ def test_flagged_blocks_card_raises_risk_notifies_and_audits(
 
     ttl = r.ttl(blocklist_key(flagged["card_id"]))
     assert 0 < ttl <= settings.BLOCK_TTL_S
-    assert profile_of(r, flagged["user_id"]).risk_tier == 2
+    assert profile_of(r, flagged["user_id"]).effective_tier == 2
     [(payload, http_headers)] = notifier.sent
     assert payload["event_id"] == flagged["event_id"] and payload["card"].startswith("****")
     assert http_headers["correlation-id"] == f"cid-{flagged['event_id']}"
@@ -123,9 +123,9 @@ def test_the_same_decision_delivered_twice_acts_once(
     finally:
         consumer.close()
 
-    assert profile_of(r, flagged["user_id"]).risk_tier == 1
+    assert profile_of(r, flagged["user_id"]).effective_tier == 1
     learnt = profile_of(r, approved["user_id"])
-    assert learnt.txn_count == 2 and learnt.avg_amount == pytest.approx(15.0)
+    assert learnt.txn_count == 2 and learnt.seen_avg_amount == pytest.approx(15.0)
     assert len(notifier.sent) == 1
     assert record_count(stack, topics.actions) == 4  # three for the flagged one, one UPDATE_PROFILE
     assert sample(consumer, "fraud_actions_duplicates_skipped_total", topic=topics.flagged) == 2
@@ -151,7 +151,7 @@ def test_one_event_decided_twice_differently_acts_on_the_first_decision_only(
         consumer.close()
 
     profile = profile_of(r, approved["user_id"])
-    assert (profile.txn_count, profile.risk_tier) == (2, 0)  # learnt once, never raised
+    assert (profile.txn_count, profile.effective_tier) == (2, 0)  # learnt once, never raised
     assert r.get(blocklist_key(approved["card_id"])) is None
     assert sample(consumer, "fraud_actions_duplicates_skipped_total", topic=topics.flagged) == 1
     assert record_count(stack, topics.actions) == 1  # the one UPDATE_PROFILE
@@ -171,14 +171,16 @@ def test_approved_decisions_teach_the_profile(
         consumer.close()
 
     learnt = profile_of(r, known["user_id"])
-    assert learnt.avg_amount == pytest.approx((20.0 * 4 + 50.0) / 5)
+    assert learnt.seen_avg_amount == pytest.approx((20.0 * 4 + 50.0) / 5)
     assert learnt.txn_count == 5
-    assert learnt.devices == ("dev_new",)
+    assert learnt.seen_devices == ("dev_new",)
+    assert (learnt.avg_amount, learnt.devices, learnt.enrolled) == (20.0, (), True)  # enrolment kept
     assert learnt.countries == ("DE", "FR")
     started = profile_of(r, newcomer["user_id"])
     assert started.home_country == "PL" and started.account_created_ms == T0
-    assert started.avg_amount == pytest.approx(92.0) and started.txn_count == 1
-    assert started.devices == (newcomer["device_id"],) and started.risk_tier == 0
+    assert started.seen_avg_amount == pytest.approx(92.0) and started.txn_count == 1
+    assert started.seen_devices == (newcomer["device_id"],) and started.effective_tier == 0
+    assert not started.enrolled  # the features still read this user as without a profile
 
 
 def test_poison_messages_go_to_the_dlq_and_the_consumer_keeps_going(
@@ -265,7 +267,7 @@ def test_effects_applied_but_audit_unacknowledged_are_audited_on_redelivery(
     finally:
         consumer.close()
 
-    assert profile_of(r, flagged["user_id"]).risk_tier == 1  # not raised a second time
+    assert profile_of(r, flagged["user_id"]).effective_tier == 1  # not raised a second time
     assert len(notifier.sent) == 1
     assert [rec["action_id"] for _, rec in read_all(stack, topics.actions, schemas.ACTION)] == [
         f"{flagged['event_id']}:BLOCK_CARD"
@@ -285,7 +287,7 @@ def test_a_failing_notifier_is_retried_later_without_delaying_or_repeating_the_e
     finally:
         consumer.close()
 
-    assert profile_of(r, flagged["user_id"]).risk_tier == 1
+    assert profile_of(r, flagged["user_id"]).effective_tier == 1
     # The decision itself never failed: the notification was retried on its own path.
     assert sample(consumer, "fraud_actions_transient_failures_total", error="NotifyError") == 0
     assert sample(consumer, "fraud_actions_notifications_total", outcome="retried") == 2

@@ -122,14 +122,20 @@ def test_flagged_raises_risk_tier_up_to_the_cap_and_learns_nothing_else() -> Non
     flagged = parse_decision(record(decision="FLAGGED", action="BLOCK"))
     profile = Profile(avg_amount=10.0, home_country="FR", risk_tier=1, txn_count=3, devices=("d",))
     raised = updated_profile(profile, flagged)
-    assert raised.risk_tier == 2
-    assert (raised.avg_amount, raised.txn_count, raised.devices) == (10.0, 3, ("d",))
-    assert updated_profile(Profile(risk_tier=MAX_RISK_TIER), flagged).risk_tier == MAX_RISK_TIER
+    assert (raised.tier_raises, raised.effective_tier) == (1, 2)
+    # Enrolment, the model's input, is never rewritten by the pipeline's own decisions.
+    assert (raised.risk_tier, raised.avg_amount, raised.devices) == (1, 10.0, ("d",))
+    assert (raised.txn_count, raised.seen_avg_amount, raised.seen_devices) == (3, 0.0, ())
+    capped = Profile(risk_tier=MAX_RISK_TIER - 1)
+    for _ in range(3):
+        capped = updated_profile(capped, flagged)
+    assert capped.effective_tier == MAX_RISK_TIER and capped.tier_raises == 1
 
 
-def test_flagged_without_profile_starts_one_at_tier_one() -> None:
+def test_flagged_without_profile_starts_one_at_tier_one_that_is_not_enrolment() -> None:
     raised = updated_profile(None, parse_decision(record(decision="FLAGGED", action="BLOCK")))
-    assert (raised.risk_tier, raised.home_country, raised.account_created_ms) == (1, "DE", T0)
+    assert (raised.effective_tier, raised.home_country, raised.account_created_ms) == (1, "DE", T0)
+    assert raised.enrolled is False
 
 
 def test_approved_updates_running_average_in_eur_and_count() -> None:
@@ -137,35 +143,39 @@ def test_approved_updates_running_average_in_eur_and_count() -> None:
     usd = parse_decision(record(amount_minor=10_000, currency="USD"))  # 100 USD = 92 EUR
     after = updated_profile(profile, usd)
     assert after.txn_count == 4
-    assert after.avg_amount == pytest.approx((10.0 * 3 + 92.0) / 4)
+    assert after.seen_avg_amount == pytest.approx((10.0 * 3 + 92.0) / 4)
+    assert after.avg_amount == 10.0
+    again = updated_profile(after, usd)
+    assert again.seen_avg_amount == pytest.approx((after.seen_avg_amount * 4 + 92.0) / 5)
 
 
 def test_approved_for_a_new_user_starts_a_profile() -> None:
     after = updated_profile(None, parse_decision(record(country="FR", device_id="dev_9")))
     assert after == Profile(
-        avg_amount=20.0,
         home_country="FR",
         account_created_ms=T0,
-        devices=("dev_9",),
         countries=("FR",),
         txn_count=1,
+        enrolled=False,
+        seen_avg_amount=20.0,
+        seen_devices=("dev_9",),
     )
 
 
 def test_seeded_average_without_count_is_weighed_as_one_payment() -> None:
     after = updated_profile(Profile(avg_amount=40.0), parse_decision(record(amount_minor=2000)))
-    assert after.avg_amount == pytest.approx(30.0)
+    assert after.seen_avg_amount == pytest.approx(30.0)
 
 
 def test_devices_and_countries_are_bounded_most_recent_last() -> None:
     many = tuple(f"dev_{i}" for i in range(MAX_REMEMBERED))
-    profile = Profile(devices=many, countries=("DE", "FR"), txn_count=1, avg_amount=1.0)
+    profile = Profile(seen_devices=many, countries=("DE", "FR"), txn_count=1, avg_amount=1.0)
     after = updated_profile(profile, parse_decision(record(device_id="dev_new", country="DE")))
-    assert len(after.devices) == MAX_REMEMBERED
-    assert after.devices[-1] == "dev_new" and "dev_0" not in after.devices
+    assert len(after.seen_devices) == MAX_REMEMBERED
+    assert after.seen_devices[-1] == "dev_new" and "dev_0" not in after.seen_devices
     assert after.countries == ("FR", "DE")  # known country moved to the end, not duplicated
     again = updated_profile(after, parse_decision(record(device_id=None, country="")))
-    assert again.devices == after.devices and again.countries == after.countries
+    assert again.seen_devices == after.seen_devices and again.countries == after.countries
 
 
 def test_audit_records_have_deterministic_ids_and_masked_details() -> None:

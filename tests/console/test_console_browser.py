@@ -32,6 +32,7 @@ from console.auth import hash_password
 from deploy.local.processes import ManagedProcess, spawn, wait_http
 from deploy.local.stack import REPO_ROOT, free_port
 from fraud_core.enrichment import blocklist_key, profile_key
+from fraud_core.features import Profile
 from fraud_core.kafka.headers import new_headers
 from fraud_core.kafka_io import AvroPublisher
 from fraud_core.review_cases import case_key, hold_key
@@ -267,4 +268,4 @@ def _forged_posts_are_refused(url: str, event_id: str) -> None:
 
 
 def _tier(store: redis.Redis, user_id: str) -> int:
-    return int(json.loads(store.get(profile_key(user_id)) or b"{}").get("risk_tier", 0))
+    return Profile.from_mapping(json.loads(store.get(profile_key(user_id)) or b"{}")).effective_tier

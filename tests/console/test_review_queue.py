@@ -195,7 +195,12 @@ def test_an_overdue_case_is_resolved_by_policy_and_says_so(
     while not mine <= set(verdicts.cases.overdue(time.time_ns() // 1_000_000, 0.5, limit=10_000)):
         assert time.monotonic() < deadline, "the cases never became overdue"
         time.sleep(0.1)
-    assert verdicts.sweep() >= 2
+    # Oldest first, 100 a sweep: cases other tests left in the session's Redis may come first.
+    resolved = verdicts.sweep()
+    while any(not verdicts.cases.get(e).verdict for e in mine):
+        assert resolved and time.monotonic() < deadline, "a sweep resolved none of the overdue cases"
+        resolved = verdicts.sweep()
+    assert resolved >= 1
 
     s, big, done = (verdicts.cases.get(r["event_id"]) for r in (small, large, reviewed))
     assert (s.verdict, s.actor) == (Verdict.POLICY_APPROVE, POLICY)
@@ -240,7 +245,7 @@ def test_a_verdict_interrupted_before_its_effects_is_finished_by_the_sweeper_onc
     verdicts.sweep(outbox_grace_s=0)  # nothing left to do: the tier is raised once
     store = redis.Redis.from_url(stack.redis_url)
     assert store.exists(blocklist_key(record["card_id"]))
-    assert b'"risk_tier":1' in store.get(profile_key(record["user_id"]))
+    assert b'"tier_raises":1' in store.get(profile_key(record["user_id"]))
     assert record["event_id"] not in verdicts.cases.pending_effects()
     labels = [rec for _, rec in read_all(stack, console_settings.LABELS_TOPIC, schemas.LABEL)]
     assert [(r["event_id"], r["is_fraud"], r["source"]) for r in labels] == [

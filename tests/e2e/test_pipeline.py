@@ -146,7 +146,9 @@ def test_blocked_card_is_blocklisted_and_its_next_payment_flagged_for_it(
     assert decision["reasons"][0] == BLOCKLIST_REASON
 
 
-def test_profile_updates_change_the_enrichment_the_job_reads(stack, pipeline: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_the_job_reads_enrolment_live_and_never_its_own_learning(stack, pipeline: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """The consumers learn from an approved payment, but what they learn is not a model input (a
+    training replay could not reproduce it); an enrolment change in Redis is read at once."""
     collector = Collector(stack, [pipeline["topics"].flagged, pipeline["topics"].approved])
     store = redis.Redis.from_url(stack.redis_url)
     simulator: Simulator = pipeline["simulator"]
@@ -155,7 +157,8 @@ def test_profile_updates_change_the_enrichment_the_job_reads(stack, pipeline: di
         for e in simulator.events(count=5000)
         if not e.is_fraud and e.txn.channel == "POS" and not store.exists(blocklist_key(e.txn.card_id))
     )
-    profile_before = json.loads(store.get(profile_key(base.user_id)) or "{}")
+    key = profile_key(base.user_id)
+    profile_before = json.loads(store.get(key) or "{}")
     # Hours after anything else of this user (empty windows), an ordinary payment at a shop.
     first = dataclasses.replace(base, event_id=str(uuid.uuid4()), event_time=base.event_time + 6 * 3_600_000)
     _send(pipeline, first)
@@ -164,16 +167,28 @@ def test_profile_updates_change_the_enrichment_the_job_reads(stack, pipeline: di
     assert before["decision"] == "APPROVED", before["reasons"]
     assert before["features"]["profile_avg_amount"] == round(profile_before["avg_amount"], 2)
 
-    def learned() -> bool:
-        profile = json.loads(store.get(profile_key(base.user_id)) or "{}")
-        return profile.get("txn_count", 0) > profile_before.get("txn_count", 0)
+    def learned_more_than(count: int) -> Any:
+        return lambda: json.loads(store.get(key) or "{}").get("txn_count", 0) > count
 
-    _wait(learned, "the consumers to update the profile from the approved payment")
-    updated = json.loads(store.get(profile_key(base.user_id)))
-    assert updated["avg_amount"] != profile_before["avg_amount"]
+    _wait(
+        learned_more_than(profile_before.get("txn_count", 0)), "the consumers to learn the approved payment"
+    )
+    updated = json.loads(store.get(key))
+    assert updated["seen_avg_amount"] > 0 and updated["avg_amount"] == profile_before["avg_amount"]
     second = dataclasses.replace(first, event_id=str(uuid.uuid4()), event_time=first.event_time + 60_000)
     _send(pipeline, second)
     pipeline["publisher"].flush()
     after = _one(collector, second.event_id)
+    assert after["features"]["profile_avg_amount"] == before["features"]["profile_avg_amount"]
+    assert after["features"]["known_device"] == before["features"]["known_device"]
+
+    # A CRM sync rewrites the enrolment: the job's next read sees it.
+    if after["decision"] == "APPROVED":
+        _wait(learned_more_than(updated["txn_count"]), "the consumers to learn the second payment")
+    store.set(key, json.dumps({**json.loads(store.get(key)), "avg_amount": 777.0}))
+    third = dataclasses.replace(first, event_id=str(uuid.uuid4()), event_time=second.event_time + 60_000)
+    _send(pipeline, third)
+    pipeline["publisher"].flush()
+    enrolled = _one(collector, third.event_id)
     collector.close()
-    assert after["features"]["profile_avg_amount"] == round(updated["avg_amount"], 2)
+    assert enrolled["features"]["profile_avg_amount"] == 777.0

@@ -3,6 +3,7 @@ key, and never raises (it used to halt the job and the action consumer)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -10,10 +11,21 @@ import pytest
 
 from fraud_core.enrichment import MAX_PROFILE_BYTES, parse_profile, read_profile
 from fraud_core.exceptions import InvalidProfile
-from fraud_core.features import Profile
+from fraud_core.feature_catalog import DAY_MS, FEATURE_NAMES
+from fraud_core.features import Profile, build_features
+from fraud_core.transaction import Transaction
 
 GOOD = Profile(
-    avg_amount=12.5, home_country="DE", account_created_ms=1, risk_tier=1, devices=("d",), txn_count=3
+    avg_amount=12.5,
+    home_country="DE",
+    account_created_ms=1,
+    risk_tier=1,
+    devices=("d",),
+    txn_count=3,
+    enrolled=False,
+    seen_avg_amount=40.0,
+    seen_devices=("e",),
+    tier_raises=2,
 )
 
 BAD_VALUES: list[tuple[str, bytes | str, str]] = [
@@ -38,6 +50,11 @@ BAD_VALUES: list[tuple[str, bytes | str, str]] = [
     ("devices with a number", b'{"devices": ["d", 7]}', "devices"),
     ("countries null", b'{"countries": null}', "countries"),
     ("countries too many", json.dumps({"countries": ["DE"] * 5000}).encode(), "countries"),
+    ("enrolled string", b'{"enrolled": "yes"}', "enrolled"),
+    ("enrolled number", b'{"enrolled": 1}', "enrolled"),
+    ("seen_avg_amount negative", b'{"seen_avg_amount": -3}', "seen_avg_amount"),
+    ("seen_devices string", b'{"seen_devices": "d"}', "seen_devices"),
+    ("tier_raises out of range", b'{"tier_raises": 9}', "tier_raises"),
     ("bad JSON", b'{"avg_amount": ', "<profile>"),
     ("not UTF-8", b'{"home_country": "\xff\xfe"}', "<profile>"),
     ("deeply nested", b"[" * 50_000 + b"]" * 50_000, "<profile>"),
@@ -69,3 +86,44 @@ def test_a_valid_profile_round_trips_and_missing_fields_take_defaults() -> None:
     assert parse_profile(b"{}") == Profile()
     assert parse_profile(b'{"txn_count": 3.0, "avg_amount": 5}') == Profile(avg_amount=5.0, txn_count=3)
     assert parse_profile(None) is None
+
+
+def test_only_enrolment_is_a_model_input() -> None:
+    """What the consumers learn never reaches the features (a training replay, which starts from the
+    same seed, could not reproduce it); a profile they started reads as no profile at all."""
+    txn = Transaction(
+        event_id="e-1",
+        user_id="u-1",
+        card_id="c-1",
+        merchant_id="m-1",
+        merchant_category="5411",
+        amount_minor=9_900,
+        currency="EUR",
+        country="FR",
+        channel="POS",
+        device_id="dev_new",
+        event_time=40 * DAY_MS,
+    )
+    enrolled = Profile(
+        avg_amount=33.0, home_country="DE", account_created_ms=DAY_MS, risk_tier=1, devices=("d",)
+    )
+    learnt = dataclasses.replace(
+        enrolled,
+        txn_count=90,
+        seen_avg_amount=99.0,
+        seen_devices=("dev_new",),
+        countries=("FR",),
+        tier_raises=2,
+    )
+    stream = dict.fromkeys(FEATURE_NAMES, 0.0)
+    assert build_features(txn, stream, learnt) == build_features(txn, stream, enrolled)
+    features = build_features(txn, stream, enrolled)
+    assert (features["profile_avg_amount"], features["risk_tier"], features["known_device"]) == (
+        33.0,
+        1.0,
+        0.0,
+    )
+    assert features["is_foreign"] == 1.0 and features["account_age_days"] == 39.0
+    started = dataclasses.replace(learnt, enrolled=False)
+    assert build_features(txn, stream, started) == build_features(txn, stream, None)
+    assert build_features(txn, stream, None)["profile_missing"] == 1.0
