@@ -2,7 +2,11 @@
 
 Routes are thin: they check the session (and on every POST its CSRF token), call
 :class:`~console.verdicts.Verdicts` or :class:`~fraud_core.review_cases.CaseStore`, and render
-:mod:`console.pages`. Errors become pages at this edge only: 409 for a case resolved already,
+:mod:`console.pages`. They come in three routers, one per concern, which :func:`create_app` mounts:
+:data:`operations` (``/healthz``, ``/metrics``, ``/api/health``), :data:`sign_in` (log-in and
+log-out) and :data:`review` (the queue, the model comparisons, a case and its verdict). What a route
+needs comes through dependencies (the services the lifespan built, the session, the form, the
+settings), never from a closure. Errors become pages at this edge only: 409 for a case resolved already,
 404 for an unknown case, 403 for a bad CSRF token or a confirmation that needs a lead, 413 for a
 form body over the limit (refused before it is read), 429 with ``Retry-After`` for a log-in
 during its wait (:mod:`console.sessions`), 503 when Redis or Kafka fail.
@@ -26,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import redis
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -202,272 +206,321 @@ def session(request: Request) -> Session | None:
     return anonymous if anonymous is not None and anonymous.user is None else None
 
 
+def app_settings(request: Request) -> ConsoleSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
 Svc = Annotated[Services, Depends(services)]
 Sess = Annotated[Session | None, Depends(session)]
 Form = Annotated[dict[str, str], Depends(form_fields)]
+Conf = Annotated[ConsoleSettings, Depends(app_settings)]
 
 
-def create_app(settings: ConsoleSettings) -> FastAPI:  # noqa: C901, PLR0915 - 11 routes as closures
-    """The console app; its lifespan connects to Redis, Kafka and the registry and starts the
-    health sampler and the sweeper (both stopped on shutdown)."""
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect to Redis, Kafka and the registry with ``app.state.settings``, start the health sampler
+    and the sweeper, and stop them all on shutdown."""
+    settings: ConsoleSettings = app.state.settings
+    metrics = ConsoleMetrics()
+    cases = CaseStore.from_url(settings.redis_connect_url, retention_s=settings.CASE_RETENTION_S)
+    verdicts = Verdicts(settings, cases, metrics)
+    health = HealthSampler(settings.metrics_urls, settings.HEALTH_INTERVAL_S)
+    sweeper = Sweeper(verdicts, cases, metrics, settings.SWEEP_INTERVAL_S)
+    users = settings.users()
+    client = redis.Redis.from_url(settings.redis_connect_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    throttle = LoginThrottle(
+        client,
+        user_free=settings.LOGIN_USER_FREE_FAILURES,
+        address_free=settings.LOGIN_ADDRESS_FREE_FAILURES,
+        base_wait_s=settings.LOGIN_BASE_WAIT_S,
+        max_wait_s=settings.LOGIN_MAX_WAIT_S,
+        window_s=settings.LOGIN_WINDOW_S,
+    )
+    app.state.services = Services(
+        settings,
+        users,
+        SessionStore(client, settings.SESSION_TTL_S),
+        throttle,
+        dummy_hash(users),
+        cases,
+        verdicts,
+        metrics,
+        health,
+        sweeper,
+    )
+    health.start()
+    sweeper.start()
+    log.info("console on http://%s:%d", settings.CONSOLE_HOST, settings.CONSOLE_PORT)
+    try:
+        yield
+    finally:
+        sweeper.stop.set()
+        health.stop.set()
+        sweeper.join(timeout=30)
+        verdicts.close()
+        cases.close()
+        client.close()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        metrics = ConsoleMetrics()
-        cases = CaseStore.from_url(settings.redis_connect_url, retention_s=settings.CASE_RETENTION_S)
-        verdicts = Verdicts(settings, cases, metrics)
-        health = HealthSampler(settings.metrics_urls, settings.HEALTH_INTERVAL_S)
-        sweeper = Sweeper(verdicts, cases, metrics, settings.SWEEP_INTERVAL_S)
-        users = settings.users()
-        client = redis.Redis.from_url(
-            settings.redis_connect_url, socket_timeout=5.0, socket_connect_timeout=5.0
-        )
-        throttle = LoginThrottle(
-            client,
-            user_free=settings.LOGIN_USER_FREE_FAILURES,
-            address_free=settings.LOGIN_ADDRESS_FREE_FAILURES,
-            base_wait_s=settings.LOGIN_BASE_WAIT_S,
-            max_wait_s=settings.LOGIN_MAX_WAIT_S,
-            window_s=settings.LOGIN_WINDOW_S,
-        )
-        app.state.services = Services(
-            settings,
-            users,
-            SessionStore(client, settings.SESSION_TTL_S),
-            throttle,
-            dummy_hash(users),
-            cases,
-            verdicts,
-            metrics,
-            health,
-            sweeper,
-        )
-        health.start()
-        sweeper.start()
-        log.info("console on http://%s:%d", settings.CONSOLE_HOST, settings.CONSOLE_PORT)
-        try:
-            yield
-        finally:
-            sweeper.stop.set()
-            health.stop.set()
-            sweeper.join(timeout=30)
-            verdicts.close()
-            cases.close()
-            client.close()
 
+def create_app(settings: ConsoleSettings) -> FastAPI:
+    """The console app: the three routers and the 413 page, on ``settings``; its :func:`lifespan`
+    connects to Redis, Kafka and the registry and starts the health sampler and the sweeper (both
+    stopped on shutdown)."""
     app = FastAPI(
         title="Fraud review console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.settings = settings
-
-    def with_cookie(response: Response, s: Session, session_id: str | None = None) -> Response:
-        """Set the cookie: the server-side session's id, or the signed anonymous session."""
-        assert session_id is not None or s.user is None, "a logged-in session is only server-side"
-        response.set_cookie(
-            COOKIE,
-            SESSION_ID_PREFIX + sign_session_id(session_id, settings.secret_key)
-            if session_id
-            else sign_session(s, settings.secret_key),
-            max_age=max(s.expires_at_s - _now_s(), 1),
-            httponly=True,
-            samesite="strict",
-            secure=settings.APP_ENV not in ("local", "test"),
-        )
-        return response
-
-    def to_login() -> Response:
-        return RedirectResponse("/login", status_code=303)
-
-    def forbidden(request: Request, user: str | None, csrf: str) -> Response:
-        text = "The form's CSRF token is missing or not this session's. Reload the page and try again."
-        return pages.message_page("Refused", text, user, csrf).response(request, 403)
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
-        text = f"{exc}. Nothing was done."
-        return pages.message_page("Request too large", text).response(request, 413)
-
-    @app.get("/healthz")
-    def healthz(svc: Svc) -> Response:
-        now = time.time()
-        sweeper = svc.sweeper
-        problem = sweeper.problem(now, settings.SWEEP_STALE_S)
-        body: dict[str, object] = {
-            "status": "failing" if problem else "ok",
-            "last_good_sweep_at": None
-            if sweeper.last_good is None
-            else datetime.fromtimestamp(sweeper.last_good, UTC).isoformat(),
-        }
-        if problem:
-            body["problem"] = problem
-        return JSONResponse(body, status_code=503 if problem else 200)
-
-    @app.get("/metrics")
-    def metrics(svc: Svc) -> Response:
-        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/login")
-    def login_form(request: Request, sess: Sess) -> Response:
-        if sess is not None and sess.user is not None:
-            return RedirectResponse("/", status_code=303)  # logged in already
-        s = sess if sess is not None else Session.anonymous(_now_s(), 3600)
-        return with_cookie(pages.login_page(s.csrf).response(request), s)
-
-    def throttled(request: Request, sess: Session, wait_s: float) -> Response:
-        retry = max(1, math.ceil(wait_s))
-        page = pages.login_page(sess.csrf, f"Too many failed log-ins: try again in {retry} s.")
-        response = with_cookie(page.response(request, 429), sess)
-        response.headers["Retry-After"] = str(retry)
-        return response
-
-    def unavailable(request: Request, text: str, sess: Session | None = None, status: int = 503) -> Response:
-        user, csrf = (sess.user, sess.csrf) if sess is not None else (None, "")
-        return pages.message_page("Unavailable", text, user, csrf).response(request, status)
-
-    @app.post("/login")
-    async def login(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
-        if sess is not None and sess.user is not None:
-            sess = Session.anonymous(_now_s(), 3600)  # a logged-in form is never a log-in form
-        if not csrf_ok(sess, data.get("csrf")):
-            return forbidden(request, None, "")
-        assert sess is not None
-        name, password = data.get("username", "")[:64], data.get("password", "")
-        address = request.client.host if request.client else "unknown"
-        try:
-            attempt = await run_in_threadpool(svc.throttle.attempt, name, address, _now_s() * 1000)
-        except ConsoleError as exc:
-            return unavailable(request, str(exc))
-        if not attempt.allowed:
-            svc.metrics.logins.labels("throttled").inc()
-            return throttled(request, sess, attempt.wait_s)
-        user = svc.users.get(name)
-        # An unknown name costs one hash check too: the time taken says nothing about who exists.
-        checked = await run_in_threadpool(
-            verify_password, password, user.password_hash if user else svc.dummy_hash
-        )
-        ok = user is not None and checked
-        svc.metrics.logins.labels("ok" if ok else "refused").inc()
-        if not ok or user is None:
-            log.info("log-in refused for %r from %s", name[:32], address)
-            if attempt.wait_s > 0:
-                return throttled(request, sess, attempt.wait_s)
-            page = pages.login_page(sess.csrf, "Unknown analyst or wrong password.")
-            return with_cookie(page.response(request, 401), sess)
-        try:
-            await run_in_threadpool(svc.throttle.succeeded, name, address)
-            session_id, fresh = await run_in_threadpool(svc.sessions.open, name, user, _now_s())
-        except ConsoleError as exc:
-            return unavailable(request, str(exc))
-        log.info("%s %s logged in from %s", user.role, name, address)
-        return with_cookie(RedirectResponse("/", status_code=303), fresh, session_id)
-
-    @app.post("/logout")
-    async def logout(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
-        if sess is None or not csrf_ok(sess, data.get("csrf")):
-            return forbidden(request, sess.user if sess else None, sess.csrf if sess else "")
-        session_id = server_session_id(request)
-        if sess.user is not None and session_id is not None:
-            try:
-                await run_in_threadpool(svc.sessions.end, session_id, sess.user)
-            except ConsoleError as exc:
-                return unavailable(request, str(exc), sess)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE)
-        return response
-
-    @app.get("/")
-    def queue(request: Request, svc: Svc, sess: Sess) -> Response:
-        if sess is None or sess.user is None:
-            return to_login()
-        try:
-            page = pages.queue_page(
-                svc.cases.open_cases(),
-                svc.cases.resolved_cases(),
-                svc.cases.counts(),
-                settings.REVIEW_TIMEOUT_S,
-                sess.user,
-                sess.csrf,
-            )
-        except ConsoleError as exc:
-            return unavailable(request, str(exc), sess)
-        return page.response(request)
-
-    @app.get("/models")
-    def model_comparisons(request: Request, sess: Sess) -> Response:
-        if sess is None or sess.user is None:
-            return to_login()
-        found = comparisons.comparisons_context(settings.MODEL_DIR)
-        return pages.comparisons_page(found, sess.user, sess.csrf).response(request)
-
-    def no_such_case(request: Request, exc: CaseNotFound, sess: Session) -> Response:
-        return pages.message_page("No such case", str(exc), sess.user, sess.csrf).response(request, 404)
-
-    @app.get("/cases/{event_id}")
-    def case(event_id: str, request: Request, svc: Svc, sess: Sess) -> Response:
-        if sess is None or sess.user is None:
-            return to_login()
-        try:
-            found = svc.cases.get(event_id)
-            page = pages.case_page(found, svc.cases.on_hold(found.card_id), sess.user, sess.csrf)
-        except CaseNotFound as exc:
-            return no_such_case(request, exc, sess)
-        except ConsoleError as exc:
-            return unavailable(request, str(exc), sess)
-        return page.response(request)
-
-    @app.post("/cases/{event_id}/verdict")
-    async def verdict(event_id: str, request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
-        if sess is None or sess.user is None:
-            return to_login()
-        if not csrf_ok(sess, data.get("csrf")):
-            return forbidden(request, sess.user, sess.csrf)
-        chosen = ANALYST_VERDICTS.get(data.get("verdict", ""))
-        if chosen is None:
-            text = f"field 'verdict'={data.get('verdict', '')[:20]!r}: must be CONFIRM or CLEAR"
-            return pages.message_page("Invalid verdict", text, sess.user, sess.csrf).response(request, 422)
-        user = svc.users.get(sess.user)
-        if chosen is Verdict.CONFIRM and (user is None or not user.is_lead):
-            try:
-                found = await run_in_threadpool(svc.cases.get, event_id)
-            except CaseNotFound as exc:
-                return no_such_case(request, exc, sess)
-            except ConsoleError as exc:
-                return unavailable(request, str(exc), sess)
-            if found.amount_eur > settings.CONFIRM_LEAD_ABOVE_EUR:
-                text = (
-                    f"Confirming a case above {settings.CONFIRM_LEAD_ABOVE_EUR:g} EUR needs a lead; this one is "
-                    f"{found.amount_eur:.2f} EUR. Nothing was recorded."
-                )
-                page = pages.message_page("A lead must confirm", text, sess.user, sess.csrf)
-                return page.response(request, 403)
-        try:
-            resolved = await run_in_threadpool(
-                svc.verdicts.resolve, event_id, chosen, analyst_actor(sess.user)
-            )
-        except CaseConflict as exc:
-            found = await run_in_threadpool(svc.cases.get, event_id)
-            page = pages.case_page(found, False, sess.user, sess.csrf, error=f"Not recorded: {exc}.")
-            return page.response(request, 409)
-        except CaseNotFound as exc:
-            return no_such_case(request, exc, sess)
-        except EffectsPending as exc:
-            text = f"The verdict is recorded; its effects are retried in the background: {exc}"
-            return pages.message_page("Effects pending", text, sess.user, sess.csrf).response(request, 503)
-        except ConsoleError as exc:
-            return unavailable(request, f"The verdict was not recorded; try again: {exc}", sess)
-        done = (
-            "Fraud confirmed: card blocked, risk tier raised"
-            if chosen.blocks
-            else "Cleared: review hold lifted"
-        )
-        page = pages.case_page(resolved, False, sess.user, sess.csrf, message=f"{done}; label written.")
-        return page.response(request)
-
-    @app.get("/api/health")
-    def health(svc: Svc, sess: Sess) -> Response:
-        if sess is None or sess.user is None:
-            return JSONResponse({"detail": "log in first"}, status_code=401)
-        body = svc.health.latest.to_json() | {"cases": svc.cases.counts()}
-        return JSONResponse(body)
-
+    app.add_exception_handler(BodyTooLarge, too_large)  # type: ignore[arg-type]
+    for router in (operations, sign_in, review):
+        app.include_router(router)
     return app
+
+
+# Responses more than one route gives.
+
+
+def with_cookie(
+    response: Response, s: Session, settings: ConsoleSettings, session_id: str | None = None
+) -> Response:
+    """Set the cookie: the server-side session's id, or the signed anonymous session."""
+    assert session_id is not None or s.user is None, "a logged-in session is only server-side"
+    response.set_cookie(
+        COOKIE,
+        SESSION_ID_PREFIX + sign_session_id(session_id, settings.secret_key)
+        if session_id
+        else sign_session(s, settings.secret_key),
+        max_age=max(s.expires_at_s - _now_s(), 1),
+        httponly=True,
+        samesite="strict",
+        secure=settings.APP_ENV not in ("local", "test"),
+    )
+    return response
+
+
+def to_login() -> Response:
+    return RedirectResponse("/login", status_code=303)
+
+
+def forbidden(request: Request, user: str | None, csrf: str) -> Response:
+    text = "The form's CSRF token is missing or not this session's. Reload the page and try again."
+    return pages.message_page("Refused", text, user, csrf).response(request, 403)
+
+
+def throttled(request: Request, sess: Session, wait_s: float, settings: ConsoleSettings) -> Response:
+    retry = max(1, math.ceil(wait_s))
+    page = pages.login_page(sess.csrf, f"Too many failed log-ins: try again in {retry} s.")
+    response = with_cookie(page.response(request, 429), sess, settings)
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+def unavailable(request: Request, text: str, sess: Session | None = None, status: int = 503) -> Response:
+    user, csrf = (sess.user, sess.csrf) if sess is not None else (None, "")
+    return pages.message_page("Unavailable", text, user, csrf).response(request, status)
+
+
+def no_such_case(request: Request, exc: CaseNotFound, sess: Session) -> Response:
+    return pages.message_page("No such case", str(exc), sess.user, sess.csrf).response(request, 404)
+
+
+async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+    text = f"{exc}. Nothing was done."
+    return pages.message_page("Request too large", text).response(request, 413)
+
+
+# Operations: the probes and the metrics.
+operations = APIRouter()
+
+
+@operations.get("/healthz")
+def healthz(svc: Svc) -> Response:
+    now = time.time()
+    sweeper = svc.sweeper
+    problem = sweeper.problem(now, svc.settings.SWEEP_STALE_S)
+    body: dict[str, object] = {
+        "status": "failing" if problem else "ok",
+        "last_good_sweep_at": None
+        if sweeper.last_good is None
+        else datetime.fromtimestamp(sweeper.last_good, UTC).isoformat(),
+    }
+    if problem:
+        body["problem"] = problem
+    return JSONResponse(body, status_code=503 if problem else 200)
+
+
+@operations.get("/metrics")
+def metrics(svc: Svc) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@operations.get("/api/health")
+def health(svc: Svc, sess: Sess) -> Response:
+    if sess is None or sess.user is None:
+        return JSONResponse({"detail": "log in first"}, status_code=401)
+    body = svc.health.latest.to_json() | {"cases": svc.cases.counts()}
+    return JSONResponse(body)
+
+
+# Sign-in: the log-in form, log-in (throttled, no user-name oracle) and log-out.
+sign_in = APIRouter()
+
+
+@sign_in.get("/login")
+def login_form(request: Request, sess: Sess, settings: Conf) -> Response:
+    if sess is not None and sess.user is not None:
+        return RedirectResponse("/", status_code=303)  # logged in already
+    s = sess if sess is not None else Session.anonymous(_now_s(), 3600)
+    return with_cookie(pages.login_page(s.csrf).response(request), s, settings)
+
+
+@sign_in.post("/login")
+async def login(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
+    if sess is not None and sess.user is not None:
+        sess = Session.anonymous(_now_s(), 3600)  # a logged-in form is never a log-in form
+    if not csrf_ok(sess, data.get("csrf")):
+        return forbidden(request, None, "")
+    assert sess is not None
+    name, password = data.get("username", "")[:64], data.get("password", "")
+    address = request.client.host if request.client else "unknown"
+    try:
+        attempt = await run_in_threadpool(svc.throttle.attempt, name, address, _now_s() * 1000)
+    except ConsoleError as exc:
+        return unavailable(request, str(exc))
+    if not attempt.allowed:
+        svc.metrics.logins.labels("throttled").inc()
+        return throttled(request, sess, attempt.wait_s, svc.settings)
+    user = svc.users.get(name)
+    # An unknown name costs one hash check too: the time taken says nothing about who exists.
+    checked = await run_in_threadpool(
+        verify_password, password, user.password_hash if user else svc.dummy_hash
+    )
+    ok = user is not None and checked
+    svc.metrics.logins.labels("ok" if ok else "refused").inc()
+    if not ok or user is None:
+        log.info("log-in refused for %r from %s", name[:32], address)
+        if attempt.wait_s > 0:
+            return throttled(request, sess, attempt.wait_s, svc.settings)
+        page = pages.login_page(sess.csrf, "Unknown analyst or wrong password.")
+        return with_cookie(page.response(request, 401), sess, svc.settings)
+    try:
+        await run_in_threadpool(svc.throttle.succeeded, name, address)
+        session_id, fresh = await run_in_threadpool(svc.sessions.open, name, user, _now_s())
+    except ConsoleError as exc:
+        return unavailable(request, str(exc))
+    log.info("%s %s logged in from %s", user.role, name, address)
+    return with_cookie(RedirectResponse("/", status_code=303), fresh, svc.settings, session_id)
+
+
+@sign_in.post("/logout")
+async def logout(request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
+    if sess is None or not csrf_ok(sess, data.get("csrf")):
+        return forbidden(request, sess.user if sess else None, sess.csrf if sess else "")
+    session_id = server_session_id(request)
+    if sess.user is not None and session_id is not None:
+        try:
+            await run_in_threadpool(svc.sessions.end, session_id, sess.user)
+        except ConsoleError as exc:
+            return unavailable(request, str(exc), sess)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# Review: the queue, the model comparisons, a case and its verdict; logged-in analysts only.
+review = APIRouter()
+
+
+@review.get("/")
+def queue(request: Request, svc: Svc, sess: Sess) -> Response:
+    if sess is None or sess.user is None:
+        return to_login()
+    try:
+        page = pages.queue_page(
+            svc.cases.open_cases(),
+            svc.cases.resolved_cases(),
+            svc.cases.counts(),
+            svc.settings.REVIEW_TIMEOUT_S,
+            sess.user,
+            sess.csrf,
+        )
+    except ConsoleError as exc:
+        return unavailable(request, str(exc), sess)
+    return page.response(request)
+
+
+@review.get("/models")
+def model_comparisons(request: Request, sess: Sess, settings: Conf) -> Response:
+    if sess is None or sess.user is None:
+        return to_login()
+    found = comparisons.comparisons_context(settings.MODEL_DIR)
+    return pages.comparisons_page(found, sess.user, sess.csrf).response(request)
+
+
+@review.get("/cases/{event_id}")
+def case(event_id: str, request: Request, svc: Svc, sess: Sess) -> Response:
+    if sess is None or sess.user is None:
+        return to_login()
+    try:
+        found = svc.cases.get(event_id)
+        page = pages.case_page(found, svc.cases.on_hold(found.card_id), sess.user, sess.csrf)
+    except CaseNotFound as exc:
+        return no_such_case(request, exc, sess)
+    except ConsoleError as exc:
+        return unavailable(request, str(exc), sess)
+    return page.response(request)
+
+
+async def _needs_a_lead(request: Request, svc: Services, sess: Session, event_id: str) -> Response | None:
+    """The refusal of an analyst's CONFIRM of a case above ``CONFIRM_LEAD_ABOVE_EUR`` (403), or the
+    page of a case that cannot be read; None when this user may confirm it."""
+    user = svc.users.get(sess.user or "")
+    if user is not None and user.is_lead:
+        return None
+    try:
+        found = await run_in_threadpool(svc.cases.get, event_id)
+    except CaseNotFound as exc:
+        return no_such_case(request, exc, sess)
+    except ConsoleError as exc:
+        return unavailable(request, str(exc), sess)
+    limit = svc.settings.CONFIRM_LEAD_ABOVE_EUR
+    if found.amount_eur <= limit:
+        return None
+    text = (
+        f"Confirming a case above {limit:g} EUR needs a lead; this one is "
+        f"{found.amount_eur:.2f} EUR. Nothing was recorded."
+    )
+    return pages.message_page("A lead must confirm", text, sess.user, sess.csrf).response(request, 403)
+
+
+@review.post("/cases/{event_id}/verdict")
+async def verdict(event_id: str, request: Request, svc: Svc, sess: Sess, data: Form) -> Response:
+    if sess is None or sess.user is None:
+        return to_login()
+    if not csrf_ok(sess, data.get("csrf")):
+        return forbidden(request, sess.user, sess.csrf)
+    chosen = ANALYST_VERDICTS.get(data.get("verdict", ""))
+    if chosen is None:
+        text = f"field 'verdict'={data.get('verdict', '')[:20]!r}: must be CONFIRM or CLEAR"
+        return pages.message_page("Invalid verdict", text, sess.user, sess.csrf).response(request, 422)
+    if chosen is Verdict.CONFIRM:
+        refused = await _needs_a_lead(request, svc, sess, event_id)
+        if refused is not None:
+            return refused
+    try:
+        resolved = await run_in_threadpool(svc.verdicts.resolve, event_id, chosen, analyst_actor(sess.user))
+    except CaseConflict as exc:
+        found = await run_in_threadpool(svc.cases.get, event_id)
+        page = pages.case_page(found, False, sess.user, sess.csrf, error=f"Not recorded: {exc}.")
+        return page.response(request, 409)
+    except CaseNotFound as exc:
+        return no_such_case(request, exc, sess)
+    except EffectsPending as exc:
+        text = f"The verdict is recorded; its effects are retried in the background: {exc}"
+        return pages.message_page("Effects pending", text, sess.user, sess.csrf).response(request, 503)
+    except ConsoleError as exc:
+        return unavailable(request, f"The verdict was not recorded; try again: {exc}", sess)
+    done = (
+        "Fraud confirmed: card blocked, risk tier raised" if chosen.blocks else "Cleared: review hold lifted"
+    )
+    page = pages.case_page(resolved, False, sess.user, sess.csrf, message=f"{done}; label written.")
+    return page.response(request)
