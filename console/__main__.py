@@ -15,11 +15,9 @@ import logging
 import sys
 from typing import Literal
 
-import uvicorn
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from console.app import create_app
 from console.auth import ANALYST, hash_password
 from console.settings import ConsoleSettings
 from fraud_core.cli import ENV_NOTE, cli_config, fail, lower_case_flags, parse_settings
@@ -80,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == [HASH_PASSWORD]:
         return hash_password_main(argv[1:])
     settings = parse_settings(ConsoleCli, argv[1:] if argv[:1] == ["serve"] else argv)
+    # Imported here: the web stack costs ``hash-password`` most of its second otherwise.
+    import uvicorn
+
+    from console.app import create_app
+
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         uvicorn.run(
