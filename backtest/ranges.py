@@ -143,6 +143,10 @@ class TopicInspector:
                     "group.id": f"backtest-inspect-{uuid.uuid4().hex[:8]}",
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
+                    # Each probe reassigns the partition, and its fetch waits for the previous one,
+                    # which the broker holds at the end of the partition for up to this long (500 ms by
+                    # default): a binary search of three partitions for two bounds spent half a minute.
+                    "fetch.wait.max.ms": 10,
                 }
             )
         )
