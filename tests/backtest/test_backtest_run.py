@@ -7,6 +7,7 @@ run, metrics equal to an independent computation, the report files, and bad inpu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -30,7 +31,8 @@ from backtest.cli import main as backtest_main
 from backtest.replay import JOB_OVERRIDES
 from deploy.local.stack import REPO_ROOT
 from fraud_core.kafka.headers import new_headers
-from fraud_core.kafka_io import AvroPublisher, end_offsets, read_until
+from fraud_core.kafka.readers import read_range
+from fraud_core.kafka_io import AvroPublisher, consumer, decoder, end_offsets, partition_bounds, read_until
 from fraud_core.reference import to_eur
 from fraud_core.simulator import SimConfig, Simulator
 from producers.profiles import seed_profiles
@@ -65,9 +67,17 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[i
 
 
 def redis_state(url: str) -> dict[bytes, tuple[bytes | None, bool]]:
+    """Every key: its DUMP and whether it has a time to live. One pipelined round trip, not two a
+    key: sampled every few seconds beside the backtest, on the same two cores."""
     client = redis.Redis.from_url(url)
     try:
-        return {k: (client.dump(k), client.ttl(k) != -1) for k in client.scan_iter(count=1000)}
+        keys = list(client.scan_iter(count=1000))
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.dump(k)
+            pipe.ttl(k)
+        values = pipe.execute()
+        return {k: (d, t != -1) for k, d, t in zip(keys, values[::2], values[1::2], strict=True)}
     finally:
         client.close()
 
@@ -95,11 +105,19 @@ def live(stack, job_topics, run_job, make_topic) -> dict[str, Any]:  # type: ign
     job = run_job(topics, group_id=LIVE_GROUP, env={"STOP_AT": "latest", **JOB_OVERRIDES})
     assert job.proc.wait(timeout=600) == 0, job.tail(60)
     live_wall = time.monotonic() - t0
-    out = read_until(stack.bootstrap, stack.registry_url, topics.outputs, N_EVENTS + 2, 60, idle_s=2)
-    decisions = {r.record["event_id"]: r.record for r in out if r.record and r.topic != topics.dlq}
+    # The job has exited: everything it wrote is below the end offsets, so read up to them (no idle
+    # wait for stragglers).
+    out = read_range(
+        consumer(stack.bootstrap),
+        decoder(stack.registry_url),
+        partition_bounds(stack.bootstrap, topics.outputs),
+    )
+    assert len(out) >= N_EVENTS + 2
+    written = [record for topic, _p, _o, record in out if record and topic != topics.dlq]
+    decisions = {r["event_id"]: r for r in written}
     assert len(decisions) == N_EVENTS
     assert not any(d["degraded"] for d in decisions.values())
-    stamps = [r.record["decided_at"].timestamp() * 1000 for r in out if r.record and r.topic != topics.dlq]
+    stamps = [r["decided_at"].timestamp() * 1000 for r in written]
     return {
         "topics": topics,
         "labels_topic": labels_topic,
@@ -147,7 +165,8 @@ def result(stack, live, two_model_dir, tmp_path_factory) -> dict[str, Any]:  # t
     during = []
     while proc.poll() is None:
         during.append(live_state())
-        time.sleep(3)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)  # the next sample in 3 s, or on at once when the run ends
     stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stderr.decode()[-4000:]
     throughput = json.loads((out_dir / run_id / "metrics.json").read_text())["throughput"]
@@ -341,9 +360,16 @@ def test_export_holds_one_row_per_decision_of_the_live_model(stack, live, result
 
 
 def test_export_leaves_is_fraud_null_without_a_label(
-    stack: Any, model_dir: Path, small_topic: str, make_topic: Callable[..., str], tmp_path: Path
+    stack: Any,
+    model_dir: Path,
+    small_topic: str,
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A topic with no labels at all: every exported row has is_fraud null, none is dropped."""
+    """A topic with no labels at all: every exported row has is_fraud null, none is dropped. The
+    entry point runs in-process (``python -m backtest`` as a process is the ``result`` fixture's);
+    its scoring service and job are processes all the same."""
     import pyarrow.parquet as pq
 
     empty_labels = make_topic("labels-none", 1, schemas.LABEL)
@@ -353,9 +379,9 @@ def test_export_leaves_is_fraud_null_without_a_label(
     # The live model is replayed, so the run compares with live decisions: empty topics of its own.
     live_topics = [make_topic(f"live-{kind}", 1, schemas.DECISION) for kind in ("flagged", "approved")]
     args += ["--live-flagged-topic", live_topics[0], "--live-approved-topic", live_topics[1]]
-    proc = backtest(args, stack)
-    _stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr.decode()[-3000:]
+    connection = ["--bootstrap-servers", stack.bootstrap, "--registry-url", stack.registry_url]
+    code = backtest_main([*connection, "--redis-url", stack.redis_url, *args])
+    assert code == 0, capsys.readouterr().err[-3000:]
     rows = pq.read_table(path).to_pylist()
     assert len(rows) == 10
     assert [r["is_fraud"] for r in rows] == [None] * 10
