@@ -61,7 +61,7 @@ def wait_for(
         metrics = scrape(url)
         if condition(metrics):
             return metrics
-        time.sleep(1.0)
+        time.sleep(0.25)
     raise AssertionError(
         f"{what} not reached in {WAIT_S:.0f}s; last metrics: {metrics.get('fraud_feature_psi')}"
     )
