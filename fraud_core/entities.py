@@ -50,6 +50,13 @@ DEFAULT_LABEL_DELAY_MS = 7 * DAY_MS
 DAY_WINDOWS: dict[str, int] = {"1d": 1, "7d": 7, "30d": 30}
 MINUTE_WINDOWS: dict[str, int] = {"1m": 1, "10m": 10, "1h": 60}
 LONGEST_DAYS = max(DAY_WINDOWS.values())
+RECENT_DAYS = 7  # frauds paid this recently and already reported, without waiting out the delay
+
+
+def _label_names(prefix: str) -> tuple[str, ...]:
+    return (*(f"{prefix}_fraud_rate_{label}" for label in DAY_WINDOWS), f"{prefix}_recent_frauds_7d")
+
+
 # Distinct cards remembered per merchant minute: beyond it the count saturates (a merchant seeing
 # more than this many cards a minute is far past any alert already).
 MAX_CARDS_PER_MINUTE = 256
@@ -171,16 +178,35 @@ class Frauds:
             del self.confirmed[oldest]
 
     def rates(self, t: int, prefix: str) -> dict[str, float]:
-        """``<prefix>_fraud_rate_<w>``: frauds known at ``t`` over payments, in ``[t - delay - w, t - delay]``."""
+        """``<prefix>_fraud_rate_<w>``: frauds known at ``t`` over payments, in ``[t - delay - w, t - delay]``;
+        ``<prefix>_recent_frauds_7d``: frauds paid in the last 7 days (by day) already reported at ``t``.
+
+        The rates wait out the label delay so that their denominator is labelled; the recent count
+        does not, so an ongoing compromise shows from its first quick labels rather than a delay
+        later, and fades within 7 days of its end (the payments since then are not frauds).
+        One pass over the confirmed frauds."""
         if not self.confirmed:
-            return {f"{prefix}_fraud_rate_{label}": 0.0 for label in DAY_WINDOWS}
+            return dict.fromkeys(_label_names(prefix), 0.0)
         end = (t - self.delay_ms) // DAY_MS
+        recent_from = t // DAY_MS - RECENT_DAYS
+        counts = dict.fromkeys(DAY_WINDOWS, 0)
+        recent = 0
+        for d, known in self.confirmed.values():
+            if known > t:
+                continue
+            if d > recent_from:
+                recent += 1
+            age = end - d
+            if 0 <= age < LONGEST_DAYS:
+                for label, width in DAY_WINDOWS.items():
+                    if age < width:
+                        counts[label] += 1
         out: dict[str, float] = {}
         for label, width in DAY_WINDOWS.items():
-            lo = end - width
-            frauds = sum(1 for d, known in self.confirmed.values() if lo < d <= end and known <= t)
-            payments = sum(c for d, c in self.payments.items() if lo < d <= end) if frauds else 0
+            frauds = counts[label]
+            payments = sum(c for d, c in self.payments.items() if end - width < d <= end) if frauds else 0
             out[f"{prefix}_fraud_rate_{label}"] = round(frauds / max(payments, frauds, 1), 6)
+        out[f"{prefix}_recent_frauds_7d"] = float(recent)
         return out
 
     def count_payment(self, t: int, reference: int) -> None:

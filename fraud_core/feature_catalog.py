@@ -203,6 +203,14 @@ def _labels() -> Iterator[Feature]:
                 "{:.3f}",
                 high=1.0,
             )
+        yield Feature(
+            f"{entity}_recent_frauds_7d",
+            entity,
+            "labels",
+            "7d",
+            f"recent payments at this {entity} already reported as fraud",
+            f"payments of this {entity} in the last 7 days already confirmed as fraud",
+        )
 
 
 def _payment() -> Iterator[Feature]:
