@@ -101,15 +101,19 @@ def plot_all(folder: Path, joined: Mapping[str, Joined], metrics: Mapping[str, A
             ap = metrics[v]["pr_auc"]
             ax.plot(recall, precision, label=f"{v} (average precision {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower left", fontsize=8)
+    if ax.lines:
+        ax.legend(loc="lower left", fontsize=8)
+    else:  # no model has both frauds and legitimate payments labelled: no curve to draw
+        ax.text(0.5, 0.5, "no curve: needs labelled frauds and legitimate payments", ha="center", fontsize=9)
     _save(fig, folder / PLOTS[0])
 
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
     bins = np.linspace(0, 1, 51)
     for ax, v in zip(axes[0], models, strict=True):
         j = joined[v]
-        ax.hist(j.score[~j.is_fraud], bins=bins, alpha=0.6, label="legitimate", density=True)
-        ax.hist(j.score[j.is_fraud], bins=bins, alpha=0.6, label="fraud", density=True)
+        for scores, label in ((j.score[~j.is_fraud], "legitimate"), (j.score[j.is_fraud], "fraud")):
+            if len(scores):  # an empty class has no density (and numpy would divide by zero)
+                ax.hist(scores, bins=bins, alpha=0.6, label=label, density=True)
         ax.axvline(metrics[v]["threshold"], color="k", linestyle="--", label="threshold")
         # Without labelled events the histograms are empty, and an empty axis cannot be log-scaled.
         log_scale = bool(j.labelled)
