@@ -51,6 +51,7 @@ DAY_WINDOWS: dict[str, int] = {"1d": 1, "7d": 7, "30d": 30}
 MINUTE_WINDOWS: dict[str, int] = {"1m": 1, "10m": 10, "1h": 60}
 LONGEST_DAYS = max(DAY_WINDOWS.values())
 RECENT_DAYS = 7  # frauds paid this recently and already reported, without waiting out the delay
+RECENT_LABEL_AGE_MS = DAY_MS  # ... counted once their label is this old (see Frauds.rates)
 
 
 def _label_names(prefix: str) -> tuple[str, ...]:
@@ -179,22 +180,27 @@ class Frauds:
 
     def rates(self, t: int, prefix: str) -> dict[str, float]:
         """``<prefix>_fraud_rate_<w>``: frauds known at ``t`` over payments, in ``[t - delay - w, t - delay]``;
-        ``<prefix>_recent_frauds_7d``: frauds paid in the last 7 days (by day) already reported at ``t``.
+        ``<prefix>_recent_frauds_7d``: frauds paid in the last 7 days (by day) whose label is at least
+        :data:`RECENT_LABEL_AGE_MS` old at ``t``.
 
         The rates wait out the label delay so that their denominator is labelled; the recent count
-        does not, so an ongoing compromise shows from its first quick labels rather than a delay
-        later, and fades within 7 days of its end (the payments since then are not frauds).
+        does not, so an ongoing compromise shows from its first labels rather than a delay later,
+        and fades within 7 days of its end (the payments since then are not frauds). It counts a
+        label only once it is a day old: a replay reads ``payments.labels`` and the payments at
+        different paces, and a label just known could reach the job before or after a payment of
+        the same moment; a day is far beyond that skew, so live and replay count the same labels.
         One pass over the confirmed frauds."""
         if not self.confirmed:
             return dict.fromkeys(_label_names(prefix), 0.0)
         end = (t - self.delay_ms) // DAY_MS
         recent_from = t // DAY_MS - RECENT_DAYS
+        settled = t - RECENT_LABEL_AGE_MS
         counts = dict.fromkeys(DAY_WINDOWS, 0)
         recent = 0
         for d, known in self.confirmed.values():
             if known > t:
                 continue
-            if d > recent_from:
+            if d > recent_from and known <= settled:
                 recent += 1
             age = end - d
             if 0 <= age < LONGEST_DAYS:

@@ -209,7 +209,7 @@ def _labels() -> Iterator[Feature]:
             "labels",
             "7d",
             f"recent payments at this {entity} already reported as fraud",
-            f"payments of this {entity} in the last 7 days already confirmed as fraud",
+            f"payments of this {entity} in the last 7 days confirmed as fraud a day ago or more",
         )
 
 

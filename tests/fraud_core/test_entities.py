@@ -135,19 +135,21 @@ def test_a_fraud_counts_from_its_labelled_at_for_payments_of_the_delayed_window(
 
 
 def test_recent_frauds_count_reported_payments_of_the_last_7_days_without_the_delay() -> None:
-    """An ongoing compromise shows from its first quick labels, not a label delay later, and fades
-    once its payments are more than 7 days old, however late their labels keep arriving."""
+    """An ongoing compromise shows from its first labels once they are a day old (a replay's two
+    sources cannot race for them), not a label delay later, and fades once its payments are more
+    than 7 days old, however late their labels keep arriving."""
     frauds = Frauds(DELAY)
     for d in range(20):
         frauds.count_payment(T0 + d * DAY_MS, T0 + d * DAY_MS)
     day10 = T0 + 10 * DAY_MS + HOUR_MS
     frauds.learn(_label(1, day10, labelled_at=day10 + 12 * HOUR_MS))  # reported the same day
-    frauds.learn(_label(2, day10, labelled_at=day10 + 5 * DAY_MS))  # reported five days later
-    frauds.learn(_label(3, day10, labelled_at=day10 + DAY_MS, fraud=False))  # legitimate: ignored
+    frauds.learn(_label(2, day10, labelled_at=day10 + 4 * DAY_MS))  # reported four days later
+    frauds.learn(_label(3, day10, labelled_at=day10 + HOUR_MS, fraud=False))  # legitimate: ignored
     frauds.learn(_label(4, T0 + 2 * DAY_MS, labelled_at=day10))  # paid eight days earlier: not recent
     recent = "merchant_recent_frauds_7d"
-    assert frauds.rates(day10 + HOUR_MS, "merchant")[recent] == 0.0  # nothing reported yet
-    at = day10 + DAY_MS
+    assert frauds.rates(day10 + 13 * HOUR_MS, "merchant")[recent] == 0.0  # known, not yet a day old
+    assert frauds.rates(day10 + 36 * HOUR_MS - 1, "merchant")[recent] == 0.0
+    at = day10 + 36 * HOUR_MS  # label 1 is a day old
     assert frauds.rates(at, "merchant")[recent] == 1.0
     # The delayed 7-day rate (days -3..4) holds only the older fraud: day 10's wait out the delay.
     assert frauds.rates(at, "merchant")["merchant_fraud_rate_7d"] == pytest.approx(1 / 5, abs=1e-6)
