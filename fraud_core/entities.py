@@ -37,6 +37,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from zlib import crc32
 
@@ -54,6 +55,7 @@ RECENT_DAYS = 7  # frauds paid this recently and already reported, without waiti
 RECENT_LABEL_AGE_MS = DAY_MS  # ... counted once their label is this old (see Frauds.rates)
 
 
+@cache  # per event on the hot path; two prefixes, built once
 def _label_names(prefix: str) -> tuple[str, ...]:
     return (*(f"{prefix}_fraud_rate_{label}" for label in DAY_WINDOWS), f"{prefix}_recent_frauds_7d")
 
