@@ -31,7 +31,8 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## Create .venv and install the pinned Python dependencies
 
-$(FETCHED): $(INSTALLED) deploy/maven/pom.xml deploy/local/fetch.py
+DECODER_SOURCES := deploy/maven/decoder/pom.xml $(shell find deploy/maven/decoder/src -name '*.java') schemas/payment_initiated.avsc
+$(FETCHED): $(INSTALLED) deploy/maven/pom.xml deploy/local/fetch.py $(DECODER_SOURCES)
 	$(PY) -m deploy.local.fetch
 	@touch $@
 
@@ -44,7 +45,7 @@ $(PROMETHEUS_PKG):
 	  else echo "error: promtool not found; run: sudo apt-get install prometheus"; exit 1; fi; }
 	@mkdir -p $(@D) && touch $@
 
-fetch: $(FETCHED) ## Fetch Kafka, the Flink Kafka connector and Apicurio Registry into .stack/lib (once)
+fetch: $(FETCHED) ## Fetch Kafka, the Flink Kafka connector and Apicurio Registry into .stack/lib (once); build the job's JVM decoder
 
 up: $(FETCHED) ## Start the local stack (Kafka KRaft, Apicurio Registry, Redis), create topics, register schemas
 	$(PY) -m deploy.local.stack up

@@ -93,6 +93,7 @@ class System:
     delivery: str
     parallelism: int = 1
     deployment: str = "process"  # pipeline: mini-cluster (one process) or cluster (make cluster)
+    decode_in: str = "python"  # pipeline: the job's DECODE_IN (flink_jobs/jvm_decode.py)
 
 
 SYSTEMS = {
@@ -102,7 +103,11 @@ SYSTEMS = {
     "pipeline-cluster-p2": System("pipeline", "at-least-once", 2, "cluster"),
     "batched-consumer": System("batched-consumer", "at-least-once"),
     "naive-baseline": System("naive-baseline", "at-least-once"),
+    # DECODE_IN=jvm beside "pipeline" (issue 25 §2); on request only: `--systems pipeline,pipeline-jvm-decode`.
+    "pipeline-jvm-decode": System("pipeline", "at-least-once", 1, "mini-cluster", "jvm"),
 }
+# What `make bench` runs unless told otherwise.
+DEFAULT_SYSTEMS = [name for name in SYSTEMS if SYSTEMS[name].decode_in == "python"]
 DEFAULT_LOADS = "100,250,500,1000,2000,3000,4000,5000,8000"
 # How each system reaches the scoring service and encodes its decisions (the JSON's "notes").
 SCORING_NOTES = {
@@ -307,6 +312,7 @@ def start_system(
         CHECKPOINT_DIR=str(logs / f"{name}-checkpoints"),
         CHECKPOINT_INTERVAL_MS=checkpoint_ms,
         TRANSACTIONAL_ID_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+        DECODE_IN=system.decode_in,
     )
     if system.kind in ("naive-baseline", "batched-consumer"):
         return spawn(name, ["-m", f"bench.{system.kind.replace('-', '_')}"], logs / f"{name}.log", env)
@@ -345,6 +351,8 @@ def label(run: dict[str, Any]) -> str:
     name = "pipeline" if run["delivery"] == "at-least-once" else "pipeline-exactly-once"
     if run.get("deployment") == "cluster":
         name += "-cluster"
+    if run.get("decode_in", "python") != "python":
+        name += f"-{run['decode_in']}-decode"
     return f"{name}-p{run['parallelism']}" if run.get("parallelism", 1) > 1 else name
 
 
@@ -353,7 +361,13 @@ def key_of(name: str) -> str:
     ``pipeline-exactly-once``)."""
     s = SYSTEMS[name]
     return label(
-        {"system": s.kind, "delivery": s.delivery, "parallelism": s.parallelism, "deployment": s.deployment}
+        {
+            "system": s.kind,
+            "delivery": s.delivery,
+            "parallelism": s.parallelism,
+            "deployment": s.deployment,
+            "decode_in": s.decode_in,
+        }
     )
 
 
@@ -490,6 +504,7 @@ def run_system(
                 "delivery": system.delivery,
                 "parallelism": system.parallelism,
                 "deployment": system.deployment,
+                "decode_in": system.decode_in,
                 **combine_trials(trials),
             }
             step["sustained"] = rule.holds(step)
@@ -583,7 +598,8 @@ class BenchCli(BaseSettings):
         20.0, description="Unmeasured seconds at the first load before each system's ladder."
     )
     BENCH_SYSTEMS: str = Field(
-        ",".join(SYSTEMS), description=f"The systems to run, comma-separated, from: {', '.join(SYSTEMS)}."
+        ",".join(DEFAULT_SYSTEMS),
+        description=f"The systems to run, comma-separated, from: {', '.join(SYSTEMS)}.",
     )
     BENCH_STAGES_ONLY: CliToggleFlag[bool] = Field(
         False, description="Only the stage costs and the in-process limit (no system is run)."

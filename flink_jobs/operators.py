@@ -42,6 +42,7 @@ from pyflink.datastream import (
 from pyflink.datastream.state import ListStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 import schemas
+from flink_jobs import jvm_decode
 from flink_jobs.resume import Decided, Resume, already_decided
 from flink_jobs.settings import OperatorSecrets
 from fraud_core.decision import BlocklistPolicy
@@ -127,8 +128,12 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
         time_bounds: EventTimeBounds = DEFAULT_EVENT_TIME_BOUNDS,
         resume: Resume | None = None,
         bootstrap_servers: str = "",
+        *,
+        decoded_in_jvm: bool = False,
     ) -> None:
         self.registry_url = registry_url
+        # DECODE_IN=jvm: rows carry the Java decoder's result next to the bytes (flink_jobs/jvm_decode.py).
+        self.decoded_in_jvm = decoded_in_jvm
         self.dlq_topic = dlq_topic
         self.time_bounds = time_bounds
         self.resume = resume
@@ -176,7 +181,10 @@ class FeaturesFunction(KeyedProcessFunction):  # type: ignore[misc]  # pyflink i
             self.already_decided.inc()
             return
         try:
-            txn = self.intake.decode(value)
+            if self.decoded_in_jvm:
+                txn = jvm_decode.transaction(row["decoded"], self.time_bounds)
+            else:
+                txn = self.intake.decode(value)
             if key is None or key != txn.user_id.encode():
                 raise DecodeError(
                     KEY_MISMATCH,

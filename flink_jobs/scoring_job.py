@@ -27,6 +27,7 @@ from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironme
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
+from flink_jobs import jvm_decode
 from flink_jobs.operators import (
     CARD_LABELS_TAG,
     DLQ_TAG,
@@ -234,6 +235,14 @@ def flink_options(settings: JobSettings, restore: str) -> dict[str, str]:
     """The Flink settings, with the latency knobs documented in flink_jobs/README.md (no JVM needed)."""
     opts: dict[str, str] = {}
     jars = sorted(Path(settings.FLINK_CONNECTOR_DIR).glob("*.jar"))
+    if settings.DECODE_IN == "jvm":
+        decoder = Path(settings.DECODER_JAR)
+        if not decoder.is_file():
+            raise ConfigError(
+                f"DECODE_IN=jvm: DECODER_JAR={settings.DECODER_JAR!r} is not a file; `make fetch` builds it "
+                "from deploy/maven/decoder"
+            )
+        jars.append(decoder)  # shipped with the job, as the connector is
     if jars:  # on a cluster the connector sits in Flink's lib/ instead
         opts["pipeline.jars"] = ";".join(p.resolve().as_uri() for p in jars)
     # THREAD mode: the Python functions run inside the TaskManager's JVM (PEMJA), so an event
@@ -385,12 +394,19 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
         t_env.execute_sql(sink_ddl(settings, table, topic))
 
     # Keyed by the Kafka record key (the user id) in SQL, so no Python runs before the shuffle.
-    by_user = t_env.sql_query(
-        "SELECT CAST(k AS STRING) AS user_key, ROW(k, v, `partition`, `offset`, headers, `topic`) AS rec "
-        "FROM source_events"
-    )
+    # DECODE_IN=jvm: the value is decoded in Java beside its bytes (flink_jobs/jvm_decode.py).
+    if settings.DECODE_IN == "jvm":
+        jvm_decode.register(t_env)
+        by_user = t_env.sql_query(jvm_decode.source_query(settings.SCHEMA_REGISTRY_URL))
+        record_type = jvm_decode.DECODED_SOURCE_RECORD
+    else:
+        by_user = t_env.sql_query(
+            "SELECT CAST(k AS STRING) AS user_key, ROW(k, v, `partition`, `offset`, headers, `topic`) AS rec "
+            "FROM source_events"
+        )
+        record_type = SOURCE_RECORD
     # A RowTypeInfo (not to_data_stream's ExternalTypeInfo): keyed Python operators require one.
-    raw = t_env.to_append_stream(by_user, Types.ROW([Types.STRING(), SOURCE_RECORD]))
+    raw = t_env.to_append_stream(by_user, Types.ROW([Types.STRING(), record_type]))
     shards = shard_keys(settings.JOB_PARALLELISM, settings.SCORING_SHARDS_PER_SUBTASK)
     by_user = (
         keyed_by_first_field(raw, Types.STRING())
@@ -401,6 +417,7 @@ def build(settings: JobSettings, restore: str = "latest") -> StreamExecutionEnvi
                 EventTimeBounds(settings.EVENT_TIME_MAX_AHEAD_MS, settings.EVENT_TIME_MAX_AGE_MS),
                 resume,
                 settings.KAFKA_BOOTSTRAP_SERVERS,
+                decoded_in_jvm=settings.DECODE_IN == "jvm",
             ),
             KEYED_EVENT,
         )

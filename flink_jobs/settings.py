@@ -77,6 +77,16 @@ class JobSettings(ScoringClientSettings):
         str(REPO_ROOT / ".stack" / "lib" / "flink"),
         description="Folder of the Flink jars (the Kafka SQL connector) that `make fetch` resolved.",
     )
+    DECODE_IN: Literal["python", "jvm"] = Field(
+        "python",
+        description="Where payments are decoded: python (FeaturesFunction, fastavro) | jvm (the Java "
+        "function decode_payment of DECODER_JAR before the first Python operator; same dead-letter "
+        "reasons, measured in flink_jobs/README.md).",
+    )
+    DECODER_JAR: str = Field(
+        str(REPO_ROOT / ".stack" / "lib" / "decoder" / "fraud-decoder.jar"),
+        description="The JVM decoder's jar (DECODE_IN=jvm), built by `make fetch` from deploy/maven/decoder.",
+    )
     BUFFER_TIMEOUT_MS: int = Field(
         default=2, ge=0, description="Network buffer timeout: the latency a record can wait in a buffer."
     )

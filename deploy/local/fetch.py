@@ -1,6 +1,7 @@
 """Fetch the JVM parts of the local stack once; afterwards everything runs offline from the cache.
 
-Kafka and the Flink Kafka connector are resolved by Maven from ``deploy/maven/pom.xml``. Apicurio's
+Kafka and the Flink Kafka connector are resolved by Maven from ``deploy/maven/pom.xml``; the job's JVM
+decoder (``DECODE_IN=jvm``) is built from ``deploy/maven/decoder`` (again when a source changed). Apicurio's
 runnable distribution is downloaded from Maven Central directly (its parent POM is not published
 there, so Maven cannot resolve it) and checked against the SHA-1 Maven Central publishes.
 """
@@ -45,6 +46,35 @@ def fetch_maven() -> None:
         raise SystemExit("error: Maven could not resolve the stack's jars (is Maven Central reachable?)")
 
 
+DECODER = REPO_ROOT / "deploy" / "maven" / "decoder"
+DECODER_JAR = LIB_DIR / "decoder" / "fraud-decoder.jar"
+
+
+def decoder_sources() -> list[Path]:
+    """What the JVM decoder's jar is built from: its POM, its Java sources and the reader schema."""
+    return [
+        DECODER / "pom.xml",
+        *sorted((DECODER / "src").rglob("*.java")),
+        REPO_ROOT / "schemas" / "payment_initiated.avsc",
+    ]
+
+
+def build_decoder() -> None:
+    """Build the job's JVM decoder (``DECODE_IN=jvm``) when its jar is missing or older than a source."""
+    if DECODER_JAR.exists() and DECODER_JAR.stat().st_mtime >= max(
+        p.stat().st_mtime for p in decoder_sources()
+    ):
+        return
+    if shutil.which("mvn") is None:
+        raise SystemExit(
+            "error: Maven (mvn) not found; it builds the job's JVM decoder (deploy/maven/decoder)"
+        )
+    log.info("building the JVM decoder (deploy/maven/decoder) ...")
+    res = subprocess.run(["mvn", "-q", "-B", "-f", str(DECODER / "pom.xml"), "package"], check=False)
+    if res.returncode != 0:
+        raise SystemExit("error: Maven could not build deploy/maven/decoder (is Maven Central reachable?)")
+
+
 def fetch_apicurio() -> None:
     target = LIB_DIR / "apicurio"
     if (target / APICURIO_JAR).exists():
@@ -77,6 +107,7 @@ def fetch_apicurio() -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     fetch_maven()
+    build_decoder()
     fetch_apicurio()
     log.info("stack artifacts ready in %s", LIB_DIR.relative_to(REPO_ROOT))
     return 0

@@ -183,6 +183,7 @@ def row(name: str) -> dict[str, object]:
         "delivery": s.delivery,
         "parallelism": s.parallelism,
         "deployment": s.deployment,
+        "decode_in": s.decode_in,
     }
 
 
@@ -197,6 +198,7 @@ def test_each_system_has_its_own_key() -> None:
             "pipeline-cluster-p2",
             "batched-consumer",
             "naive-baseline",
+            "pipeline-jvm-decode",
         ]
     )
 
