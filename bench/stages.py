@@ -9,15 +9,23 @@ figures in ``latest.json``: ``stage_costs_us`` and the ``in-process-limit`` row.
 
 from __future__ import annotations
 
+import base64
 import marshal
+import os
 import pickle
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+import pyflink
+from pyflink.common import Row
+
 import schemas
+from flink_jobs import jvm_decode
+from flink_jobs.settings import JobSettings
 from fraud_core.decision import ScoreResult, decide, topic_for
 from fraud_core.enrichment import ProfileStore
 from fraud_core.entities import DEFAULT_LABEL_DELAY_MS, CardState, MerchantState, StreamFeatures, UserState
@@ -109,12 +117,49 @@ def measure(
         "http_score_binary_batch64": per_event_us(s.http_at(64, binary_scorer), seconds),
         f"model_in_process_batch{BATCH}": per_event_us(s.model_all, seconds),
         "decide_encode": per_event_us(s.decide_encode_all, seconds),
+        **jvm_decode_costs(values, registry_url, s.txns, seconds),
     }
     limit = in_process_limit(values, intake, store, local, decisions, topics, seconds * 3)
     scorer.close()
     binary_scorer.close()
     store.close()
     return {k: round(v, 1) for k, v in costs.items()}, limit
+
+
+def jvm_decode_costs(
+    values: Sequence[bytes], registry_url: str, txns: Sequence[Transaction], seconds: float
+) -> dict[str, float]:
+    """``DECODE_IN=jvm``'s two halves, to set against ``decode_validate``: ``jvm_decode``, the Java
+    function alone in a JIT-warm JVM (``DecodeBench`` of the decoder jar), and ``validate_after_jvm_decode``,
+    what Python still does with its row (:func:`flink_jobs.jvm_decode.transaction`). The row's crossing into
+    Python is not in either: only the end-to-end ``pipeline-jvm-decode`` run shows it. Empty when the jar is
+    not built (``make fetch``)."""
+    jar = Path(JobSettings.model_fields["DECODER_JAR"].default)
+    if not jar.is_file():
+        return {}
+    classpath = os.pathsep.join([str(jar), str(Path(pyflink.__file__).parent / "lib" / "*")])
+    lines = "\n".join(base64.b64encode(v).decode() for v in values)
+    res = subprocess.run(
+        ["java", "-cp", classpath, "dev.fraudpipe.decoder.DecodeBench", registry_url, str(seconds)],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"DecodeBench failed: {res.stderr.strip()[-500:]}")
+    rows = [Row(None, None, *(getattr(t, f) for f in jvm_decode.FIELDS)) for t in txns]
+
+    def validate_all() -> int:
+        for row in rows:
+            jvm_decode.transaction(row)
+        return len(rows)
+
+    return {
+        "jvm_decode": float(res.stdout.split()[-1]),
+        "validate_after_jvm_decode": per_event_us(validate_all, seconds),
+    }
 
 
 class _Stages:
