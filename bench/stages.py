@@ -206,6 +206,7 @@ class _Stages:
         # As the job's keyed operator does it: state read, observe, state write (the state is
         # pickled in Flink's heap backend, PICKLED_BYTE_ARRAY).
         txns = self.txns
+        upstream = {"merchant_amount_ratio": 1.0}  # the merchant hop's feature the card reads
 
         def run() -> int:
             states: dict[str, bytes] = {}
@@ -216,11 +217,11 @@ class _Stages:
                 state: UserState | MerchantState | CardState
                 if kind == "user":
                     state = UserState.from_state(loaded)
-                elif kind == "merchant":
-                    state = MerchantState.from_state(DEFAULT_LABEL_DELAY_MS, loaded)
+                    state.observe(t)
                 else:
-                    state = CardState.from_state(DEFAULT_LABEL_DELAY_MS, loaded)
-                state.observe(t)
+                    entity = MerchantState if kind == "merchant" else CardState
+                    state = entity.from_state(DEFAULT_LABEL_DELAY_MS, loaded)
+                    state.observe(t, upstream)
                 states[key] = pickle.dumps(state.to_state())
             return len(txns)
 

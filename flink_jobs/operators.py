@@ -304,7 +304,7 @@ class EntityFunction(KeyedCoProcessFunction):  # type: ignore[misc]  # pyflink i
         fields, headers, features, decided = marshal.loads(event)
         txn = Transaction(*fields)
         state = self.kind.from_state(self.label_delay_ms, self.state.value())
-        features.update(state.observe(txn))
+        features.update(state.observe(txn, features))
         self.state.update(state.to_state())
         if self.shard_keys is None:
             yield Row(txn.card_id, marshal.dumps((fields, headers, features, decided)))

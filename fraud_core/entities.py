@@ -35,6 +35,7 @@ Semantics (what a replay must reproduce):
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -65,6 +66,10 @@ def _label_names(prefix: str) -> tuple[str, ...]:
 MAX_CARDS_PER_MINUTE = 256
 MAX_FRAUDS_PER_KEY = 2_000
 MAX_CARD_RECENT = 500
+# A card's spending level (see CardState): this far above its usual one, a payment is high.
+HIGH_LEVEL = 3.0
+MIN_USUAL_PAYMENTS = 5  # ... once the usual rests on this many payments
+MIN_LEVEL = 1e-4  # a level's floor before its log (a 0.01 EUR payment at a large merchant)
 
 
 def _ratio(amount: float, total: float, count: int) -> float:
@@ -244,7 +249,9 @@ class MerchantState:
     amounts: dict[int, list[float]] = field(default_factory=dict)  # day -> [count, sum EUR]
     newest: int = 0
 
-    def observe(self, txn: Transaction) -> dict[str, float]:
+    def observe(self, txn: Transaction, upstream: Mapping[str, float]) -> dict[str, float]:
+        """The merchant's features of ``txn``; then remember it. ``upstream`` (the user hop's
+        features) is unused: every entity hop has the same signature."""
         t = txn.event_time
         minute, day = t // MINUTE_MS, t // DAY_MS
         amount = to_eur(txn.amount_minor, txn.currency)
@@ -298,13 +305,23 @@ class MerchantState:
 
 @dataclass(slots=True)
 class CardState:
-    """A card's last ten minutes (merchants, countries) and its confirmed frauds."""
+    """A card's last ten minutes (merchants, countries), its usual spending level over 30 days, and
+    its confirmed frauds.
+
+    The spending level is the payment's ``merchant_amount_ratio`` (the amount against the merchant's
+    typical one, from the merchant hop before this one), so it does not depend on which merchants
+    the card visits: a customer who spends twice the typical amount everywhere has a level of 2.
+    ``levels`` holds ``day -> [payments, sum of log levels, high payments]``: at most 31 buckets.
+    A payment at :data:`HIGH_LEVEL`x the usual level or more counts as high and stays out of the
+    usual, so a fraudster spending big on the card for days does not become the card's usual.
+    """
 
     frauds: Frauds
     recent: list[tuple[int, str, str]] = field(default_factory=list)  # (event time, merchant, country)
     newest: int = 0
+    levels: dict[int, list[float]] = field(default_factory=dict)
 
-    def observe(self, txn: Transaction) -> dict[str, float]:
+    def observe(self, txn: Transaction, upstream: Mapping[str, float]) -> dict[str, float]:
         t = txn.event_time
         reference = min(t, self.newest) if self.recent else t
         self.newest = max(self.newest, t)
@@ -315,6 +332,7 @@ class CardState:
             "card_merchants_10m": float(len({e[1] for e in window})),
             "card_countries_10m": float(len({e[2] for e in window})),
         }
+        out.update(self._level(t, upstream["merchant_amount_ratio"], reference))
         out.update(self.frauds.rates(t, "card"))
         self.frauds.count_payment(t, reference)
         cutoff = reference - 10 * MINUTE_MS
@@ -322,15 +340,38 @@ class CardState:
             self.recent = [e for e in self.recent if e[0] > cutoff][-MAX_CARD_RECENT:]
         return out
 
+    def _level(self, t: int, ratio: float, reference: int) -> dict[str, float]:
+        """``card_level_vs_usual`` (this payment's level over the card's usual, the geometric mean of
+        its earlier 30 days' levels; 1.0 without history) and ``card_high_levels_7d`` (its high
+        payments of the last 7 days before this one)."""
+        day = t // DAY_MS
+        count = total = high = 0.0
+        for d, (n, logs, highs) in self.levels.items():
+            if day - LONGEST_DAYS < d <= day:
+                count += n
+                total += logs
+                if d > day - RECENT_DAYS:
+                    high += highs
+        log_level = math.log(max(ratio, MIN_LEVEL))
+        vs_usual = math.exp(log_level - total / count) if count else 1.0
+        bucket = self.levels.setdefault(day, [0.0, 0.0, 0.0])
+        if count >= MIN_USUAL_PAYMENTS and vs_usual >= HIGH_LEVEL:
+            bucket[2] += 1
+        else:
+            bucket[0] += 1
+            bucket[1] += log_level
+        _prune(self.levels, reference // DAY_MS - LONGEST_DAYS)
+        return {"card_level_vs_usual": round(vs_usual, 4), "card_high_levels_7d": high}
+
     def to_state(self) -> tuple[Any, ...]:
-        return self.recent, self.newest, self.frauds.to_state()
+        return self.recent, self.newest, self.frauds.to_state(), self.levels
 
     @classmethod
     def from_state(cls, delay_ms: int, state: tuple[Any, ...] | None) -> CardState:
         if state is None:
             return cls(Frauds(delay_ms))
-        recent, newest, frauds = state
-        return cls(Frauds.from_state(delay_ms, frauds), recent, newest)
+        recent, newest, frauds, levels = state
+        return cls(Frauds.from_state(delay_ms, frauds), recent, newest, levels)
 
 
 class StreamFeatures:
@@ -349,8 +390,8 @@ class StreamFeatures:
         if user is None:
             user = self.users[txn.user_id] = UserState()
         out = user.observe(txn)
-        out.update(self._merchant(txn.merchant_id).observe(txn))
-        out.update(self._card(txn.card_id).observe(txn))
+        out.update(self._merchant(txn.merchant_id).observe(txn, out))
+        out.update(self._card(txn.card_id).observe(txn, out))
         return out
 
     def label(self, label: Label) -> None:

@@ -187,6 +187,24 @@ def _card() -> Iterator[Feature]:
         "card used in several countries within minutes",
         "different countries this card paid in within the last 10 minutes",
     )
+    yield Feature(
+        "card_level_vs_usual",
+        "card",
+        "card",
+        "30d",
+        "amount far above what this card usually spends at such merchants",
+        "this payment's amount-to-merchant-typical ratio as a multiple of the card's usual one (30 days)",
+        "{:.1f}x",
+        high=_BIG,
+    )
+    yield Feature(
+        "card_high_levels_7d",
+        "card",
+        "card",
+        "7d",
+        "card spending far above its usual level for days",
+        "payments of this card in the last 7 days at 3x its usual level or more",
+    )
 
 
 def _labels() -> Iterator[Feature]:

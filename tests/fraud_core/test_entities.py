@@ -3,6 +3,7 @@ event lists (no buckets, no pruning), and its size per key."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 import uuid
@@ -78,7 +79,7 @@ def test_merchant_minutes_count_payments_and_distinct_cards_with_the_payment_its
     events = [e for e in _stream(600, 3 * HOUR_MS) if e.merchant_id == "m-0"]
     state = MerchantState(Frauds(DELAY))
     for i, txn in enumerate(events):
-        got = state.observe(txn)
+        got = state.observe(txn, {})
         minute = txn.event_time // MINUTE_MS
         for label, width in (("1m", 1), ("10m", 10), ("1h", 60)):
             window = [e for e in events[: i + 1] if minute - width < e.event_time // MINUTE_MS <= minute]
@@ -96,12 +97,39 @@ def test_card_counts_merchants_and_countries_of_the_last_ten_minutes() -> None:
     assert len(events) > 50
     state = CardState(Frauds(DELAY))
     for i, txn in enumerate(events):
-        got = state.observe(txn)
+        got = state.observe(txn, {"merchant_amount_ratio": 1.0})
         window = [
             e for e in events[: i + 1] if txn.event_time - 10 * MINUTE_MS < e.event_time <= txn.event_time
         ]
         assert got["card_merchants_10m"] == len({e.merchant_id for e in window})
         assert got["card_countries_10m"] == len({e.country for e in window})
+
+
+def test_card_level_against_its_usual_and_its_high_payments_of_the_last_7_days() -> None:
+    """The card's spending level (the merchant hop's ratio) against the geometric mean of its earlier
+    30 days' ordinary levels; a payment 3x its usual or more (once the usual rests on 5 payments) is
+    high, stays out of the usual, and counts for 7 days. Checked against the raw list of payments."""
+    rng = random.Random(5)
+    times = sorted(T0 + rng.randrange(50 * DAY_MS) for _ in range(400))
+    # A customer spending about 1.5x the typical amount, then a fortnight where a third is 5x that.
+    shifted = range(T0 + 30 * DAY_MS, T0 + 44 * DAY_MS)
+    levels = [
+        1.5 * math.exp(rng.gauss(0, 0.5)) * (5 if t in shifted and rng.random() < 1 / 3 else 1) for t in times
+    ]
+    state = CardState(Frauds(DELAY))
+    history: list[tuple[int, float, bool]] = []  # (day, log level, high)
+    highs_seen = 0
+    for i, (t, level) in enumerate(zip(times, levels, strict=True)):
+        got = state.observe(_txn(i, t), {"merchant_amount_ratio": round(level, 4)})
+        day = t // DAY_MS
+        usual = [lg for d, lg, high in history if day - 30 < d <= day and not high]
+        expected = math.exp(math.log(round(level, 4)) - sum(usual) / len(usual)) if usual else 1.0
+        assert got["card_level_vs_usual"] == pytest.approx(expected, rel=1e-3)
+        assert got["card_high_levels_7d"] == sum(1 for d, _, high in history if day - 7 < d <= day and high)
+        high = len(usual) >= 5 and expected >= 3.0
+        highs_seen += high
+        history.append((day, math.log(round(level, 4)), high))
+    assert highs_seen > 10  # the shift was seen: the test exercised both paths
 
 
 def _label(i: int, event_time: int | None, labelled_at: int, fraud: bool = True, **ids: str) -> Label:
@@ -219,8 +247,7 @@ def test_state_per_key_stays_bounded_whatever_the_rate() -> None:
 
     for i in range(12_000):
         txn = _txn(i, time_of(i), card_id=f"c-{rng.randrange(10**6)}")
-        merchant.observe(txn)
-        card.observe(txn)
+        card.observe(txn, merchant.observe(txn, {}))
     for i in range(9_000, 12_000):
         merchant.frauds.learn(_label(i, time_of(i), time_of(i)))
     assert len(merchant.frauds.confirmed) == MAX_FRAUDS_PER_KEY
@@ -233,6 +260,7 @@ def test_state_per_key_stays_bounded_whatever_the_rate() -> None:
     assert all(len(b[1]) <= MAX_CARDS_PER_MINUTE for b in merchant.minutes.values())
     assert len(merchant.minutes) <= 61 and len(merchant.amounts) <= 31
     assert len(user.spend.hours) <= 25 and len(user.spend.days) <= 31
+    assert len(card.levels) <= 31
     assert sizes["merchant"] < 400_000, sizes
     assert sizes["user"] < 10_000, sizes
     assert sizes["card"] < 200_000, sizes
