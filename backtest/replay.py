@@ -89,10 +89,14 @@ def delete_topics(bootstrap: str | KafkaConnection, names: list[str]) -> None:
     """Delete the run's topics (best effort: a failure is logged, the report is already written)."""
     if not names:
         return
-    futures = AdminClient(as_connection(bootstrap).librdkafka()).delete_topics(names, operation_timeout=30)
+    # The client is held until every future is done: a temporary one was freed as soon as the call
+    # returned, and its futures could then never complete (confluent-kafka-python issue 1298); a
+    # retrain test waited on one for ten minutes.
+    admin = AdminClient(as_connection(bootstrap).librdkafka())
+    futures = admin.delete_topics(names, operation_timeout=30, request_timeout=60)
     for name, fut in futures.items():
         try:
-            fut.result()
+            fut.result(timeout=90)
         except Exception as exc:  # the admin API raises KafkaException or others; none is fatal here
             log.warning("could not delete backtest topic %s: %s", name, exc)
 
