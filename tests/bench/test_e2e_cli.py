@@ -11,6 +11,7 @@ import pytest
 
 from bench import e2e
 from bench.e2e import SYSTEMS, BenchCli, _Outcome, _result_document, key_of, label, leading_string, main
+from deploy.local.stack import StackConfig
 from fraud_core.cli import parse_settings
 
 ALL_SYSTEMS = [
@@ -100,6 +101,7 @@ def test_the_settings_land_in_latest_json_as_before() -> None:
         "bisect_tolerance": 0.25,
         "bisect_steps_max": 0,
         "checkpoint_interval_ms": 100,
+        "checkpoint_interval_ms_at_least_once": 5000,
         "latency_from": "scheduled send time (open-loop schedule; the input's Kafka timestamp)",
     }
     assert "p99 <= 600 ms" in document["sustained_rule_by_delivery"]["exactly-once"]
@@ -117,7 +119,8 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--trials": "Trials per load step",
         "--bisect-tolerance": "within this fraction. (default: 0.1)",
         "--bisect-steps": "extra loads per system. (default: 4)",
-        "--checkpoint-ms": "exactly-once p99 limit = this + 500 ms. (default: 1000)",
+        "--checkpoint-ms": "its p99 limit = this + 500 ms. At-least-once systems run at the job's default "
+        "interval (5 s). (default: 1000)",
         "--warmup": "Unmeasured seconds at the first load",
         "--systems": "from: pipeline, pipeline-eo, pipeline-p2, pipeline-cluster-p2, batched-consumer, "
         "naive-baseline",
@@ -209,3 +212,19 @@ def test_leading_string_reads_the_event_id_after_the_confluent_header() -> None:
     assert leading_string(value) == event_id
     long_id = "x" * 100  # zigzag 200 = 0xC8 0x01 as a varint
     assert leading_string(b"\x00\x00\x00\x00\x07\xc8\x01" + long_id.encode()) == long_id
+
+
+def test_only_exactly_once_runs_at_the_bench_checkpoint_interval(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Exactly-once decisions wait for a checkpoint, so its interval is the bench's; at-least-once
+    runs at the job's own default, as users run it (1 s checkpoints cost it throughput)."""
+    monkeypatch.setenv("APP_ENV", "local")
+    envs: dict[str, dict[str, str]] = {}
+    monkeypatch.setattr(e2e, "start_job", lambda env, args, log: envs.setdefault(args[1], env))
+    cfg = StackConfig(state_dir=tmp_path)
+    topics = {"in": "i", "flagged": "f", "approved": "a", "dlq": "d"}
+    for name in ("pipeline", "pipeline-eo"):
+        e2e.start_system(name, cfg, topics, "http://127.0.0.1:1", "redis://127.0.0.1:1/0", tmp_path, 1000)
+    assert envs["exactly-once"]["CHECKPOINT_INTERVAL_MS"] == "1000"
+    assert "CHECKPOINT_INTERVAL_MS" not in envs["at-least-once"]
