@@ -123,7 +123,7 @@ test: $(FETCHED) $(CHROMIUM) $(PROMETHEUS_PKG) ## Lint once, then the whole test
 	$(PY) -m pytest -q --durations=20 $(ARGS)
 
 unit: $(INSTALLED) ## The unit tier alone: pure logic, no process or service started (seconds)
-	$(PY) -m pytest -q -m "not integration" --durations=5 $(ARGS)
+	$(PY) -m pytest -q -n auto --maxprocesses=2 -m "not integration" --durations=5 $(ARGS)
 
 lint: $(INSTALLED) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .

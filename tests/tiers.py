@@ -8,7 +8,8 @@ instead of ``pytest.fixture``. Every test whose fixture closure reaches such a d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -46,3 +47,22 @@ def reaches_a_process_fixture(item: pytest.Item) -> bool:
             if name not in definition.argnames:
                 break
     return False
+
+
+def _tier_rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("flink"):
+        return 0
+    return 1 if item.get_closest_marker("integration") else 2
+
+
+def heaviest_tier_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
+    """The files whose heaviest test runs a Flink job first, then the other integration files, then
+    the unit files; collection order within each. ``--dist loadfile`` hands whole files to the
+    workers in this order as they come free, so the minute-long files start early on both workers
+    and the many millisecond ones fill in at the end, instead of one worker finishing alone with the
+    last Flink files (the heaviest-first rule of scheduling, with the tier as the weight). Every
+    worker computes the same order from the same collection, which xdist requires."""
+    rank: dict[Path, int] = {}
+    for item in items:
+        rank[item.path] = min(rank.get(item.path, 2), _tier_rank(item))
+    return sorted(items, key=lambda item: rank[item.path])  # stable: files stay whole and in order
