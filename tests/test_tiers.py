@@ -79,6 +79,12 @@ def test_workers_get_flink_files_first_then_integration_then_unit_each_file_whol
         ),
         test_d_unit="def test_one(): pass\n",
         test_e_flink="import pytest\n@pytest.mark.flink\ndef test_job(): pass\n",
+        test_f_unit_shared_setup=(
+            "import pytest\n"
+            "@pytest.fixture(scope='module')\n"
+            "def replay(): return 1\n"
+            "def test_one(replay): pass\n"
+        ),
     )
     quiet = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:schemathesis", "-p", "no:anyio"]
     result = pytester.runpytest("--collect-only", "-q", *quiet)
@@ -88,6 +94,7 @@ def test_workers_get_flink_files_first_then_integration_then_unit_each_file_whol
         "test_c_mixed.py::test_unit_last",
         "test_e_flink.py::test_job",
         "test_b_integration.py::test_one",
+        "test_f_unit_shared_setup.py::test_one",  # a module fixture of its own: slow setup, goes first
         "test_a_unit.py::test_one",
         "test_a_unit.py::test_two",
         "test_d_unit.py::test_one",

@@ -49,20 +49,37 @@ def reaches_a_process_fixture(item: pytest.Item) -> bool:
     return False
 
 
-def _tier_rank(item: pytest.Item) -> int:
+def _shares_setup_across_its_module(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a module-scoped fixture its own file defines: a file declares one because
+    the setup is too slow to repeat per test (``tests/monitoring/test_warmup.py``'s replay, 5 s;
+    ``tests/fraud_core/test_simulator.py``'s streams)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    module = item.nodeid.split("::")[0]
+    return any(
+        d.scope == "module" and d.baseid == module for defs in info.name2fixturedefs.values() for d in defs
+    )
+
+
+def _weight_rank(item: pytest.Item) -> int:
     if item.get_closest_marker("flink"):
         return 0
-    return 1 if item.get_closest_marker("integration") else 2
+    if item.get_closest_marker("integration"):
+        return 1
+    return 2 if _shares_setup_across_its_module(item) else 3
 
 
 def heaviest_tier_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
-    """The files whose heaviest test runs a Flink job first, then the other integration files, then
-    the unit files; collection order within each. ``--dist loadfile`` hands whole files to the
-    workers in this order as they come free, so the minute-long files start early on both workers
-    and the many millisecond ones fill in at the end, instead of one worker finishing alone with the
-    last Flink files (the heaviest-first rule of scheduling, with the tier as the weight). Every
-    worker computes the same order from the same collection, which xdist requires."""
+    """The files with a Flink test first, then the other integration files, then the unit files with
+    a module fixture of their own, then the other unit files; collection order within each.
+    ``--dist loadfile`` hands whole files to the workers in this order as they come free, so the
+    long files start early on both workers and the many millisecond ones fill in at the end, instead
+    of one worker finishing alone with the last long file (the heaviest-first rule of scheduling,
+    with the tier as the weight: in the unit tier, the 10 s warm-up file last in line kept one worker
+    busy 8 s after the other was done). Every worker computes the same order from the same
+    collection, which xdist requires."""
     rank: dict[Path, int] = {}
     for item in items:
-        rank[item.path] = min(rank.get(item.path, 2), _tier_rank(item))
+        rank[item.path] = min(rank.get(item.path, 3), _weight_rank(item))
     return sorted(items, key=lambda item: rank[item.path])  # stable: files stay whole and in order
