@@ -5,8 +5,9 @@ case, and the console runs as its own process (``python -m console``). Headless 
 Debian, driven by Selenium through Debian's chromedriver (never a download), logs in, opens that
 case from the queue, confirms it, and the test then reads the label on the labels topic, the
 audit on the actions topic and the block in Redis. A second tab holding the same case then tries
-to clear it and is refused with 409. The screenshots of the queue and the case page are written
-to console/screenshots/ for the console's README.
+to clear it and is refused with 409. The screenshots of the queue and the case page are taken on
+every run; they replace console/screenshots/ (the console's README) only with UPDATE_SCREENSHOTS=1,
+so a test run leaves the repository as it was.
 """
 
 from __future__ import annotations
@@ -172,9 +173,11 @@ def _wait(driver: Any, check: Callable[[Any], Any], timeout_s: float = 120) -> A
 
 
 def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
-    stack: Any, pipeline: dict[str, Any], browser: Any
+    stack: Any, pipeline: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+
+    shots = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
 
     decided = _review_from_the_job(stack, pipeline)
     event_id, user_id, card_id = decided["event_id"], decided["user_id"], decided["card_id"]
@@ -204,8 +207,8 @@ def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
 
     link = _wait(browser, case_listed)
     _wait(browser, lambda d: d.find_element(By.ID, "h-dec").text not in ("", "-"))  # the live strip
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "queue.png"))
+    shots.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(shots / "queue.png"))
     link.click()
     _wait(browser, lambda d: d.find_elements(By.ID, "confirm"))
     page = browser.page_source
@@ -214,7 +217,7 @@ def test_an_analyst_confirms_a_case_opened_by_the_running_pipeline(
     assert "card_testing_probe" in page  # the rules that fired
     assert card_id not in page and "(on review hold)" in page
     browser.set_window_size(1400, 2200)  # the whole case: payment, reasons, verdict, signals, history
-    browser.save_screenshot(str(SCREENSHOTS / "case.png"))
+    assert browser.save_screenshot(str(shots / "case.png"))
 
     first_tab = browser.current_window_handle
     browser.switch_to.new_window("tab")  # a second analyst view of the same case
