@@ -117,5 +117,11 @@ def test_the_job_and_the_training_replay_compute_identical_features(
     ]
     assert not mismatched, f"{len(mismatched)} feature values differ, e.g. {mismatched[:5]}"
     # The stream exercised what it is for: label-driven rates and days-long windows took values.
-    for name in (*names_of("labels"), "user_count_7d", "merchant_amount_ratio", "card_merchants_10m"):
+    for name in (
+        *names_of("labels"),
+        "user_count_7d",
+        "merchant_amount_ratio",
+        "card_merchants_10m",
+        "card_high_levels_7d",
+    ):
         assert sum(1 for f in expected.values() if f[name] > 0) >= 20, name
