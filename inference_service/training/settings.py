@@ -38,6 +38,7 @@ class TrainCli(BaseSettings):
                 "MODEL_DIR": "model-dir",
                 "TRAIN_REVIEW_COST_EUR": "review-cost-eur",
                 "TRAIN_FALSE_BLOCK_COST_EUR": "false-block-cost-eur",
+                "TRAIN_MIN_REVIEW_PRECISION": "min-review-precision",
                 "TRAIN_STRESS_SEED": "stress-seed",
                 "TRAIN_STRESS_EVENTS": "stress-events",
                 "TRAIN_STRESS_WARMUP_EVENTS": "stress-warmup-events",
@@ -66,6 +67,13 @@ class TrainCli(BaseSettings):
     )
     TRAIN_FALSE_BLOCK_COST_EUR: float = Field(
         CostModel().false_block_cost_eur, ge=0, description="Cost of blocking one legitimate payment, in EUR."
+    )
+    TRAIN_MIN_REVIEW_PRECISION: float = Field(
+        TrainConfig().min_review_precision,
+        ge=0,
+        le=1,
+        description="The review queue's floor: the thresholds are the cheapest pair whose REVIEW band is at "
+        "least this share fraud on the calibration period (0: the cheapest pair, however many reviews).",
     )
     TRAIN_STRESS_SEED: int | None = Field(
         None, description="Seed of the held-out stress set; unset: seed + 1000."
@@ -101,4 +109,5 @@ class TrainCli(BaseSettings):
                 review_cost_eur=self.TRAIN_REVIEW_COST_EUR,
                 false_block_cost_eur=self.TRAIN_FALSE_BLOCK_COST_EUR,
             ),
+            min_review_precision=self.TRAIN_MIN_REVIEW_PRECISION,
         )

@@ -110,6 +110,10 @@ class TrainConfig:
     calibration_fraction: float = 0.2
     # The business cost the thresholds minimise; the backtest reports the same one.
     cost: CostModel = field(default_factory=CostModel)
+    # The review queue's floor: at least this share of the payments sent to REVIEW (on the
+    # calibration set) are fraud. Reviews are cheap next to a missed fraud, so the cheapest pair
+    # alone would fill the queue with payments that are fraud one time in seven.
+    min_review_precision: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -340,13 +344,21 @@ def business_cost(
 MAX_CANDIDATES = 800
 
 
-def choose_thresholds(scores: FloatArray, data: Dataset, cost: CostModel) -> tuple[float, float | None]:
-    """The (review, block) thresholds with the lowest business cost (``cost``) on ``data``.
+def choose_thresholds(
+    scores: FloatArray, data: Dataset, cost: CostModel, min_review_precision: float = 0.0
+) -> tuple[float, float | None]:
+    """The (review, block) thresholds with the lowest business cost (``cost``) on ``data``, among
+    the pairs whose REVIEW band holds at least ``min_review_precision`` frauds per payment (a band
+    with no payment qualifies: nothing is sent to review).
 
     Every payment scored below the review threshold is approved, between the two reviewed, at or
     above the block threshold blocked; each costs what ``cost`` prices that action at. Candidates
-    are midpoints between consecutive distinct scores (thinned to :data:`MAX_CANDIDATES` quantiles), plus "never block" (block threshold None). Ties go to the
-    higher thresholds (fewer reviews, fewer blocks).
+    are midpoints between consecutive distinct scores (thinned to :data:`MAX_CANDIDATES` quantiles),
+    plus "never block" (block threshold None). Ties go to the higher thresholds (fewer reviews,
+    fewer blocks).
+
+    Raises:
+        TrainingError: every score is the same.
     """
     distinct = np.unique(scores)
     if distinct.size < 2:
@@ -373,6 +385,11 @@ def choose_thresholds(scores: FloatArray, data: Dataset, cost: CostModel) -> tup
         + (below[BLOCK][-1] - below[BLOCK][idx_b])[None, :]
     )
     total[idx_b[None, :] < idx[:, None]] = np.inf  # block threshold below review threshold
+    if min_review_precision > 0:
+        frauds_below = np.concatenate([[0], np.cumsum(fraud)])
+        reviewed = idx_b[None, :] - idx[:, None]
+        caught = frauds_below[idx_b][None, :] - frauds_below[idx][:, None]
+        total[(reviewed > 0) & (caught < min_review_precision * reviewed)] = np.inf
     best = np.argwhere(total == total.min())
     r, b = max(best.tolist(), key=lambda rb: (rb[0], rb[1]))
     block = None if b == len(candidates) else float(candidates[b])
@@ -459,7 +476,7 @@ def _variant(
     """Fit on ``columns``, choose both thresholds on ``cal``, evaluate on ``test``."""
     model = fit(train.x[:, columns], train.y, cal.x[:, columns], cal.y, config)
     cal_scores = model.predict_proba(cal.x[:, columns])[:, 1]
-    threshold, block = choose_thresholds(cal_scores, cal, config.cost)
+    threshold, block = choose_thresholds(cal_scores, cal, config.cost, config.min_review_precision)
     test_scores = model.predict_proba(test.x[:, columns])[:, 1]
     metrics = evaluate(test_scores, test, threshold, config.cost, block)
     metrics["actions"] = _rounded(action_metrics(test_scores, test, threshold, block))
@@ -542,12 +559,13 @@ def train(
         "features": list(FEATURE_NAMES),
         "threshold": round(threshold, 9),
         "block_threshold": None if block_threshold is None else round(block_threshold, 9),
-        "threshold_rationale": _threshold_rationale(config.cost),
+        "threshold_rationale": _threshold_rationale(config.cost, config.min_review_precision),
         "business_cost": {
             "missed_fraud": "amount_eur of the payment, at least min_missed_fraud_eur",
             "min_missed_fraud_eur": config.cost.min_missed_fraud_eur,
             "review_eur_per_flag": config.cost.review_cost_eur,
             "false_block_eur": config.cost.false_block_cost_eur,
+            "min_review_precision": config.min_review_precision,
             "defined_in": "fraud_core.cost.CostModel (the backtest reports the same cost)",
         },
         "training_data": {
@@ -599,7 +617,7 @@ def _model_version(fingerprint: str, config: TrainConfig, libraries: Mapping[str
     return "hgb-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-def _threshold_rationale(cost: CostModel) -> str:
+def _threshold_rationale(cost: CostModel, min_review_precision: float) -> str:
     """The card explains its thresholds in words, with the costs they were chosen under, for a reviewer
     who reads the card and not the code."""
     return (
@@ -609,7 +627,8 @@ def _threshold_rationale(cost: CostModel) -> str:
         f"(a card-testing probe that passes validates the card for larger fraud), each payment sent to REVIEW costs "
         f"{cost.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
         f"{cost.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
-        f"blocked frauds count as caught. The model's action is BLOCK at score >= block_threshold "
+        f"blocked frauds count as caught. Only pairs whose REVIEW band holds at least "
+        f"{min_review_precision:.0%} frauds on that period qualify (the review queue's floor). The model's action is BLOCK at score >= block_threshold "
         f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
         f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
     )

@@ -111,6 +111,24 @@ def test_block_threshold_stays_above_legitimate_scores_it_would_cost_to_block() 
     assert actions["REVIEW"]["payments"] == 2 and actions["flagged"]["recall"] == 1.0
 
 
+def test_a_review_precision_floor_keeps_the_review_queue_from_filling_with_legitimate_payments() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9])
+    y = np.array([0, 0, 1, 0, 0, 0, 1, 1], dtype=np.int8)
+    amount = np.array([10.0, 10.0, 200.0, 10.0, 10.0, 10.0, 200.0, 500.0])
+    data = Dataset(np.zeros((8, N)), y, np.array([""] * 8), amount, np.arange(8, dtype=np.int64))
+    cost = CostModel(5.0, 1e6, 0.0)
+    # Cheapest: review 0.3-0.6 (4 reviews, 20 EUR, one fraud in four) and block 0.7 and up.
+    assert choose_thresholds(scores, data, cost) == (pytest.approx(0.25), pytest.approx(0.65))
+    # A floor of 50 %: the cheapest band that qualifies reviews everything from 0.3 up, three frauds
+    # in six, exactly the floor (30 EUR).
+    assert choose_thresholds(scores, data, cost, min_review_precision=0.5) == (pytest.approx(0.25), None)
+    # Above it, every band that qualifies costs more than missing the 200 EUR fraud at 0.3: block
+    # from 0.65 and review nothing (200 EUR).
+    review, block = choose_thresholds(scores, data, cost, min_review_precision=0.6)
+    assert (review, block) == (pytest.approx(0.65), pytest.approx(0.65))
+    assert action_metrics(scores, data, review, block)["REVIEW"]["payments"] == 0
+
+
 def test_registry_round_trip_and_refusals(tmp_path: Path) -> None:
     model, x = _synthetic_model()
     save_version(tmp_path, model, _card("v1", x))
