@@ -349,7 +349,8 @@ def choose_thresholds(
 ) -> tuple[float, float | None]:
     """The (review, block) thresholds with the lowest business cost (``cost``) on ``data``, among
     the pairs whose REVIEW band holds at least ``min_review_precision`` frauds per payment (a band
-    with no payment qualifies: nothing is sent to review).
+    with no payment qualifies: nothing is sent to review). A band meets the floor by starting higher
+    or by reaching higher (fewer blocks, more frauds reviewed), whichever costs less.
 
     Every payment scored below the review threshold is approved, between the two reviewed, at or
     above the block threshold blocked; each costs what ``cost`` prices that action at. Candidates
