@@ -629,7 +629,8 @@ def _threshold_rationale(cost: CostModel, min_review_precision: float) -> str:
         f"{cost.review_cost_eur:g} EUR of manual review, each legitimate payment BLOCKed costs "
         f"{cost.false_block_cost_eur:g} EUR (declined customer, call, card reissue); reviewed and "
         f"blocked frauds count as caught. Only pairs whose REVIEW band holds at least "
-        f"{min_review_precision:.0%} frauds on that period qualify (the review queue's floor). The model's action is BLOCK at score >= block_threshold "
+        f"{min_review_precision:.0%} frauds on that period qualify (the review queue's floor). "
+        f"The model's action is BLOCK at score >= block_threshold "
         f"(null: never on the score alone), REVIEW at score >= threshold, else APPROVE; rules "
         f"(fraud_core/rules) may raise it. decision is FLAGGED for REVIEW and BLOCK."
     )

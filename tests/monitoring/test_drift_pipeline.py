@@ -134,6 +134,8 @@ def test_a_shifted_stream_raises_feature_psi_above_the_alert_threshold_and_an_un
         assert {"txn_count_1m", "user_count_7d", "card_fraud_rate_1d"} <= warming, warming
         assert not warming & set(psi_by_feature(before)), psi_by_feature(before)
 
+        shifted = ("is_foreign", "amount_eur")  # what the simulator's drift switch moves
+        assert set(shifted) <= set(features), features  # and the alert pages on them
         publish(events[HALF:])
         # The decision counter moves per message, but the gauges are published every few seconds: a
         # reading taken as the counter reaches 2 * HALF may still hold a half-shifted window. So wait
@@ -143,7 +145,7 @@ def test_a_shifted_stream_raises_feature_psi_above_the_alert_threshold_and_an_un
             monitor,
             lambda m: (
                 total(m, "fraud_drift_decisions_total") >= 2 * HALF
-                and all(psi_by_feature(m).get(f, 0.0) > threshold for f in ("is_foreign", "amount_eur"))
+                and all(psi_by_feature(m).get(f, 0.0) > threshold for f in shifted)
             ),
             "is_foreign and amount_eur PSI above the threshold after the shift",
         )
