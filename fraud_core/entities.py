@@ -79,6 +79,12 @@ def _ratio(amount: float, total: float, count: int) -> float:
     return round(amount / max(total / count, 1.0), 4)
 
 
+# Feature names built once (per event on the hot path): (count, sum, mean) per day window, and
+# (count, distinct cards) per minute window.
+_DAY_SPEND_NAMES = tuple((f"user_count_{w}", f"user_sum_{w}", f"user_mean_{w}") for w in DAY_WINDOWS)
+_MERCHANT_MINUTE_NAMES = tuple((f"merchant_count_{w}", f"merchant_cards_{w}") for w in MINUTE_WINDOWS)
+
+
 @dataclass(slots=True)
 class DaySpend:
     """A user's spending over days: hourly buckets for the last 24 hours, daily buckets for 30 days.
@@ -108,10 +114,12 @@ class DaySpend:
                     n7 += n
                     s7 += total
         out: dict[str, float] = {}
-        for label, count, total in (("1d", n1, s1), ("7d", n7, s7), ("30d", n30, s30)):
-            out[f"user_count_{label}"] = count
-            out[f"user_sum_{label}"] = round(total, 2)
-            out[f"user_mean_{label}"] = round(total / count, 2) if count else 0.0
+        for (count_name, sum_name, mean_name), count, total in zip(
+            _DAY_SPEND_NAMES, (n1, n7, n30), (s1, s7, s30), strict=True
+        ):
+            out[count_name] = count
+            out[sum_name] = round(total, 2)
+            out[mean_name] = round(total / count, 2) if count else 0.0
         count30 = int(out["user_count_30d"])
         out["amount_to_mean_30d"] = _ratio(amount, out["user_sum_30d"], count30)
         reference = min(t, self.newest) if self.days else t
@@ -214,12 +222,13 @@ class Frauds:
                 for label, width in DAY_WINDOWS.items():
                     if age < width:
                         counts[label] += 1
+        names = _label_names(prefix)  # the rates in DAY_WINDOWS order, then the recent count
         out: dict[str, float] = {}
-        for label, width in DAY_WINDOWS.items():
+        for name, (label, width) in zip(names, DAY_WINDOWS.items(), strict=False):
             frauds = counts[label]
             payments = sum(c for d, c in self.payments.items() if end - width < d <= end) if frauds else 0
-            out[f"{prefix}_fraud_rate_{label}"] = round(frauds / max(payments, frauds, 1), 6)
-        out[f"{prefix}_recent_frauds_7d"] = float(recent)
+            out[name] = round(frauds / max(payments, frauds, 1), 6)
+        out[names[-1]] = float(recent)
         return out
 
     def count_payment(self, t: int, reference: int) -> None:
@@ -278,9 +287,9 @@ class MerchantState:
         rings[2] |= rings[1]
         cards = rings
         out: dict[str, float] = {}
-        for k, label in enumerate(MINUTE_WINDOWS):
-            out[f"merchant_count_{label}"] = float(counts[k])
-            out[f"merchant_cards_{label}"] = float(len(cards[k]))
+        for k, (count_name, cards_name) in enumerate(_MERCHANT_MINUTE_NAMES):
+            out[count_name] = float(counts[k])
+            out[cards_name] = float(len(cards[k]))
         history = [v for d, v in self.amounts.items() if day - LONGEST_DAYS < d <= day]
         out["merchant_amount_ratio"] = _ratio(
             amount, sum(v[1] for v in history), int(sum(v[0] for v in history))

@@ -223,10 +223,16 @@ class VelocityState:
         return cls(entries=list(entries), max_event_time=max_event_time)
 
 
+# (window, count feature, sum feature), named once: per event on the hot path.
+_VELOCITY_WINDOWS = tuple(
+    (width, f"txn_count_{label}", f"amount_sum_{label}") for label, width in WINDOWS_MS.items()
+)
+
+
 def velocity_features(entries: Sequence[HistoryEntry], t: int) -> dict[str, float]:
     """Velocity features at event time ``t`` over ``entries`` (which include the event itself last)."""
     out: dict[str, float] = {}
-    for label, width in WINDOWS_MS.items():
+    for width, count_name, sum_name in _VELOCITY_WINDOWS:
         lo = t - width
         count = 0
         total = 0.0
@@ -234,8 +240,8 @@ def velocity_features(entries: Sequence[HistoryEntry], t: int) -> dict[str, floa
             if lo < et <= t:
                 count += 1
                 total += amount
-        out[f"txn_count_{label}"] = float(count)
-        out[f"amount_sum_{label}"] = round(total, 2)
+        out[count_name] = float(count)
+        out[sum_name] = round(total, 2)
     lo = t - HORIZON_MS
     in_hour = [e for e in entries if lo < e[0] <= t]
     out["distinct_merchants_1h"] = float(len({e[2] for e in in_hour}))
