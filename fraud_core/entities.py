@@ -57,8 +57,14 @@ RECENT_LABEL_AGE_MS = DAY_MS  # ... counted once their label is this old (see Fr
 
 
 @cache  # per event on the hot path; two prefixes, built once
+def _rate_windows(prefix: str) -> tuple[tuple[str, str, int], ...]:
+    """(feature, window label, width in days) of each of ``prefix``'s fraud rates."""
+    return tuple((f"{prefix}_fraud_rate_{label}", label, width) for label, width in DAY_WINDOWS.items())
+
+
+@cache
 def _label_names(prefix: str) -> tuple[str, ...]:
-    return (*(f"{prefix}_fraud_rate_{label}" for label in DAY_WINDOWS), f"{prefix}_recent_frauds_7d")
+    return (*(name for name, _label, _width in _rate_windows(prefix)), f"{prefix}_recent_frauds_7d")
 
 
 # Distinct cards remembered per merchant minute: beyond it the count saturates (a merchant seeing
@@ -222,13 +228,12 @@ class Frauds:
                 for label, width in DAY_WINDOWS.items():
                     if age < width:
                         counts[label] += 1
-        names = _label_names(prefix)  # the rates in DAY_WINDOWS order, then the recent count
         out: dict[str, float] = {}
-        for name, (label, width) in zip(names, DAY_WINDOWS.items(), strict=False):
+        for name, label, width in _rate_windows(prefix):
             frauds = counts[label]
             payments = sum(c for d, c in self.payments.items() if end - width < d <= end) if frauds else 0
             out[name] = round(frauds / max(payments, frauds, 1), 6)
-        out[names[-1]] = float(recent)
+        out[_label_names(prefix)[-1]] = float(recent)
         return out
 
     def count_payment(self, t: int, reference: int) -> None:
